@@ -1,0 +1,205 @@
+"""Typed configuration: presets, product spec, pipeline settings.
+
+One source of truth, serialised as JSON into every model package. Every model is frozen and
+closed (unknown keys are errors), so a typo in a config file fails loudly instead of being
+silently ignored. Presets are only named defaults (DESIGN.md §2).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONFIG_VERSION = 1
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BackboneConfig(_Frozen):
+    """Which CNN produces the features, and where its weights come from."""
+
+    name: str = Field(description="Registered backbone name, see `adinspect backbones`.")
+    weights: Path | None = Field(
+        default=None,
+        description="Weights file; None uses the backbone's offline default (packaged or cached).",
+    )
+    allow_random: bool = Field(
+        default=False,
+        description="Use random weights when none are found. Results are labelled 'random-weights'.",
+    )
+
+
+class MethodConfig(_Frozen):
+    """The training-free residual method (DESIGN.md §1)."""
+
+    image_size: int = Field(ge=64, le=2048, description="Input side S; the image is resized to S x S.")
+    layer_dim: int | None = Field(
+        default=None,
+        ge=8,
+        description="Per-layer channel projection width (adaptive avg pool); None keeps native widths.",
+    )
+    aggregate_kernel: int = Field(default=3, ge=1, description="Local neighbourhood average (PatchCore).")
+    global_pool: int = Field(default=4, ge=1, description="Layer-1 downsampling for the global descriptor.")
+    pca_dim: int = Field(default=16, ge=1)
+    window: int = Field(default=4, ge=1, description="Window side of the global descriptor, in cells.")
+    keep_fraction: float = Field(default=0.8, gt=0.0, le=1.0, description="Mean of lowest window distances.")
+    k_neighbors: int = Field(ge=1, description="K most similar references (Θ_knn).")
+    sigma: float = Field(ge=0.0, description="Matching radius in feature-grid cells.")
+    blur_sigma: float = Field(ge=0.0, description="Gaussian blur of the map, pixels at image_size.")
+    score: Literal["max", "topk_mean"] = "max"
+    score_topk: int = Field(default=10, ge=1, description="Pixels averaged when score='topk_mean'.")
+
+
+class CalibrationConfig(_Frozen):
+    """How the pass/fail threshold is set from held-out good images."""
+
+    holdout_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
+    min_holdout: int = Field(default=4, ge=2)
+    std_factor: float = Field(
+        default=3.0,
+        ge=0.0,
+        description="threshold = max(mean + std_factor*std, max) of held-out good scores.",
+    )
+
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class DefectType(_Frozen):
+    name: str
+    prompts: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_identifier(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError(f"defect type name {v!r} must match {_NAME_RE.pattern}")
+        return v
+
+
+class ProductSpec(_Frozen):
+    """One product on the line. Its name becomes Triton model names, so it is an identifier."""
+
+    name: str
+    object_name: str | None = Field(default=None, description="Noun used in prompts, e.g. 'glass bottle'.")
+    defect_types: list[DefectType] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_identifier(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError(
+                f"product name {v!r} must be lower-case letters, digits and '_' "
+                f"(it becomes a Triton model name), e.g. 'bottle'"
+            )
+        return v
+
+
+class PipelineConfig(_Frozen):
+    """Everything `adinspect fit` needs; serialised into the model package."""
+
+    version: int = CONFIG_VERSION
+    preset: str
+    product: ProductSpec
+    backbone: BackboneConfig
+    method: MethodConfig
+    calibration: CalibrationConfig = CalibrationConfig()
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _grid_fits_windows(self) -> PipelineConfig:
+        if self.method.image_size % 32:
+            raise ValueError(f"method.image_size must be a multiple of 32, got {self.method.image_size}")
+        return self
+
+
+def _preset_paper() -> dict:
+    return {
+        "preset": "paper",
+        "backbone": {"name": "wide_resnet50_2"},
+        "method": {"image_size": 512, "layer_dim": 512, "k_neighbors": 50, "sigma": 3.2, "blur_sigma": 4.0},
+    }
+
+
+def _preset_cpu() -> dict:
+    return {
+        "preset": "cpu",
+        "backbone": {"name": "efficientnet_lite0"},
+        "method": {"image_size": 256, "layer_dim": None, "k_neighbors": 16, "sigma": 2.0, "blur_sigma": 2.0},
+    }
+
+
+PRESETS = {"paper": _preset_paper, "cpu": _preset_cpu}
+
+
+def list_presets() -> list[str]:
+    return sorted(PRESETS)
+
+
+def preset_config(preset: str, product: str | ProductSpec = "product", **overrides: dict) -> PipelineConfig:
+    """Build a validated config from a named preset.
+
+    Args:
+        preset: one of `list_presets()`.
+        product: product name or full spec.
+        **overrides: per-section dicts merged over the preset, e.g. ``method={"k_neighbors": 8}``.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known presets: {', '.join(list_presets())}")
+    raw = PRESETS[preset]()
+    raw["product"] = product.model_dump() if isinstance(product, ProductSpec) else {"name": product}
+    for section, values in overrides.items():
+        if section not in PipelineConfig.model_fields:
+            raise ValueError(f"unknown config section {section!r}; known: {', '.join(PipelineConfig.model_fields)}")
+        if isinstance(values, dict):
+            raw[section] = {**raw.get(section, {}), **values}
+        else:
+            raw[section] = values
+    return validate_config(raw, source=f"preset {preset!r}")
+
+
+class ConfigError(ValueError):
+    """A config file or dict that does not validate; the message names the source and fields."""
+
+
+def validate_config(raw: dict, source: str) -> PipelineConfig:
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"{source}: invalid config"]
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            lines.append(f"  {where}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from exc
+
+
+def load_config(path: Path) -> PipelineConfig:
+    """Load a PipelineConfig from JSON or YAML (by suffix)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+    try:
+        raw = yaml.safe_load(text) if path.suffix in {".yaml", ".yml"} else json.loads(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid {'YAML' if path.suffix in {'.yaml', '.yml'} else 'JSON'}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    return validate_config(raw, source=str(path))
+
+
+def save_config(config: PipelineConfig, path: Path) -> None:
+    path = Path(path)
+    data = json.loads(config.model_dump_json())
+    if path.suffix in {".yaml", ".yml"}:
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    else:
+        path.write_text(json.dumps(data, indent=2) + "\n")

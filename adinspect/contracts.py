@@ -1,0 +1,27 @@
+"""Named tensor contracts: the same names are ONNX I/O names, Triton tensors and client constants.
+
+One place defines them; `tests/test_contracts.py` checks the exported models, the generated
+config.pbtxt files and the client agree.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class BackboneIO(NamedTuple):
+    image: str = "image"  # (B, 3, S, S) float32, normalised
+    features: str = "features"  # (B, d_f, S/8, S/8) float32
+    global_map: str = "global_map"  # (B, c_1, S/4/p, S/4/p) float32, pooled layer-1 map
+
+
+class ResidualIO(NamedTuple):
+    features: str = "features"
+    global_map: str = "global_map"
+    residual: str = "residual"  # (B, d_f, S/8, S/8)
+    anomaly_map: str = "anomaly_map"  # (B, 1, S, S), blurred residual norm
+    score: str = "score"  # (B,)
+
+
+BACKBONE = BackboneIO()
+RESIDUAL = ResidualIO()
