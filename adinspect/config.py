@@ -15,6 +15,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from adinspect.errors import InputError
+
 CONFIG_VERSION = 1
 
 
@@ -44,6 +46,9 @@ class MethodConfig(_Frozen):
         default=None,
         ge=8,
         description="Per-layer channel projection width (adaptive avg pool); None keeps native widths.",
+    )
+    combine: Literal["concat", "mean"] = Field(
+        default="concat", description="How projected layers form F; 'mean' needs layer_dim."
     )
     aggregate_kernel: int = Field(default=3, ge=1, description="Local neighbourhood average (PatchCore).")
     global_pool: int = Field(default=4, ge=1, description="Layer-1 downsampling for the global descriptor.")
@@ -114,9 +119,17 @@ class PipelineConfig(_Frozen):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _grid_fits_windows(self) -> PipelineConfig:
-        if self.method.image_size % 32:
-            raise ValueError(f"method.image_size must be a multiple of 32, got {self.method.image_size}")
+    def _consistent(self) -> PipelineConfig:
+        m = self.method
+        if m.image_size % 32:
+            raise ValueError(f"method.image_size must be a multiple of 32, got {m.image_size}")
+        if (m.image_size // 4 // m.global_pool) % m.window:
+            raise ValueError(
+                f"the global map (image_size/4/global_pool = {m.image_size // 4 // m.global_pool}) "
+                f"must split into method.window = {m.window} windows"
+            )
+        if m.combine == "mean" and m.layer_dim is None:
+            raise ValueError("method.combine = 'mean' needs method.layer_dim (layers must share a width)")
         return self
 
 
@@ -124,7 +137,7 @@ def _preset_paper() -> dict:
     return {
         "preset": "paper",
         "backbone": {"name": "wide_resnet50_2"},
-        "method": {"image_size": 512, "layer_dim": 512, "k_neighbors": 50, "sigma": 3.2, "blur_sigma": 4.0},
+        "method": {"image_size": 512, "layer_dim": 512, "combine": "mean", "k_neighbors": 50, "sigma": 3.2, "blur_sigma": 4.0},
     }
 
 
@@ -165,7 +178,7 @@ def preset_config(preset: str, product: str | ProductSpec = "product", **overrid
     return validate_config(raw, source=f"preset {preset!r}")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config file or dict that does not validate; the message names the source and fields."""
 
 

@@ -1,0 +1,181 @@
+"""The `adinspect` command line. Each command imports what it needs, so `predict` never loads torch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from adinspect.errors import InputError
+
+EXIT_BAD_INPUT = 2
+
+
+def _print_json(obj: object, path: Path | None) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from adinspect.config import load_config, preset_config
+    from adinspect.fit import fit_product
+
+    if args.config is not None:
+        config = load_config(args.config)
+    else:
+        backbone: dict = {}
+        if args.backbone:
+            backbone["name"] = args.backbone
+        if args.weights:
+            backbone["weights"] = str(args.weights)
+        if args.random_weights:
+            backbone["allow_random"] = True
+        method = json.loads(args.method) if args.method else {}
+        config = preset_config(args.preset, args.product or _product_name(args.data), backbone=backbone,
+                               method=method, seed=args.seed)
+    report = fit_product(args.data, config, args.out, overwrite=args.overwrite, progress=not args.quiet)
+    print(f"wrote {report.out_dir}: {report.n_references} references, {report.n_holdout} held out, "
+          f"threshold {report.threshold:.4g}")
+    print("fit time (s): " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
+    print(f"parity ONNX Runtime vs torch: max |Δmap| {report.parity['map_max_abs_diff']:.2e}, "
+          f"max |Δscore| {report.parity['score_max_abs_diff']:.2e}")
+    return 0
+
+
+def _product_name(data: Path) -> str:
+    import re
+
+    name = re.sub(r"[^a-z0-9_]", "_", Path(data).resolve().name.lower()).strip("_") or "product"
+    return name if name[0].isalpha() else f"p_{name}"
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from adinspect.predict import predict
+
+    summary = predict(args.model, args.images, args.out, overlays=not args.no_overlays)
+    for r in summary["results"]:
+        print(f"{r['verdict'].upper():4}  score {r['score']:.4g} (threshold {r['threshold']:.4g})  "
+              f"regions {len(r['regions'])}  {r['image']}")
+    for e in summary["errors"]:
+        print(f"SKIP  {e['error']}", file=sys.stderr)
+    print(f"wrote {args.out}/results.csv, results.json and overlays/")
+    return 1 if summary["errors"] and not summary["results"] else 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from adinspect.evaluation import evaluate_package
+
+    metrics = evaluate_package(args.model, args.data, plots_dir=args.plots, progress=not args.quiet)
+    width = max(len(k) for k in metrics)
+    for key, value in metrics.items():
+        print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    _print_json(metrics, args.json)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from adinspect.bench import bench_inprocess, write_bench
+
+    results = bench_inprocess(args.model, args.data, n_images=args.images, warmup=args.warmup,
+                              threads=args.threads, eager=not args.no_eager)
+    print(write_bench(results, args.json))
+    return 0
+
+
+def cmd_backbones(args: argparse.Namespace) -> int:
+    from adinspect.features.backbones import backbone_spec, list_backbones
+
+    for name in list_backbones():
+        spec = backbone_spec(name)
+        print(f"{name:<20} channels {spec.channels} strides {spec.strides}  {spec.licence}")
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from adinspect.data.synthetic import make_synthetic_dataset
+
+    root = make_synthetic_dataset(args.out, kind=args.kind, seed=args.seed)
+    print(f"wrote synthetic {args.kind} dataset to {root}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adinspect", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("fit", help="fit a product on good images and write its model package")
+    p.add_argument("--data", type=Path, required=True, help="MVTec/KolektorSDD2 root or a folder of good images")
+    p.add_argument("--out", type=Path, required=True, help="model package directory to write")
+    p.add_argument("--preset", default="cpu", help="named defaults: cpu or paper")
+    p.add_argument("--config", type=Path, help="a full config (JSON/YAML) instead of --preset")
+    p.add_argument("--product", help="product name (default: the data folder's name)")
+    p.add_argument("--backbone", help="override the preset's backbone")
+    p.add_argument("--weights", type=Path, help="backbone weights file")
+    p.add_argument("--random-weights", action="store_true", help="allow a random backbone (results labelled so)")
+    p.add_argument("--method", help='JSON overrides of method fields, e.g. \'{"k_neighbors": 8}\'')
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing package (only once the new one is complete)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("predict", help="inspect images in-process; write overlays and results")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("images", type=Path, nargs="+", help="image files or folders")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--no-overlays", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="metrics of a package on a labelled test set")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--json", type=Path)
+    p.add_argument("--plots", type=Path, help="folder for ROC/PR curves and an overlay grid")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("bench", help="latency of the in-process inspector vs the torch eager reference")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--json", type=Path, required=True)
+    p.add_argument("--images", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--no-eager", action="store_true", help="skip the torch reference (no torch needed)")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("backbones", help="list registered backbones")
+    p.set_defaults(func=cmd_backbones)
+
+    p = sub.add_parser("synth", help="write a synthetic MVTec-layout dataset")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--kind", choices=["object", "texture"], default="object")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_synth)
+
+    for register in _plugin_parsers():
+        register(sub)
+    return parser
+
+
+def _plugin_parsers() -> list[Callable[[argparse._SubParsersAction], None]]:
+    """Sub-command groups owned by other modules (serving, training); each adds its own parsers."""
+    return []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

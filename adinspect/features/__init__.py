@@ -1,0 +1,1 @@
+"""Backbones, feature aggregation and the global descriptor's input (torch)."""

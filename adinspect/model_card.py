@@ -1,0 +1,69 @@
+"""The model card: what a person reads about a fitted package (data, backbone, threshold, checks)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adinspect.config import PipelineConfig
+from adinspect.package import Manifest
+
+
+def write_model_card(
+    root: Path,
+    manifest: Manifest,
+    config: PipelineConfig,
+    *,
+    data_dir: Path,
+    n_images: int,
+    parity: dict[str, float],
+    seconds: dict[str, float],
+    calibration: Any,
+) -> Path:
+    """Write root/model_card.md from the manifest and the fit's measurements."""
+    bb = manifest.backbone
+    scores = np.asarray(calibration.holdout_scores)
+    warning = (
+        "\n> **RANDOM WEIGHTS**: this package was made with a randomly initialised backbone. "
+        "Its results are not meaningful for inspection.\n"
+        if bb.random_weights
+        else ""
+    )
+    lines = [
+        f"# Model card: {manifest.product}",
+        warning,
+        "## Data",
+        f"- Good images found: {n_images} under `{data_dir}`",
+        f"- References in the bank: {manifest.n_references}; held out for calibration: {len(scores)}",
+        "",
+        "## Backbone",
+        f"- {bb.name}, weights `{bb.weights_source}`",
+        f"- weights SHA-256: `{bb.weights_sha256}`" + (" (random initialisation)" if bb.random_weights else ""),
+        f"- input {manifest.preprocess.image_size}², features {bb.feature_dim} x {bb.feature_grid}², "
+        f"global map {bb.global_channels} x {bb.global_grid}²",
+        "",
+        "## Threshold",
+        f"- threshold = **{manifest.threshold:.6g}**",
+        f"- rule: {manifest.threshold_rule}",
+        f"- held-out good scores: min {scores.min():.4g}, median {np.median(scores):.4g}, max {scores.max():.4g}; "
+        f"false rejects at the threshold: {int((scores > manifest.threshold).sum())}/{len(scores)}",
+        "",
+        "## Checks",
+        f"- ONNX Runtime vs torch on held-out images (residual model): max |Δmap| = {parity['map_max_abs_diff']:.3g}, "
+        f"max |Δscore| = {parity['score_max_abs_diff']:.3g} (scores up to {parity['score_scale']:.3g})",
+        "",
+        "## Fit time (s)",
+        "- " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()),
+        "",
+        "## Config",
+        "```json",
+        json.dumps(json.loads(config.model_dump_json()), indent=2),
+        "```",
+        "",
+    ]
+    path = root / "model_card.md"
+    path.write_text("\n".join(lines))
+    return path

@@ -1,0 +1,136 @@
+"""The fitted model package (DESIGN.md §5): one directory per product, read without torch.
+
+Layout::
+
+    MODEL_DIR/
+      package.json        manifest: format version, product, preprocess spec, threshold,
+                          backbone + weights checksum, SHA-256 of every file below
+      config.json         the PipelineConfig that made it
+      backbone.onnx       image → features, global_map (shared by products with the same backbone)
+      residual.onnx       features, global_map → residual, anomaly_map, score (bank as constants)
+      bank.safetensors    the reference bank (fp16 features, PCA, descriptors) for rebuilding
+      calibration.json    held-out good scores and the threshold rule
+      model_card.md       what a person reads
+
+Everything downstream (inspector, Triton repository, benchmarks) reads only this directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from adinspect.config import PipelineConfig, validate_config
+from adinspect.errors import InputError
+from adinspect.runtime.preprocess import PreprocessSpec
+
+FORMAT_VERSION = 1
+MANIFEST = "package.json"
+
+
+class PackageError(InputError):
+    """A model package that is missing, incomplete, corrupt or from an incompatible version."""
+
+
+class BackboneRecord(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    weights_source: str
+    weights_sha256: str | None
+    random_weights: bool
+    feature_dim: int
+    feature_grid: int
+    global_channels: int
+    global_grid: int
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format_version: int
+    adinspect_version: str
+    product: str
+    preprocess: PreprocessSpec
+    backbone: BackboneRecord
+    threshold: float
+    threshold_rule: str
+    n_references: int
+    files: dict[str, str] = Field(description="file name → SHA-256")
+    optional_models: list[str] = Field(default_factory=list, description="e.g. 'seg' when seg.onnx exists")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ModelPackage:
+    """A validated model package. `load` checks the manifest, versions and every file's checksum."""
+
+    def __init__(self, root: Path, manifest: Manifest, config: PipelineConfig) -> None:
+        self.root = root
+        self.manifest = manifest
+        self.config = config
+
+    @property
+    def product(self) -> str:
+        return self.manifest.product
+
+    @property
+    def threshold(self) -> float:
+        return self.manifest.threshold
+
+    @property
+    def preprocess(self) -> PreprocessSpec:
+        return self.manifest.preprocess
+
+    def path(self, name: str) -> Path:
+        if name not in self.manifest.files:
+            raise PackageError(f"{self.root}: the package has no file {name!r}")
+        return self.root / name
+
+    def has(self, name: str) -> bool:
+        return name in self.manifest.files
+
+    @classmethod
+    def load(cls, root: Path, verify: bool = True) -> ModelPackage:
+        root = Path(root)
+        manifest_path = root / MANIFEST
+        if not manifest_path.is_file():
+            raise PackageError(
+                f"{root} is not a model package (no {MANIFEST}); create one with `adinspect fit --out {root}`"
+            )
+        try:
+            raw = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise PackageError(f"{manifest_path} is not valid JSON ({exc}); re-run `adinspect fit`") from exc
+        version = raw.get("format_version") if isinstance(raw, dict) else None
+        if version != FORMAT_VERSION:
+            raise PackageError(
+                f"{manifest_path}: package format version {version!r}, this adinspect reads version "
+                f"{FORMAT_VERSION}; re-fit the product with this version"
+            )
+        try:
+            manifest = Manifest.model_validate(raw)
+        except ValidationError as exc:
+            raise PackageError(f"{manifest_path}: invalid manifest: {exc.errors()[0]['msg']} at "
+                               f"{'.'.join(map(str, exc.errors()[0]['loc']))}") from exc
+        if verify:
+            for name, digest in manifest.files.items():
+                path = root / name
+                if not path.is_file():
+                    raise PackageError(f"{root}: file {name} listed in {MANIFEST} is missing; re-run `adinspect fit`")
+                if sha256_of(path) != digest:
+                    raise PackageError(f"{path} is corrupt (checksum differs from {MANIFEST}); re-run `adinspect fit`")
+        try:
+            config_raw = json.loads((root / "config.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise PackageError(f"{root / 'config.json'}: unreadable ({exc}); re-run `adinspect fit`") from exc
+        return cls(root, manifest, validate_config(config_raw, source=str(root / "config.json")))

@@ -1,0 +1,1 @@
+"""Reference bank, global retrieval, location-aware matching and the residual-norm map (torch)."""

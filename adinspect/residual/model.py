@@ -1,0 +1,154 @@
+"""Global retrieval + location-aware residuals + anomaly map: the exported `residual_<product>` model.
+
+Static-shape formulation of DESIGN.md §1 (Eq. 3–4): every loop below runs over constants
+(disc offsets), never over data, so the graph exports to ONNX/TensorRT without dynamic shapes.
+The reference bank is held as buffers and becomes constants of the exported graph.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from adinspect.config import MethodConfig
+
+_OUT_OF_BOUNDS = 1e10  # added to distances of candidates shifted outside the grid: never chosen
+
+
+@dataclass
+class BankTensors:
+    """What fitting produces (DESIGN.md §1), all for N reference images.
+
+    pca_mean: (c_1,); pca_components: (c_1, p); descriptors: (N, n_windows, window² · p);
+    features: (N, d_f, h_f, w_f), stored in fp16.
+    """
+
+    pca_mean: torch.Tensor
+    pca_components: torch.Tensor
+    descriptors: torch.Tensor
+    features: torch.Tensor
+
+
+def disc_offsets(radius: float) -> list[tuple[int, int]]:
+    """Integer grid offsets (dy, dx) with dy² + dx² ≤ radius², (0, 0) first."""
+    r = int(math.floor(radius))
+    offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if dy * dy + dx * dx <= radius * radius]
+    offsets.sort(key=lambda o: (o[0] ** 2 + o[1] ** 2, o))
+    return offsets
+
+
+def window_descriptors(global_map: torch.Tensor, mean: torch.Tensor, components: torch.Tensor, window: int) -> torch.Tensor:
+    """(B, c_1, H, W) → PCA → (B, (H/w)·(W/w), w·w·p) descriptors of non-overlapping windows."""
+    b, _, h, w = global_map.shape
+    x = global_map.permute(0, 2, 3, 1) - mean  # (B, H, W, c_1)
+    x = x @ components  # (B, H, W, p)
+    p = components.shape[1]
+    x = x.reshape(b, h // window, window, w // window, window, p).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, (h // window) * (w // window), window * window * p)
+
+
+class ResidualModel(nn.Module):
+    """features (B, d_f, h, w), global_map (B, c_1, H, W) → residual, anomaly_map (B, 1, S, S), score (B,).
+
+    1. Global similarity (CPR): squared L2 between window descriptors at the same position, mean of
+       the lowest `keep_fraction`, the K smallest references are Θ_knn.
+    2. For every disc offset, shift the K reference maps, keep the running minimum distance and the
+       matching reference feature: f* = nearest candidate within radius σ (Eq. 3).
+    3. r = f* − f (Eq. 4); map = ‖r‖₂ upsampled to S and Gaussian-blurred; score = max (or top-k mean).
+
+    Distances are plain differences squared and summed (exact, and static-shape for export).
+    """
+
+    def __init__(self, bank: BankTensors, method: MethodConfig) -> None:
+        super().__init__()
+        n_refs = bank.features.shape[0]
+        if n_refs < 1:
+            raise ValueError("the reference bank is empty; fit on at least one good image")
+        self.k = min(method.k_neighbors, n_refs)
+        self.keep = max(1, int(round(method.keep_fraction * bank.descriptors.shape[1])))
+        self.window = method.window
+        self.image_size = method.image_size
+        self.score_topk = method.score_topk if method.score == "topk_mean" else 1
+        self.offsets = disc_offsets(method.sigma)
+        self.pad = max(max(abs(dy), abs(dx)) for dy, dx in self.offsets)
+        self.register_buffer("pca_mean", bank.pca_mean.float())
+        self.register_buffer("pca_components", bank.pca_components.float())
+        self.register_buffer("bank_descriptors", bank.descriptors.float())
+        self.register_buffer("bank_features", bank.features.half())
+        _, _, h, w = bank.features.shape
+        self.register_buffer("offset_penalty", self._offset_penalty(h, w))
+        self.register_buffer("blur_kernel", _gaussian_kernel(method.blur_sigma))
+
+    def _offset_penalty(self, h: int, w: int) -> torch.Tensor:
+        """(n_offsets, h, w): 0 where the shifted candidate lies on the grid, a huge value where not."""
+        penalty = torch.zeros(len(self.offsets), h, w)
+        for i, (dy, dx) in enumerate(self.offsets):
+            ys = torch.arange(h)[:, None] + dy
+            xs = torch.arange(w)[None, :] + dx
+            inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+            penalty[i] = (~inside).float() * _OUT_OF_BOUNDS
+        return penalty
+
+    def retrieve(self, global_map: torch.Tensor) -> torch.Tensor:
+        """(B, c_1, H, W) → (B, K) indices of the most similar references (Θ_knn)."""
+        desc = window_descriptors(global_map, self.pca_mean, self.pca_components, self.window)
+        dist = ((desc[:, None] - self.bank_descriptors[None]) ** 2).sum(-1)  # (B, N, n_windows)
+        lowest = torch.topk(dist, self.keep, dim=-1, largest=False).values.mean(-1)  # (B, N)
+        return torch.topk(lowest, self.k, dim=-1, largest=False).indices
+
+    def match(self, features: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
+        """(B, d_f, h, w), (B, K) → f*: (B, d_f, h, w), the nearest reference feature within the disc."""
+        b, d, h, w = features.shape
+        refs = self.bank_features[neighbours].float()  # (B, K, d, h, w)
+        p = self.pad
+        refs = F.pad(refs.reshape(b, -1, h, w), (p, p, p, p)).reshape(b, self.k, d, h + 2 * p, w + 2 * p)
+        best_dist = torch.full((b, h, w), float("inf"), dtype=features.dtype, device=features.device)
+        best = torch.zeros_like(features)
+        query = features[:, None]
+        for i, (dy, dx) in enumerate(self.offsets):
+            cand = refs[:, :, :, p + dy : p + dy + h, p + dx : p + dx + w]  # (B, K, d, h, w)
+            dist = ((cand - query) ** 2).sum(2) + self.offset_penalty[i]  # (B, K, h, w)
+            min_dist, arg = dist.min(dim=1)
+            picked = torch.gather(cand, 1, arg[:, None, None].expand(b, 1, d, h, w))[:, 0]
+            closer = min_dist < best_dist
+            best = torch.where(closer[:, None], picked, best)
+            best_dist = torch.where(closer, min_dist, best_dist)
+        return best
+
+    def anomaly_map(self, residual: torch.Tensor) -> torch.Tensor:
+        """(B, d_f, h, w) → (B, 1, S, S): ‖r‖₂ upsampled bilinearly and Gaussian-blurred."""
+        norm = torch.sqrt((residual**2).sum(1, keepdim=True))
+        amap = F.interpolate(norm, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        k = self.blur_kernel.shape[-1]
+        if k > 1:
+            amap = F.pad(amap, (k // 2, k // 2, 0, 0), mode="reflect")
+            amap = F.conv2d(amap, self.blur_kernel.view(1, 1, 1, k))
+            amap = F.pad(amap, (0, 0, k // 2, k // 2), mode="reflect")
+            amap = F.conv2d(amap, self.blur_kernel.view(1, 1, k, 1))
+        return amap
+
+    def score(self, amap: torch.Tensor) -> torch.Tensor:
+        flat = amap.flatten(1)
+        if self.score_topk == 1:
+            return flat.max(dim=1).values
+        return torch.topk(flat, self.score_topk, dim=1).values.mean(1)
+
+    def forward(self, features: torch.Tensor, global_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        neighbours = self.retrieve(global_map)
+        residual = self.match(features, neighbours) - features
+        amap = self.anomaly_map(residual)
+        return residual, amap, self.score(amap)
+
+
+def _gaussian_kernel(sigma: float) -> torch.Tensor:
+    """1-D normalised Gaussian with radius 4σ (as scipy's default truncate=4), (2r+1,)."""
+    if sigma <= 0:
+        return torch.ones(1)
+    radius = int(4 * sigma + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    return kernel / kernel.sum()

@@ -1,0 +1,48 @@
+"""Anomaly map → original-size map, verdict and defect regions (numpy + opencv, no torch).
+
+Shared by the in-process inspector and Triton's `postprocess` model. The pixel threshold for
+regions is the image threshold: the score is the maximum of the map, so a failing image always
+has at least one region and a passing one has none (with score = 'max').
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from adinspect.results import Region, Verdict
+
+
+def resize_map(anomaly_map: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(S, S) float32 → (height, width) float32, bilinear."""
+    if anomaly_map.shape == (height, width):
+        return anomaly_map.astype(np.float32, copy=False)
+    return cv2.resize(anomaly_map.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def verdict_of(score: float, threshold: float) -> Verdict:
+    return "fail" if score > threshold else "pass"
+
+
+def find_regions(anomaly_map: np.ndarray, threshold: float, min_area: int = 1, max_regions: int = 32) -> list[Region]:
+    """Connected components (8-connectivity) of map > threshold, largest peak first.
+
+    Args:
+        anomaly_map: (H, W) float32 at the original image size.
+        threshold: the calibrated image threshold.
+        min_area: components smaller than this (pixels) are dropped.
+        max_regions: keep at most this many, by peak score.
+    """
+    above = (anomaly_map > threshold).astype(np.uint8)
+    if not above.any():
+        return []
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(above, connectivity=8)
+    regions = []
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if area < min_area:
+            continue
+        peak = float(anomaly_map[y : y + h, x : x + w][labels[y : y + h, x : x + w] == i].max())
+        regions.append(Region(x=x, y=y, width=w, height=h, area=area, peak_score=peak))
+    regions.sort(key=lambda r: -r.peak_score)
+    return regions[:max_regions]
