@@ -78,8 +78,13 @@ class ResidualModel(nn.Module):
         self.register_buffer("pca_mean", bank.pca_mean.float())
         self.register_buffer("pca_components", bank.pca_components.float())
         self.register_buffer("bank_descriptors", bank.descriptors.float())
-        self.register_buffer("bank_features", bank.features.half())
-        _, _, h, w = bank.features.shape
+        # cell-major (h*w, N, d_f): gathering K references yields the MatMul layout directly
+        n, d, h, w = bank.features.shape
+        cells = bank.features.half().permute(2, 3, 0, 1).reshape(h * w, n, d).contiguous()
+        self.register_buffer("bank_features", cells)
+        self.register_buffer("bank_sqnorm", (cells.float() ** 2).sum(-1))  # (h*w, N)
+        self.register_buffer("offset_dy", torch.tensor([dy for dy, _ in self.offsets]))
+        self.register_buffer("offset_dx", torch.tensor([dx for _, dx in self.offsets]))
         self.register_buffer("offset_penalty", self._offset_penalty(h, w))
         self.register_buffer("blur_kernel", _gaussian_kernel(method.blur_sigma))
 
@@ -101,23 +106,38 @@ class ResidualModel(nn.Module):
         return torch.topk(lowest, self.k, dim=-1, largest=False).indices
 
     def match(self, features: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
-        """(B, d_f, h, w), (B, K) → f*: (B, d_f, h, w), the nearest reference feature within the disc."""
+        """(B, d_f, h, w), (B, K) → f*: (B, d_f, h, w), the nearest reference feature within the disc.
+
+        Formulated for export speed (ONNX Runtime is memory-bound here): the distance is
+        ‖c‖² − 2 f·c (‖f‖² is shared by all candidates of a cell, so it cannot change the arg-min).
+        The *query* is shifted (it is K times smaller than the references) and all offsets'
+        dot products come from one batched MatMul that reads the K reference maps once, on the
+        reference grid; the small (K x offsets) score planes are then shifted back to the query
+        grid. One arg-min over all candidates, one gather at the end.
+        """
         b, d, h, w = features.shape
-        refs = self.bank_features[neighbours].float()  # (B, K, d, h, w)
-        p = self.pad
-        refs = F.pad(refs.reshape(b, -1, h, w), (p, p, p, p)).reshape(b, self.k, d, h + 2 * p, w + 2 * p)
-        best_dist = torch.full((b, h, w), float("inf"), dtype=features.dtype, device=features.device)
-        best = torch.zeros_like(features)
-        query = features[:, None]
-        for i, (dy, dx) in enumerate(self.offsets):
-            cand = refs[:, :, :, p + dy : p + dy + h, p + dx : p + dx + w]  # (B, K, d, h, w)
-            dist = ((cand - query) ** 2).sum(2) + self.offset_penalty[i]  # (B, K, h, w)
-            min_dist, arg = dist.min(dim=1)
-            picked = torch.gather(cand, 1, arg[:, None, None].expand(b, 1, d, h, w))[:, 0]
-            closer = min_dist < best_dist
-            best = torch.where(closer[:, None], picked, best)
-            best_dist = torch.where(closer, min_dist, best_dist)
-        return best
+        p, k, n_off = self.pad, self.k, len(self.offsets)
+        refs = self.bank_features[:, neighbours].float()  # (h*w, B, K, d), no transpose of the big tensor
+        sqnorm = self.bank_sqnorm[:, neighbours]  # (h*w, B, K)
+        padded = F.pad(features, (p, p, p, p)).permute(2, 3, 0, 1)  # (h+2p, w+2p, B, d)
+        shifted = [padded[p - dy : p - dy + h, p - dx : p - dx + w] for dy, dx in self.offsets]
+        queries = torch.stack(shifted, dim=3).reshape(h * w, b, n_off, d)
+        # on reference cell j': ‖r_k(j')‖² − 2 r_k(j')·f(j' − o) for every offset o
+        at_ref = sqnorm[..., None] - 2.0 * torch.matmul(refs, queries.transpose(2, 3))  # (h*w, B, K, n_off)
+        at_ref = at_ref.permute(1, 3, 2, 0).reshape(b, n_off * k, h, w)
+        at_ref = F.pad(at_ref, (p, p, p, p)).reshape(b, n_off, k, h + 2 * p, w + 2 * p)
+        dists = [
+            at_ref[:, i, :, p + dy : p + dy + h, p + dx : p + dx + w] + self.offset_penalty[i]
+            for i, (dy, dx) in enumerate(self.offsets)
+        ]  # query cell j sees candidate (k, o) at reference cell j + o
+        best = torch.cat(dists, dim=1).argmin(dim=1)  # (B, h, w), offset-major
+        offset, ref = best // k, best % k
+        rows = torch.arange(h, device=features.device)[:, None] + self.offset_dy[offset]
+        cols = torch.arange(w, device=features.device)[None, :] + self.offset_dx[offset]
+        batch = torch.arange(b, device=features.device)[:, None, None]
+        flat = (((rows * w + cols) * b + batch) * k + ref).reshape(b * h * w, 1).expand(b * h * w, d)
+        picked = torch.gather(refs.reshape(h * w * b * k, d), 0, flat)  # (B*h*w, d)
+        return picked.reshape(b, h, w, d).permute(0, 3, 1, 2)
 
     def anomaly_map(self, residual: torch.Tensor) -> torch.Tensor:
         """(B, d_f, h, w) → (B, 1, S, S): ‖r‖₂ upsampled bilinearly and Gaussian-blurred."""
