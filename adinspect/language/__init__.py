@@ -1,0 +1,1 @@
+"""Language features for ADClick / ADClick-Seg: defect-type prompts and the offline text encoder."""

@@ -1,0 +1,232 @@
+"""ADClick (Eq. 1) and ADClick-Seg (Eq. 7) over the residual tensor R of the foundation model.
+
+Shared encoder (`ResidualEncoder`): R (B, d_f, h, w) plus its per-cell norm ||r|| (the
+training-free map, given explicitly so a light network need not rediscover it) is embedded by a
+1x1 conv; previous mask and click discs (B, 3, S, S) get their own patch embedding (SimpleClick:
+a conv with kernel = stride = S/h) added to it. Then `len(dims)` transformer stages (see
+`blocks.py`), each followed by PWAM fusion with V_lang (LAVT), halving the grid between stages.
+
+ADClick head: SegFormer-style MLP decoder (per-stage linear → resize to the grid → concat → MLP)
+→ pixel shuffle to (h·s, w·s) → bilinear to S x S → a small conv refinement that sees the previous
+mask and click maps at full resolution. Output: mask logits (B, 1, S, S) at image size.
+
+ADClick-Seg: the same encoder with an all-zero click map (implemented as adding the click
+embedding's bias, which is exactly the conv of a zero map), the language-fused stage features
+resized, concatenated, projected and added to the embedded residual, then the same MLP head
+without the click refinement. It runs once per defect type and takes the pixel-wise max (Eq. 7).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from adinspect.models.blocks import Block, PatchMerging, resize
+from adinspect.models.pwam import PWAM
+
+MODEL_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ADClickConfig:
+    """Sizes of ADClick / ADClick-Seg. `in_channels`, `lang_dim`, `grid` and `image_size` come from
+    the fitted residual model and the language features; the rest are named presets."""
+
+    in_channels: int  # d_f
+    lang_dim: int  # Q
+    grid: int  # h = w of R
+    image_size: int  # S
+    preset: str = "cpu"
+    dims: tuple[int, ...] = (64, 128, 192)
+    depths: tuple[int, ...] = (2, 2, 2)
+    heads: tuple[int, ...] = (2, 4, 6)
+    window: int = 8
+    mlp_ratio: float = 2.0
+    decoder_dim: int = 64
+    out_scale: int = 4  # head resolution = grid * out_scale, then bilinear to image_size
+    pwam_heads: int = 1
+
+    def __post_init__(self) -> None:
+        if not len(self.dims) == len(self.depths) == len(self.heads):
+            raise ValueError(f"dims {self.dims}, depths {self.depths}, heads {self.heads} differ in length")
+        for i in range(len(self.dims)):
+            side = self.grid // 2**i
+            if side * 2**i != self.grid or side % min(self.window, side):
+                raise ValueError(
+                    f"stage {i} grid {self.grid}/2^{i} is not a multiple of window {self.window}; "
+                    f"use a grid divisible by {2 ** (len(self.dims) - 1)} and the window"
+                )
+        if self.image_size % self.grid:
+            raise ValueError(f"image_size {self.image_size} is not a multiple of grid {self.grid}")
+
+    @classmethod
+    def for_preset(
+        cls, preset: str, in_channels: int, lang_dim: int, grid: int, image_size: int
+    ) -> ADClickConfig:
+        """Named sizes: 'cpu' trains on 2 cores in minutes; 'paper' is Swin-T sized (4 stages)."""
+        if preset == "cpu":
+            return cls(in_channels, lang_dim, grid, image_size, preset="cpu")
+        if preset == "paper":
+            return cls(
+                in_channels, lang_dim, grid, image_size, preset="paper", dims=(96, 192, 384, 768),
+                depths=(2, 2, 6, 2), heads=(3, 6, 12, 24), decoder_dim=256, out_scale=4, pwam_heads=1,
+            )  # fmt: skip
+        raise ValueError(f"unknown ADClick preset {preset!r}; known: cpu, paper")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ADClickConfig:
+        d = dict(d)
+        for k in ("dims", "depths", "heads"):
+            d[k] = tuple(d[k])
+        return cls(**d)
+
+
+class ResidualEncoder(nn.Module):
+    """R (B, d_f, h, w) + masks/clicks (B, 3, S, S) + words → per-stage fused features."""
+
+    def __init__(self, cfg: ADClickConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.register_buffer("residual_scale", torch.ones(()))  # set from training data statistics
+        self.residual_embed = nn.Conv2d(cfg.in_channels + 1, cfg.dims[0], 1)
+        patch = cfg.image_size // cfg.grid
+        self.click_embed = nn.Conv2d(3, cfg.dims[0], patch, stride=patch)
+        self.stages = nn.ModuleList()
+        self.merges = nn.ModuleList()
+        self.fusions = nn.ModuleList()
+        for i, (dim, depth, heads) in enumerate(zip(cfg.dims, cfg.depths, cfg.heads, strict=True)):
+            side = cfg.grid // 2**i
+            self.merges.append(PatchMerging(cfg.dims[i - 1], dim) if i else nn.Identity())
+            self.stages.append(
+                nn.Sequential(
+                    *(Block(dim, heads, min(cfg.window, side), cfg.mlp_ratio) for _ in range(depth))
+                )
+            )
+            self.fusions.append(PWAM(dim, cfg.lang_dim, cfg.pwam_heads))
+
+    def embed_residual(self, residual: torch.Tensor) -> torch.Tensor:
+        """R (B, d_f, h, w) → (B, C_1, h, w); the norm channel is ||r|| per cell."""
+        r = residual * self.residual_scale
+        norm = torch.sqrt((r * r).sum(1, keepdim=True) + 1e-12)
+        return self.residual_embed(torch.cat([r, norm], 1))
+
+    def forward(
+        self, embedded: torch.Tensor, maps: torch.Tensor | None, words: torch.Tensor, word_mask: torch.Tensor
+    ) -> list[torch.Tensor]:
+        """embedded (B, C_1, h, w) from `embed_residual`; maps (B, 3, S, S) = [prev mask, pos, neg]
+        or None for an all-zero click map; words (B, Z, Q); word_mask (B, Z).
+
+        Returns: per-stage features (B, C_i, h/2^i, w/2^i).
+        """
+        if maps is None:
+            x = embedded + self.click_embed.bias[None, :, None, None]
+        else:
+            x = embedded + self.click_embed(maps)
+        x = x.permute(0, 2, 3, 1)  # (B, h, w, C)
+        outs = []
+        for merge, stage, fusion in zip(self.merges, self.stages, self.fusions, strict=True):
+            x = stage(merge(x))
+            b, h, w, c = x.shape
+            x = fusion(x.reshape(b, h * w, c), words, word_mask).reshape(b, h, w, c)
+            outs.append(x.permute(0, 3, 1, 2))
+        return outs
+
+
+class MLPDecoder(nn.Module):
+    """SegFormer-style head: per-stage 1x1 → resize to the grid → concat → fuse; then MLP → pixel shuffle."""
+
+    def __init__(self, cfg: ADClickConfig) -> None:
+        super().__init__()
+        d = cfg.decoder_dim
+        self.grid, self.scale = cfg.grid, cfg.out_scale
+        self.lateral = nn.ModuleList(nn.Conv2d(c, d, 1) for c in cfg.dims)
+        self.fuse = nn.Sequential(nn.Conv2d(d * len(cfg.dims), d, 1), nn.GELU())
+        self.head = nn.Sequential(nn.Conv2d(d, d, 1), nn.GELU(), nn.Conv2d(d, cfg.out_scale**2, 1))
+
+    def fused(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """Stage features → (B, D, h, w)."""
+        maps = [resize(lat(f), self.grid) for lat, f in zip(self.lateral, feats, strict=True)]
+        return self.fuse(torch.cat(maps, 1))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, D, h, w) → logits (B, 1, h·s, w·s)."""
+        return F.pixel_shuffle(self.head(x), self.scale)
+
+
+class ADClick(nn.Module):
+    """Φ(R, M_{t−1}, C_t, V_lang) → mask logits (B, 1, S, S) (Eq. 1)."""
+
+    def __init__(self, cfg: ADClickConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = ResidualEncoder(cfg)
+        self.decoder = MLPDecoder(cfg)
+        self.refine = nn.Sequential(nn.Conv2d(4, 16, 3, padding=1), nn.GELU(), nn.Conv2d(16, 1, 3, padding=1))
+
+    def forward(
+        self,
+        residual: torch.Tensor,
+        prev_mask: torch.Tensor,
+        clicks: torch.Tensor,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """residual (B, d_f, h, w); prev_mask (B, 1, S, S) in [0, 1]; clicks (B, 2, S, S) positive and
+        negative discs; words (B, Z, Q); word_mask (B, Z) → logits (B, 1, S, S)."""
+        maps = torch.cat([prev_mask, clicks], 1)
+        feats = self.encoder(self.encoder.embed_residual(residual), maps, words, word_mask)
+        coarse = resize(self.decoder.logits(self.decoder.fused(feats)), self.cfg.image_size)
+        return coarse + self.refine(torch.cat([coarse, maps], 1))
+
+
+class SegOutput(NamedTuple):
+    """ADClick-Seg over all defect types (Eq. 7)."""
+
+    anomaly_map: torch.Tensor  # (B, 1, S, S) probability, max over types
+    score: torch.Tensor  # (B,) max of the map
+    defect_type: torch.Tensor  # (B,) int64 index of the type holding the maximum
+    type_scores: torch.Tensor  # (B, P) max probability per type
+
+
+class ADClickSeg(nn.Module):
+    """Segmentation without clicks: language-fused features added to the embedded residual."""
+
+    def __init__(self, cfg: ADClickConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = ResidualEncoder(cfg)
+        self.decoder = MLPDecoder(cfg)
+        self.residual_proj = nn.Conv2d(cfg.dims[0], cfg.decoder_dim, 1)
+
+    def forward_type(
+        self, residual: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """One defect type per sample: residual (B, d_f, h, w), words (B, Z, Q), word_mask (B, Z)
+        → logits (B, 1, S, S)."""
+        embedded = self.encoder.embed_residual(residual)
+        feats = self.encoder(embedded, None, words, word_mask)
+        x = self.decoder.fused(feats) + self.residual_proj(embedded)
+        return resize(self.decoder.logits(x), self.cfg.image_size)
+
+    def forward(self, residual: torch.Tensor, v_lang: torch.Tensor, word_mask: torch.Tensor) -> SegOutput:
+        """All P types: residual (B, d_f, h, w), v_lang (P, Z, Q), word_mask (P, Z) → `SegOutput`.
+
+        Types are batched as B·P samples (P is fixed by the constants, so shapes stay static).
+        """
+        b, p = residual.shape[0], v_lang.shape[0]
+        rep = residual.repeat_interleave(p, dim=0)  # (B·P, ...) ordered sample-major
+        words = v_lang.repeat(b, 1, 1)
+        mask = word_mask.repeat(b, 1)
+        logits = self.forward_type(rep, words, mask)  # (B·P, 1, S, S)
+        s = logits.shape[-1]
+        probs = torch.sigmoid(logits).reshape(b, p, s, s)
+        amap = probs.max(dim=1, keepdim=True).values
+        type_scores = probs.amax(dim=(2, 3))
+        return SegOutput(amap, amap.amax(dim=(1, 2, 3)), type_scores.argmax(dim=1), type_scores)

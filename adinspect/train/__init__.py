@@ -1,0 +1,1 @@
+"""Training: click simulation, pseudo labels, trainers for ADClick and ADClick-Seg (orchestration)."""

@@ -1,0 +1,121 @@
+"""ADClick / ADClick-Seg / PWAM: shapes, gradient flow, language and the max over types (Eq. 7)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from adinspect.models.adclick import ADClick, ADClickConfig, ADClickSeg
+from adinspect.models.pwam import PWAM
+
+D_F, Q, GRID, S = 24, 16, 16, 64
+
+
+@pytest.fixture(scope="module")
+def cfg() -> ADClickConfig:
+    return ADClickConfig(
+        D_F, Q, GRID, S, dims=(16, 32), depths=(1, 1), heads=(2, 2), window=8, decoder_dim=16
+    )
+
+
+def _inputs(b: int, z: int = 5, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return (
+        torch.randn(b, D_F, GRID, GRID, generator=g),
+        torch.rand(b, 1, S, S, generator=g),
+        (torch.rand(b, 2, S, S, generator=g) > 0.98).float(),
+        torch.randn(b, z, Q, generator=g),
+        torch.ones(b, z),
+    )
+
+
+def test_adclick_output_shape_and_gradient_reaches_every_parameter(cfg: ADClickConfig) -> None:
+    torch.manual_seed(0)
+    model = ADClick(cfg)
+    logits = model(*_inputs(2))
+    assert logits.shape == (2, 1, S, S)
+    logits.square().mean().backward()
+    dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert dead == []
+
+
+def test_clicks_and_language_change_the_output(cfg: ADClickConfig) -> None:
+    torch.manual_seed(0)
+    model = ADClick(cfg).eval()
+    r, m, c, w, wm = _inputs(1)
+    with torch.no_grad():
+        base = model(r, m, c, w, wm)
+        clicked = c.clone()
+        clicked[:, 0, 20:26, 20:26] = 1
+        assert not torch.allclose(base, model(r, m, clicked, w, wm))
+        assert not torch.allclose(base, model(r, m, c, torch.randn_like(w), wm))
+
+
+def test_masked_words_are_ignored() -> None:
+    torch.manual_seed(0)
+    pwam = PWAM(8, Q, heads=2).eval()
+    x, words = torch.randn(2, 10, 8), torch.randn(2, 4, Q)
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 0]], dtype=torch.float32)
+    changed = words.clone()
+    changed[0, 2:] = 100.0
+    changed[1, 3] = -50.0
+    with torch.no_grad():
+        torch.testing.assert_close(pwam(x, words, mask), pwam(x, changed, mask))
+
+
+def test_seg_max_over_types_matches_per_type_runs(cfg: ADClickConfig) -> None:
+    torch.manual_seed(0)
+    model = ADClickSeg(cfg).eval()
+    r = torch.randn(2, D_F, GRID, GRID)
+    v_lang, mask = torch.randn(3, 5, Q), torch.ones(3, 5)
+    mask[1, 3:] = 0
+    with torch.no_grad():
+        out = model(r, v_lang, mask)
+        per_type = torch.stack(
+            [
+                torch.sigmoid(model.forward_type(r, v_lang[p].expand(2, -1, -1), mask[p].expand(2, -1)))
+                for p in range(3)
+            ],
+            1,
+        )[:, :, 0]  # (B, P, S, S)
+    assert out.anomaly_map.shape == (2, 1, S, S) and out.score.shape == (2,)
+    torch.testing.assert_close(out.anomaly_map[:, 0], per_type.max(1).values, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.type_scores, per_type.amax(dim=(2, 3)), atol=1e-5, rtol=1e-5)
+    assert out.defect_type.tolist() == per_type.amax(dim=(2, 3)).argmax(1).tolist()
+    torch.testing.assert_close(out.score, out.anomaly_map.amax(dim=(1, 2, 3)))
+
+
+def test_seg_batch_samples_are_independent(cfg: ADClickConfig) -> None:
+    torch.manual_seed(0)
+    model = ADClickSeg(cfg).eval()
+    r = torch.randn(3, D_F, GRID, GRID)
+    v_lang, mask = torch.randn(2, 5, Q), torch.ones(2, 5)
+    with torch.no_grad():
+        together = model(r, v_lang, mask).anomaly_map
+        alone = torch.cat([model(r[i : i + 1], v_lang, mask).anomaly_map for i in range(3)])
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_seg_gradient_flows(cfg: ADClickConfig) -> None:
+    torch.manual_seed(0)
+    model = ADClickSeg(cfg)
+    logits = model.forward_type(torch.randn(2, D_F, GRID, GRID), torch.randn(2, 5, Q), torch.ones(2, 5))
+    logits.mean().backward()
+    assert model.residual_proj.weight.grad.abs().sum() > 0
+    assert model.encoder.fusions[-1].attend.key.weight.grad.abs().sum() > 0
+
+
+def test_seg_loads_adclick_encoder_weights(cfg: ADClickConfig) -> None:
+    click, seg = ADClick(cfg), ADClickSeg(cfg)
+    missing, unexpected = seg.load_state_dict(click.state_dict(), strict=False)
+    assert set(missing) == {"residual_proj.weight", "residual_proj.bias"}
+    assert all(k.startswith("refine.") for k in unexpected)
+
+
+def test_config_rejects_grids_that_do_not_fit_the_windows() -> None:
+    with pytest.raises(ValueError, match="window"):
+        ADClickConfig(D_F, Q, grid=20, image_size=160, dims=(16, 32), depths=(1, 1), heads=(2, 2), window=8)
+    cfg = ADClickConfig.for_preset("cpu", 176, 384, 32, 256)
+    assert ADClickConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown ADClick preset"):
+        ADClickConfig.for_preset("gpu", 176, 384, 32, 256)

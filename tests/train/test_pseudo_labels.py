@@ -1,0 +1,46 @@
+"""Pseudo labels (Eq. 8–9)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from adinspect.train.clicks import Click
+from adinspect.train.pseudo_labels import click_corrected, sample_delta, tri_valued
+
+
+def test_pixels_near_clicks_take_the_click_label() -> None:
+    prob = np.full((20, 20), 0.3, np.float32)
+    out = click_corrected(prob, [Click(5, 5, True), Click(15, 15, False)], distance=2.0)
+    assert out[5, 5] == 1 and out[5, 7] == 1 and out[5, 8] == pytest.approx(0.3)
+    assert out[15, 15] == 0 and out[10, 10] == pytest.approx(0.3)
+    assert (out == 1).sum() == 13 and (out == 0).sum() == 13
+
+
+def test_the_nearer_click_wins_where_discs_overlap() -> None:
+    out = click_corrected(
+        np.full((10, 10), 0.5, np.float32), [Click(5, 3, True), Click(5, 6, False)], distance=3.0
+    )
+    assert out[5, 4] == 1 and out[5, 5] == 0
+
+
+def test_tri_valued_labels() -> None:
+    soft = torch.tensor([0.0, 0.39, 0.41, 0.5, 0.59, 0.61, 1.0])
+    out = tri_valued(soft, delta=0.1)
+    assert out.tolist() == [0.0, 0.0, 0.5, 0.5, 0.5, 1.0, 1.0]
+    assert set(tri_valued(torch.rand(1000), 0.05).unique().tolist()) <= {0.0, 0.5, 1.0}
+    assert tri_valued(soft, 0.0).tolist() == [0.0, 0.0, 0.0, 0.5, 1.0, 1.0, 1.0]
+
+
+def test_delta_is_uniform_in_zero_to_max() -> None:
+    rng = np.random.default_rng(0)
+    d = np.array([sample_delta(rng) for _ in range(2000)])
+    assert d.min() >= 0 and d.max() <= 0.1 and abs(d.mean() - 0.05) < 0.005
+    with pytest.raises(ValueError, match="δ"):
+        tri_valued(torch.zeros(3), 0.6)
+
+
+def test_click_outside_the_image_is_an_error() -> None:
+    with pytest.raises(ValueError, match="outside"):
+        click_corrected(np.zeros((10, 10), np.float32), [Click(3, 10, True)], 2.0)
