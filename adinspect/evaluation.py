@@ -68,6 +68,9 @@ def evaluate_package(model_dir: Path, data_dir: Path, plots_dir: Path | None = N
     data = collect(inspector, dataset.test, pre.image_size, pre, keep_images=plots_dir is not None, progress=progress)
     labels = np.array([s.label for s in data.samples])
     metrics = compute_metrics(data.scores, labels, data.maps, data.masks)
+    verdict_fail = data.scores > inspector.threshold
+    metrics["false_reject_rate"] = float(verdict_fail[labels == 0].mean()) if (labels == 0).any() else 0.0
+    metrics["miss_rate"] = float((~verdict_fail[labels == 1]).mean()) if (labels == 1).any() else 0.0
     metrics["n_images"] = len(data.samples)
     metrics["n_defective"] = int(labels.sum())
     if plots_dir is not None:

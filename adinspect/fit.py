@@ -204,6 +204,7 @@ def _parity(tmp: Path, feats: torch.Tensor, gmaps: torch.Tensor, maps: np.ndarra
 
 def _replace_dir(tmp: Path, out_dir: Path) -> None:
     """Move the complete package into place; an existing one is removed only after the move works."""
+    tmp.chmod(0o755)  # mkdtemp makes 0700; servers in containers run as other users
     if out_dir.exists():
         old = out_dir.with_name(f".{out_dir.name}.old")
         shutil.rmtree(old, ignore_errors=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import cv2
 
-from adinspect.imageio import IMAGE_SUFFIXES, ImageReadError, read_image, write_png
+from adinspect.imageio import IMAGE_EXTENSIONS, ImageReadError, read_image, write_png
 from adinspect.runtime.inspector import Inspection, Inspector
 
 CSV_FIELDS = ["image", "product", "score", "threshold", "verdict", "n_regions", "regions"]
@@ -24,7 +24,7 @@ def expand_inputs(inputs: Iterable[Path]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, inputs):
         if p.is_dir():
-            out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES and not q.name.startswith("."))
+            out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS and not q.name.startswith("."))
         else:
             out.append(p)
     return out

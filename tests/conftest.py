@@ -1,0 +1,41 @@
+"""Shared fixtures: a synthetic dataset and a small fitted model package (session-scoped, built once)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_root() -> Path:
+    return Path(os.environ.get("ADINSPECT_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def bottle_root() -> Path:
+    root = shared_data_root() / "mvtec_ad" / "bottle"
+    if not (root / "train" / "good").is_dir():
+        pytest.skip(f"real data absent: {root} not found (set ADINSPECT_DATA to the folder holding mvtec_ad/)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from adinspect.data.synthetic import make_synthetic_dataset
+
+    return make_synthetic_dataset(tmp_path_factory.mktemp("synthetic") / "widget", kind="object", seed=0)
+
+
+@pytest.fixture(scope="session")
+def fitted_package(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cpu-preset package fitted on the synthetic dataset with the real offline backbone."""
+    pytest.importorskip("torch")
+    from adinspect.config import preset_config
+    from adinspect.fit import fit_product
+
+    out = tmp_path_factory.mktemp("packages") / "widget"
+    fit_product(synthetic_root, preset_config("cpu", "widget"), out, progress=False)
+    return out
