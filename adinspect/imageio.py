@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import struct
+import uuid
 from pathlib import Path
 
 import cv2
@@ -346,9 +347,10 @@ def write_png(path: str | os.PathLike[str], image: np.ndarray) -> Path:
     p = Path(path)
     data = encode_png(image)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex[:12]}.tmp")  # unique: safe for parallel writers
     try:
-        tmp.write_bytes(data)
+        with open(tmp, "xb") as f:  # normal permissions (mkstemp would make it private)
+            f.write(data)
         os.replace(tmp, p)
     finally:
         tmp.unlink(missing_ok=True)
