@@ -25,6 +25,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from adinspect.errors import InputError
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageReadError",
@@ -44,7 +46,7 @@ _TIFF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8,
 _FIX = "re-export or re-copy the file, or remove it from the data folder"
 
 
-class ImageReadError(ValueError):
+class ImageReadError(InputError):
     """An image or mask could not be read; the message names the file and what to do."""
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from adinspect.errors import InputError
 from adinspect.imageio import IMAGE_EXTENSIONS, read_mask
 
 __all__ = [
@@ -38,7 +39,7 @@ _LAYOUT_HELP = (
 )
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A data folder is missing, empty or not in the layout it claims; the message says what to do."""
 
 
