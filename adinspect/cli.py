@@ -33,7 +33,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             backbone["weights"] = str(args.weights)
         if args.random_weights:
             backbone["allow_random"] = True
-        method = json.loads(args.method) if args.method else {}
+        method = _json_arg(args.method, "--method") if args.method else {}
         config = preset_config(args.preset, args.product or _product_name(args.data), backbone=backbone,
                                method=method, seed=args.seed)
     report = fit_product(args.data, config, args.out, overwrite=args.overwrite, progress=not args.quiet)
@@ -43,6 +43,18 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(f"parity ONNX Runtime vs torch: max |Δmap| {report.parity['map_max_abs_diff']:.2e}, "
           f"max |Δscore| {report.parity['score_max_abs_diff']:.2e}")
     return 0
+
+
+def _json_arg(text: str, flag: str) -> dict:
+    from adinspect.config import ConfigError
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{flag}: not valid JSON ({exc}); e.g. {flag} '{{\"k_neighbors\": 8}}'") from exc
+    if not isinstance(value, dict):
+        raise ConfigError(f"{flag}: expected a JSON object, got {text!r}")
+    return value
 
 
 def _product_name(data: Path) -> str:
@@ -102,6 +114,13 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from adinspect.demo import run_demo
+
+    run_demo(args.out, data=args.data, preset=args.preset, serve=not args.no_serve)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adinspect", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -154,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=["object", "texture"], default="object")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("demo", help="fit, evaluate, predict, bench (and serve on Triton) in one go")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"))
+    p.add_argument("--data", type=Path, help="dataset root (default: the shared bottle data, else synthetic)")
+    p.add_argument("--preset", default="cpu")
+    p.add_argument("--no-serve", action="store_true", help="skip the Triton steps")
+    p.set_defaults(func=cmd_demo)
 
     for register in _plugin_parsers():
         register(sub)

@@ -165,12 +165,12 @@ def preset_config(preset: str, product: str | ProductSpec = "product", **overrid
         **overrides: per-section dicts merged over the preset, e.g. ``method={"k_neighbors": 8}``.
     """
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; known presets: {', '.join(list_presets())}")
+        raise ConfigError(f"unknown preset {preset!r}; known presets: {', '.join(list_presets())}")
     raw = PRESETS[preset]()
     raw["product"] = product.model_dump() if isinstance(product, ProductSpec) else {"name": product}
     for section, values in overrides.items():
         if section not in PipelineConfig.model_fields:
-            raise ValueError(f"unknown config section {section!r}; known: {', '.join(PipelineConfig.model_fields)}")
+            raise ConfigError(f"unknown config section {section!r}; known: {', '.join(PipelineConfig.model_fields)}")
         if isinstance(values, dict):
             raw[section] = {**raw.get(section, {}), **values}
         else:

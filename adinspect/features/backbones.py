@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from adinspect.config import ConfigError
 from adinspect.errors import InputError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -99,7 +100,7 @@ def create_backbone(
 
 def _entry(name: str) -> _Entry:
     if name not in _REGISTRY:
-        raise ValueError(f"unknown backbone {name!r}; known backbones: {', '.join(list_backbones())}")
+        raise ConfigError(f"unknown backbone {name!r}; known backbones: {', '.join(list_backbones())}")
     return _REGISTRY[name]
 
 

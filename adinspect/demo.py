@@ -1,0 +1,85 @@
+"""`adinspect demo`: the whole path on real data when present, else on generated images.
+
+fit → evaluate (metrics, curves, overlays) → predict → bench, then the Triton steps when the
+serving extra is installed. Every artifact lands under --out; nothing is written elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from adinspect.config import preset_config
+
+DEFAULT_REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mvtec_ad" / "bottle"
+
+
+def _step(title: str) -> float:
+    print(f"\n== {title}", flush=True)
+    return time.perf_counter()
+
+
+def run_demo(out: Path, data: Path | None = None, preset: str = "cpu", serve: bool = True) -> dict:
+    """Run the demo; returns a summary dict (also written to out/summary.json)."""
+    from adinspect.bench import bench_inprocess, write_bench
+    from adinspect.data.datasets import open_dataset
+    from adinspect.data.synthetic import make_synthetic_dataset
+    from adinspect.evaluation import evaluate_package
+    from adinspect.fit import fit_product
+    from adinspect.predict import predict
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if data is None:
+        if (DEFAULT_REAL / "train" / "good").is_dir():
+            data = DEFAULT_REAL
+        else:
+            data = out / "data" / "widget"
+            if not (data / "train").is_dir():
+                print(f"no real data at {DEFAULT_REAL}; generating a synthetic product in {data}")
+                make_synthetic_dataset(data, kind="object", seed=0)
+    product = open_dataset(data).name.lower().replace("-", "_")
+    summary: dict = {"data": str(data), "product": product, "preset": preset}
+
+    t = _step(f"fit {product} ({preset} preset) on {data}")
+    model = out / "models" / product
+    report = fit_product(data, preset_config(preset, product), model, overwrite=True)
+    summary["fit_seconds"] = round(time.perf_counter() - t, 1)
+    summary["threshold"] = report.threshold
+    print(f"fitted in {summary['fit_seconds']} s, threshold {report.threshold:.4g}")
+
+    _step("evaluate on the labelled test split")
+    metrics = evaluate_package(model, data, plots_dir=out / "plots")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    summary["metrics"] = metrics
+    for key, value in metrics.items():
+        print(f"  {key:<18} {value:.4f}" if isinstance(value, float) else f"  {key:<18} {value}")
+
+    _step("predict: overlays and results for a few test images")
+    test = open_dataset(data).test
+    picks = [s.path for s in test[:: max(1, len(test) // 8)]][:8]
+    predicted = predict(model, picks, out / "predict")
+    for r in predicted["results"]:
+        print(f"  {r['verdict'].upper():4} {r['score']:8.3f}  {len(r['regions'])} regions  {Path(r['image']).name}")
+
+    _step("bench: ONNX Runtime inspector vs torch eager")
+    bench = bench_inprocess(model, data, n_images=20)
+    print(write_bench(bench, out / "bench.json"))
+    summary["bench"] = json.loads((out / "bench.json").read_text())
+
+    if serve:
+        summary["serving"] = _serve(model, data, out)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"\nall artifacts in {out} (summary.json, metrics.json, plots/, predict/, bench.json)")
+    return summary
+
+
+def _serve(model: Path, data: Path, out: Path) -> dict:
+    """Build a Triton repository, serve it on loopback, inspect over gRPC, bench (needs the serving extra)."""
+    try:
+        from adinspect.serving.demo import serve_demo
+    except ImportError as exc:
+        print(f"\n(skipping the Triton steps: {exc}; install the serving extra)")
+        return {"skipped": str(exc)}
+    return serve_demo(model, data, out)
