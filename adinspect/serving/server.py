@@ -249,6 +249,7 @@ class TritonServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
         self._tail: collections.deque[str] = collections.deque(maxlen=40)
+        self._errors: collections.deque[str] = collections.deque(maxlen=20)
         self._tee: threading.Thread | None = None
 
     # -- addresses -------------------------------------------------------------------------------
@@ -269,8 +270,9 @@ class TritonServer:
         return self._proc.pid if self._proc is not None else None
 
     def log_tail(self) -> list[str]:
-        """Triton's last log lines (at most 40)."""
-        return list(self._tail)
+        """Triton's last log lines (at most 40), preceded by earlier error lines that scrolled out."""
+        tail = list(self._tail)
+        return [line for line in self._errors if line not in tail] + tail
 
     # -- lifecycle -------------------------------------------------------------------------------
     def __enter__(self) -> TritonServer:
@@ -382,6 +384,8 @@ class TritonServer:
                 sink.flush()
                 if line.strip() and not line.startswith("+") and (line[0] != "|" or "UNAVAILABLE" in line):
                     self._tail.append(line)
+                    if triton_error_lines([line]):
+                        self._errors.append(line)
                 if self.echo is not None:
                     with contextlib.suppress(ValueError, OSError):
                         print(line, file=self.echo, flush=True)

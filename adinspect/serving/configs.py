@@ -1,0 +1,360 @@
+"""config.pbtxt contents of the served pipeline (DESIGN.md §6), as dicts for `pbtxt.to_pbtxt`.
+
+For every product `p` the repository serves the ensemble `inspect_<p>`:
+
+    preprocess → backbone → residual_<p> → [seg_<p>] → postprocess
+
+`preprocess` and `postprocess` are Python-backend models in both flavours; `backbone` is shared by
+all products (they must use the same backbone, weights and input spec); `residual_<p>` holds the
+product's bank and, baked in at build time, its calibrated threshold. The `cpu` flavour runs the
+two ONNX models with ONNX Runtime inside Python-backend models (for the tritonserver of the
+`nvidia-pytriton` wheel); the `gpu` flavour uses `onnxruntime_onnx` with the TensorRT accelerator,
+or `tensorrt_plan` where an engine built by `export/build_trt.py` is given. The ensemble
+definition is the same in both flavours: it is generated from a list of `Step`s, where the
+segmentation step of #4 slots in between residual and postprocess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from adinspect.contracts import BACKBONE, RESIDUAL
+from adinspect.package import ModelPackage
+from adinspect.serving.contracts import (
+    BACKBONE_MODEL,
+    INSPECT_IN,
+    INSPECT_OUT,
+    POSTPROCESS_IN,
+    POSTPROCESS_MODEL,
+    PREPROCESS_MODEL,
+    PREPROCESS_OUT,
+    RESIDUAL_OUT,
+    ensemble_model,
+    residual_model,
+)
+from adinspect.serving.pbtxt import Enum, parameters
+from adinspect.serving.steps import DEFAULT_MAX_PIXELS
+
+Flavor = Literal["cpu", "gpu"]
+
+
+class RepositorySettings(BaseModel):
+    """Batching, instances and limits written into the generated config.pbtxt files."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_batch_size: int = Field(default=8, ge=1, description="Largest batch the dynamic batcher forms.")
+    max_queue_delay_us: int = Field(
+        default=2000, ge=0, description="How long a request may wait for a batch."
+    )
+    python_instances: int = Field(
+        default=2, ge=1, description="preprocess/postprocess instances (cpu cores)."
+    )
+    onnx_instances: int = Field(default=1, ge=1, description="backbone/residual instances (cpu flavour).")
+    intra_op_threads: int = Field(
+        default=0, ge=0, description="ONNX Runtime threads per instance; 0 = all cores."
+    )
+    gpu_instances: int = Field(
+        default=1, ge=1, description="backbone/residual instances per GPU (gpu flavour)."
+    )
+    trt_precision: Literal["FP16", "FP32"] = "FP16"
+    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=64, description="Largest image accepted, H*W.")
+    warmup: bool = True
+
+
+@dataclass(frozen=True)
+class Step:
+    """One ensemble step: model input name → ensemble tensor, model output name → ensemble tensor."""
+
+    model: str
+    inputs: dict[str, str]
+    outputs: dict[str, str]
+
+
+def ensemble_steps(product: str, segmentation: Step | None = None) -> list[Step]:
+    """The steps of `inspect_<product>`; a segmentation step replaces the residual's map and score.
+
+    With `segmentation`, it reads the ensemble tensors "residual" (and may read "grid_map") and
+    must write "map" and "raw_score"; postprocess then reads its outputs instead of the residual's.
+    """
+    residual_outputs = {
+        RESIDUAL_OUT.anomaly_map: "map",
+        RESIDUAL_OUT.score: "raw_score",
+        RESIDUAL_OUT.threshold: "product_threshold",
+    }
+    if segmentation is not None:
+        residual_outputs = {
+            RESIDUAL_OUT.residual: "residual",
+            RESIDUAL_OUT.anomaly_map: "grid_map",
+            RESIDUAL_OUT.threshold: "product_threshold",
+        }
+    steps = [
+        Step(
+            PREPROCESS_MODEL,
+            {INSPECT_IN.image_bytes: INSPECT_IN.image_bytes, INSPECT_IN.image_raw: INSPECT_IN.image_raw},
+            {PREPROCESS_OUT.image: "image", PREPROCESS_OUT.original_size: "original_size"},
+        ),
+        Step(
+            BACKBONE_MODEL,
+            {BACKBONE.image: "image"},
+            {BACKBONE.features: "features", BACKBONE.global_map: "global_map"},
+        ),
+        Step(
+            residual_model(product),
+            {RESIDUAL.features: "features", RESIDUAL.global_map: "global_map"},
+            residual_outputs,
+        ),
+    ]
+    if segmentation is not None:
+        steps.append(segmentation)
+    steps.append(
+        Step(
+            POSTPROCESS_MODEL,
+            {
+                POSTPROCESS_IN.anomaly_map: "map",
+                POSTPROCESS_IN.score: "raw_score",
+                POSTPROCESS_IN.threshold: "product_threshold",
+                POSTPROCESS_IN.original_size: "original_size",
+                POSTPROCESS_IN.map_format: INSPECT_IN.map_format,
+            },
+            {name: name for name in INSPECT_OUT},
+        )
+    )
+    return steps
+
+
+# ------------------------------------------------------------------------------- tensor configs
+
+
+def _tensor(name: str, dtype: str, dims: Sequence[int], **extra: Any) -> dict[str, Any]:
+    return {"name": name, "data_type": Enum(dtype), "dims": list(dims), **extra}
+
+
+def preprocess_model(
+    settings: RepositorySettings, preprocess_spec_json: str, image_size: int
+) -> dict[str, Any]:
+    inputs = _ensemble_io()[0][:2]
+    outputs = [
+        _tensor(PREPROCESS_OUT.image, "TYPE_FP32", [3, image_size, image_size]),
+        _tensor(PREPROCESS_OUT.original_size, "TYPE_INT32", [2]),
+    ]
+    params = {"preprocess_spec": preprocess_spec_json, "max_pixels": str(settings.max_pixels)}
+    config = python_model(PREPROCESS_MODEL, settings, inputs, outputs, params)
+    if settings.warmup:
+        raw = inputs[1]
+        config["model_warmup"] = [
+            {
+                "name": "black_image",
+                "batch_size": 1,
+                "inputs": [
+                    {
+                        "key": raw["name"],
+                        "value": {"data_type": raw["data_type"], "dims": [64, 64, 3], "zero_data": True},
+                    }
+                ],
+            }
+        ]
+    return config
+
+
+def postprocess_model(settings: RepositorySettings, image_size: int) -> dict[str, Any]:
+    inputs = [
+        _tensor(POSTPROCESS_IN.anomaly_map, "TYPE_FP32", [1, image_size, image_size]),
+        _tensor(POSTPROCESS_IN.score, "TYPE_FP32", [1]),
+        _tensor(POSTPROCESS_IN.threshold, "TYPE_FP32", [1]),
+        _tensor(POSTPROCESS_IN.original_size, "TYPE_INT32", [2]),
+        _tensor(POSTPROCESS_IN.map_format, "TYPE_STRING", [1], optional=True),
+    ]
+    return python_model(POSTPROCESS_MODEL, settings, inputs, _ensemble_io()[1], {})
+
+
+def _ensemble_io() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    inputs = [
+        _tensor(INSPECT_IN.image_bytes, "TYPE_STRING", [1], optional=True),
+        _tensor(INSPECT_IN.image_raw, "TYPE_UINT8", [-1, -1, 3], optional=True),
+        _tensor(INSPECT_IN.map_format, "TYPE_STRING", [1], optional=True),
+    ]
+    outputs = [
+        _tensor(INSPECT_OUT.score, "TYPE_FP32", [1]),
+        _tensor(INSPECT_OUT.threshold, "TYPE_FP32", [1]),
+        _tensor(INSPECT_OUT.verdict, "TYPE_STRING", [1]),
+        _tensor(INSPECT_OUT.regions, "TYPE_STRING", [1]),
+        _tensor(INSPECT_OUT.anomaly_map, "TYPE_FP32", [-1, -1]),
+        _tensor(INSPECT_OUT.anomaly_map_png, "TYPE_STRING", [1]),
+    ]
+    return inputs, outputs
+
+
+@dataclass(frozen=True)
+class Shapes:
+    """Tensor shapes (without batch) shared by all products of one repository."""
+
+    image_size: int
+    feature_dim: int
+    feature_grid: int
+    global_channels: int
+    global_grid: int
+
+    @classmethod
+    def of(cls, package: ModelPackage) -> Shapes:
+        bb = package.manifest.backbone
+        return cls(
+            package.preprocess.image_size, bb.feature_dim, bb.feature_grid, bb.global_channels, bb.global_grid
+        )
+
+    def backbone_io(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        s = self.image_size
+        return (
+            [_tensor(BACKBONE.image, "TYPE_FP32", [3, s, s])],
+            [
+                _tensor(
+                    BACKBONE.features, "TYPE_FP32", [self.feature_dim, self.feature_grid, self.feature_grid]
+                ),
+                _tensor(
+                    BACKBONE.global_map,
+                    "TYPE_FP32",
+                    [self.global_channels, self.global_grid, self.global_grid],
+                ),
+            ],
+        )
+
+    def residual_io(self, reshape_scalars: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(B,) ONNX outputs are served as [1]; backends that run the ONNX graph need `reshape`."""
+        scalar = {"reshape": {"shape": []}} if reshape_scalars else {}
+        s, g = self.image_size, self.feature_grid
+        return (
+            [
+                _tensor(RESIDUAL.features, "TYPE_FP32", [self.feature_dim, g, g]),
+                _tensor(
+                    RESIDUAL.global_map,
+                    "TYPE_FP32",
+                    [self.global_channels, self.global_grid, self.global_grid],
+                ),
+            ],
+            [
+                _tensor(RESIDUAL_OUT.residual, "TYPE_FP32", [self.feature_dim, g, g]),
+                _tensor(RESIDUAL_OUT.anomaly_map, "TYPE_FP32", [1, s, s]),
+                _tensor(RESIDUAL_OUT.score, "TYPE_FP32", [1], **scalar),
+                _tensor(RESIDUAL_OUT.threshold, "TYPE_FP32", [1], **scalar),
+            ],
+        )
+
+
+# ------------------------------------------------------------------------------- model configs
+
+
+def _batching(settings: RepositorySettings) -> dict[str, Any]:
+    return {
+        "max_batch_size": settings.max_batch_size,
+        "dynamic_batching": {"max_queue_delay_microseconds": settings.max_queue_delay_us},
+    }
+
+
+def python_model(
+    name: str, settings: RepositorySettings, inputs, outputs, params: dict[str, Any]
+) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "name": name,
+        "backend": "python",
+        **_batching(settings),
+        "input": inputs,
+        "output": outputs,
+        "instance_group": [{"kind": Enum("KIND_CPU"), "count": settings.python_instances}],
+    }
+    if params:
+        config["parameters"] = parameters(params)
+    return config
+
+
+def _zero_warmup(inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "zeros",
+            "batch_size": 1,
+            "inputs": [
+                {
+                    "key": t["name"],
+                    "value": {"data_type": t["data_type"], "dims": t["dims"], "zero_data": True},
+                }
+                for t in inputs
+            ],
+        }
+    ]
+
+
+def onnx_model(
+    name: str,
+    flavor: Flavor,
+    settings: RepositorySettings,
+    io: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    has_engine: bool,
+) -> dict[str, Any]:
+    """backbone / residual_<p>: Python+ONNX Runtime (cpu), tensorrt_plan, or ORT with TensorRT (gpu)."""
+    inputs, outputs = io
+    if flavor == "cpu":
+        config = {
+            "name": name,
+            "backend": "python",
+            **_batching(settings),
+            "input": inputs,
+            "output": outputs,
+        }
+        config["instance_group"] = [{"kind": Enum("KIND_CPU"), "count": settings.onnx_instances}]
+        config["parameters"] = parameters({"intra_op_threads": str(settings.intra_op_threads)})
+    elif has_engine:
+        config = {
+            "name": name,
+            "platform": "tensorrt_plan",
+            **_batching(settings),
+            "input": inputs,
+            "output": outputs,
+        }
+        config["instance_group"] = [{"kind": Enum("KIND_GPU"), "count": settings.gpu_instances}]
+    else:
+        config = {
+            "name": name,
+            "platform": "onnxruntime_onnx",
+            **_batching(settings),
+            "input": inputs,
+            "output": outputs,
+        }
+        config["instance_group"] = [{"kind": Enum("KIND_GPU"), "count": settings.gpu_instances}]
+        accelerator = {
+            "name": "tensorrt",
+            "parameters": [
+                {"key": "precision_mode", "value": settings.trt_precision},
+                {"key": "max_workspace_size_bytes", "value": str(1 << 30)},
+            ],
+        }
+        config["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [accelerator]}}
+    if settings.warmup:
+        config["model_warmup"] = _zero_warmup(inputs)
+    return config
+
+
+def ensemble(product: str, steps: list[Step], params: dict[str, Any]) -> dict[str, Any]:
+    """`inspect_<product>`: configuration only; `params` (threshold, versions) are for clients."""
+    inputs, outputs = _ensemble_io()
+    return {
+        "name": ensemble_model(product),
+        "platform": "ensemble",
+        "max_batch_size": 1,  # one image per request; the steps batch concurrent requests
+        "input": inputs,
+        "output": outputs,
+        "parameters": parameters(params),
+        "ensemble_scheduling": {
+            "step": [
+                {
+                    "model_name": step.model,
+                    "model_version": -1,
+                    "input_map": [{"key": k, "value": v} for k, v in step.inputs.items()],
+                    "output_map": [{"key": k, "value": v} for k, v in step.outputs.items()],
+                }
+                for step in steps
+            ]
+        },
+    }

@@ -1,0 +1,36 @@
+"""Triton `backbone` / `residual_<product>` (cpu flavour): ONNX Runtime over the batch Triton formed."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from adinspect.serving.steps import OnnxStep, make_serving_session
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        threads = int(config["parameters"]["intra_op_threads"]["string_value"]) or None
+        path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
+        self.step = OnnxStep(
+            session=make_serving_session(str(path), threads=threads),
+            inputs=tuple(item["name"] for item in config["input"]),
+            outputs={item["name"]: tuple(item["dims"]) for item in config["output"]},
+        )
+
+    def execute(self, requests):
+        feeds = [
+            {name: pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in self.step.inputs}
+            for request in requests
+        ]
+        asked = [list(request.requested_output_names()) or list(self.step.outputs) for request in requests]
+        wanted = sorted({name for names in asked for name in names})
+        results = self.step.run(feeds, wanted)
+        return [
+            pb_utils.InferenceResponse(
+                [pb_utils.Tensor(name, np.ascontiguousarray(out[name])) for name in names]
+            )
+            for out, names in zip(results, asked, strict=True)
+        ]

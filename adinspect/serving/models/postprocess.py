@@ -1,0 +1,34 @@
+"""Triton `postprocess`: anomaly map + score + threshold → verdict, regions, map at the original size."""
+
+import triton_python_backend_utils as pb_utils
+
+from adinspect.serving.contracts import POSTPROCESS_IN
+from adinspect.serving.steps import RequestError, parse_map_format, postprocess_request
+
+
+def _input(request, name):
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return None if tensor is None else tensor.as_numpy()
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        pass  # nothing to configure: the threshold arrives with each request from residual_<product>
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            try:
+                outputs = postprocess_request(
+                    _input(request, POSTPROCESS_IN.anomaly_map),
+                    _input(request, POSTPROCESS_IN.score),
+                    _input(request, POSTPROCESS_IN.threshold),
+                    _input(request, POSTPROCESS_IN.original_size),
+                    parse_map_format(_input(request, POSTPROCESS_IN.map_format)),
+                )
+            except RequestError as exc:
+                error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
+                responses.append(pb_utils.InferenceResponse(error=error))
+                continue
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor(k, v) for k, v in outputs.items()]))
+        return responses

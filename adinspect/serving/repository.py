@@ -1,0 +1,292 @@
+"""`adinspect repo build`: fitted model packages → a Triton model repository (DESIGN.md §6).
+
+Checks before writing anything: every package loads (format version, checksums), product names
+are unique, and all products share one backbone (name, weights, input spec, feature shapes).
+The repository is assembled in a temporary sibling directory and moved into place at the end;
+only directories listed in a previous build's marker file are replaced, so a README or other
+files beside them survive.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adinspect import __version__
+from adinspect.errors import InputError
+from adinspect.package import ModelPackage, PackageError
+from adinspect.serving.configs import (
+    Flavor,
+    RepositorySettings,
+    Shapes,
+    ensemble,
+    ensemble_steps,
+    onnx_model,
+    postprocess_model,
+    preprocess_model,
+)
+from adinspect.serving.contracts import (
+    BACKBONE_MODEL,
+    RESIDUAL_OUT,
+    residual_model,
+)
+from adinspect.serving.pbtxt import to_pbtxt
+
+MARKER = "adinspect_repository.json"
+FLAVORS = ("cpu", "gpu")
+
+
+class RepositoryError(InputError):
+    """The packages cannot be served together, or the output is not ours to replace."""
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    out_dir: Path
+    flavor: str
+    products: list[str]
+    models: list[str]
+
+
+# ------------------------------------------------------------------------------------ checks
+
+
+def load_packages(model_dirs: Sequence[Path]) -> list[ModelPackage]:
+    """Load and verify every package; refuse duplicates and incompatible versions."""
+    if not model_dirs:
+        raise RepositoryError(
+            "no model packages given; pass one or more directories written by `adinspect fit`"
+        )
+    packages = []
+    for model_dir in model_dirs:
+        try:
+            packages.append(ModelPackage.load(Path(model_dir)))
+        except PackageError as exc:
+            raise RepositoryError(f"cannot serve {model_dir}: {exc}") from exc
+    seen: dict[str, Path] = {}
+    for package in packages:
+        if package.product in seen:
+            raise RepositoryError(
+                f"two packages for product {package.product!r}: {seen[package.product]} and {package.root}; "
+                "each product is served once (re-fit one under another --product name)"
+            )
+        seen[package.product] = package.root
+        if package.manifest.optional_models:
+            raise RepositoryError(
+                f"{package.root}: optional models {package.manifest.optional_models} (seg_<product>) are not "
+                "served yet; build the repository from a training-free package"
+            )
+    return packages
+
+
+def backbone_identity(package: ModelPackage) -> dict[str, Any]:
+    """What must be equal for products to share one `backbone` model."""
+    record = package.manifest.backbone.model_dump(exclude={"weights_source"})
+    method = package.config.method
+    return {
+        **record,
+        "preprocess": package.preprocess.model_dump(mode="json"),
+        "layer_dim": method.layer_dim,
+        "aggregate_kernel": method.aggregate_kernel,
+        "global_pool": method.global_pool,
+    }
+
+
+def check_shared_backbone(packages: Sequence[ModelPackage]) -> None:
+    first = packages[0]
+    reference = backbone_identity(first)
+    for package in packages[1:]:
+        other = backbone_identity(package)
+        differing = [key for key in reference if reference[key] != other[key]]
+        if differing:
+            detail = ", ".join(f"{k}: {reference[k]!r} vs {other[k]!r}" for k in differing)
+            raise RepositoryError(
+                f"products {first.product!r} ({first.root}) and {package.product!r} ({package.root}) "
+                f"cannot share one backbone ({detail}); re-fit them with the same backbone and preset, "
+                "or build separate repositories"
+            )
+
+
+def bake_threshold(residual_onnx: Path, threshold: float) -> bytes:
+    """The residual model with an extra output `threshold` (B,) holding the product's threshold.
+
+    Done with ONNX graph edits (Shape → ConstantOfShape) so the product's constants — bank and
+    threshold — live in one model and `postprocess` stays shared across products.
+    """
+    try:
+        import onnx
+        from onnx import helper, numpy_helper
+    except ImportError as exc:
+        raise RepositoryError("building a repository needs the `onnx` package: pip install onnx") from exc
+    model = onnx.load(str(residual_onnx))
+    graph = model.graph
+    by_name = {output.name: output for output in graph.output}
+    if RESIDUAL_OUT.score not in by_name or RESIDUAL_OUT.threshold in by_name:
+        raise RepositoryError(
+            f"{residual_onnx}: expected outputs {list(RESIDUAL_OUT)[:3]} without {RESIDUAL_OUT.threshold!r}, "
+            f"got {list(by_name)}; re-fit the product with this adinspect version"
+        )
+    shape_name = f"{RESIDUAL_OUT.threshold}_batch_shape"
+    value = numpy_helper.from_array(np.array([threshold], dtype=np.float32), name="value")
+    graph.node.extend(
+        [
+            helper.make_node("Shape", [RESIDUAL_OUT.score], [shape_name], name="threshold_shape"),
+            helper.make_node(
+                "ConstantOfShape", [shape_name], [RESIDUAL_OUT.threshold], value=value, name="threshold"
+            ),
+        ]
+    )
+    threshold_output = copy.deepcopy(by_name[RESIDUAL_OUT.score])
+    threshold_output.name = RESIDUAL_OUT.threshold
+    graph.output.append(threshold_output)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+# ------------------------------------------------------------------------------------ writing
+
+
+def _model_source(name: str) -> bytes:
+    return resources.files("adinspect.serving.models").joinpath(f"{name}.py").read_bytes()
+
+
+def _write_model(root: Path, config: dict[str, Any], files: dict[str, bytes | Path]) -> None:
+    model_dir = root / config["name"]
+    version = model_dir / "1"
+    version.mkdir(parents=True)
+    (model_dir / "config.pbtxt").write_text(to_pbtxt(config))
+    for name, content in files.items():
+        if isinstance(content, Path):
+            shutil.copyfile(content, version / name)
+        else:
+            (version / name).write_bytes(content)
+
+
+def _onnx_files(flavor: str, source: Path | bytes, engine: Path | None) -> dict[str, bytes | Path]:
+    if flavor == "cpu":
+        return {"model.py": _model_source("onnx_runner"), "model.onnx": source}
+    if engine is not None:
+        return {"model.plan": engine}
+    return {"model.onnx": source}
+
+
+def _engine(engines_dir: Path | None, model: str) -> Path | None:
+    if engines_dir is None:
+        return None
+    plan = Path(engines_dir) / f"{model}.plan"
+    return plan if plan.is_file() else None
+
+
+def build_repository(
+    model_dirs: Sequence[Path],
+    flavor: Flavor,
+    out_dir: Path,
+    settings: RepositorySettings | None = None,
+    engines_dir: Path | None = None,
+) -> BuildReport:
+    """Write the Triton repository serving `inspect_<product>` for every package.
+
+    Args:
+        model_dirs: packages written by `adinspect fit`, one per product, sharing one backbone.
+        flavor: "cpu" (Python backend + ONNX Runtime) or "gpu" (ORT+TensorRT or TensorRT plans).
+        out_dir: the repository; models from an earlier build there are replaced, other files kept.
+        settings: batching, instances and limits.
+        engines_dir: gpu only: `<model>.plan` files from export/build_trt.py, used where present.
+
+    Raises:
+        RepositoryError: unknown flavour, bad or duplicate packages, differing backbones, foreign
+            models in out_dir.
+    """
+    if flavor not in FLAVORS:
+        raise RepositoryError(f"flavor must be one of {list(FLAVORS)}, got {flavor!r}")
+    if engines_dir is not None and flavor != "gpu":
+        raise RepositoryError(
+            f"TensorRT engines ({engines_dir}) are only used by the gpu flavour, got {flavor!r}"
+        )
+    settings = settings or RepositorySettings()
+    packages = load_packages(model_dirs)
+    check_shared_backbone(packages)
+    out_dir = Path(out_dir)
+    previous = _previous_models(out_dir)
+    shapes = Shapes.of(packages[0])
+    reshape = flavor == "gpu"
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        spec_json = packages[0].preprocess.model_dump_json()
+        _write_model(
+            tmp,
+            preprocess_model(settings, spec_json, shapes.image_size),
+            {"model.py": _model_source("preprocess")},
+        )
+        _write_model(
+            tmp, postprocess_model(settings, shapes.image_size), {"model.py": _model_source("postprocess")}
+        )
+        engine = _engine(engines_dir, BACKBONE_MODEL)
+        config = onnx_model(BACKBONE_MODEL, flavor, settings, shapes.backbone_io(), engine is not None)
+        _write_model(tmp, config, _onnx_files(flavor, packages[0].path("backbone.onnx"), engine))
+        for package in packages:
+            name = residual_model(package.product)
+            engine = _engine(engines_dir, name)
+            config = onnx_model(name, flavor, settings, shapes.residual_io(reshape), engine is not None)
+            baked = bake_threshold(package.path("residual.onnx"), package.threshold)
+            _write_model(tmp, config, _onnx_files(flavor, baked, engine))
+            params = {
+                "product": package.product,
+                "threshold": repr(package.threshold),
+                "random_weights": json.dumps(package.manifest.backbone.random_weights),
+                "adinspect_version": __version__,
+                "flavor": flavor,
+            }
+            _write_model(tmp, ensemble(package.product, ensemble_steps(package.product), params), {})
+        models = sorted(p.name for p in tmp.iterdir() if p.is_dir())
+        marker = {
+            "adinspect_version": __version__,
+            "flavor": flavor,
+            "models": models,
+            "products": {p.product: str(p.root) for p in packages},
+            "settings": settings.model_dump(),
+        }
+        _move_into_place(tmp, out_dir, previous, models, marker)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return BuildReport(out_dir, flavor, [p.product for p in packages], models)
+
+
+def _previous_models(out_dir: Path) -> list[str]:
+    """Model dirs of an earlier build (from its marker); refuse to mix with foreign model dirs."""
+    if not out_dir.exists():
+        return []
+    if not out_dir.is_dir():
+        raise RepositoryError(f"{out_dir} exists and is not a directory")
+    marker = out_dir / MARKER
+    previous = json.loads(marker.read_text())["models"] if marker.is_file() else []
+    foreign = sorted(
+        p.name
+        for p in out_dir.iterdir()
+        if p.is_dir() and p.name not in previous and not p.name.startswith(".")
+    )
+    if foreign:
+        raise RepositoryError(
+            f"{out_dir} holds model directories not written by `adinspect repo build`: {foreign}; "
+            "choose an empty --out or remove them"
+        )
+    return previous
+
+
+def _move_into_place(tmp: Path, out_dir: Path, previous: list[str], models: list[str], marker: dict) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in previous:
+        shutil.rmtree(out_dir / name, ignore_errors=True)
+    for name in models:
+        shutil.move(str(tmp / name), str(out_dir / name))
+    (out_dir / MARKER).write_text(json.dumps(marker, indent=2) + "\n")

@@ -1,0 +1,243 @@
+"""The work behind each Python-backend model, as plain functions (numpy, opencv, onnxruntime).
+
+Each Triton `model.py` parses its config once and calls exactly one of these per request (or per
+batch), so everything here is testable without a server. Bad input raises `RequestError`, which
+`model.py` turns into a per-request INVALID_ARGUMENT; anything else is a bug.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from adinspect.imageio import ImageReadError, decode_image
+from adinspect.runtime.postprocess import find_regions, resize_map, verdict_of
+from adinspect.runtime.preprocess import PreprocessSpec, check_rgb, preprocess
+from adinspect.serving.contracts import INSPECT_OUT, MAP_FORMATS
+
+DEFAULT_MAX_PIXELS = 40_000_000
+"""Largest image accepted (H*W), about 7300 x 5500: larger requests are refused before decoding."""
+
+
+class RequestError(ValueError):
+    """A request that cannot be served as sent; the message names what was received and expected."""
+
+
+# ------------------------------------------------------------------------------------ preprocess
+
+
+def encoded_image_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) read from a PNG or JPEG header without decoding; None for other formats."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", data[16:24])
+        return int(height), int(width)
+    if data[:2] == b"\xff\xd8":
+        pos = 2
+        while pos + 9 <= len(data):
+            if data[pos] != 0xFF:
+                return None
+            marker = data[pos + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                pos += 2
+                continue
+            (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+                return int(height), int(width)
+            pos += 2 + length
+    return None
+
+
+def _check_pixels(height: int, width: int, max_pixels: int, name: str) -> None:
+    if height * width > max_pixels:
+        raise RequestError(
+            f"{name}: image of {width}x{height} = {height * width} pixels is larger than the "
+            f"{max_pixels} pixels this server accepts; downscale it on the camera PC"
+        )
+
+
+def decode_request_image(
+    image_bytes: np.ndarray | None, image_raw: np.ndarray | None, max_pixels: int, name: str = "request"
+) -> np.ndarray:
+    """One request's image, from exactly one of the two ensemble inputs, as (H, W, 3) uint8 RGB.
+
+    Args:
+        image_bytes: TYPE_STRING tensor of shape (1, 1) holding one encoded image, or None.
+        image_raw: uint8 tensor of shape (1, H, W, 3), or None.
+        max_pixels: refuse larger images (checked from the header before decoding).
+
+    Raises:
+        RequestError: both or neither input, a batch other than 1, corrupt bytes, wrong shape.
+    """
+    if (image_bytes is None) == (image_raw is None):
+        raise RequestError(
+            f"{name}: send exactly one of image_bytes (encoded file) or image_raw (uint8 H x W x 3), "
+            f"got {'both' if image_bytes is not None else 'neither'}"
+        )
+    tensor = image_bytes if image_bytes is not None else image_raw
+    assert tensor is not None
+    if tensor.shape[0] != 1:
+        raise RequestError(f"{name}: expected one image per request (batch 1), got batch {tensor.shape[0]}")
+    if image_raw is not None:
+        image = image_raw[0]
+        if image.ndim == 3:
+            _check_pixels(image.shape[0], image.shape[1], max_pixels, name)
+        try:
+            return check_rgb(image, name)
+        except ValueError as exc:
+            raise RequestError(str(exc)) from exc
+    assert image_bytes is not None
+    if image_bytes.size != 1:
+        raise RequestError(f"{name}: image_bytes must hold one encoded image, got shape {image_bytes.shape}")
+    data = image_bytes.reshape(-1)[0]
+    if not isinstance(data, (bytes, bytearray)):
+        raise RequestError(f"{name}: image_bytes must be bytes, got {type(data).__name__}")
+    size = encoded_image_size(bytes(data))
+    if size is not None:
+        _check_pixels(*size, max_pixels, name)
+    try:
+        image = decode_image(bytes(data), name=name)
+    except ImageReadError as exc:
+        raise RequestError(str(exc)) from exc
+    _check_pixels(image.shape[0], image.shape[1], max_pixels, name)
+    try:
+        return check_rgb(image, name)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from exc
+
+
+def preprocess_request(
+    image_bytes: np.ndarray | None,
+    image_raw: np.ndarray | None,
+    spec: PreprocessSpec,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str = "request",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ensemble inputs of one request → (1, 3, S, S) float32 normalised, (1, 2) int32 original (H, W)."""
+    image = decode_request_image(image_bytes, image_raw, max_pixels, name)
+    size = np.array([[image.shape[0], image.shape[1]]], dtype=np.int32)
+    return preprocess(image, spec)[None], size
+
+
+# ------------------------------------------------------------------------------------ onnx steps
+
+
+def fit_to_dims(array: np.ndarray, batch: int, dims: Sequence[int]) -> np.ndarray:
+    """Reshape a model output to (batch, *dims) as declared in config.pbtxt (e.g. (B,) → (B, 1))."""
+    if len(dims) == array.ndim - 1:
+        return array
+    return array.reshape(batch, *[int(d) for d in dims])
+
+
+def make_serving_session(path: str, threads: int | None = None) -> object:
+    """An ONNX Runtime CPU session for a server shared with other models' processes.
+
+    Unlike the in-process inspector's session, its threads do not spin-wait after a run: spinning
+    would burn the cores the preprocess/postprocess stubs and the other model need.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or 0
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+@dataclass(frozen=True)
+class OnnxStep:
+    """A batched ONNX Runtime call shared by the requests Triton's dynamic batcher grouped."""
+
+    session: object  # onnxruntime.InferenceSession (kept untyped: imported lazily by model.py)
+    inputs: tuple[str, ...]
+    outputs: Mapping[str, tuple[int, ...]]  # output name → config dims (without batch)
+
+    def run(
+        self, requests: Sequence[Mapping[str, np.ndarray]], wanted: Sequence[str]
+    ) -> list[dict[str, np.ndarray]]:
+        """Concatenate the requests' inputs on the batch axis, run once, split the outputs back.
+
+        Args:
+            requests: per request, input name → array with a leading batch axis.
+            wanted: output names to compute (the union of what the requests asked for).
+        """
+        sizes = [int(next(iter(req.values())).shape[0]) for req in requests]
+        feed = {name: np.concatenate([req[name] for req in requests]) for name in self.inputs}
+        results = self.session.run(list(wanted), feed)  # type: ignore[attr-defined]
+        total = sum(sizes)
+        shaped = {
+            name: fit_to_dims(value, total, self.outputs[name])
+            for name, value in zip(wanted, results, strict=True)
+        }
+        bounds = np.cumsum([0, *sizes])
+        return [
+            {name: value[a:b] for name, value in shaped.items()}
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
+
+
+# ------------------------------------------------------------------------------------ postprocess
+
+
+def parse_map_format(tensor: np.ndarray | None) -> str:
+    """The optional map_format input → one of MAP_FORMATS ("none" when absent)."""
+    if tensor is None:
+        return "none"
+    value = tensor.reshape(-1)[0] if tensor.size else b""
+    text = value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
+    if text not in MAP_FORMATS:
+        raise RequestError(f"map_format must be one of {list(MAP_FORMATS)}, got {text!r}")
+    return text
+
+
+def map_png(anomaly_map: np.ndarray, threshold: float) -> bytes:
+    """(H, W) map → 8-bit gray PNG with 128 at the threshold and 255 at twice it."""
+    scale = 128.0 / threshold if threshold > 0 else 1.0
+    gray = np.clip(np.rint(anomaly_map * scale), 0, 255).astype(np.uint8)
+    ok, buffer = cv2.imencode(".png", gray)
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode a map of shape {anomaly_map.shape} as PNG")
+    return buffer.tobytes()
+
+
+def postprocess_request(
+    anomaly_map: np.ndarray,
+    score: np.ndarray,
+    threshold: np.ndarray,
+    original_size: np.ndarray,
+    map_format: str = "none",
+) -> dict[str, np.ndarray]:
+    """One request's step outputs → the ensemble's outputs (same code as the in-process inspector).
+
+    Args:
+        anomaly_map: (1, 1, S, S) float32; score, threshold: (1, 1) float32; original_size: (1, 2) int32.
+
+    Returns:
+        score, threshold (1, 1) float32; verdict, regions (1, 1) object (bytes); anomaly_map
+        (1, H, W) float32 or (1, 0, 0); anomaly_map_png (1, 1) object.
+    """
+    height, width = (int(v) for v in original_size.reshape(-1)[:2])
+    if height < 1 or width < 1:
+        raise RequestError(f"original_size must be positive (height, width), got {(height, width)}")
+    value = float(score.reshape(-1)[0])
+    limit = float(threshold.reshape(-1)[0])
+    full = resize_map(anomaly_map.reshape(anomaly_map.shape[-2:]), height, width)
+    regions = find_regions(full, limit)
+    payload = json.dumps([region.model_dump() for region in regions]).encode()
+    out_map = full[None] if map_format == "array" else np.zeros((1, 0, 0), np.float32)
+    png = map_png(full, limit) if map_format == "png" else b""
+    return {
+        INSPECT_OUT.score: np.array([[value]], np.float32),
+        INSPECT_OUT.threshold: np.array([[limit]], np.float32),
+        INSPECT_OUT.verdict: np.array([[verdict_of(value, limit).encode()]], dtype=object),
+        INSPECT_OUT.regions: np.array([[payload]], dtype=object),
+        INSPECT_OUT.anomaly_map: np.ascontiguousarray(out_map, dtype=np.float32),
+        INSPECT_OUT.anomaly_map_png: np.array([[png]], dtype=object),
+    }
