@@ -53,24 +53,27 @@ def require_both_classes(labels: np.ndarray, name: str) -> None:
         )
 
 
-def check_scores_labels(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def check_scores_labels(
+    scores: np.ndarray, labels: np.ndarray, names: tuple[str, str] = ("scores", "labels")
+) -> tuple[np.ndarray, np.ndarray]:
     """Validate image-level inputs.
 
     Args:
         scores: (N,) real scores, higher = more anomalous.
         labels: (N,) binary, True/1 = anomalous.
+        names: the arguments' names, for error messages.
 
     Returns:
         scores (N,) and labels (N,) bool.
     """
-    scores = as_scores(scores, "scores")
-    labels = as_labels(labels, "labels")
+    scores = as_scores(scores, names[0])
+    labels = as_labels(labels, names[1])
     if scores.ndim != 1 or labels.shape != scores.shape:
         raise ValueError(
-            f"scores shape {scores.shape} and labels shape {labels.shape} must be equal and 1-D, "
+            f"{names[0]} shape {scores.shape} and {names[1]} shape {labels.shape} must be equal and 1-D, "
             "expected (N,) each"
         )
-    require_both_classes(labels, "labels")
+    require_both_classes(labels, names[1])
     return scores, labels
 
 

@@ -102,7 +102,9 @@ def compute_metrics(
         {name: value} in the order of `names`, every value a float in [0, 1].
     """
     metrics = [get_metric(name) for name in (list_metrics() if names is None else names)]
-    image_scores, image_labels = check_scores_labels(image_scores, image_labels)
+    image_scores, image_labels = check_scores_labels(
+        image_scores, image_labels, ("image_scores", "image_labels")
+    )
     maps, masks = check_maps_masks(maps, masks)
     if image_scores.shape[0] != maps.shape[0]:
         raise ValueError(
