@@ -245,7 +245,6 @@ def build_repository(
                 "threshold": repr(package.threshold),
                 "random_weights": json.dumps(package.manifest.backbone.random_weights),
                 "adinspect_version": __version__,
-                "flavor": flavor,
             }
             _write_model(tmp, ensemble(package.product, ensemble_steps(package.product), params), {})
         models = sorted(p.name for p in tmp.iterdir() if p.is_dir())

@@ -62,3 +62,56 @@ def write_identity_repository(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def identity_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_identity_repository(tmp_path_factory.mktemp("identity_repo"))
+
+
+# ----------------------------------------------------------------------------- served packages
+
+
+def clone_package(source: Path, target: Path, product: str, threshold_scale: float = 1.0) -> Path:
+    """A second product sharing the source's backbone: same files, new name (and threshold).
+
+    Rewrites package.json/config.json consistently (checksums included) instead of fitting again,
+    which would cost the test suite half a minute for nothing the serving path can tell apart.
+    """
+    import hashlib
+    import json
+    import shutil
+
+    shutil.copytree(source, target)
+    config = json.loads((target / "config.json").read_text())
+    config["product"]["name"] = product
+    (target / "config.json").write_text(json.dumps(config, indent=2))
+    manifest = json.loads((target / "package.json").read_text())
+    manifest["product"] = product
+    manifest["threshold"] = manifest["threshold"] * threshold_scale
+    manifest["files"]["config.json"] = hashlib.sha256((target / "config.json").read_bytes()).hexdigest()
+    (target / "package.json").write_text(json.dumps(manifest, indent=2))
+    return target
+
+
+@pytest.fixture(scope="session")
+def served_packages(fitted_package: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two products on one backbone: the fitted `widget` and `gadget` (half its threshold)."""
+    root = tmp_path_factory.mktemp("served_packages")
+    return [fitted_package, clone_package(fitted_package, root / "gadget", "gadget", threshold_scale=0.5)]
+
+
+@pytest.fixture(scope="session")
+def cpu_repository(served_packages: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from adinspect.serving.repository import build_repository
+
+    out = tmp_path_factory.mktemp("repo") / "model_repository"
+    build_repository(served_packages, "cpu", out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def triton_server(cpu_repository: Path, tmp_path_factory: pytest.TempPathFactory):
+    """tritonserver on free 127.0.0.1 ports over the cpu repository, for the whole session."""
+    if TRITON_MISSING is not None:
+        pytest.skip(f"tritonserver cannot run here: {TRITON_MISSING}")
+    from adinspect.serving.server import TritonServer
+
+    log = tmp_path_factory.mktemp("triton_log") / "tritonserver.log"
+    with TritonServer(cpu_repository, log_file=log, startup_timeout=180) as server:
+        yield server
