@@ -1,0 +1,169 @@
+"""Repository builder: layout, flavours, build-time errors (no server needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adinspect.serving.configs import ensemble_steps
+from adinspect.serving.repository import MARKER, RepositoryError, bake_threshold, build_repository
+
+from .conftest import clone_package
+
+MODELS = [
+    "backbone",
+    "inspect_gadget",
+    "inspect_widget",
+    "postprocess",
+    "preprocess",
+    "residual_gadget",
+    "residual_widget",
+]
+
+
+def parse_config(path: Path):
+    """Parse config.pbtxt with Triton's own ModelConfig schema (fails on any unknown field)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+@pytest.fixture(scope="module")
+def gpu_repository(served_packages: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("gpu") / "repo"
+    build_repository(served_packages, "gpu", out)
+    return out
+
+
+def test_cpu_layout_and_configs_parse(cpu_repository: Path) -> None:
+    assert sorted(p.name for p in cpu_repository.iterdir() if p.is_dir()) == MODELS
+    for model in MODELS:
+        config = parse_config(cpu_repository / model / "config.pbtxt")
+        assert config.name == model
+        if model.startswith("inspect_"):
+            assert config.platform == "ensemble" and config.max_batch_size == 1
+            continue
+        assert config.backend == "python" and config.max_batch_size == 8
+        assert config.HasField("dynamic_batching")
+        assert (cpu_repository / model / "1" / "model.py").is_file()
+    for model in ("backbone", "residual_widget", "preprocess"):
+        assert parse_config(cpu_repository / model / "config.pbtxt").model_warmup
+    assert (cpu_repository / "backbone" / "1" / "model.onnx").is_file()
+    marker = json.loads((cpu_repository / MARKER).read_text())
+    assert marker["flavor"] == "cpu" and marker["models"] == MODELS
+
+
+def test_gpu_flavour_uses_onnxruntime_with_tensorrt(gpu_repository: Path) -> None:
+    for model in ("backbone", "residual_widget"):
+        config = parse_config(gpu_repository / model / "config.pbtxt")
+        assert config.platform == "onnxruntime_onnx"
+        assert config.instance_group[0].kind == config.instance_group[0].KIND_GPU
+        accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator[0]
+        assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "FP16"
+        assert not (gpu_repository / model / "1" / "model.py").exists()
+    for model in ("preprocess", "postprocess"):
+        assert parse_config(gpu_repository / model / "config.pbtxt").backend == "python"
+
+
+def test_ensembles_identical_in_both_flavours(cpu_repository: Path, gpu_repository: Path) -> None:
+    for product in ("widget", "gadget"):
+        name = f"inspect_{product}/config.pbtxt"
+        assert (cpu_repository / name).read_text() == (gpu_repository / name).read_text()
+
+
+def test_gpu_flavour_uses_engines_when_given(served_packages, tmp_path: Path) -> None:
+    engines = tmp_path / "engines"
+    engines.mkdir()
+    (engines / "backbone.plan").write_bytes(b"engine")
+    out = tmp_path / "repo"
+    build_repository(served_packages, "gpu", out, engines_dir=engines)
+    assert parse_config(out / "backbone" / "config.pbtxt").platform == "tensorrt_plan"
+    assert (out / "backbone" / "1" / "model.plan").read_bytes() == b"engine"
+    assert parse_config(out / "residual_widget" / "config.pbtxt").platform == "onnxruntime_onnx"
+    with pytest.raises(RepositoryError, match="only used by the gpu flavour"):
+        build_repository(served_packages, "cpu", tmp_path / "repo2", engines_dir=engines)
+
+
+def test_baked_threshold_is_a_model_output(served_packages: list[Path]) -> None:
+    import onnxruntime as ort
+
+    from adinspect.package import ModelPackage
+
+    package = ModelPackage.load(served_packages[1])
+    session = ort.InferenceSession(bake_threshold(package.path("residual.onnx"), package.threshold))
+    bb = package.manifest.backbone
+    feed = {
+        "features": np.zeros((3, bb.feature_dim, bb.feature_grid, bb.feature_grid), np.float32),
+        "global_map": np.zeros((3, bb.global_channels, bb.global_grid, bb.global_grid), np.float32),
+    }
+    score, threshold = session.run(["score", "threshold"], feed)
+    assert threshold.shape == score.shape == (3,)
+    np.testing.assert_allclose(threshold, package.threshold, rtol=1e-6)
+
+
+def test_segmentation_slots_in_between_residual_and_postprocess() -> None:
+    from adinspect.serving.configs import Step
+
+    seg = Step("seg_widget", {"residual": "residual"}, {"mask_logits_max": "map", "score": "raw_score"})
+    plain = [step.model for step in ensemble_steps("widget")]
+    with_seg = ensemble_steps("widget", segmentation=seg)
+    assert plain == ["preprocess", "backbone", "residual_widget", "postprocess"]
+    assert [step.model for step in with_seg] == [
+        "preprocess",
+        "backbone",
+        "residual_widget",
+        "seg_widget",
+        "postprocess",
+    ]
+    produced = {tensor for step in with_seg[:-1] for tensor in step.outputs.values()}
+    assert set(with_seg[-1].inputs.values()) - {"map_format"} <= produced
+    assert with_seg[0].inputs == ensemble_steps("widget")[0].inputs
+
+
+def test_duplicate_products_refused(served_packages, tmp_path: Path) -> None:
+    twin = clone_package(served_packages[0], tmp_path / "twin", "widget")
+    with pytest.raises(RepositoryError, match="two packages for product 'widget'"):
+        build_repository([served_packages[0], twin], "cpu", tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()
+
+
+def test_differing_backbone_refused(served_packages, tmp_path: Path) -> None:
+    other = clone_package(served_packages[0], tmp_path / "other", "other")
+    manifest = json.loads((other / "package.json").read_text())
+    manifest["preprocess"]["image_size"] = 320
+    (other / "package.json").write_text(json.dumps(manifest))
+    with pytest.raises(RepositoryError, match="cannot share one backbone .*image_size"):
+        build_repository([served_packages[0], other], "cpu", tmp_path / "repo")
+
+
+def test_incompatible_package_version_refused(served_packages, tmp_path: Path) -> None:
+    old = clone_package(served_packages[0], tmp_path / "old", "old")
+    manifest = json.loads((old / "package.json").read_text())
+    manifest["format_version"] = 99
+    (old / "package.json").write_text(json.dumps(manifest))
+    with pytest.raises(RepositoryError, match="format version 99"):
+        build_repository([old], "cpu", tmp_path / "repo")
+
+
+def test_rebuild_replaces_own_models_keeps_other_files(served_packages, tmp_path: Path) -> None:
+    out = tmp_path / "repo"
+    out.mkdir()
+    (out / "README.md").write_text("kept")
+    build_repository(served_packages, "cpu", out)
+    build_repository(served_packages[:1], "cpu", out)
+    assert (out / "README.md").read_text() == "kept"
+    assert not (out / "inspect_gadget").exists() and (out / "inspect_widget").is_dir()
+    (out / "someone_elses_model").mkdir()
+    with pytest.raises(RepositoryError, match="someone_elses_model"):
+        build_repository(served_packages, "cpu", out)
+
+
+def test_unknown_flavour_and_no_packages(tmp_path: Path) -> None:
+    with pytest.raises(RepositoryError, match="flavor must be one of"):
+        build_repository([tmp_path], "tpu", tmp_path / "repo")  # type: ignore[arg-type]
+    with pytest.raises(RepositoryError, match="no model packages"):
+        build_repository([], "cpu", tmp_path / "repo")
