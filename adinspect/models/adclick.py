@@ -7,8 +7,9 @@ a conv with kernel = stride = S/h) added to it. Then `len(dims)` transformer sta
 `blocks.py`), each followed by PWAM fusion with V_lang (LAVT), halving the grid between stages.
 
 ADClick head: SegFormer-style MLP decoder (per-stage linear → resize to the grid → concat → MLP)
-→ pixel shuffle to (h·s, w·s) → bilinear to S x S → a small conv refinement that sees the previous
-mask and click maps at full resolution. Output: mask logits (B, 1, S, S) at image size.
+→ pixel shuffle to (h·s, w·s) → a small conv refinement that also sees the previous mask and the
+click maps area-pooled to that resolution → bilinear to S x S. Output: mask logits (B, 1, S, S)
+at image size (the cpu preset's head works at 128 x 128 for S = 256).
 
 ADClick-Seg: the same encoder with an all-zero click map (implemented as adding the click
 embedding's bias, which is exactly the conv of a zero map), the language-fused stage features
@@ -182,8 +183,10 @@ class ADClick(nn.Module):
         negative discs; words (B, Z, Q); word_mask (B, Z) → logits (B, 1, S, S)."""
         maps = torch.cat([prev_mask, clicks], 1)
         feats = self.encoder(self.encoder.embed_residual(residual), maps, words, word_mask)
-        coarse = resize(self.decoder.logits(self.decoder.fused(feats)), self.cfg.image_size)
-        return coarse + self.refine(torch.cat([coarse, maps], 1))
+        coarse = self.decoder.logits(self.decoder.fused(feats))  # (B, 1, h·s, w·s)
+        side = coarse.shape[-1]
+        small = F.adaptive_avg_pool2d(maps, side) if side != self.cfg.image_size else maps
+        return resize(coarse + self.refine(torch.cat([coarse, small], 1)), self.cfg.image_size)
 
 
 class SegOutput(NamedTuple):

@@ -1,0 +1,133 @@
+"""ONNX export of ADClick-Seg and ADClick with the language tensors as constants.
+
+`SegGraph` wraps ADClick-Seg with V_lang (P, Z, Q) and the word mask as buffers, so the exported
+`seg.onnx` takes only the residual and returns the max over the P defect types (Eq. 7) and the
+winning type. `ClickGraph` wraps ADClick with the same constants and picks V_lang by a
+defect-type index input (a Gather), so `click.onnx` never needs the text encoder.
+Both use the TorchScript exporter (`dynamo=False`, as the foundation's exporter) with a dynamic
+batch axis; all other shapes are static.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from adinspect.models.adclick import ADClick, ADClickSeg
+
+OPSET = 17
+BATCH = "batch"
+
+
+class SegIO(NamedTuple):
+    """Tensor names of `seg.onnx` (to move into adinspect.contracts with the serving wiring)."""
+
+    residual: str = "residual"  # (B, d_f, h, w) float32, from residual_<product>
+    anomaly_map: str = "seg_map"  # (B, 1, S, S) float32 probability, max over defect types
+    score: str = "seg_score"  # (B,) float32, max of seg_map
+    defect_type: str = "defect_type"  # (B,) int64 index into the package's defect-type list
+    type_scores: str = "type_scores"  # (B, P) float32, max probability per defect type
+
+
+class ClickIO(NamedTuple):
+    """Tensor names of `click.onnx`."""
+
+    residual: str = "residual"  # (B, d_f, h, w) float32
+    prev_mask: str = "prev_mask"  # (B, 1, S, S) float32 in [0, 1]
+    clicks: str = "clicks"  # (B, 2, S, S) float32 positive / negative discs
+    defect_type: str = "defect_type"  # (B,) int64
+    mask: str = "mask"  # (B, 1, S, S) float32 probability
+
+
+SEG = SegIO()
+CLICK = ClickIO()
+
+
+class SegGraph(nn.Module):
+    """residual (B, d_f, h, w) → seg_map, seg_score, defect_type, type_scores (language as constants)."""
+
+    def __init__(self, model: ADClickSeg, v_lang: torch.Tensor, word_mask: torch.Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("v_lang", v_lang.float())
+        self.register_buffer("word_mask", word_mask.float())
+
+    def forward(self, residual: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.model(residual, self.v_lang, self.word_mask))
+
+
+class ClickGraph(nn.Module):
+    """residual, prev_mask, clicks, defect_type → mask probability (B, 1, S, S)."""
+
+    def __init__(self, model: ADClick, v_lang: torch.Tensor, word_mask: torch.Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("v_lang", v_lang.float())
+        self.register_buffer("word_mask", word_mask.float())
+
+    def forward(
+        self, residual: torch.Tensor, prev_mask: torch.Tensor, clicks: torch.Tensor, defect_type: torch.Tensor
+    ) -> torch.Tensor:
+        words = self.v_lang[defect_type]
+        return torch.sigmoid(self.model(residual, prev_mask, clicks, words, self.word_mask[defect_type]))
+
+
+def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str]) -> None:
+    with torch.no_grad():
+        torch.onnx.export(
+            module.eval(),
+            args,
+            str(path),
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes={n: {0: BATCH} for n in inputs + outputs},
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+        )
+    onnx.checker.check_model(str(path), full_check=True)
+
+
+def export_seg(graph: SegGraph, residual: torch.Tensor, path: Path) -> dict[str, float]:
+    """Export `graph` to `path` and return the ONNX Runtime vs torch parity on `residual`."""
+    _export(
+        graph,
+        (residual,),
+        path,
+        [SEG.residual],
+        [SEG.anomaly_map, SEG.score, SEG.defect_type, SEG.type_scores],
+    )
+    with torch.no_grad():
+        ref = graph(residual)
+    got = _run(path, {SEG.residual: residual.numpy()})
+    return {
+        "map_max_abs_diff": _diff(got[0], ref[0]),
+        "score_max_abs_diff": _diff(got[1], ref[1]),
+        "defect_type_agreement": float(np.mean(got[2] == ref[2].numpy())),
+    }
+
+
+def export_click(graph: ClickGraph, example: tuple[torch.Tensor, ...], path: Path) -> dict[str, float]:
+    """Export `graph` with example (residual, prev_mask, clicks, defect_type); returns parity."""
+    names = [CLICK.residual, CLICK.prev_mask, CLICK.clicks, CLICK.defect_type]
+    _export(graph, example, path, names, [CLICK.mask])
+    with torch.no_grad():
+        ref = graph(*example)
+    got = _run(path, {n: t.numpy() for n, t in zip(names, example, strict=True)})
+    return {"mask_max_abs_diff": _diff(got[0], ref)}
+
+
+def _run(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)
+
+
+def _diff(a: np.ndarray, b: torch.Tensor) -> float:
+    return float(np.max(np.abs(np.asarray(a, np.float64) - b.double().numpy())))

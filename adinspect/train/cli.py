@@ -1,0 +1,164 @@
+"""Command-line entry points of the training commands (wired into `adinspect` by `add_parser`).
+
+    adinspect train-click     --model DIR --data DIR [--prompts FILE] [--encoder DIR] [--steps N] [--resume]
+    adinspect label           --model DIR --data DIR (--clicks FILE | --simulate N) [--subset labelled]
+    adinspect train-seg       --model DIR --data DIR [--pretrain-steps N] [--finetune-steps N] [--resume]
+    adinspect evaluate-clicks --model DIR --data DIR --json OUT.json [--subset all|labelled|eval]
+    adinspect evaluate-seg    --model DIR --data DIR --json OUT.json [--subset eval]
+
+Each command imports torch lazily and returns an exit code; bad input raises `InputError`, which
+`adinspect.cli.main` prints as one line (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, required=True, help="fitted model package (from `adinspect fit`)")
+    p.add_argument(
+        "--data", type=Path, required=True, help="dataset root (MVTec layout) used for the package"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _write_json(obj: dict, path: Path | None) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def run_train_click(args: argparse.Namespace) -> int:
+    from adinspect.train.click_trainer import ClickTrainSettings, train_click
+
+    settings = ClickTrainSettings(seed=args.seed)
+    for field in ("steps", "batch_size", "lr", "n_synthetic"):
+        if getattr(args, field) is not None:
+            settings = replace(settings, **{field: getattr(args, field)})
+    report = train_click(
+        args.model, args.data, settings, args.prompts, args.encoder, args.resume, not args.quiet
+    )
+    s = report["seconds"]
+    print(f"ADClick trained: {report['steps']} steps, data {s['data']:.0f} s, training {s['train']:.0f} s; "
+          f"click.onnx parity max |Δ| {report['parity']['mask_max_abs_diff']:.1e}")  # fmt: skip
+    return 0
+
+
+def run_label(args: argparse.Namespace) -> int:
+    from adinspect.train.labeling import label
+
+    if (args.clicks is None) == (args.simulate is None):
+        from adinspect.errors import InputError
+
+        raise InputError("give exactly one of --clicks FILE or --simulate N_CLICKS")
+    summary = label(
+        args.model,
+        args.data,
+        args.clicks,
+        args.simulate or 0,
+        args.subset,
+        args.seed,
+        args.distance,
+        not args.quiet,
+    )
+    iou = summary["mean_iou_vs_ground_truth"]
+    print(f"wrote {summary['n_images']} pseudo labels to {args.model / 'labels'} ({summary['source']})"
+          + (f"; mean IoU vs ground truth {iou:.3f}" if iou is not None else ""))  # fmt: skip
+    return 0
+
+
+def run_train_seg(args: argparse.Namespace) -> int:
+    from adinspect.train.seg_trainer import SegTrainSettings, train_seg
+
+    settings = SegTrainSettings(seed=args.seed)
+    for field in ("pretrain_steps", "finetune_steps", "batch_size", "lr", "finetune_lr"):
+        if getattr(args, field) is not None:
+            settings = replace(settings, **{field: getattr(args, field)})
+    if args.no_finetune:
+        settings = replace(settings, finetune_steps=0)
+    report = train_seg(args.model, args.data, settings, args.resume, not args.quiet)
+    s = report["seconds"]
+    parity = report["parity"]["map_max_abs_diff"]
+    print(f"ADClick-Seg trained: {report['steps']}, {report['n_pseudo_labelled']} pseudo-labelled images, "
+          f"training {s['train']:.0f} s; seg.onnx parity max |Δmap| {parity:.1e}")  # fmt: skip
+    return 0
+
+
+def run_evaluate_clicks(args: argparse.Namespace) -> int:
+    from adinspect.train.interactive import evaluate_clicks
+
+    out = evaluate_clicks(args.model, args.data, args.subset, args.seed, args.max_clicks, not args.quiet)
+    print(f"{out['n_images']} images ({out['subset']}): NoC@80 {out['noc80']:.2f}  "
+          f"NoC@85 {out['noc85']:.2f}  "
+          f"NoC@90 {out['noc90']:.2f}  AP@3 {out['ap_3']:.3f}  AP@5 {out['ap_5']:.3f}  "
+          f"IoU@1 {out['iou_at_k'][0]:.3f}  IoU@5 {out['iou_at_k'][4]:.3f}")  # fmt: skip
+    _write_json(out, args.json)
+    return 0
+
+
+def run_evaluate_seg(args: argparse.Namespace) -> int:
+    from adinspect.train.seg_eval import evaluate_seg
+
+    out = evaluate_seg(args.model, args.data, args.subset, args.seed, not args.quiet)
+    keys = ["image_auroc", "pixel_auroc", "pixel_ap", "aupro", "pixel_f1_max"]
+    print(f"{out['n_images']} images ({out['n_defective']} defective, subset {out['subset']})")
+    print(f"{'':16}" + "".join(f"{k:>14}" for k in keys))
+    for name in ("training_free", "adclick_seg"):
+        print(f"{name:16}" + "".join(f"{out[name][k]:>14.4f}" for k in keys))
+    _write_json(out, args.json)
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register train-click, label, train-seg, evaluate-clicks and evaluate-seg."""
+    p = subparsers.add_parser("train-click", help="train ADClick on synthetic anomalies (writes click.onnx)")
+    _common(p)
+    p.add_argument("--prompts", type=Path, help="YAML of defect types and prompts (default: templates)")
+    p.add_argument("--encoder", help="local BERT directory (default: the packaged all-MiniLM-L6-v2)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--n-synthetic", type=int, help="synthetic anomalies to generate (cached)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.set_defaults(func=run_train_click)
+
+    p = subparsers.add_parser("label", help="clicks (file or simulated) → ADClick masks → pseudo labels")
+    _common(p)
+    p.add_argument("--clicks", type=Path, help="click JSON file (coordinates in original image pixels)")
+    p.add_argument("--simulate", type=int, metavar="N_CLICKS", help="simulate N clicks from the ground truth")
+    p.add_argument("--subset", default="labelled", choices=["all", "labelled", "eval"])
+    p.add_argument(
+        "--distance", type=float, help="Eq. 8 distance d in model pixels (default 2x click radius)"
+    )
+    p.set_defaults(func=run_label)
+
+    p = subparsers.add_parser("train-seg", help="train ADClick-Seg (synthetic pre-training + pseudo labels)")
+    _common(p)
+    p.add_argument("--pretrain-steps", type=int)
+    p.add_argument("--finetune-steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--finetune-lr", type=float)
+    p.add_argument(
+        "--no-finetune", action="store_true", help="synthetic pre-training only (no pseudo labels)"
+    )
+    p.add_argument("--resume", action="store_true")
+    p.set_defaults(func=run_train_seg)
+
+    p = subparsers.add_parser("evaluate-clicks", help="NoC@80/85/90, IoU@k and AP after 3/5 simulated clicks")
+    _common(p)
+    p.add_argument("--json", type=Path, required=True)
+    p.add_argument("--subset", default="all", choices=["all", "labelled", "eval"])
+    p.add_argument("--max-clicks", type=int, default=20)
+    p.set_defaults(func=run_evaluate_clicks)
+
+    p = subparsers.add_parser("evaluate-seg", help="ADClick-Seg vs the training-free map on held-out images")
+    _common(p)
+    p.add_argument("--json", type=Path)
+    p.add_argument("--subset", default="eval", choices=["all", "labelled", "eval"])
+    p.set_defaults(func=run_evaluate_seg)

@@ -1,0 +1,225 @@
+"""Residual tensors R for training and labelling, computed with a fitted package's own models.
+
+Real images go through the package's torch reference (backbone → full bank → R), exactly what
+the exported ONNX models compute. Synthetic anomalies are painted on the good training images;
+since those images (or most of them) are in the bank, each one is matched against a bank built
+from the *other* folds of the good images (k-fold, the package's PCA), otherwise the defect-free
+part of the image would find itself and its residual would be exactly zero, unlike any test image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from adinspect.data.anomalies import AnomalySettings, synthesize_anomaly
+from adinspect.data.datasets import open_dataset
+from adinspect.errors import InputError
+from adinspect.imageio import read_image
+from adinspect.package import ModelPackage
+from adinspect.pipeline import TorchPipeline
+from adinspect.residual.model import BankTensors, ResidualModel, window_descriptors
+from adinspect.runtime.preprocess import PreprocessSpec, preprocess_batch
+
+
+class TrainDataError(InputError):
+    """Training data that cannot be used (no good images, no defects, ...)."""
+
+
+@dataclass
+class ResidualContext:
+    """A fitted package's torch models, used to turn images into residuals R (B, d_f, h, w)."""
+
+    package: ModelPackage
+    pipeline: TorchPipeline
+    preprocess: PreprocessSpec
+
+    @property
+    def image_size(self) -> int:
+        return self.preprocess.image_size
+
+    @property
+    def feature_dim(self) -> int:
+        return self.package.manifest.backbone.feature_dim
+
+    @property
+    def grid(self) -> int:
+        return self.package.manifest.backbone.feature_grid
+
+    @property
+    def preset(self) -> str:
+        return self.package.config.preset
+
+
+def load_context(model_dir: Path) -> ResidualContext:
+    """Open a fitted package and rebuild its torch models (weights checksum checked)."""
+    package = ModelPackage.load(Path(model_dir))
+    return ResidualContext(package, TorchPipeline.from_package(Path(model_dir)), package.preprocess)
+
+
+def resize_to_model(image: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 → (S, S, 3) uint8 with the interpolation `preprocess` uses."""
+    h, w = image.shape[:2]
+    interp = cv2.INTER_AREA if h > size or w > size else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interp)
+
+
+@torch.no_grad()
+def embed(
+    ctx: ResidualContext, images: list[np.ndarray], batch: int = 16
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (any size, uint8 RGB) → features (N, d_f, h, w), global maps (N, c_1, H, W)."""
+    feats, gmaps = [], []
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(preprocess_batch(images[i : i + batch], ctx.preprocess))
+        f, g = ctx.pipeline.embedder(x)
+        feats.append(f)
+        gmaps.append(g)
+    return torch.cat(feats), torch.cat(gmaps)
+
+
+@torch.no_grad()
+def residuals_of(ctx: ResidualContext, images: list[np.ndarray], batch: int = 16) -> torch.Tensor:
+    """Residuals against the package's full bank: (N, d_f, h, w) float32, as served."""
+    out = []
+    for i in range(0, len(images), batch):
+        f, g = embed(ctx, images[i : i + batch], batch)
+        out.append(ctx.pipeline.residual_model(f, g)[0])
+    return torch.cat(out)
+
+
+@dataclass
+class ResidualSet:
+    """Training samples: residual (N, d_f, h, w) float16 and masks (N, S, S) bool."""
+
+    residual: torch.Tensor
+    masks: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.residual.shape[0]
+
+
+def _fold_models(ctx: ResidualContext, feats: torch.Tensor, gmaps: torch.Tensor, folds: np.ndarray) -> list:
+    bank = ctx.pipeline.residual_model
+    method = ctx.package.config.method
+    desc = window_descriptors(gmaps, bank.pca_mean, bank.pca_components, method.window)
+    models = []
+    for f in range(int(folds.max()) + 1):
+        keep = torch.from_numpy(np.flatnonzero(folds != f))
+        tensors = BankTensors(bank.pca_mean, bank.pca_components, desc[keep], feats[keep].half())
+        models.append(ResidualModel(tensors, method).eval())
+    return models
+
+
+def _by_fold(models: list, folds: np.ndarray, feats: torch.Tensor, gmaps: torch.Tensor) -> torch.Tensor:
+    """Residual of sample i against the bank that excludes fold folds[i]: (N, d_f, h, w)."""
+    out = torch.empty_like(feats)
+    for f, model in enumerate(models):
+        idx = torch.from_numpy(np.flatnonzero(folds == f))
+        if len(idx):
+            out[idx] = model(feats[idx], gmaps[idx])[0]
+    return out
+
+
+def _cache_key(ctx: ResidualContext, goods: list[Path], **params: object) -> str:
+    h = hashlib.sha256(ctx.package.manifest.files.get("bank.safetensors", "").encode())
+    h.update(json.dumps({"goods": [str(p) for p in goods], **params}, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def good_images(data_dir: Path) -> list[Path]:
+    """Good training images of a dataset; none is a clear error."""
+    goods = open_dataset(Path(data_dir)).train
+    if not goods:
+        raise TrainDataError(f"{data_dir}: no good training images (train/good/ or a folder of images)")
+    return goods
+
+
+@torch.no_grad()
+def synthetic_residuals(
+    ctx: ResidualContext,
+    goods: list[Path],
+    n_samples: int,
+    seed: int,
+    n_folds: int = 4,
+    settings: AnomalySettings | None = None,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> tuple[ResidualSet, ResidualSet]:
+    """Synthetic anomalies on the good images and the good images themselves, as residuals.
+
+    Returns:
+        (anomalous set with n_samples masks, good set with one empty mask per good image).
+    """
+    if len(goods) < n_folds:
+        raise TrainDataError(f"{len(goods)} good images are too few for {n_folds}-fold residuals; give more")
+    settings = settings or AnomalySettings()
+    key = _cache_key(ctx, goods, n=n_samples, seed=seed, folds=n_folds, settings=settings)
+    cache = Path(cache_dir) / f"synthetic-{key}.safetensors" if cache_dir else None
+    if cache is not None and cache.is_file():
+        t = load_file(str(cache))
+        return ResidualSet(t["anomalous"], t["anomalous_masks"]), ResidualSet(t["good"], t["good_masks"])
+    s = ctx.image_size
+    images = [
+        resize_to_model(read_image(p), s)
+        for p in tqdm(goods, desc="reading good images", disable=not progress)
+    ]
+    feats, gmaps = embed(ctx, images)
+    rng = np.random.default_rng(seed)
+    folds = rng.permutation(np.arange(len(images)) % n_folds)
+    models = _fold_models(ctx, feats, gmaps, folds)
+    good = _by_fold(models, folds, feats, gmaps)
+    residual, masks = [], []
+    batch = 16
+    for start in tqdm(range(0, n_samples, batch), desc="synthetic anomalies", disable=not progress):
+        src = [int(rng.integers(len(images))) for _ in range(min(batch, n_samples - start))]
+        painted = [synthesize_anomaly(images[i], rng, settings, donors=images) for i in src]
+        f, g = embed(ctx, [p[0] for p in painted])
+        residual.append(_by_fold(models, folds[src], f, g).half())
+        masks += [torch.from_numpy(p[1].astype(bool)) for p in painted]
+    anomalous = ResidualSet(torch.cat(residual), torch.stack(masks))
+    goods_set = ResidualSet(good.half(), torch.zeros(len(images), s, s, dtype=torch.bool))
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        save_file(
+            {
+                "anomalous": anomalous.residual.contiguous(),
+                "anomalous_masks": anomalous.masks.contiguous(),
+                "good": goods_set.residual.contiguous(),
+                "good_masks": goods_set.masks.contiguous(),
+            },
+            str(tmp),
+        )
+        tmp.replace(cache)
+    return anomalous, goods_set
+
+
+def augment(
+    residual: torch.Tensor, masks: torch.Tensor, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random flip / 90° rotation of a batch of residuals (B, d, h, w) and masks (B, S, S)."""
+    k = int(rng.integers(4))
+    if k:
+        residual, masks = torch.rot90(residual, k, (-2, -1)), torch.rot90(masks, k, (-2, -1))
+    if rng.random() < 0.5:
+        residual, masks = residual.flip(-1), masks.flip(-1)
+    return residual, masks
+
+
+def residual_scale(residual: torch.Tensor) -> float:
+    """1 / RMS of residual entries: brings R to unit scale inside the networks."""
+    rms = float(residual.float().pow(2).mean().sqrt())
+    if not np.isfinite(rms) or rms <= 0:
+        raise TrainDataError(
+            "residuals of the training images are all zero; is the bank made of these images?"
+        )
+    return 1.0 / rms
