@@ -13,6 +13,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import struct
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -171,12 +172,14 @@ def write_input_data(path: Path, inputs: Mapping[str, np.ndarray | bytes]) -> Pa
 
     Args:
         inputs: tensor name -> array (its shape without the batch axis is sent) or bytes (one
-            TYPE_STRING element, base64-encoded in the file).
+            TYPE_STRING element of shape [1]; perf_analyzer sends "b64" content as-is, so it is
+            written in Triton's serialized BYTES form: a 4-byte little-endian length, then the data).
     """
     entry: dict[str, object] = {}
     for name, value in inputs.items():
         if isinstance(value, bytes):
-            entry[name] = {"b64": base64.b64encode(value).decode("ascii")}
+            serialized = struct.pack("<I", len(value)) + value
+            entry[name] = {"b64": base64.b64encode(serialized).decode("ascii"), "shape": [1]}
         else:
             array = np.asarray(value)
             entry[name] = {"content": array.reshape(-1).tolist(), "shape": list(array.shape)}

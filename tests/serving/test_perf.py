@@ -42,7 +42,8 @@ def test_parse_csv_in_milliseconds_sorted_by_concurrency(tmp_path: Path) -> None
 def test_input_data_file_holds_arrays_and_base64_bytes(tmp_path: Path) -> None:
     path = write_input_data(tmp_path / "in.json", {"image": b"\x89PNG..", "raw": np.zeros((2, 3), np.uint8)})
     entry = json.loads(path.read_text())["data"][0]
-    assert base64.b64decode(entry["image"]["b64"]) == b"\x89PNG.."
+    assert base64.b64decode(entry["image"]["b64"]) == b"\x06\x00\x00\x00\x89PNG.."  # Triton BYTES
+    assert entry["image"]["shape"] == [1]
     assert entry["raw"] == {"content": [0] * 6, "shape": [2, 3]}
 
 
