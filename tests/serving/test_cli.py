@@ -1,0 +1,57 @@
+"""The serving sub-commands, through a parser built the way adinspect.cli wires them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from adinspect.serving.cli import add_bench_serving_arguments, register
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adinspect")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    bench = sub.add_parser("bench")
+    add_bench_serving_arguments(bench)
+    return parser
+
+
+def _run(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    return args.func(args)
+
+
+def test_repo_build_command(served_packages: list[Path], tmp_path: Path, capsys) -> None:
+    out = tmp_path / "model_repository"
+    code = _run(
+        ["repo", "build", "--models", *map(str, served_packages), "--flavor", "gpu", "--out", str(out)]
+    )
+    assert code == 0
+    assert "inspect_gadget" in capsys.readouterr().out
+    assert (out / "inspect_widget" / "config.pbtxt").is_file()
+
+
+@pytest.mark.triton
+def test_inspect_command_prints_one_line_per_image_and_writes_json(
+    triton_server, synthetic_root, tmp_path, capsys
+):
+    folder = synthetic_root / "test" / "good"
+    out = tmp_path / "results.json"
+    code = _run(
+        ["inspect", "--url", triton_server.grpc_url, "--product", "widget", str(folder), "--json", str(out)]
+    )
+    assert code == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    results = json.loads(out.read_text())
+    assert len(lines) == len(results) == len(list(folder.glob("*.png")))
+    assert all(line.split()[0] in ("PASS", "FAIL") for line in lines)
+    assert {r["product"] for r in results} == {"widget"}
+
+
+def test_bench_serving_options_parse() -> None:
+    args = _parser().parse_args(["bench", "--serving", "--concurrency", "1,4", "--url", "127.0.0.1:8001"])
+    assert args.serving and args.concurrency == "1,4" and args.requests == 64 and not args.no_perf_analyzer
