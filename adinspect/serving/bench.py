@@ -264,6 +264,8 @@ def format_table(results: dict[str, Any]) -> str:
             f"perf_analyzer c={r['concurrency']}: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
             f"{r['throughput']:.1f} infer/s"
         )
+    for level, reason in perf.get("failures", {}).items():
+        rows.append(f"perf_analyzer c={level}: failed ({reason.splitlines()[-1]})")
     if "skipped" in perf or "error" in perf:
         rows.append(f"perf_analyzer: {perf.get('skipped') or perf.get('error')}")
     return "\n".join(rows)

@@ -117,6 +117,7 @@ class PerfReport:
     csv_path: Path
     rows: list[PerfRow]
     command: list[str]
+    failures: dict[int, str]  # concurrency → perf_analyzer's last lines, for levels that failed
 
     def to_dict(self) -> dict:
         return {
@@ -124,6 +125,7 @@ class PerfReport:
             "csv": str(self.csv_path),
             "command": self.command,
             "rows": [asdict(row) for row in self.rows],
+            "failures": {str(k): v for k, v in self.failures.items()},
         }
 
 
@@ -213,10 +215,12 @@ def run_perf_analyzer(
         shapes: shapes of variable-size inputs for "random"/"zero" data, without the batch axis.
 
     Returns:
-        The parsed rows; `csv_path` is `out_dir/perf_<model>.csv` with every level.
+        The parsed rows; `csv_path` is `out_dir/perf_<model>.csv` with every level that succeeded;
+        levels where perf_analyzer failed (e.g. no stable measurement on a busy host) are listed
+        in `failures` with its reason.
 
     Raises:
-        PerfAnalyzerError: perf_analyzer exited non-zero (its output in the message).
+        PerfAnalyzerError: perf_analyzer failed at every level (its output in the message).
     """
     analyzer = analyzer or find_perf_analyzer()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -224,6 +228,7 @@ def run_perf_analyzer(
     header: list[str] | None = None
     body: list[list[str]] = []
     command: list[str] = []
+    failures: dict[int, str] = {}
     for level in concurrency:
         part = out_dir / f"perf_{model}_c{level}.csv"
         command = [
@@ -258,20 +263,27 @@ def run_perf_analyzer(
         )
         (out_dir / f"perf_{model}_c{level}.log").write_text(done.stdout + done.stderr)
         if done.returncode != 0 or not part.exists():
-            raise PerfAnalyzerError(
+            failures[level] = (
                 f"perf_analyzer on {model!r} at concurrency {level} exited with {done.returncode}:\n"
-                f"{(done.stdout + done.stderr).strip()[-2000:]}"
+                f"{(done.stdout + done.stderr).strip()[-1500:]}"
             )
+            continue
         with part.open(newline="") as handle:
             lines = list(csv.reader(handle))
         header = header or lines[0]
         body.extend(line for line in lines[1:] if line)
         part.unlink()
+    if header is None:
+        raise PerfAnalyzerError(
+            "\n".join(failures.values()) or f"perf_analyzer measured nothing on {model!r}"
+        )
     with merged.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(header or [])
+        writer.writerow(header)
         writer.writerows(body)
-    return PerfReport(model=model, csv_path=merged, rows=parse_perf_csv(merged), command=command)
+    return PerfReport(
+        model=model, csv_path=merged, rows=parse_perf_csv(merged), command=command, failures=failures
+    )
 
 
 def perf_analyzer_available() -> str | None:
