@@ -90,13 +90,15 @@ def run_serve(args: argparse.Namespace) -> int:
     except ServerStartError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    with server:
+    try:
         print(
             f"Triton ready: grpc {server.grpc_url}, http {server.http_url}, metrics {server.metrics_url} "
             "(Ctrl-C stops it)",
             file=sys.stderr,
         )
         code = server.serve_forever()
+    finally:
+        server.stop()
     print("Triton stopped", file=sys.stderr)
     return code
 

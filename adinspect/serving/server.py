@@ -34,7 +34,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -192,10 +192,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _set_parent_death_signal() -> None:
-    """In the child: die with SIGTERM when the launching process dies (Linux only)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A pre-exec hook making the child die with SIGTERM when its launcher dies (Linux only).
+
+    libc is loaded here, in the parent: the hook runs between fork and exec, where loading a
+    library could deadlock on a lock another thread held at fork time.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 class TritonServer:
@@ -370,7 +379,7 @@ class TritonServer:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,  # its own process group: SIGKILL reaches the backend stubs too
-            preexec_fn=_set_parent_death_signal if sys.platform.startswith("linux") else None,
+            preexec_fn=_parent_death_signal(),
         )
         self._tee = threading.Thread(target=self._tee_log, name="tritonserver-log", daemon=True)
         self._tee.start()

@@ -10,6 +10,8 @@ import pytest
 
 from adinspect.serving.cli import add_bench_serving_arguments, register
 
+from .conftest import needs_triton
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adinspect")
@@ -55,3 +57,54 @@ def test_inspect_command_prints_one_line_per_image_and_writes_json(
 def test_bench_serving_options_parse() -> None:
     args = _parser().parse_args(["bench", "--serving", "--concurrency", "1,4", "--url", "127.0.0.1:8001"])
     assert args.serving and args.concurrency == "1,4" and args.requests == 64 and not args.no_perf_analyzer
+
+
+@pytest.mark.triton
+@needs_triton
+def test_serve_command_starts_streams_and_stops_on_ctrl_c(identity_repository: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from adinspect.serving.server import free_port
+
+    ports = [str(free_port()) for _ in range(3)]
+    script = "import sys\nfrom tests.serving.test_cli import _run\nsys.exit(_run(sys.argv[1:]))\n"
+    argv = [
+        "serve",
+        "--repo",
+        str(identity_repository),
+        "--grpc-port",
+        ports[0],
+        "--http-port",
+        ports[1],
+        "--metrics-port",
+        ports[2],
+        "--log-file",
+        str(tmp_path / "triton.log"),
+    ]
+    repo_root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, *argv],
+        cwd=repo_root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in proc.stderr:
+            if "Triton ready" in line:
+                break
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports[1]}/v2/health/ready", timeout=5) as response:
+            assert response.status == 200
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "Triton stopped" in err
+    assert "successfully loaded 'identity'" in out  # the log is streamed to stdout
+    assert "successfully loaded 'identity'" in (tmp_path / "triton.log").read_text()
