@@ -61,8 +61,11 @@ class ADClickConfig:
                     f"stage {i} grid {self.grid}/2^{i} is not a multiple of window {self.window}; "
                     f"use a grid divisible by {2 ** (len(self.dims) - 1)} and the window"
                 )
-        if self.image_size % self.grid:
-            raise ValueError(f"image_size {self.image_size} is not a multiple of grid {self.grid}")
+        if self.image_size % self.grid or self.image_size % (self.grid * self.out_scale):
+            raise ValueError(
+                f"image_size {self.image_size} is not a multiple of grid x out_scale "
+                f"({self.grid} x {self.out_scale})"
+            )
 
     @classmethod
     def for_preset(
@@ -153,7 +156,10 @@ class MLPDecoder(nn.Module):
 
     def fused(self, feats: list[torch.Tensor]) -> torch.Tensor:
         """Stage features → (B, D, h, w)."""
-        maps = [resize(lat(f), self.grid) for lat, f in zip(self.lateral, feats, strict=True)]
+        maps = [
+            resize(lat(f), self.grid, self.grid // 2**i)
+            for i, (lat, f) in enumerate(zip(self.lateral, feats, strict=True))
+        ]
         return self.fuse(torch.cat(maps, 1))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -184,9 +190,9 @@ class ADClick(nn.Module):
         maps = torch.cat([prev_mask, clicks], 1)
         feats = self.encoder(self.encoder.embed_residual(residual), maps, words, word_mask)
         coarse = self.decoder.logits(self.decoder.fused(feats))  # (B, 1, h·s, w·s)
-        side = coarse.shape[-1]
-        small = F.adaptive_avg_pool2d(maps, side) if side != self.cfg.image_size else maps
-        return resize(coarse + self.refine(torch.cat([coarse, small], 1)), self.cfg.image_size)
+        side, size = self.cfg.grid * self.cfg.out_scale, self.cfg.image_size
+        small = F.avg_pool2d(maps, size // side) if side != size else maps
+        return resize(coarse + self.refine(torch.cat([coarse, small], 1)), size, side)
 
 
 class SegOutput(NamedTuple):
@@ -216,7 +222,7 @@ class ADClickSeg(nn.Module):
         embedded = self.encoder.embed_residual(residual)
         feats = self.encoder(embedded, None, words, word_mask)
         x = self.decoder.fused(feats) + self.residual_proj(embedded)
-        return resize(self.decoder.logits(x), self.cfg.image_size)
+        return resize(self.decoder.logits(x), self.cfg.image_size, self.cfg.grid * self.cfg.out_scale)
 
     def forward(self, residual: torch.Tensor, v_lang: torch.Tensor, word_mask: torch.Tensor) -> SegOutput:
         """All P types: residual (B, d_f, h, w), v_lang (P, Z, Q), word_mask (P, Z) → `SegOutput`.

@@ -69,8 +69,12 @@ class PatchMerging(nn.Module):
         return self.reduction(self.norm(x))
 
 
-def resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Bilinear resize of (B, C, H, W) to (B, C, size, size); identity when already that size."""
-    if x.shape[-1] == size and x.shape[-2] == size:
+def resize(x: torch.Tensor, size: int, src: int) -> torch.Tensor:
+    """Bilinear resize of (B, C, src, src) to (B, C, size, size); identity when src == size.
+
+    `src` is the static input side (a Python int from the config), so tracing for export never
+    branches on a tensor shape.
+    """
+    if src == size:
         return x
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -87,7 +88,7 @@ def read_meta(path: Path) -> dict:
     try:
         with safe_open(str(path), "pt") as fh:
             return json.loads((fh.metadata() or {}).get("meta", "{}"))
-    except (OSError, ValueError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:
         raise CheckpointError(f"{path}: not a readable checkpoint ({exc}); delete it to start over") from exc
 
 

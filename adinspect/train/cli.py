@@ -76,7 +76,7 @@ def run_train_seg(args: argparse.Namespace) -> int:
     from adinspect.train.seg_trainer import SegTrainSettings, train_seg
 
     settings = SegTrainSettings(seed=args.seed)
-    for field in ("pretrain_steps", "finetune_steps", "batch_size", "lr", "finetune_lr"):
+    for field in ("pretrain_steps", "finetune_steps", "batch_size", "lr", "finetune_lr", "n_synthetic"):
         if getattr(args, field) is not None:
             settings = replace(settings, **{field: getattr(args, field)})
     if args.no_finetune:
@@ -93,10 +93,12 @@ def run_evaluate_clicks(args: argparse.Namespace) -> int:
     from adinspect.train.interactive import evaluate_clicks
 
     out = evaluate_clicks(args.model, args.data, args.subset, args.seed, args.max_clicks, not args.quiet)
-    print(f"{out['n_images']} images ({out['subset']}): NoC@80 {out['noc80']:.2f}  "
-          f"NoC@85 {out['noc85']:.2f}  "
-          f"NoC@90 {out['noc90']:.2f}  AP@3 {out['ap_3']:.3f}  AP@5 {out['ap_5']:.3f}  "
-          f"IoU@1 {out['iou_at_k'][0]:.3f}  IoU@5 {out['iou_at_k'][4]:.3f}")  # fmt: skip
+    ious = out["iou_at_k"]
+    print(
+        f"{out['n_images']} images ({out['subset']}): NoC@80 {out['noc80']:.2f}  NoC@85 {out['noc85']:.2f}  "
+        f"NoC@90 {out['noc90']:.2f}  AP@3 {out['ap_3']:.3f}  AP@5 {out['ap_5']:.3f}  "
+        f"IoU@1 {ious[0]:.3f}  IoU@{len(ious)} {ious[-1]:.3f}"
+    )
     _write_json(out, args.json)
     return 0
 
@@ -144,6 +146,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--finetune-lr", type=float)
+    p.add_argument(
+        "--n-synthetic", type=int, help="synthetic anomalies (same value as train-click reuses its cache)"
+    )
     p.add_argument(
         "--no-finetune", action="store_true", help="synthetic pre-training only (no pseudo labels)"
     )
