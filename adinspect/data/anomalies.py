@@ -26,11 +26,11 @@ KINDS = ("texture", "colour", "image")
 class AnomalySettings:
     """Knobs of the generator; areas are fractions of the image (or of the foreground if given)."""
 
-    min_scale: int = 1  # Perlin lattice 2^k cells per side, k in [min_scale, max_scale]
-    max_scale: int = 4
+    min_scale: int = 0  # Perlin lattice 2^k cells per side, k in [min_scale, max_scale]
+    max_scale: int = 3
     threshold: float = 0.5
-    min_area: float = 0.004
-    max_area: float = 0.12
+    min_area: float = 0.005
+    max_area: float = 0.15
     kinds: tuple[str, ...] = KINDS
     beta_range: tuple[float, float] = (0.0, 0.6)
     max_regions: int = 3

@@ -4,10 +4,13 @@ Each step: a batch of synthetic-anomaly residuals (random flip/rotation), initia
 inside / around the defect, then 0..`max_correction_clicks` simulated rounds without gradient
 (predict → `next_click` on the error → previous mask = prediction), and one forward/backward
 pass with the Normalized Focal Loss. Synthetic anomalies have no defect type, so each sample gets
-the V_lang of a random type of the product. AdamW (default lr 5e-4, larger than the paper's 3e-5
-because the network starts from scratch on a CPU budget), linear warm-up + cosine decay, EMA of
-the weights, checkpoint every `checkpoint_every` steps and `--resume`. Writes into the package:
-click_model.safetensors (EMA weights + metadata), click_model.json and click.onnx.
+the V_lang of a random type of the product. With probability `target_subset_prob` only some of
+a sample's anomalous regions are the target (the rest stay visible in R), which teaches the
+network to follow the clicks rather than segment every residual peak. AdamW (default lr 5e-4,
+larger than the paper's 3e-5 because the network starts from scratch on a CPU budget), linear
+warm-up + cosine decay, EMA of the weights, checkpoint every `checkpoint_every` steps and
+`--resume`. Writes into the package: click_model.safetensors (EMA weights + metadata),
+click_model.json and click.onnx.
 """
 
 from __future__ import annotations
@@ -37,12 +40,13 @@ from adinspect.train.checkpoint import (
 )
 from adinspect.train.clicks import PRED_THRESHOLD, Click, click_maps, click_radius, next_click
 from adinspect.train.common import (
+    commit_files,
     language_tensors,
     make_optimizer,
     prepare_language,
-    register_files,
     seed_everything,
     set_lr,
+    staging,
     write_json,
 )
 from adinspect.train.residual_data import (
@@ -71,6 +75,7 @@ class ClickTrainSettings:
     n_synthetic: int = 1200
     n_folds: int = 4
     max_correction_clicks: int = 3
+    target_subset_prob: float = 0.25
     checkpoint_every: int = 100
     seed: int = 0
 
@@ -115,6 +120,16 @@ def initial_clicks(gt: np.ndarray, rng: np.random.Generator) -> list[Click]:
     return clicks
 
 
+def target_subset(gt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random non-empty proper subset of the connected regions of gt (unchanged if it has one):
+    the other regions stay visible in R but are not the target, so the model must follow clicks."""
+    n, labels = cv2.connectedComponents(gt.astype(np.uint8))
+    if n < 3:
+        return gt
+    keep = rng.permutation(np.arange(1, n))[: int(rng.integers(1, n - 1))]
+    return np.isin(labels, keep)
+
+
 def render(click_lists: list[list[Click]], size: int, radius: float) -> torch.Tensor:
     """Click lists → (B, 2, S, S) disc maps."""
     return torch.from_numpy(np.stack([click_maps(c, (size, size), radius) for c in click_lists]))
@@ -134,7 +149,10 @@ def train_step(
     residual, masks, types = batch
     v_lang, word_mask = lang_t
     words, wmask = v_lang[types], word_mask[types]
-    gts = masks.numpy()
+    gts = np.stack(
+        [target_subset(g, rng) if rng.random() < settings.target_subset_prob else g for g in masks.numpy()]
+    )
+    masks = torch.from_numpy(gts)
     clicks = [initial_clicks(g, rng) for g in gts]
     size = gts.shape[-1]
     prev = torch.zeros(len(gts), 1, size, size)
@@ -177,9 +195,10 @@ def train_click(
     optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
     ident = identity("click", ctx, cfg, lang)
     ckpt = work / "click.ckpt.safetensors"
-    start = 0
+    start, earlier = 0, 0.0
     if resume and ckpt.is_file():
-        start = load_checkpoint(ckpt, model, ema, optimizer, ident).step
+        state = load_checkpoint(ckpt, model, ema, optimizer, ident)
+        start, earlier = state.step, float(state.meta.get("train_seconds", 0.0))
     lang_t = language_tensors(lang)
     radius = click_radius(ctx.image_size)
     losses: list[float] = []
@@ -204,8 +223,13 @@ def train_click(
         losses.append(float(loss))
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         if (step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.steps:
-            save_checkpoint(ckpt, model, ema, optimizer, step + 1, {**ident, "settings": asdict(settings)})
-    t_train = time.perf_counter() - t1
+            meta = {
+                **ident,
+                "settings": asdict(settings),
+                "train_seconds": earlier + time.perf_counter() - t1,
+            }
+            save_checkpoint(ckpt, model, ema, optimizer, step + 1, meta)
+    t_train = earlier + time.perf_counter() - t1
     report = {
         "steps": settings.steps,
         "resumed_from": start,
@@ -215,18 +239,18 @@ def train_click(
         "n_synthetic": len(anomalous),
         "lr_note": "AdamW lr 5e-4 (paper 3e-5): from-scratch training on a CPU budget",
     }
-    report["parity"] = _write_click_package(
-        Path(model_dir), ema.model, anomalous, lang, lang_t, ident, report
-    )
+    root = Path(model_dir)
+    staged = {name: staging(root, name) for name in (CLICK_WEIGHTS, CLICK_ONNX, CLICK_META)}
+    save_weights(staged[CLICK_WEIGHTS], ema.model, {**ident, "steps": settings.steps})
+    report["parity"] = _export_click(ema.model, anomalous, lang, lang_t, staged[CLICK_ONNX])
     report["seconds"]["total"] = time.perf_counter() - t0
-    write_json(Path(model_dir) / CLICK_META, {**ident, **report})
-    register_files(Path(model_dir), [CLICK_META])
+    write_json(staged[CLICK_META], {**ident, **report})
+    commit_files(root, staged, optional_models=["click"])
     return report
 
 
-def _write_click_package(root, model, anomalous, lang, lang_t, ident, report) -> dict:
-    """Save EMA weights and click.onnx (with parity), then register both in the manifest."""
-    save_weights(root / CLICK_WEIGHTS, model, {**ident, "steps": report["steps"]})
+def _export_click(model: ADClick, anomalous, lang: LanguageFeatures, lang_t: tuple, path: Path) -> dict:
+    """Export click.onnx to `path`, with an example that clicks and uses the first and last type."""
     s = model.cfg.image_size
     example = (
         anomalous.residual[:2].float(),
@@ -236,11 +260,7 @@ def _write_click_package(root, model, anomalous, lang, lang_t, ident, report) ->
     )
     example[2][:, 0, s // 2 - 3 : s // 2 + 3, s // 2 - 3 : s // 2 + 3] = 1
     example[3][1] = lang.num_types - 1
-    tmp = root / (CLICK_ONNX + ".tmp")
-    parity = export_click(ClickGraph(model, *lang_t), example, tmp)
-    tmp.replace(root / CLICK_ONNX)
-    register_files(root, [CLICK_WEIGHTS, CLICK_ONNX], optional_models=["click"])
-    return parity
+    return export_click(ClickGraph(model, *lang_t), example, path)
 
 
 def load_click_model(ctx: ResidualContext, lang: LanguageFeatures) -> ADClick:

@@ -47,6 +47,22 @@ def register_files(model_dir: Path, names: list[str], optional_models: list[str]
     tmp.replace(path)
 
 
+def commit_files(model_dir: Path, staged: dict[str, Path], optional_models: list[str] = ()) -> None:
+    """Move fully written temporary files to their final names, then register them in the manifest.
+
+    Callers write every output under a temporary name first, so a failure while producing any of
+    them leaves the package exactly as it was.
+    """
+    for name, tmp in staged.items():
+        Path(tmp).replace(Path(model_dir) / name)
+    register_files(model_dir, list(staged), optional_models)
+
+
+def staging(model_dir: Path, name: str) -> Path:
+    """Temporary path next to the final file `name` (same directory, so the rename is atomic)."""
+    return Path(model_dir) / f".{name}.tmp"
+
+
 def defect_types_for(ctx: ResidualContext, data_dir: Path | None) -> list[DefectType]:
     """The product's defect types: from its spec, else the dataset's defect folders."""
     spec = ctx.package.config.product

@@ -27,12 +27,13 @@ from adinspect.models.losses import masked_normalized_focal_loss
 from adinspect.train.checkpoint import EMA, load_checkpoint, save_checkpoint, save_weights
 from adinspect.train.click_trainer import CLICK_WEIGHTS, WORK_DIR, identity, model_config
 from adinspect.train.common import (
+    commit_files,
     language_tensors,
     make_optimizer,
     prepare_language,
-    register_files,
     seed_everything,
     set_lr,
+    staging,
     write_json,
 )
 from adinspect.train.labeling import load_labels
@@ -146,7 +147,10 @@ def train_seg(
     ident = identity("seg", ctx, cfg, lang)
     ckpt = model_dir / WORK_DIR / "seg.ckpt.safetensors"
     total = settings.pretrain_steps + finetune
-    start = load_checkpoint(ckpt, model, ema, optimizer, ident).step if resume and ckpt.is_file() else 0
+    start, earlier = 0, 0.0
+    if resume and ckpt.is_file():
+        state = load_checkpoint(ckpt, model, ema, optimizer, ident)
+        start, earlier = state.step, float(state.meta.get("train_seconds", 0.0))
     v_lang, word_mask = language_tensors(lang)
     losses: list[float] = []
     t1 = time.perf_counter()
@@ -168,22 +172,27 @@ def train_seg(
         losses.append(float(loss))
         bar.set_postfix(phase=phase, loss=f"{np.mean(losses[-50:]):.4f}")
         if (step + 1) % settings.checkpoint_every == 0 or step + 1 == total:
-            save_checkpoint(ckpt, model, ema, optimizer, step + 1, {**ident, "settings": asdict(settings)})
+            meta = {
+                **ident,
+                "settings": asdict(settings),
+                "train_seconds": earlier + time.perf_counter() - t1,
+            }
+            save_checkpoint(ckpt, model, ema, optimizer, step + 1, meta)
     report = {
         "steps": {"pretrain": settings.pretrain_steps, "finetune": finetune},
         "resumed_from": start,
         "init": init,
         "n_pseudo_labelled": len(sets["pseudo"]) if finetune else 0,
         "final_loss_50": float(np.mean(losses[-50:])) if losses else None,
-        "seconds": {"data": t1 - t0, "train": time.perf_counter() - t1},
+        "seconds": {"data": t1 - t0, "train": earlier + time.perf_counter() - t1},
         "settings": asdict(settings),
         "lr_note": "AdamW lr 3e-4 / 1e-4 (paper 3e-5): short schedules on a CPU budget",
     }
-    save_weights(model_dir / SEG_WEIGHTS, ema.model, {**ident, "steps": total})
-    tmp = model_dir / (SEG_ONNX + ".tmp")
-    report["parity"] = export_seg(SegGraph(ema.model, v_lang, word_mask), anomalous.residual[:2].float(), tmp)
-    tmp.replace(model_dir / SEG_ONNX)
+    staged = {name: staging(model_dir, name) for name in (SEG_WEIGHTS, SEG_ONNX, SEG_META)}
+    save_weights(staged[SEG_WEIGHTS], ema.model, {**ident, "steps": total})
+    graph = SegGraph(ema.model, v_lang, word_mask)
+    report["parity"] = export_seg(graph, anomalous.residual[:2].float(), staged[SEG_ONNX])
     report["seconds"]["total"] = time.perf_counter() - t0
-    write_json(model_dir / SEG_META, {**ident, **report})
-    register_files(model_dir, [SEG_WEIGHTS, SEG_ONNX, SEG_META], optional_models=["seg"])
+    write_json(staged[SEG_META], {**ident, **report})
+    commit_files(model_dir, staged, optional_models=["seg"])
     return report
