@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[train,dev]'
-	if [ -f .ci/install_triton.sh ]; then bash .ci/install_triton.sh $(VENV); fi
+	if [ -f .ci/install_triton.sh ]; then bash .ci/install_triton.sh $(VENV) --perf-analyzer; fi
 	touch $(STAMP)
 
 demo: $(STAMP)

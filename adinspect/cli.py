@@ -89,6 +89,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.serving:
+        from adinspect.serving.cli import run_bench_serving
+
+        return run_bench_serving(args)
     from adinspect.bench import bench_inprocess, write_bench
 
     results = bench_inprocess(args.model, args.data, n_images=args.images, warmup=args.warmup,
@@ -163,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int)
     p.add_argument("--no-eager", action="store_true", help="skip the torch reference (no torch needed)")
+    from adinspect.serving.cli import add_bench_serving_arguments
+
+    add_bench_serving_arguments(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("backbones", help="list registered backbones")
@@ -188,7 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _plugin_parsers() -> list[Callable[[argparse._SubParsersAction], None]]:
     """Sub-command groups owned by other modules (serving, training); each adds its own parsers."""
-    return []
+    from adinspect.serving.cli import register as register_serving
+
+    return [register_serving]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
