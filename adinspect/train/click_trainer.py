@@ -52,10 +52,10 @@ from adinspect.train.common import (
 from adinspect.train.residual_data import (
     ResidualContext,
     augment,
-    good_images,
     load_context,
     residual_scale,
     synthetic_residuals,
+    training_goods,
 )
 
 CLICK_WEIGHTS = "click_model.safetensors"
@@ -181,7 +181,7 @@ def train_click(
     t0 = time.perf_counter()
     rng = seed_everything(settings.seed)
     ctx = load_context(model_dir)
-    goods = good_images(data_dir)
+    goods = training_goods(ctx, data_dir)
     lang = prepare_language(ctx, data_dir, prompts_file, encoder, seed=settings.seed)
     work = Path(model_dir) / WORK_DIR
     anomalous, _ = synthetic_residuals(
@@ -245,7 +245,7 @@ def train_click(
     report["parity"] = _export_click(ema.model, anomalous, lang, lang_t, staged[CLICK_ONNX])
     report["seconds"]["total"] = time.perf_counter() - t0
     write_json(staged[CLICK_META], {**ident, **report})
-    commit_files(root, staged, optional_models=["click"])
+    commit_files(root, staged)  # not an optional *served* model: click.onnx is for labelling
     return report
 
 

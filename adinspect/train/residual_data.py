@@ -143,6 +143,25 @@ def good_images(data_dir: Path) -> list[Path]:
     return goods
 
 
+def holdout_images(ctx: ResidualContext) -> list[Path]:
+    """The good images the package held out to calibrate its threshold (never in its bank)."""
+    path = ctx.package.root / "calibration.json"
+    try:
+        return [Path(p) for p in json.loads(path.read_text()).get("holdout", [])]
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TrainDataError(f"{path}: unreadable ({exc}); re-run `adinspect fit`") from exc
+
+
+def training_goods(ctx: ResidualContext, data_dir: Path) -> list[Path]:
+    """Good images to train on: the dataset's, minus the package's calibration hold-out (kept unseen
+    so thresholds calibrated on it stay honest)."""
+    held = {p.resolve() for p in holdout_images(ctx)}
+    goods = [p for p in good_images(data_dir) if p.resolve() not in held]
+    if not goods:
+        raise TrainDataError(f"{data_dir}: every good image is in the calibration hold-out; add good images")
+    return goods
+
+
 @torch.no_grad()
 def synthetic_residuals(
     ctx: ResidualContext,

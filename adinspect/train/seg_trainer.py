@@ -6,8 +6,10 @@ when present (shared encoder and decoder; the click embedding then only contribu
 i.e. an all-zero click map). Phase 2 (`finetune_steps`): batches mix pseudo-labelled real images
 (their own defect type; Eq. 9 tri-valued with δ ~ U[0, 0.1] drawn per iteration) with synthetic
 and good samples, masked NFL (Eq. 10). AdamW (default lr 3e-4 / 1e-4 instead of the paper's
-3e-5: short CPU schedules), EMA, checkpoints and resume. Writes seg_model.safetensors,
-seg_model.json and seg.onnx (language tensors as constants, max over defect types inside).
+3e-5: short CPU schedules), EMA, checkpoints and resume. Good images of the package's calibration
+hold-out are never trained on; afterwards the fit's threshold rule is applied to their seg scores.
+Writes seg_model.safetensors, seg_model.json (with that threshold) and seg.onnx (language tensors
+as constants, max over defect types inside).
 """
 
 from __future__ import annotations
@@ -41,15 +43,16 @@ from adinspect.train.pseudo_labels import sample_delta, tri_valued
 from adinspect.train.residual_data import (
     ResidualSet,
     augment,
-    good_images,
+    holdout_images,
     load_context,
     residual_scale,
     residuals_of,
     synthetic_residuals,
+    training_goods,
 )
 
 SEG_WEIGHTS = "seg_model.safetensors"
-SEG_META = "seg_model.json"
+SEG_META = "seg_model.json"  # includes "calibration": {"threshold", "rule", ...} for serving
 SEG_ONNX = "seg.onnx"
 
 
@@ -113,6 +116,31 @@ def _pseudo_set(ctx, lang, model_dir: Path, progress: bool) -> tuple[ResidualSet
     return ResidualSet(residuals_of(ctx, images).half(), soft), types
 
 
+def calibrate_seg(ctx, graph: SegGraph) -> dict:
+    """The fit's threshold rule applied to ADClick-Seg scores of the package's held-out good images.
+
+    The seg score is a probability, on another scale than the residual score, so the served
+    verdict must use this threshold when seg_<product> is in the pipeline.
+    """
+    from adinspect.fit import calibrate
+    from adinspect.imageio import read_image
+
+    paths = holdout_images(ctx)
+    if not paths:
+        raise InputError(
+            f"{ctx.package.root}: calibration.json lists no held-out good images; re-run `adinspect fit`"
+        )
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise InputError(
+            f"held-out good image {missing[0]} (from calibration.json) is missing; restore the data"
+        )
+    with torch.no_grad():
+        scores = graph(residuals_of(ctx, [read_image(p) for p in paths]))[1].numpy()
+    cal = calibrate(scores, [str(p) for p in paths], ctx.package.config.calibration.std_factor)
+    return {"threshold": cal.threshold, "rule": cal.rule, "holdout_scores": cal.holdout_scores}
+
+
 def train_seg(
     model_dir: Path, data_dir: Path, settings: SegTrainSettings = SegTrainSettings(), resume: bool = False,
     progress: bool = True,
@@ -124,7 +152,7 @@ def train_seg(
     ctx = load_context(model_dir)
     lang = prepare_language(ctx, data_dir)
     anomalous, good = synthetic_residuals(
-        ctx, good_images(data_dir), settings.n_synthetic, settings.seed, settings.n_folds,
+        ctx, training_goods(ctx, data_dir), settings.n_synthetic, settings.seed, settings.n_folds,
         cache_dir=model_dir / WORK_DIR, progress=progress,
     )  # fmt: skip
     sets: dict = {"anomalous": ResidualSet(anomalous.residual, anomalous.masks.float()),
@@ -190,7 +218,8 @@ def train_seg(
     }
     staged = {name: staging(model_dir, name) for name in (SEG_WEIGHTS, SEG_ONNX, SEG_META)}
     save_weights(staged[SEG_WEIGHTS], ema.model, {**ident, "steps": total})
-    graph = SegGraph(ema.model, v_lang, word_mask)
+    graph = SegGraph(ema.model, v_lang, word_mask).eval()
+    report["calibration"] = calibrate_seg(ctx, graph)
     report["parity"] = export_seg(graph, anomalous.residual[:2].float(), staged[SEG_ONNX])
     report["seconds"]["total"] = time.perf_counter() - t0
     write_json(staged[SEG_META], {**ident, **report})

@@ -46,7 +46,7 @@ def test_train_click_writes_a_verified_package(trained: Path) -> None:
         "click_model.json",
     ):
         assert package.has(name), name
-    assert "click" in package.manifest.optional_models
+    assert "click" not in package.manifest.optional_models  # labelling only, never served
     meta = json.loads((trained / "click_model.json").read_text())
     assert meta["preset"] == "cpu" and meta["parity"]["mask_max_abs_diff"] < 1e-4
     assert meta["defect_types"] == json.loads((trained / "language.json").read_text())["defect_types"]
@@ -77,6 +77,8 @@ def test_label_train_seg_and_evaluate(trained: Path, synthetic_root: Path, tmp_p
         labels["images"]
     )
     assert report["parity"]["map_max_abs_diff"] < 1e-4
+    calibration = report["calibration"]
+    assert 0 <= calibration["threshold"] <= 1 and calibration["threshold"] >= max(calibration["holdout_scores"])
 
     out = tmp_path / "clicks.json"
     assert _run("evaluate-clicks", *common, "--json", str(out), "--max-clicks", "3") == 0
