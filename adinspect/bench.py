@@ -45,8 +45,14 @@ def _time(fn: Callable[[], object], warmup: int, repeats: int) -> list[float]:
     return out
 
 
-def bench_inprocess(model_dir: Path, data_dir: Path, n_images: int = 20, warmup: int = 3, threads: int | None = None,
-                    eager: bool = True) -> dict:
+def bench_inprocess(
+    model_dir: Path,
+    data_dir: Path,
+    n_images: int = 20,
+    warmup: int = 3,
+    threads: int | None = None,
+    eager: bool = True,
+) -> dict:
     """Per-image latency of the ONNX Runtime inspector and (optionally) the torch eager reference."""
     from adinspect.runtime.inspector import Inspector
 
@@ -81,14 +87,16 @@ def bench_inprocess(model_dir: Path, data_dir: Path, n_images: int = 20, warmup:
     raw: dict[str, list[float]] = {}
     for name, run in runners.items():
         model_ms, e2e_ms = [], []
-        for x, image in zip(tensors, images):
-            model_ms += _time(lambda x=x: run(x), warmup, 1)
-            e2e_ms += _time(lambda image=image: end_to_end(run, image), 0, 1)
+        for x, image in zip(tensors, images, strict=True):
+            model_ms += _time(lambda x=x, run=run: run(x), warmup, 1)
+            e2e_ms += _time(lambda image=image, run=run: end_to_end(run, image), 0, 1)
         raw[name] = model_ms
         results["runners"][name] = {"model": latency_stats(model_ms), "end_to_end": latency_stats(e2e_ms)}
     if eager:
         ort_p50 = results["runners"]["onnxruntime"]["model"]["p50_ms"]
-        results["speedup_onnxruntime_vs_eager_p50"] = results["runners"]["torch_eager"]["model"]["p50_ms"] / ort_p50
+        results["speedup_onnxruntime_vs_eager_p50"] = (
+            results["runners"]["torch_eager"]["model"]["p50_ms"] / ort_p50
+        )
     results["_latencies_ms"] = raw
     return results
 
@@ -106,7 +114,10 @@ def write_bench(results: dict, json_path: Path, plot: bool = True) -> str:
     rows = [f"{'runner':<14}{'stage':<12}{'p50 ms':>9}{'p95 ms':>9}{'img/s':>9}"]
     for name, stages in results["runners"].items():
         for stage, s in stages.items():
-            rows.append(f"{name:<14}{stage:<12}{s['p50_ms']:>9.1f}{s['p95_ms']:>9.1f}{s['images_per_s']:>9.1f}")
+            rows.append(
+                f"{name:<14}{stage:<12}{s['p50_ms']:>9.1f}{s['p95_ms']:>9.1f}{s['images_per_s']:>9.1f}"
+            )
     if "speedup_onnxruntime_vs_eager_p50" in results:
-        rows.append(f"ONNX Runtime speed-up over eager (model p50): {results['speedup_onnxruntime_vs_eager_p50']:.2f}x")
+        speedup = results["speedup_onnxruntime_vs_eager_p50"]
+        rows.append(f"ONNX Runtime speed-up over eager (model p50): {speedup:.2f}x")
     return "\n".join(rows)

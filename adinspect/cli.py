@@ -34,14 +34,23 @@ def cmd_fit(args: argparse.Namespace) -> int:
         if args.random_weights:
             backbone["allow_random"] = True
         method = _json_arg(args.method, "--method") if args.method else {}
-        config = preset_config(args.preset, args.product or _product_name(args.data), backbone=backbone,
-                               method=method, seed=args.seed)
+        config = preset_config(
+            args.preset,
+            args.product or _product_name(args.data),
+            backbone=backbone,
+            method=method,
+            seed=args.seed,
+        )
     report = fit_product(args.data, config, args.out, overwrite=args.overwrite, progress=not args.quiet)
-    print(f"wrote {report.out_dir}: {report.n_references} references, {report.n_holdout} held out, "
-          f"threshold {report.threshold:.4g}")
+    print(
+        f"wrote {report.out_dir}: {report.n_references} references, {report.n_holdout} held out, "
+        f"threshold {report.threshold:.4g}"
+    )
     print("fit time (s): " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
-    print(f"parity ONNX Runtime vs torch: max |Δmap| {report.parity['map_max_abs_diff']:.2e}, "
-          f"max |Δscore| {report.parity['score_max_abs_diff']:.2e}")
+    print(
+        f"parity ONNX Runtime vs torch: max |Δmap| {report.parity['map_max_abs_diff']:.2e}, "
+        f"max |Δscore| {report.parity['score_max_abs_diff']:.2e}"
+    )
     return 0
 
 
@@ -69,8 +78,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     summary = predict(args.model, args.images, args.out, overlays=not args.no_overlays)
     for r in summary["results"]:
-        print(f"{r['verdict'].upper():4}  score {r['score']:.4g} (threshold {r['threshold']:.4g})  "
-              f"regions {len(r['regions'])}  {r['image']}")
+        print(
+            f"{r['verdict'].upper():4}  score {r['score']:.4g} (threshold {r['threshold']:.4g})  "
+            f"regions {len(r['regions'])}  {r['image']}"
+        )
     for e in summary["errors"]:
         print(f"SKIP  {e['error']}", file=sys.stderr)
     print(f"wrote {args.out}/results.csv, results.json and overlays/")
@@ -95,8 +106,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return run_bench_serving(args)
     from adinspect.bench import bench_inprocess, write_bench
 
-    results = bench_inprocess(args.model, args.data, n_images=args.images, warmup=args.warmup,
-                              threads=args.threads, eager=not args.no_eager)
+    results = bench_inprocess(
+        args.model,
+        args.data,
+        n_images=args.images,
+        warmup=args.warmup,
+        threads=args.threads,
+        eager=not args.no_eager,
+    )
     print(write_bench(results, args.json))
     return 0
 
@@ -130,17 +147,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("fit", help="fit a product on good images and write its model package")
-    p.add_argument("--data", type=Path, required=True, help="MVTec/KolektorSDD2 root or a folder of good images")
+    p.add_argument(
+        "--data", type=Path, required=True, help="MVTec/KolektorSDD2 root or a folder of good images"
+    )
     p.add_argument("--out", type=Path, required=True, help="model package directory to write")
     p.add_argument("--preset", default="cpu", help="named defaults: cpu or paper")
     p.add_argument("--config", type=Path, help="a full config (JSON/YAML) instead of --preset")
     p.add_argument("--product", help="product name (default: the data folder's name)")
     p.add_argument("--backbone", help="override the preset's backbone")
     p.add_argument("--weights", type=Path, help="backbone weights file")
-    p.add_argument("--random-weights", action="store_true", help="allow a random backbone (results labelled so)")
-    p.add_argument("--method", help='JSON overrides of method fields, e.g. \'{"k_neighbors": 8}\'')
+    p.add_argument(
+        "--random-weights", action="store_true", help="allow a random backbone (results labelled so)"
+    )
+    p.add_argument("--method", help="JSON overrides of method fields, e.g. '{\"k_neighbors\": 8}'")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing package (only once the new one is complete)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing package (only once the new one is complete)",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_fit)
 

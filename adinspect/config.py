@@ -137,7 +137,14 @@ def _preset_paper() -> dict:
     return {
         "preset": "paper",
         "backbone": {"name": "wide_resnet50_2"},
-        "method": {"image_size": 512, "layer_dim": 512, "combine": "mean", "k_neighbors": 50, "sigma": 3.2, "blur_sigma": 4.0},
+        "method": {
+            "image_size": 512,
+            "layer_dim": 512,
+            "combine": "mean",
+            "k_neighbors": 50,
+            "sigma": 3.2,
+            "blur_sigma": 4.0,
+        },
     }
 
 
@@ -170,7 +177,9 @@ def preset_config(preset: str, product: str | ProductSpec = "product", **overrid
     raw["product"] = product.model_dump() if isinstance(product, ProductSpec) else {"name": product}
     for section, values in overrides.items():
         if section not in PipelineConfig.model_fields:
-            raise ConfigError(f"unknown config section {section!r}; known: {', '.join(PipelineConfig.model_fields)}")
+            raise ConfigError(
+                f"unknown config section {section!r}; known: {', '.join(PipelineConfig.model_fields)}"
+            )
         if isinstance(values, dict):
             raw[section] = {**raw.get(section, {}), **values}
         else:
@@ -203,7 +212,9 @@ def load_config(path: Path) -> PipelineConfig:
     try:
         raw = yaml.safe_load(text) if path.suffix in {".yaml", ".yml"} else json.loads(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid {'YAML' if path.suffix in {'.yaml', '.yml'} else 'JSON'}: {exc}") from exc
+        raise ConfigError(
+            f"{path}: not valid {'YAML' if path.suffix in {'.yaml', '.yml'} else 'JSON'}: {exc}"
+        ) from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     return validate_config(raw, source=str(path))

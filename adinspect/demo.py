@@ -61,7 +61,10 @@ def run_demo(out: Path, data: Path | None = None, preset: str = "cpu", serve: bo
     picks = [s.path for s in test[:: max(1, len(test) // 8)]][:8]
     predicted = predict(model, picks, out / "predict")
     for r in predicted["results"]:
-        print(f"  {r['verdict'].upper():4} {r['score']:8.3f}  {len(r['regions'])} regions  {Path(r['image']).name}")
+        print(
+            f"  {r['verdict'].upper():4} {r['score']:8.3f}  {len(r['regions'])} regions  "
+            f"{Path(r['image']).name}"
+        )
 
     _step("bench: ONNX Runtime inspector vs torch eager")
     bench = bench_inprocess(model, data, n_images=20)

@@ -39,14 +39,23 @@ def load_mask_at(sample: Sample, image_shape: tuple[int, int], size: int) -> np.
     return cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0
 
 
-def collect(runner, samples: Sequence[Sample], size: int, preprocess_spec, batch_size: int = 8,
-            keep_images: bool = False, progress: bool = True) -> EvalData:
+def collect(
+    runner,
+    samples: Sequence[Sample],
+    size: int,
+    preprocess_spec,
+    batch_size: int = 8,
+    keep_images: bool = False,
+    progress: bool = True,
+) -> EvalData:
     """Run `runner.run((B,3,S,S)) -> (maps, scores)` over samples, with their masks."""
     scores, maps, masks, images = [], [], [], []
-    for start in tqdm(range(0, len(samples), batch_size), desc="evaluating", unit="batch", disable=not progress):
+    for start in tqdm(
+        range(0, len(samples), batch_size), desc="evaluating", unit="batch", disable=not progress
+    ):
         chunk = samples[start : start + batch_size]
         rgb = [read_image(s.path) for s in chunk]
-        masks += [load_mask_at(s, im.shape[:2], size) for s, im in zip(chunk, rgb)]
+        masks += [load_mask_at(s, im.shape[:2], size) for s, im in zip(chunk, rgb, strict=True)]
         m, sc = runner.run(preprocess_batch(rgb, preprocess_spec))
         maps.append(m)
         scores.append(sc)
@@ -55,8 +64,9 @@ def collect(runner, samples: Sequence[Sample], size: int, preprocess_spec, batch
     return EvalData(list(samples), np.concatenate(scores), np.concatenate(maps), np.stack(masks), images)
 
 
-def evaluate_package(model_dir: Path, data_dir: Path, plots_dir: Path | None = None, progress: bool = True
-                     ) -> dict[str, float]:
+def evaluate_package(
+    model_dir: Path, data_dir: Path, plots_dir: Path | None = None, progress: bool = True
+) -> dict[str, float]:
     """Metrics of a package on the test split of `data_dir` (MVTec or KolektorSDD2 layout)."""
     from adinspect.runtime.inspector import Inspector
 
@@ -65,7 +75,9 @@ def evaluate_package(model_dir: Path, data_dir: Path, plots_dir: Path | None = N
     if not dataset.test:
         raise ValueError(f"{data_dir}: no test images (expected test/good and test/<defect> folders)")
     pre = inspector.package.preprocess
-    data = collect(inspector, dataset.test, pre.image_size, pre, keep_images=plots_dir is not None, progress=progress)
+    data = collect(
+        inspector, dataset.test, pre.image_size, pre, keep_images=plots_dir is not None, progress=progress
+    )
     labels = np.array([s.label for s in data.samples])
     metrics = compute_metrics(data.scores, labels, data.maps, data.masks)
     verdict_fail = data.scores > inspector.threshold
@@ -86,5 +98,12 @@ def _plots(out: Path, data: EvalData, labels: np.ndarray, threshold: float) -> N
     order = np.argsort(-data.scores)
     pick = list(order[:12]) + list(order[-4:])
     titles = [f"{data.samples[i].defect_type} {data.scores[i]:.2f}" for i in pick]
-    plot_overlay_grid([data.images[i] for i in pick], [data.maps[i] for i in pick], [data.masks[i] for i in pick],
-                      titles, out / "overlays.png", vmin=0.0, vmax=float(threshold) * 1.5)
+    plot_overlay_grid(
+        [data.images[i] for i in pick],
+        [data.maps[i] for i in pick],
+        [data.masks[i] for i in pick],
+        titles,
+        out / "overlays.png",
+        vmin=0.0,
+        vmax=float(threshold) * 1.5,
+    )

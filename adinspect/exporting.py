@@ -19,7 +19,9 @@ OPSET = 17
 BATCH = "batch"
 
 
-def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, inputs: list[str], outputs: list[str]) -> None:
+def _export(
+    module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, inputs: list[str], outputs: list[str]
+) -> None:
     dynamic = {name: {0: BATCH} for name in inputs + outputs}
     with torch.no_grad():
         torch.onnx.export(

@@ -58,7 +58,11 @@ class FitReport:
 
 
 def embed_paths(
-    embedder: FeatureEmbedder, paths: Sequence[Path], spec: PreprocessSpec, batch_size: int = 8, progress: bool = True
+    embedder: FeatureEmbedder,
+    paths: Sequence[Path],
+    spec: PreprocessSpec,
+    batch_size: int = 8,
+    progress: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Read, preprocess and embed images → features (N, d_f, h, w), global maps (N, c_1, H, W)."""
     feats, gmaps = [], []
@@ -103,7 +107,9 @@ def fit_product(
     t0 = time.perf_counter()
     goods = open_dataset(Path(data_dir)).train
     if not goods:
-        raise FitError(f"{data_dir}: no good training images found (expected train/good/ or a folder of images)")
+        raise FitError(
+            f"{data_dir}: no good training images found (expected train/good/ or a folder of images)"
+        )
     ref_idx, hold_idx = split_holdout(len(goods), config)
 
     torch.manual_seed(config.seed)
@@ -143,10 +149,20 @@ def fit_product(
         )
         _write_files(tmp, config, bank, record, weights, calibration)
         manifest = _write_manifest(tmp, config, pre, record, calibration, n_refs=len(ref_idx))
-        parity = _parity(tmp, feats[hold_idx], gmaps[hold_idx], hold_maps[:, 0].numpy(), hold_scores.numpy(), pre)
+        parity = _parity(
+            tmp, feats[hold_idx], gmaps[hold_idx], hold_maps[:, 0].numpy(), hold_scores.numpy(), pre
+        )
         seconds["total"] = time.perf_counter() - t0
-        write_model_card(tmp, manifest, config, data_dir=Path(data_dir), n_images=len(goods), parity=parity,
-                         seconds=seconds, calibration=calibration)
+        write_model_card(
+            tmp,
+            manifest,
+            config,
+            data_dir=Path(data_dir),
+            n_images=len(goods),
+            parity=parity,
+            seconds=seconds,
+            calibration=calibration,
+        )
         _finalise_manifest(tmp, "model_card.md")
         _replace_dir(tmp, out_dir)
     except BaseException:
@@ -155,16 +171,31 @@ def fit_product(
     return FitReport(out_dir, len(ref_idx), len(hold_idx), calibration.threshold, seconds, parity)
 
 
-def _write_files(tmp: Path, config: PipelineConfig, bank, record: BackboneRecord, weights: WeightsInfo,
-                 calibration: Calibration) -> None:
+def _write_files(
+    tmp: Path,
+    config: PipelineConfig,
+    bank,
+    record: BackboneRecord,
+    weights: WeightsInfo,
+    calibration: Calibration,
+) -> None:
     save_config(config, tmp / "config.json")
-    save_bank(bank, tmp / "bank.safetensors", {"backbone": record.name, "weights_sha256": str(weights.sha256),
-                                                "adinspect_version": __version__})
+    save_bank(
+        bank,
+        tmp / "bank.safetensors",
+        {"backbone": record.name, "weights_sha256": str(weights.sha256), "adinspect_version": __version__},
+    )
     (tmp / "calibration.json").write_text(json.dumps(calibration.__dict__, indent=2) + "\n")
 
 
-def _write_manifest(tmp: Path, config: PipelineConfig, pre: PreprocessSpec, record: BackboneRecord,
-                    calibration: Calibration, n_refs: int) -> Manifest:
+def _write_manifest(
+    tmp: Path,
+    config: PipelineConfig,
+    pre: PreprocessSpec,
+    record: BackboneRecord,
+    calibration: Calibration,
+    n_refs: int,
+) -> Manifest:
     files = ["config.json", "backbone.onnx", "residual.onnx", "bank.safetensors", "calibration.json"]
     manifest = Manifest(
         format_version=FORMAT_VERSION,
@@ -187,8 +218,14 @@ def _finalise_manifest(tmp: Path, *extra: str) -> None:
     (tmp / MANIFEST).write_text(manifest.model_copy(update={"files": files}).model_dump_json(indent=2) + "\n")
 
 
-def _parity(tmp: Path, feats: torch.Tensor, gmaps: torch.Tensor, maps: np.ndarray, scores: np.ndarray,
-            pre: PreprocessSpec) -> dict[str, float]:
+def _parity(
+    tmp: Path,
+    feats: torch.Tensor,
+    gmaps: torch.Tensor,
+    maps: np.ndarray,
+    scores: np.ndarray,
+    pre: PreprocessSpec,
+) -> dict[str, float]:
     """Max abs difference between ONNX Runtime and torch on the held-out images (residual stage)."""
     from adinspect.runtime.inspector import make_session
 

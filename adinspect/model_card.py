@@ -41,19 +41,22 @@ def write_model_card(
         "",
         "## Backbone",
         f"- {bb.name}, weights `{bb.weights_source}`",
-        f"- weights SHA-256: `{bb.weights_sha256}`" + (" (random initialisation)" if bb.random_weights else ""),
+        f"- weights SHA-256: `{bb.weights_sha256}`"
+        + (" (random initialisation)" if bb.random_weights else ""),
         f"- input {manifest.preprocess.image_size}², features {bb.feature_dim} x {bb.feature_grid}², "
         f"global map {bb.global_channels} x {bb.global_grid}²",
         "",
         "## Threshold",
         f"- threshold = **{manifest.threshold:.6g}**",
         f"- rule: {manifest.threshold_rule}",
-        f"- held-out good scores: min {scores.min():.4g}, median {np.median(scores):.4g}, max {scores.max():.4g}; "
-        f"false rejects at the threshold: {int((scores > manifest.threshold).sum())}/{len(scores)}",
+        f"- held-out good scores: min {scores.min():.4g}, median {np.median(scores):.4g}, "
+        f"max {scores.max():.4g}; false rejects at the threshold: "
+        f"{int((scores > manifest.threshold).sum())}/{len(scores)}",
         "",
         "## Checks",
-        f"- ONNX Runtime vs torch on held-out images (residual model): max |Δmap| = {parity['map_max_abs_diff']:.3g}, "
-        f"max |Δscore| = {parity['score_max_abs_diff']:.3g} (scores up to {parity['score_scale']:.3g})",
+        "- ONNX Runtime vs torch on held-out images (residual model): "
+        f"max |Δmap| = {parity['map_max_abs_diff']:.3g}, max |Δscore| = {parity['score_max_abs_diff']:.3g} "
+        f"(scores up to {parity['score_scale']:.3g})",
         "",
         "## Fit time (s)",
         "- " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()),

@@ -120,15 +120,21 @@ class ModelPackage:
         try:
             manifest = Manifest.model_validate(raw)
         except ValidationError as exc:
-            raise PackageError(f"{manifest_path}: invalid manifest: {exc.errors()[0]['msg']} at "
-                               f"{'.'.join(map(str, exc.errors()[0]['loc']))}") from exc
+            raise PackageError(
+                f"{manifest_path}: invalid manifest: {exc.errors()[0]['msg']} at "
+                f"{'.'.join(map(str, exc.errors()[0]['loc']))}"
+            ) from exc
         if verify:
             for name, digest in manifest.files.items():
                 path = root / name
                 if not path.is_file():
-                    raise PackageError(f"{root}: file {name} listed in {MANIFEST} is missing; re-run `adinspect fit`")
+                    raise PackageError(
+                        f"{root}: file {name} listed in {MANIFEST} is missing; re-run `adinspect fit`"
+                    )
                 if sha256_of(path) != digest:
-                    raise PackageError(f"{path} is corrupt (checksum differs from {MANIFEST}); re-run `adinspect fit`")
+                    raise PackageError(
+                        f"{path} is corrupt (checksum differs from {MANIFEST}); re-run `adinspect fit`"
+                    )
         try:
             config_raw = json.loads((root / "config.json").read_text())
         except (OSError, json.JSONDecodeError) as exc:

@@ -32,14 +32,18 @@ class TorchPipeline(torch.nn.Module):
         cfg = package.config
         record = package.manifest.backbone
         weights = None if record.random_weights else Path(record.weights_source)
-        extractor, spec, info = create_backbone(cfg.backbone.name, weights=weights, allow_random=record.random_weights)
+        extractor, spec, info = create_backbone(
+            cfg.backbone.name, weights=weights, allow_random=record.random_weights
+        )
         if not record.random_weights and info.sha256 != record.weights_sha256:
             raise WeightsError(
                 f"{model_dir}: the package was fitted with weights {record.weights_sha256}, "
                 f"but {info.source} has {info.sha256}; restore the original weights file"
             )
         if record.random_weights:
-            raise WeightsError(f"{model_dir}: a random-weights package cannot be rebuilt in torch; use the ONNX files")
+            raise WeightsError(
+                f"{model_dir}: a random-weights package cannot be rebuilt in torch; use the ONNX files"
+            )
         embedder = FeatureEmbedder(extractor, spec, cfg.method).eval()
         residual = ResidualModel(load_bank(package.path("bank.safetensors")), cfg.method).eval()
         return cls(embedder, residual).eval()

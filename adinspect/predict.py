@@ -24,7 +24,9 @@ def expand_inputs(inputs: Iterable[Path]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, inputs):
         if p.is_dir():
-            out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS and not q.name.startswith("."))
+            out += sorted(
+                q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS and not q.name.startswith(".")
+            )
         else:
             out.append(p)
     return out
@@ -55,11 +57,17 @@ def predict(model_dir: Path, inputs: Iterable[Path], out_dir: Path, overlays: bo
                 continue
             inspection = inspector.inspect(image, name=str(path))
             r = inspection.result
-            writer.writerow({
-                "image": r.image, "product": r.product, "score": f"{r.score:.6g}", "threshold": f"{r.threshold:.6g}",
-                "verdict": r.verdict, "n_regions": len(r.regions),
-                "regions": json.dumps([reg.model_dump() for reg in r.regions]),
-            })
+            writer.writerow(
+                {
+                    "image": r.image,
+                    "product": r.product,
+                    "score": f"{r.score:.6g}",
+                    "threshold": f"{r.threshold:.6g}",
+                    "verdict": r.verdict,
+                    "n_regions": len(r.regions),
+                    "regions": json.dumps([reg.model_dump() for reg in r.regions]),
+                }
+            )
             fh.flush()
             if overlays:
                 write_png(out_dir / "overlays" / f"{path.stem}.png", overlay(inspection, image))

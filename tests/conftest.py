@@ -18,7 +18,9 @@ def shared_data_root() -> Path:
 def bottle_root() -> Path:
     root = shared_data_root() / "mvtec_ad" / "bottle"
     if not (root / "train" / "good").is_dir():
-        pytest.skip(f"real data absent: {root} not found (set ADINSPECT_DATA to the folder holding mvtec_ad/)")
+        pytest.skip(
+            f"real data absent: {root} not found (set ADINSPECT_DATA to the folder holding mvtec_ad/)"
+        )
     return root
 
 

@@ -137,17 +137,27 @@ def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], path: Path, a
         ) from exc
 
 
-def _resolve(weights: Path | None, default: Callable[[], Path | None], allow_random: bool, hint: str) -> Path | None:
+def _resolve(
+    weights: Path | None, default: Callable[[], Path | None], allow_random: bool, hint: str
+) -> Path | None:
     path = weights if weights is not None else default()
     if path is None and not allow_random:
-        raise WeightsError(f"no weights found: {hint}. Random weights only with allow_random / --random-weights.")
+        raise WeightsError(
+            f"no weights found: {hint}. Random weights only with allow_random / --random-weights."
+        )
     return path
 
 
 # --- EfficientNet-Lite0 (TF "same" padding, timm tf_efficientnet_lite0) ---------------------------
 
 _LITE0_STAGES = (1, 2, 2, 3, 3, 4, 1)  # the 16 flat `_blocks.N` split into timm stages
-_LITE0_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+_LITE0_TOP = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
 _LITE0_FIRST = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 _LITE0_LATER = {
     "_expand_conv": "conv_pw",
@@ -183,7 +193,9 @@ def lite0_default_weights() -> Path | None:
     return path if path.is_file() else None
 
 
-def efficientnet_lite0_classifier(weights: Path | None = None, allow_random: bool = False) -> tuple[nn.Module, WeightsInfo]:
+def efficientnet_lite0_classifier(
+    weights: Path | None = None, allow_random: bool = False
+) -> tuple[nn.Module, WeightsInfo]:
     """The full ImageNet classifier (used to prove the weights are the real pretrained network)."""
     import timm
 
@@ -218,7 +230,9 @@ def _build_lite0(weights: Path | None, allow_random: bool) -> tuple[nn.Module, W
 
     classifier, info = efficientnet_lite0_classifier(weights, allow_random)
     # timm feature indices 1, 2, 3 are blocks.1, blocks.2, blocks.4: strides 4, 8, 16.
-    extractor = timm.create_model("tf_efficientnet_lite0", pretrained=False, features_only=True, out_indices=(1, 2, 3))
+    extractor = timm.create_model(
+        "tf_efficientnet_lite0", pretrained=False, features_only=True, out_indices=(1, 2, 3)
+    )
     state = {k: v for k, v in classifier.state_dict().items() if k in extractor.state_dict()}
     extractor.load_state_dict(state, strict=True)
     return extractor, info
@@ -260,7 +274,9 @@ def _build_wrn50(weights: Path | None, allow_random: bool) -> tuple[nn.Module, W
     if path is not None:
         _load_strict(model, _load_state_dict(path), path, "wide_resnet50_2")
         info = WeightsInfo(str(path), sha256_file(path), False)
-    extractor = create_feature_extractor(model.eval(), return_nodes={"layer1": "0", "layer2": "1", "layer3": "2"})
+    extractor = create_feature_extractor(
+        model.eval(), return_nodes={"layer1": "0", "layer2": "1", "layer3": "2"}
+    )
     return _ListOutput(extractor), info
 
 

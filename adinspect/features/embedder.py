@@ -57,9 +57,11 @@ class FeatureEmbedder(nn.Module):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         maps = self.extractor(image)
         layers = []
-        for fmap, proj in zip(maps, self.projections):
+        for fmap, proj in zip(maps, self.projections, strict=True):
             if self.kernel > 1:
-                fmap = F.avg_pool2d(fmap, self.kernel, stride=1, padding=self.kernel // 2, count_include_pad=False)
+                fmap = F.avg_pool2d(
+                    fmap, self.kernel, stride=1, padding=self.kernel // 2, count_include_pad=False
+                )
             if fmap.shape[-1] != self.grid:
                 fmap = F.interpolate(fmap, size=(self.grid, self.grid), mode="bilinear", align_corners=False)
             layers.append(proj(fmap))

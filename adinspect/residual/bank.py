@@ -35,7 +35,9 @@ def fit_pca(global_maps: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Te
 def fit_bank(features: torch.Tensor, global_maps: torch.Tensor, method: MethodConfig) -> BankTensors:
     """Build the bank from N good images' features (N, d_f, h, w) and global maps (N, c_1, H, W)."""
     if features.shape[0] != global_maps.shape[0]:
-        raise ValueError(f"features and global maps disagree on N: {features.shape[0]} vs {global_maps.shape[0]}")
+        raise ValueError(
+            f"features and global maps disagree on N: {features.shape[0]} vs {global_maps.shape[0]}"
+        )
     mean, components = fit_pca(global_maps, method.pca_dim)
     descriptors = window_descriptors(global_maps.float(), mean, components, method.window)
     return BankTensors(mean, components, descriptors, features.half())

@@ -36,12 +36,16 @@ class BankTensors:
 def disc_offsets(radius: float) -> list[tuple[int, int]]:
     """Integer grid offsets (dy, dx) with dy² + dx² ≤ radius², (0, 0) first."""
     r = int(math.floor(radius))
-    offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if dy * dy + dx * dx <= radius * radius]
+    offsets = [
+        (dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if dy * dy + dx * dx <= radius * radius
+    ]
     offsets.sort(key=lambda o: (o[0] ** 2 + o[1] ** 2, o))
     return offsets
 
 
-def window_descriptors(global_map: torch.Tensor, mean: torch.Tensor, components: torch.Tensor, window: int) -> torch.Tensor:
+def window_descriptors(
+    global_map: torch.Tensor, mean: torch.Tensor, components: torch.Tensor, window: int
+) -> torch.Tensor:
     """(B, c_1, H, W) → PCA → (B, (H/w)·(W/w), w·w·p) descriptors of non-overlapping windows."""
     b, _, h, w = global_map.shape
     x = global_map.permute(0, 2, 3, 1) - mean  # (B, H, W, c_1)
@@ -142,7 +146,9 @@ class ResidualModel(nn.Module):
     def anomaly_map(self, residual: torch.Tensor) -> torch.Tensor:
         """(B, d_f, h, w) → (B, 1, S, S): ‖r‖₂ upsampled bilinearly and Gaussian-blurred."""
         norm = torch.sqrt((residual**2).sum(1, keepdim=True))
-        amap = F.interpolate(norm, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        amap = F.interpolate(
+            norm, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False
+        )
         k = self.blur_kernel.shape[-1]
         if k > 1:
             amap = F.pad(amap, (k // 2, k // 2, 0, 0), mode="reflect")
@@ -157,7 +163,9 @@ class ResidualModel(nn.Module):
             return flat.max(dim=1).values
         return torch.topk(flat, self.score_topk, dim=1).values.mean(1)
 
-    def forward(self, features: torch.Tensor, global_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, features: torch.Tensor, global_map: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         neighbours = self.retrieve(global_map)
         residual = self.match(features, neighbours) - features
         amap = self.anomaly_map(residual)

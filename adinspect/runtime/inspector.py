@@ -30,14 +30,18 @@ class Inspection:
     anomaly_map: np.ndarray
 
 
-def make_session(path: Path, threads: int | None = None, providers: Sequence[str] | None = None) -> ort.InferenceSession:
+def make_session(
+    path: Path, threads: int | None = None, providers: Sequence[str] | None = None
+) -> ort.InferenceSession:
     """An ONNX Runtime session with full graph optimisation; `threads` defaults to the CPU count."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or os.cpu_count() or 1
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=options, providers=list(providers or ["CPUExecutionProvider"]))
+    return ort.InferenceSession(
+        str(path), sess_options=options, providers=list(providers or ["CPUExecutionProvider"])
+    )
 
 
 class Inspector:
@@ -49,7 +53,9 @@ class Inspector:
         providers: ONNX Runtime execution providers (default: CPU).
     """
 
-    def __init__(self, model_dir: Path, threads: int | None = None, providers: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, model_dir: Path, threads: int | None = None, providers: Sequence[str] | None = None
+    ) -> None:
         self.package = ModelPackage.load(Path(model_dir))
         self.backbone = make_session(self.package.path("backbone.onnx"), threads, providers)
         self.residual = make_session(self.package.path("residual.onnx"), threads, providers)
@@ -73,12 +79,17 @@ class Inspector:
 
     def inspect_batch(self, images: Sequence[np.ndarray], names: Sequence[str]) -> list[Inspection]:
         """uint8 RGB (H_i, W_i, 3) images → one Inspection each, maps at each image's own size."""
-        for image, name in zip(images, names):
+        if len(images) != len(names):
+            raise ValueError(f"got {len(images)} images but {len(names)} names")
+        for image, name in zip(images, names, strict=True):
             check_rgb(image, name)
         if not images:
             return []
         maps, scores = self.run(preprocess_batch(images, self.package.preprocess))
-        return [self._finish(im, name, m, float(s)) for im, name, m, s in zip(images, names, maps, scores)]
+        return [
+            self._finish(im, name, m, float(s))
+            for im, name, m, s in zip(images, names, maps, scores, strict=True)
+        ]
 
     def inspect(self, image: np.ndarray, name: str = "image") -> Inspection:
         return self.inspect_batch([image], [name])[0]

@@ -24,7 +24,9 @@ def verdict_of(score: float, threshold: float) -> Verdict:
     return "fail" if score > threshold else "pass"
 
 
-def find_regions(anomaly_map: np.ndarray, threshold: float, min_area: int = 1, max_regions: int = 32) -> list[Region]:
+def find_regions(
+    anomaly_map: np.ndarray, threshold: float, min_area: int = 1, max_regions: int = 32
+) -> list[Region]:
     """Connected components (8-connectivity) of map > threshold, largest peak first.
 
     Args:

@@ -15,8 +15,8 @@ from adinspect.features.backbones import (  # noqa: E402
     backbone_spec,
     create_backbone,
     efficientnet_lite0_classifier,
-    lite0_default_weights,
     list_backbones,
+    lite0_default_weights,
 )
 
 LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
@@ -51,7 +51,10 @@ def test_lite0_weights_are_the_real_imagenet_network():
     assert info.sha256 == LITE0_SHA256 and not info.random
     spec = backbone_spec("efficientnet_lite0")
     for photo, expected in [("chelsea.png", EGYPTIAN_CAT), ("coffee.png", ESPRESSO)]:
-        image = cv2.resize(_skimage_photo(photo), (224, 224), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+        image = (
+            cv2.resize(_skimage_photo(photo), (224, 224), interpolation=cv2.INTER_AREA).astype(np.float32)
+            / 255
+        )
         x = (image - np.array(spec.mean, np.float32)) / np.array(spec.std, np.float32)
         with torch.no_grad():
             probs = model(torch.from_numpy(x.transpose(2, 0, 1).copy())[None]).softmax(1)

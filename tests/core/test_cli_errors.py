@@ -20,17 +20,28 @@ def _fails(capsys, argv, *fragments):
 
 def test_fit_on_empty_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    _fails(capsys, ["fit", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "m")], "empty", "no images")
+    _fails(
+        capsys, ["fit", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "m")], "empty", "no images"
+    )
     assert not (tmp_path / "m").exists()
 
 
 def test_fit_with_unknown_preset_and_backbone(tmp_path, capsys, synthetic_root):
-    _fails(capsys, ["fit", "--data", str(synthetic_root), "--out", str(tmp_path / "m"), "--preset", "gpu"],
-           "unknown preset 'gpu'")
-    _fails(capsys, ["fit", "--data", str(synthetic_root), "--out", str(tmp_path / "m"), "--backbone", "vgg"],
-           "unknown backbone 'vgg'")
-    _fails(capsys, ["fit", "--data", str(synthetic_root), "--out", str(tmp_path / "m"), "--method",
-                    '{"sigma": -1}'], "method.sigma")
+    _fails(
+        capsys,
+        ["fit", "--data", str(synthetic_root), "--out", str(tmp_path / "m"), "--preset", "gpu"],
+        "unknown preset 'gpu'",
+    )
+    _fails(
+        capsys,
+        ["fit", "--data", str(synthetic_root), "--out", str(tmp_path / "m"), "--backbone", "vgg"],
+        "unknown backbone 'vgg'",
+    )
+    _fails(
+        capsys,
+        ["fit", "--data", str(synthetic_root), "--out", str(tmp_path / "m"), "--method", '{"sigma": -1}'],
+        "method.sigma",
+    )
 
 
 def test_fit_never_overwrites_silently(tmp_path, capsys, synthetic_root):
@@ -41,8 +52,9 @@ def test_fit_never_overwrites_silently(tmp_path, capsys, synthetic_root):
     assert (out / "keep.txt").read_text() == "precious"
 
 
-def test_fit_with_corrupt_training_image_names_it_and_keeps_old_package(tmp_path, capsys, synthetic_root,
-                                                                          fitted_package):
+def test_fit_with_corrupt_training_image_names_it_and_keeps_old_package(
+    tmp_path, capsys, synthetic_root, fitted_package
+):
     data = tmp_path / "data"
     shutil.copytree(synthetic_root, data)
     victim = sorted((data / "train" / "good").iterdir())[3]
@@ -75,8 +87,11 @@ def test_evaluate_with_mask_of_wrong_size(tmp_path, capsys, synthetic_root, fitt
 
 
 def test_predict_with_missing_package(tmp_path, capsys):
-    _fails(capsys, ["predict", "--model", str(tmp_path / "nope"), "x.png", "--out", str(tmp_path / "o")],
-           "not a model package")
+    _fails(
+        capsys,
+        ["predict", "--model", str(tmp_path / "nope"), "x.png", "--out", str(tmp_path / "o")],
+        "not a model package",
+    )
 
 
 @pytest.mark.parametrize("argv", [["backbones"]])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import ValidationError
 
 from adinspect.config import ConfigError, list_presets, load_config, preset_config, save_config
 
@@ -13,10 +14,18 @@ def test_presets_match_design_table():
     assert list_presets() == ["cpu", "paper"]
     paper = preset_config("paper", "bottle")
     assert (paper.backbone.name, paper.method.image_size, paper.method.k_neighbors, paper.method.sigma) == (
-        "wide_resnet50_2", 512, 50, 3.2)
+        "wide_resnet50_2",
+        512,
+        50,
+        3.2,
+    )
     cpu = preset_config("cpu", "bottle")
     assert (cpu.backbone.name, cpu.method.image_size, cpu.method.k_neighbors, cpu.method.sigma) == (
-        "efficientnet_lite0", 256, 16, 2.0)
+        "efficientnet_lite0",
+        256,
+        16,
+        2.0,
+    )
 
 
 @pytest.mark.parametrize("suffix", [".json", ".yaml"])
@@ -61,5 +70,5 @@ def test_unreadable_config_names_the_file(tmp_path):
 
 def test_config_is_frozen():
     config = preset_config("cpu", "p")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         config.seed = 3  # type: ignore[misc]

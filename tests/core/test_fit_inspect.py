@@ -16,8 +16,15 @@ from adinspect.package import ModelPackage, PackageError
 
 def test_package_holds_what_design_lists(fitted_package):
     names = {p.name for p in fitted_package.iterdir()}
-    assert {"package.json", "config.json", "backbone.onnx", "residual.onnx", "bank.safetensors",
-            "calibration.json", "model_card.md"} <= names
+    assert {
+        "package.json",
+        "config.json",
+        "backbone.onnx",
+        "residual.onnx",
+        "bank.safetensors",
+        "calibration.json",
+        "model_card.md",
+    } <= names
     package = ModelPackage.load(fitted_package)
     assert package.product == "widget"
     assert package.manifest.backbone.weights_sha256 is not None
@@ -45,8 +52,10 @@ def test_failing_image_has_regions_near_its_defect(fitted_package, synthetic_roo
     from adinspect.runtime.inspector import Inspector
 
     inspector = Inspector(fitted_package)
-    sample = max((s for s in open_dataset(synthetic_root).test if s.label == 1),
-                 key=lambda s: inspector.inspect_file(s.path).result.score)
+    sample = max(
+        (s for s in open_dataset(synthetic_root).test if s.label == 1),
+        key=lambda s: inspector.inspect_file(s.path).result.score,
+    )
     inspection = inspector.inspect_file(sample.path)
     assert inspection.result.verdict == "fail" and inspection.result.regions
     mask = read_mask(sample.mask_path)
@@ -91,14 +100,19 @@ def test_predict_skips_unreadable_and_keeps_the_rest(fitted_package, synthetic_r
     broken = tmp_path / "broken.png"
     broken.write_bytes(images[0].read_bytes()[:200])  # truncated PNG
     out = tmp_path / "pred"
-    assert main(["predict", "--model", str(fitted_package), str(broken), *map(str, images), "--out", str(out)]) == 0
+    assert (
+        main(["predict", "--model", str(fitted_package), str(broken), *map(str, images), "--out", str(out)])
+        == 0
+    )
     summary = json.loads((out / "results.json").read_text())
     assert len(summary["results"]) == 3
     assert summary["errors"][0]["image"] == str(broken) and "broken.png" in summary["errors"][0]["error"]
     rows = (out / "results.csv").read_text().splitlines()
     assert len(rows) == 4 and rows[0].startswith("image,")
     overlays = sorted(p.name for p in (out / "overlays").iterdir())
-    assert overlays == sorted(f"{p.stem}.png" for p in images) or len(overlays) == len(set(p.stem for p in images))
+    assert overlays == sorted(f"{p.stem}.png" for p in images) or len(overlays) == len(
+        set(p.stem for p in images)
+    )
     assert read_image(out / "overlays" / f"{images[0].stem}.png").shape == read_image(images[0]).shape
 
 
@@ -106,11 +120,35 @@ def test_evaluate_writes_all_metrics_in_unit_interval(fitted_package, synthetic_
     from adinspect.cli import main
 
     out = tmp_path / "metrics.json"
-    assert main(["evaluate", "--model", str(fitted_package), "--data", str(synthetic_root), "--json", str(out),
-                 "--plots", str(tmp_path / "plots"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(fitted_package),
+                "--data",
+                str(synthetic_root),
+                "--json",
+                str(out),
+                "--plots",
+                str(tmp_path / "plots"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads(out.read_text())
-    for key in ["image_auroc", "pixel_auroc", "pixel_ap", "aupro", "pixel_f1_max", "miou_max", "mf1_02_08",
-                "macc_02_08", "miou_02_08"]:
+    for key in [
+        "image_auroc",
+        "pixel_auroc",
+        "pixel_ap",
+        "aupro",
+        "pixel_f1_max",
+        "miou_max",
+        "mf1_02_08",
+        "macc_02_08",
+        "miou_02_08",
+    ]:
         assert 0.0 <= metrics[key] <= 1.0, key
     assert metrics["image_auroc"] > 0.9 and metrics["pixel_auroc"] > 0.9
     assert (tmp_path / "plots" / "roc_pr.png").stat().st_size > 1000
@@ -124,7 +162,10 @@ def test_bench_writes_json_and_table(fitted_package, synthetic_root, tmp_path):
     table = write_bench(results, tmp_path / "bench.json")
     data = json.loads((tmp_path / "bench.json").read_text())
     assert set(data["runners"]) == {"onnxruntime", "torch_eager"}
-    assert data["runners"]["onnxruntime"]["model"]["n"] == 3 and data["runners"]["onnxruntime"]["model"]["p50_ms"] > 0
+    assert (
+        data["runners"]["onnxruntime"]["model"]["n"] == 3
+        and data["runners"]["onnxruntime"]["model"]["p50_ms"] > 0
+    )
     assert "onnxruntime" in table and (tmp_path / "bench.png").exists()
 
 

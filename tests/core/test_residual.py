@@ -14,7 +14,9 @@ from adinspect.residual.model import ResidualModel, disc_offsets  # noqa: E402
 
 
 def _method(**kw):
-    return preset_config("cpu", "p", method={"image_size": 64, "k_neighbors": 3, "sigma": 1.5, "pca_dim": 4, **kw}).method
+    return preset_config(
+        "cpu", "p", method={"image_size": 64, "k_neighbors": 3, "sigma": 1.5, "pca_dim": 4, **kw}
+    ).method
 
 
 def _bank_and_query(seed=0, n=6, d=5, grid=8, c1=8, g=4):
@@ -75,7 +77,9 @@ def test_retrieval_is_mean_of_lowest_window_distances():
     dists = []
     for i in range(feats.shape[0]):
         r = proj(gmaps[i])
-        per_window = [((q[y : y + 2, x : x + 2] - r[y : y + 2, x : x + 2]) ** 2).sum() for y in (0, 2) for x in (0, 2)]
+        per_window = [
+            ((q[y : y + 2, x : x + 2] - r[y : y + 2, x : x + 2]) ** 2).sum() for y in (0, 2) for x in (0, 2)
+        ]
         dists.append(np.mean(sorted(per_window)[:2]))
     expected = set(np.argsort(dists)[: method.k_neighbors].tolist())
     with torch.no_grad():
