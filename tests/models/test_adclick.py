@@ -119,3 +119,12 @@ def test_config_rejects_grids_that_do_not_fit_the_windows() -> None:
     assert ADClickConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown ADClick preset"):
         ADClickConfig.for_preset("gpu", 176, 384, 32, 256)
+
+
+def test_paper_sizes_build_and_run() -> None:
+    cfg = ADClickConfig.for_preset("paper", in_channels=512, lang_dim=384, grid=64, image_size=512)
+    assert cfg.dims == (96, 192, 384, 768) and cfg.out_scale == 4
+    model = ADClickSeg(cfg).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 512, 64, 64), torch.randn(2, 6, 384), torch.ones(2, 6))
+    assert out.anomaly_map.shape == (1, 1, 512, 512) and out.type_scores.shape == (1, 2)
