@@ -6,6 +6,7 @@ and this exporter writes self-contained files (no external data) with a dynamic 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,10 @@ def _export(
     module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, inputs: list[str], outputs: list[str]
 ) -> None:
     dynamic = {name: {0: BATCH} for name in inputs + outputs}
-    with torch.no_grad():
+    # The tracer warns about shape checks that are constant by design (static-shape modules).
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
         torch.onnx.export(
             module.eval(),
             args,

@@ -32,6 +32,16 @@ def expand_inputs(inputs: Iterable[Path]) -> list[Path]:
     return out
 
 
+def overlay_name(path: Path, used: set[str]) -> str:
+    """A unique overlay file name: the image's stem, prefixed by its folders when stems repeat
+    (MVTec's test/broken_large/000.png and test/contamination/000.png)."""
+    name, parent = path.stem, path.parent
+    while name in used and parent.name:
+        name, parent = f"{parent.name}_{name}", parent.parent
+    used.add(name)
+    return f"{name}.png"
+
+
 def overlay(inspection: Inspection, image) -> cv2.typing.MatLike:
     from adinspect.plots import draw_regions, overlay_heatmap
 
@@ -46,6 +56,7 @@ def predict(model_dir: Path, inputs: Iterable[Path], out_dir: Path, overlays: bo
     out_dir = Path(out_dir)
     (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
     results, errors = [], []
+    used_names: set[str] = set()
     with open(out_dir / "results.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         writer.writeheader()
@@ -69,9 +80,10 @@ def predict(model_dir: Path, inputs: Iterable[Path], out_dir: Path, overlays: bo
                 }
             )
             fh.flush()
+            name = overlay_name(path, used_names)
             if overlays:
-                write_png(out_dir / "overlays" / f"{path.stem}.png", overlay(inspection, image))
-            results.append(r.model_dump())
+                write_png(out_dir / "overlays" / name, overlay(inspection, image))
+            results.append({**r.model_dump(), "overlay": f"overlays/{name}" if overlays else None})
     summary = {"model": str(model_dir), "results": results, "errors": errors}
     (out_dir / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
