@@ -8,7 +8,6 @@ facts (`BackboneSpec`: mean/std, layer channels and strides) and where its weigh
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from torch import nn
 
 from adinspect.config import ConfigError
 from adinspect.errors import InputError
+from adinspect.package import sha256_of
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -102,14 +102,6 @@ def _entry(name: str) -> _Entry:
     if name not in _REGISTRY:
         raise ConfigError(f"unknown backbone {name!r}; known backbones: {', '.join(list_backbones())}")
     return _REGISTRY[name]
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -212,7 +204,7 @@ def efficientnet_lite0_classifier(
         except (KeyError, IndexError, ValueError) as exc:
             raise WeightsError(f"weights file {path} has unexpected EfficientNet keys ({exc})") from exc
     _load_strict(model, state, path, "tf_efficientnet_lite0")
-    return model.eval(), WeightsInfo(str(path), sha256_file(path), False)
+    return model.eval(), WeightsInfo(str(path), sha256_of(path), False)
 
 
 @register_backbone(
@@ -273,7 +265,7 @@ def _build_wrn50(weights: Path | None, allow_random: bool) -> tuple[nn.Module, W
     info = WeightsInfo("random", None, True)
     if path is not None:
         _load_strict(model, _load_state_dict(path), path, "wide_resnet50_2")
-        info = WeightsInfo(str(path), sha256_file(path), False)
+        info = WeightsInfo(str(path), sha256_of(path), False)
     extractor = create_feature_extractor(
         model.eval(), return_nodes={"layer1": "0", "layer2": "1", "layer3": "2"}
     )
