@@ -45,6 +45,7 @@ class ProductInfo:
     threshold: float
     random_weights: bool
     adinspect_version: str
+    defect_types: tuple[str, ...] = ()  # served with ADClick-Seg; empty for training-free products
 
 
 def _grpc():
@@ -142,6 +143,7 @@ class InspectionClient:
             threshold=float(params["threshold"]),
             random_weights=json.loads(params.get("random_weights", "false")),
             adinspect_version=params.get("adinspect_version", "?"),
+            defect_types=tuple(json.loads(params.get("defect_types", "[]"))),
         )
         with self._lock:
             self._info[product] = info
@@ -255,7 +257,13 @@ class InspectionClient:
                 f"image must be a path, encoded bytes or a uint8 array, got {type(image).__name__}"
             )
         inputs = [tensor]
-        wanted = [INSPECT_OUT.score, INSPECT_OUT.threshold, INSPECT_OUT.verdict, INSPECT_OUT.regions]
+        wanted = [
+            INSPECT_OUT.score,
+            INSPECT_OUT.threshold,
+            INSPECT_OUT.verdict,
+            INSPECT_OUT.regions,
+            INSPECT_OUT.defect_type,
+        ]
         if map_format != "none":
             fmt = grpc.InferInput(INSPECT_IN.map_format, [1, 1], "BYTES")
             fmt.set_data_from_numpy(np.array([[map_format.encode()]], dtype=np.object_))
@@ -276,6 +284,7 @@ class InspectionClient:
             threshold=float(response.as_numpy(INSPECT_OUT.threshold).reshape(-1)[0]),
             verdict=response.as_numpy(INSPECT_OUT.verdict).reshape(-1)[0].decode(),
             regions=[Region.model_validate(r) for r in regions],
+            defect_type=_defect_type(response),
             random_weights=info.random_weights,
         )
         extra: np.ndarray | bytes | None = None
@@ -298,3 +307,9 @@ class InspectionClient:
                     continue
                 raise InspectionError(f"{what} at {self.url}: {exc.message() or exc}", code) from exc
         raise AssertionError("unreachable")
+
+
+def _defect_type(response: Any) -> str | None:
+    """The ensemble's defect_type output (b"" when the product has no seg model) → name or None."""
+    value = response.as_numpy(INSPECT_OUT.defect_type).reshape(-1)[0]
+    return bytes(value).decode() or None

@@ -23,5 +23,16 @@ class ResidualIO(NamedTuple):
     score: str = "score"  # (B,)
 
 
+class SegIO(NamedTuple):
+    """seg.onnx (ADClick-Seg, written by `adinspect train-seg`); same names as models.export.SEG."""
+
+    residual: str = "residual"  # (B, d_f, S/8, S/8) float32, the residual model's output
+    anomaly_map: str = "seg_map"  # (B, 1, S, S) float32 probability, max over defect types
+    score: str = "seg_score"  # (B,) float32, max of seg_map
+    defect_type: str = "defect_type"  # (B,) int64 index into the package's defect-type list
+    type_scores: str = "type_scores"  # (B, P) float32, max probability per defect type
+
+
 BACKBONE = BackboneIO()
 RESIDUAL = ResidualIO()
+SEG = SegIO()

@@ -1,6 +1,8 @@
 """In-process inspector: a model package run on ONNX Runtime (the embedded default, no server).
 
-images → preprocess → backbone.onnx → residual.onnx → postprocess → InspectionResult.
+images → preprocess → backbone.onnx → residual.onnx → [seg.onnx] → postprocess → InspectionResult.
+With a trained ADClick-Seg (manifest `optional_models` lists 'seg'), its map, score, calibrated
+threshold and highest-scoring defect type replace the training-free ones.
 Imports numpy, opencv, onnxruntime and pydantic only.
 """
 
@@ -14,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from adinspect.contracts import BACKBONE, RESIDUAL
+from adinspect.contracts import BACKBONE, RESIDUAL, SEG
 from adinspect.imageio import read_image
 from adinspect.package import ModelPackage
 from adinspect.results import InspectionResult
 from adinspect.runtime.postprocess import find_regions, resize_map, verdict_of
 from adinspect.runtime.preprocess import check_rgb, preprocess_batch
+from adinspect.runtime.seg import seg_info
 
 
 @dataclass
@@ -59,6 +62,8 @@ class Inspector:
         self.package = ModelPackage.load(Path(model_dir))
         self.backbone = make_session(self.package.path("backbone.onnx"), threads, providers)
         self.residual = make_session(self.package.path("residual.onnx"), threads, providers)
+        self.seg_info = seg_info(self.package)
+        self.seg = None if self.seg_info is None else make_session(self.seg_info.onnx, threads, providers)
 
     @property
     def product(self) -> str:
@@ -66,16 +71,26 @@ class Inspector:
 
     @property
     def threshold(self) -> float:
-        return self.package.threshold
+        """The seg model's calibrated threshold when it is used, else the package's."""
+        return self.package.threshold if self.seg_info is None else self.seg_info.threshold
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, 3, S, S) float32 normalised → anomaly maps (B, S, S), scores (B,)."""
+        maps, scores, _ = self.run_with_types(batch)
+        return maps, scores
+
+    def run_with_types(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Like `run`, plus the highest-scoring defect-type index (B,) int64, None without seg."""
         features, global_map = self.backbone.run(None, {BACKBONE.image: batch})
-        _, amap, score = self.residual.run(
-            [RESIDUAL.residual, RESIDUAL.anomaly_map, RESIDUAL.score],
-            {RESIDUAL.features: features, RESIDUAL.global_map: global_map},
+        feeds = {RESIDUAL.features: features, RESIDUAL.global_map: global_map}
+        if self.seg is None:
+            amap, score = self.residual.run([RESIDUAL.anomaly_map, RESIDUAL.score], feeds)
+            return amap[:, 0], score, None
+        (residual,) = self.residual.run([RESIDUAL.residual], feeds)
+        amap, score, types = self.seg.run(
+            [SEG.anomaly_map, SEG.score, SEG.defect_type], {SEG.residual: residual}
         )
-        return amap[:, 0], score
+        return amap[:, 0], score, types
 
     def inspect_batch(self, images: Sequence[np.ndarray], names: Sequence[str]) -> list[Inspection]:
         """uint8 RGB (H_i, W_i, 3) images → one Inspection each, maps at each image's own size."""
@@ -85,10 +100,14 @@ class Inspector:
             check_rgb(image, name)
         if not images:
             return []
-        maps, scores = self.run(preprocess_batch(images, self.package.preprocess))
+        maps, scores, types = self.run_with_types(preprocess_batch(images, self.package.preprocess))
+        info = self.seg_info
+        kinds = (
+            [None] * len(images) if types is None or info is None else [info.type_name(int(t)) for t in types]
+        )
         return [
-            self._finish(im, name, m, float(s))
-            for im, name, m, s in zip(images, names, maps, scores, strict=True)
+            self._finish(im, name, m, float(s), kind)
+            for im, name, m, s, kind in zip(images, names, maps, scores, kinds, strict=True)
         ]
 
     def inspect(self, image: np.ndarray, name: str = "image") -> Inspection:
@@ -97,7 +116,9 @@ class Inspector:
     def inspect_file(self, path: Path) -> Inspection:
         return self.inspect(read_image(path), name=str(path))
 
-    def _finish(self, image: np.ndarray, name: str, amap: np.ndarray, score: float) -> Inspection:
+    def _finish(
+        self, image: np.ndarray, name: str, amap: np.ndarray, score: float, defect_type: str | None
+    ) -> Inspection:
         full = resize_map(amap, image.shape[0], image.shape[1])
         result = InspectionResult(
             image=name,
@@ -106,6 +127,7 @@ class Inspector:
             threshold=self.threshold,
             verdict=verdict_of(score, self.threshold),
             regions=find_regions(full, self.threshold),
+            defect_type=defect_type,
             random_weights=self.package.manifest.backbone.random_weights,
         )
         return Inspection(result, full)

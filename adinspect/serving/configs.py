@@ -4,6 +4,10 @@ For every product `p` the repository serves the ensemble `inspect_<p>`:
 
     preprocess → backbone → residual_<p> → [seg_<p>] → postprocess
 
+`seg_<p>` (ADClick-Seg, when the package has it) is served like `residual_<p>` in each flavour,
+with its calibrated threshold and defect-type names baked in; it replaces the residual's map,
+score and threshold and adds the defect type.
+
 `preprocess` and `postprocess` are Python-backend models in both flavours; `backbone` is shared by
 all products (they must use the same backbone, weights and input spec); `residual_<p>` holds the
 product's bank and, baked in at build time, its calibrated threshold. The `cpu` flavour runs the
@@ -22,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from adinspect.contracts import BACKBONE, RESIDUAL
+from adinspect.contracts import BACKBONE, RESIDUAL, SEG
 from adinspect.package import ModelPackage
 from adinspect.serving.contracts import (
     BACKBONE_MODEL,
@@ -33,8 +37,10 @@ from adinspect.serving.contracts import (
     PREPROCESS_MODEL,
     PREPROCESS_OUT,
     RESIDUAL_OUT,
+    SEG_OUT,
     ensemble_model,
     residual_model,
+    seg_model,
 )
 from adinspect.serving.pbtxt import Enum, parameters
 from adinspect.serving.steps import DEFAULT_MAX_PIXELS
@@ -75,11 +81,26 @@ class Step:
     outputs: dict[str, str]
 
 
+def seg_step(product: str) -> Step:
+    """`seg_<product>`: residual → the map, score, threshold and defect type postprocess reads."""
+    return Step(
+        seg_model(product),
+        {SEG.residual: "residual"},
+        {
+            SEG_OUT.anomaly_map: "map",
+            SEG_OUT.score: "raw_score",
+            SEG_OUT.threshold: "product_threshold",
+            SEG_OUT.defect_name: "defect_name",
+        },
+    )
+
+
 def ensemble_steps(product: str, segmentation: Step | None = None) -> list[Step]:
     """The steps of `inspect_<product>`; a segmentation step replaces the residual's map and score.
 
-    With `segmentation`, it reads the ensemble tensors "residual" (and may read "grid_map") and
-    must write "map" and "raw_score"; postprocess then reads its outputs instead of the residual's.
+    With `segmentation`, it reads the ensemble tensor "residual" and must write "map",
+    "raw_score" and "product_threshold" (its own calibrated threshold: its score is on another
+    scale); postprocess then reads those, and "defect_name" when the step writes it.
     """
     residual_outputs = {
         RESIDUAL_OUT.anomaly_map: "map",
@@ -87,11 +108,7 @@ def ensemble_steps(product: str, segmentation: Step | None = None) -> list[Step]
         RESIDUAL_OUT.threshold: "product_threshold",
     }
     if segmentation is not None:
-        residual_outputs = {
-            RESIDUAL_OUT.residual: "residual",
-            RESIDUAL_OUT.anomaly_map: "grid_map",
-            RESIDUAL_OUT.threshold: "product_threshold",
-        }
+        residual_outputs = {RESIDUAL_OUT.residual: "residual"}
     steps = [
         Step(
             PREPROCESS_MODEL,
@@ -109,21 +126,18 @@ def ensemble_steps(product: str, segmentation: Step | None = None) -> list[Step]
             residual_outputs,
         ),
     ]
+    post_inputs = {
+        POSTPROCESS_IN.anomaly_map: "map",
+        POSTPROCESS_IN.score: "raw_score",
+        POSTPROCESS_IN.threshold: "product_threshold",
+        POSTPROCESS_IN.original_size: "original_size",
+        POSTPROCESS_IN.map_format: INSPECT_IN.map_format,
+    }
     if segmentation is not None:
         steps.append(segmentation)
-    steps.append(
-        Step(
-            POSTPROCESS_MODEL,
-            {
-                POSTPROCESS_IN.anomaly_map: "map",
-                POSTPROCESS_IN.score: "raw_score",
-                POSTPROCESS_IN.threshold: "product_threshold",
-                POSTPROCESS_IN.original_size: "original_size",
-                POSTPROCESS_IN.map_format: INSPECT_IN.map_format,
-            },
-            {name: name for name in INSPECT_OUT},
-        )
-    )
+        if "defect_name" in segmentation.outputs.values():
+            post_inputs[POSTPROCESS_IN.defect_type] = "defect_name"
+    steps.append(Step(POSTPROCESS_MODEL, post_inputs, {name: name for name in INSPECT_OUT}))
     return steps
 
 
@@ -168,6 +182,7 @@ def postprocess_model(settings: RepositorySettings, image_size: int) -> dict[str
         _tensor(POSTPROCESS_IN.threshold, "TYPE_FP32", [1]),
         _tensor(POSTPROCESS_IN.original_size, "TYPE_INT32", [2]),
         _tensor(POSTPROCESS_IN.map_format, "TYPE_STRING", [1], optional=True),
+        _tensor(POSTPROCESS_IN.defect_type, "TYPE_STRING", [1], optional=True),
     ]
     return python_model(POSTPROCESS_MODEL, settings, inputs, _ensemble_io()[1], {})
 
@@ -185,6 +200,7 @@ def _ensemble_io() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         _tensor(INSPECT_OUT.regions, "TYPE_STRING", [1]),
         _tensor(INSPECT_OUT.anomaly_map, "TYPE_FP32", [-1, -1]),
         _tensor(INSPECT_OUT.anomaly_map_png, "TYPE_STRING", [1]),
+        _tensor(INSPECT_OUT.defect_type, "TYPE_STRING", [1]),
     ]
     return inputs, outputs
 
@@ -240,6 +256,24 @@ class Shapes:
                 _tensor(RESIDUAL_OUT.anomaly_map, "TYPE_FP32", [1, s, s]),
                 _tensor(RESIDUAL_OUT.score, "TYPE_FP32", [1], **scalar),
                 _tensor(RESIDUAL_OUT.threshold, "TYPE_FP32", [1], **scalar),
+            ],
+        )
+
+    def seg_io(
+        self, reshape_scalars: bool, n_types: int
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """`seg_<product>`: residual → seg.onnx outputs + baked threshold and defect-type name."""
+        scalar = {"reshape": {"shape": []}} if reshape_scalars else {}
+        s, g = self.image_size, self.feature_grid
+        return (
+            [_tensor(SEG.residual, "TYPE_FP32", [self.feature_dim, g, g])],
+            [
+                _tensor(SEG_OUT.anomaly_map, "TYPE_FP32", [1, s, s]),
+                _tensor(SEG_OUT.score, "TYPE_FP32", [1], **scalar),
+                _tensor(SEG_OUT.defect_type, "TYPE_INT64", [1], **scalar),
+                _tensor(SEG_OUT.type_scores, "TYPE_FP32", [n_types]),
+                _tensor(SEG_OUT.threshold, "TYPE_FP32", [1], **scalar),
+                _tensor(SEG_OUT.defect_name, "TYPE_STRING", [1], **scalar),
             ],
         )
 

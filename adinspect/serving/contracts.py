@@ -1,6 +1,6 @@
 """Tensor names of the served pipeline: ensemble inputs/outputs and the steps between them.
 
-The exported ONNX names come from `adinspect.contracts` (BACKBONE, RESIDUAL); these add what the
+The exported ONNX names come from `adinspect.contracts` (BACKBONE, RESIDUAL, SEG); these add what the
 serving path defines. The same names are written into every config.pbtxt by
 `adinspect.serving.repository` and read by `adinspect.client`; `tests/serving/test_contracts.py`
 checks that they agree.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from adinspect.contracts import BACKBONE, RESIDUAL
+from adinspect.contracts import BACKBONE, RESIDUAL, SEG
 
 
 class InspectInputs(NamedTuple):
@@ -30,6 +30,7 @@ class InspectOutputs(NamedTuple):
     regions: str = "regions"  # TYPE_STRING [1]: JSON list of adinspect.results.Region
     anomaly_map: str = "anomaly_map"  # TYPE_FP32 [H, W] at the original size ([0, 0] unless asked)
     anomaly_map_png: str = "anomaly_map_png"  # TYPE_STRING [1]: 8-bit PNG, 128 = threshold (b"" unless asked)
+    defect_type: str = "defect_type"  # TYPE_STRING [1]: highest-scoring defect type (b"" without seg)
 
 
 class PreprocessOutputs(NamedTuple):
@@ -46,18 +47,32 @@ class ResidualServingOutputs(NamedTuple):
     threshold: str = "threshold"  # (B,) the product's calibrated threshold, baked in at build time
 
 
+class SegServingOutputs(NamedTuple):
+    """What `seg_<product>` serves: seg.onnx outputs plus, baked in at build time, the seg model's
+    calibrated threshold and the name of the highest-scoring defect type."""
+
+    anomaly_map: str = SEG.anomaly_map
+    score: str = SEG.score
+    defect_type: str = SEG.defect_type  # (B,) int64 index
+    type_scores: str = SEG.type_scores
+    threshold: str = "threshold"  # (B,) float32
+    defect_name: str = "defect_name"  # (B,) string
+
+
 class PostprocessInputs(NamedTuple):
     anomaly_map: str = "anomaly_map"  # TYPE_FP32 [1, S, S]
     score: str = "score"  # TYPE_FP32 [1]
     threshold: str = "threshold"  # TYPE_FP32 [1]
     original_size: str = PreprocessOutputs().original_size
     map_format: str = InspectInputs().map_format
+    defect_type: str = "defect_type"  # TYPE_STRING [1], optional: given by seg_<product>
 
 
 INSPECT_IN = InspectInputs()
 INSPECT_OUT = InspectOutputs()
 PREPROCESS_OUT = PreprocessOutputs()
 RESIDUAL_OUT = ResidualServingOutputs()
+SEG_OUT = SegServingOutputs()
 POSTPROCESS_IN = PostprocessInputs()
 
 MAP_FORMATS = ("none", "array", "png")

@@ -24,6 +24,7 @@ import numpy as np
 from adinspect import __version__
 from adinspect.errors import InputError
 from adinspect.package import ModelPackage, PackageError
+from adinspect.runtime.seg import SegInfo, seg_info
 from adinspect.serving.configs import (
     Flavor,
     RepositorySettings,
@@ -33,11 +34,14 @@ from adinspect.serving.configs import (
     onnx_model,
     postprocess_model,
     preprocess_model,
+    seg_step,
 )
 from adinspect.serving.contracts import (
     BACKBONE_MODEL,
     RESIDUAL_OUT,
+    SEG_OUT,
     residual_model,
+    seg_model,
 )
 from adinspect.serving.pbtxt import to_pbtxt
 
@@ -80,10 +84,11 @@ def load_packages(model_dirs: Sequence[Path]) -> list[ModelPackage]:
                 "each product is served once (re-fit one under another --product name)"
             )
         seen[package.product] = package.root
-        if package.manifest.optional_models:
+        unknown = sorted(set(package.manifest.optional_models) - {"seg"})
+        if unknown:
             raise RepositoryError(
-                f"{package.root}: optional models {package.manifest.optional_models} (seg_<product>) are not "
-                "served yet; build the repository from a training-free package"
+                f"{package.root}: optional models {unknown} cannot be served (only 'seg' is); "
+                "build the repository with a package from this adinspect version"
             )
     return packages
 
@@ -116,38 +121,77 @@ def check_shared_backbone(packages: Sequence[ModelPackage]) -> None:
             )
 
 
+def _onnx_modules():
+    try:
+        import onnx
+        from onnx import helper, numpy_helper
+    except ImportError as exc:
+        raise RepositoryError("building a repository needs the `onnx` package: pip install onnx") from exc
+    return onnx, helper, numpy_helper
+
+
+def _add_batch_constant(model, like: str, name: str, value: float) -> None:
+    """Add output `name` (B,) float32: `value` repeated over the batch of output `like` (B,)."""
+    _, helper, numpy_helper = _onnx_modules()
+    shape_name = f"{name}_batch_shape"
+    constant = numpy_helper.from_array(np.array([value], dtype=np.float32), name="value")
+    model.graph.node.extend(
+        [
+            helper.make_node("Shape", [like], [shape_name], name=f"{name}_shape"),
+            helper.make_node("ConstantOfShape", [shape_name], [name], value=constant, name=name),
+        ]
+    )
+    _append_output(model.graph, like, name, None)
+
+
+def _append_output(graph, like: str, name: str, elem_type: int | None) -> None:
+    output = copy.deepcopy({o.name: o for o in graph.output}[like])
+    output.name = name
+    if elem_type is not None:
+        output.type.tensor_type.elem_type = elem_type
+    graph.output.append(output)
+
+
+def _check_outputs(path: Path, model, expected: Sequence[str], added: Sequence[str]) -> None:
+    names = [o.name for o in model.graph.output]
+    if not set(expected) <= set(names) or set(added) & set(names):
+        raise RepositoryError(
+            f"{path}: expected outputs {list(expected)} without {list(added)}, got {names}; "
+            "re-create it with this adinspect version"
+        )
+
+
 def bake_threshold(residual_onnx: Path, threshold: float) -> bytes:
     """The residual model with an extra output `threshold` (B,) holding the product's threshold.
 
     Done with ONNX graph edits (Shape → ConstantOfShape) so the product's constants — bank and
     threshold — live in one model and `postprocess` stays shared across products.
     """
-    try:
-        import onnx
-        from onnx import helper, numpy_helper
-    except ImportError as exc:
-        raise RepositoryError("building a repository needs the `onnx` package: pip install onnx") from exc
+    onnx, _, _ = _onnx_modules()
     model = onnx.load(str(residual_onnx))
-    graph = model.graph
-    by_name = {output.name: output for output in graph.output}
-    if RESIDUAL_OUT.score not in by_name or RESIDUAL_OUT.threshold in by_name:
-        raise RepositoryError(
-            f"{residual_onnx}: expected outputs {list(RESIDUAL_OUT)[:3]} without {RESIDUAL_OUT.threshold!r}, "
-            f"got {list(by_name)}; re-fit the product with this adinspect version"
+    _check_outputs(residual_onnx, model, list(RESIDUAL_OUT)[:3], [RESIDUAL_OUT.threshold])
+    _add_batch_constant(model, RESIDUAL_OUT.score, RESIDUAL_OUT.threshold, threshold)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def bake_seg(info: SegInfo) -> bytes:
+    """seg.onnx with extra outputs `threshold` (B,) float32, the seg model's calibrated threshold,
+    and `defect_name` (B,) string, the name of the `defect_type` index (a Gather over the
+    package's defect-type names), so `postprocess` stays shared and knows no product."""
+    onnx, helper, numpy_helper = _onnx_modules()
+    model = onnx.load(str(info.onnx))
+    expected = [SEG_OUT.anomaly_map, SEG_OUT.score, SEG_OUT.defect_type, SEG_OUT.type_scores]
+    _check_outputs(info.onnx, model, expected, [SEG_OUT.threshold, SEG_OUT.defect_name])
+    _add_batch_constant(model, SEG_OUT.score, SEG_OUT.threshold, info.threshold)
+    table = numpy_helper.from_array(np.array([n.encode() for n in info.defect_types], dtype=object), "names")
+    model.graph.initializer.append(table)
+    model.graph.node.append(
+        helper.make_node(
+            "Gather", ["names", SEG_OUT.defect_type], [SEG_OUT.defect_name], axis=0, name="names"
         )
-    shape_name = f"{RESIDUAL_OUT.threshold}_batch_shape"
-    value = numpy_helper.from_array(np.array([threshold], dtype=np.float32), name="value")
-    graph.node.extend(
-        [
-            helper.make_node("Shape", [RESIDUAL_OUT.score], [shape_name], name="threshold_shape"),
-            helper.make_node(
-                "ConstantOfShape", [shape_name], [RESIDUAL_OUT.threshold], value=value, name="threshold"
-            ),
-        ]
     )
-    threshold_output = copy.deepcopy(by_name[RESIDUAL_OUT.score])
-    threshold_output.name = RESIDUAL_OUT.threshold
-    graph.output.append(threshold_output)
+    _append_output(model.graph, SEG_OUT.defect_type, SEG_OUT.defect_name, onnx.TensorProto.STRING)
     onnx.checker.check_model(model)
     return model.SerializeToString()
 
@@ -240,13 +284,27 @@ def build_repository(
             config = onnx_model(name, flavor, settings, shapes.residual_io(reshape), engine is not None)
             baked = bake_threshold(package.path("residual.onnx"), package.threshold)
             _write_model(tmp, config, _onnx_files(flavor, baked, engine))
+            seg = _package_seg(package)
             params = {
                 "product": package.product,
-                "threshold": repr(package.threshold),
+                "threshold": repr(package.threshold if seg is None else seg.threshold),
                 "random_weights": json.dumps(package.manifest.backbone.random_weights),
                 "adinspect_version": __version__,
             }
-            _write_model(tmp, ensemble(package.product, ensemble_steps(package.product), params), {})
+            if seg is None:
+                steps = ensemble_steps(package.product)
+            else:
+                name = seg_model(package.product)
+                engine = _engine(engines_dir, name)
+                io = shapes.seg_io(reshape, len(seg.defect_types))
+                _write_model(
+                    tmp,
+                    onnx_model(name, flavor, settings, io, engine is not None),
+                    _onnx_files(flavor, bake_seg(seg), engine),
+                )
+                steps = ensemble_steps(package.product, seg_step(package.product))
+                params["defect_types"] = json.dumps(list(seg.defect_types))
+            _write_model(tmp, ensemble(package.product, steps, params), {})
         models = sorted(p.name for p in tmp.iterdir() if p.is_dir())
         marker = {
             "adinspect_version": __version__,
@@ -259,6 +317,13 @@ def build_repository(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return BuildReport(out_dir, flavor, [p.product for p in packages], models)
+
+
+def _package_seg(package: ModelPackage) -> SegInfo | None:
+    try:
+        return seg_info(package)
+    except PackageError as exc:
+        raise RepositoryError(f"cannot serve the seg model of {package.root}: {exc}") from exc
 
 
 def _previous_models(out_dir: Path) -> list[str]:

@@ -213,15 +213,17 @@ def postprocess_request(
     threshold: np.ndarray,
     original_size: np.ndarray,
     map_format: str = "none",
+    defect_type: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """One request's step outputs → the ensemble's outputs (same code as the in-process inspector).
 
     Args:
         anomaly_map: (1, 1, S, S) float32; score, threshold: (1, 1) float32; original_size: (1, 2) int32.
+        defect_type: (1, 1) object, the highest-scoring defect type from seg_<product>, or None.
 
     Returns:
-        score, threshold (1, 1) float32; verdict, regions (1, 1) object (bytes); anomaly_map
-        (1, H, W) float32 or (1, 0, 0); anomaly_map_png (1, 1) object.
+        score, threshold (1, 1) float32; verdict, regions, defect_type (1, 1) object (bytes; b"" for
+        no defect type); anomaly_map (1, H, W) float32 or (1, 0, 0); anomaly_map_png (1, 1) object.
     """
     height, width = (int(v) for v in original_size.reshape(-1)[:2])
     if height < 1 or width < 1:
@@ -240,4 +242,13 @@ def postprocess_request(
         INSPECT_OUT.regions: np.array([[payload]], dtype=object),
         INSPECT_OUT.anomaly_map: np.ascontiguousarray(out_map, dtype=np.float32),
         INSPECT_OUT.anomaly_map_png: np.array([[png]], dtype=object),
+        INSPECT_OUT.defect_type: np.array([[_text(defect_type)]], dtype=object),
     }
+
+
+def _text(tensor: np.ndarray | None) -> bytes:
+    """A (1, 1) string tensor's value as bytes (b"" for None)."""
+    if tensor is None or tensor.size == 0:
+        return b""
+    value = tensor.reshape(-1)[0]
+    return bytes(value) if isinstance(value, (bytes, bytearray)) else str(value).encode()

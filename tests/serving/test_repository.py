@@ -106,9 +106,9 @@ def test_baked_threshold_is_a_model_output(served_packages: list[Path]) -> None:
 
 
 def test_segmentation_slots_in_between_residual_and_postprocess() -> None:
-    from adinspect.serving.configs import Step
+    from adinspect.serving.configs import seg_step
 
-    seg = Step("seg_widget", {"residual": "residual"}, {"mask_logits_max": "map", "score": "raw_score"})
+    seg = seg_step("widget")
     plain = [step.model for step in ensemble_steps("widget")]
     with_seg = ensemble_steps("widget", segmentation=seg)
     assert plain == ["preprocess", "backbone", "residual_widget", "postprocess"]
@@ -121,6 +121,8 @@ def test_segmentation_slots_in_between_residual_and_postprocess() -> None:
     ]
     produced = {tensor for step in with_seg[:-1] for tensor in step.outputs.values()}
     assert set(with_seg[-1].inputs.values()) - {"map_format"} <= produced
+    assert with_seg[-1].inputs["defect_type"] == "defect_name" and "threshold" in seg.outputs
+    assert with_seg[2].outputs == {"residual": "residual"}  # map, score, threshold come from seg
     assert with_seg[0].inputs == ensemble_steps("widget")[0].inputs
 
 

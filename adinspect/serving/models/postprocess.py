@@ -1,4 +1,4 @@
-"""Triton `postprocess`: anomaly map + score + threshold → verdict, regions, map at the original size."""
+"""Triton `postprocess`: map, score, threshold (+ defect type) → verdict, regions, original-size map."""
 
 import triton_python_backend_utils as pb_utils
 
@@ -25,6 +25,7 @@ class TritonPythonModel:
                     _input(request, POSTPROCESS_IN.threshold),
                     _input(request, POSTPROCESS_IN.original_size),
                     parse_map_format(_input(request, POSTPROCESS_IN.map_format)),
+                    _input(request, POSTPROCESS_IN.defect_type),
                 )
             except RequestError as exc:
                 error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
