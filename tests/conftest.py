@@ -41,3 +41,26 @@ def fitted_package(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactor
     out = tmp_path_factory.mktemp("packages") / "widget"
     fit_product(synthetic_root, preset_config("cpu", "widget"), out, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def seg_package(fitted_package: Path, synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fitted package plus an ADClick-Seg from `adinspect train-seg` (2 synthetic steps, ~20 s).
+
+    Accuracy is irrelevant here: the serving paths must reproduce whatever seg.onnx computes.
+    """
+    import argparse
+    import shutil
+
+    from adinspect.train import cli
+
+    model = tmp_path_factory.mktemp("seg_package") / "widget"
+    shutil.copytree(fitted_package, model)
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(
+        ["train-seg", "--model", str(model), "--data", str(synthetic_root), "--quiet", "--no-finetune"]
+        + ["--pretrain-steps", "2", "--batch-size", "4", "--n-synthetic", "8"]
+    )
+    assert args.func(args) == 0
+    return model

@@ -62,6 +62,17 @@ def test_ensemble_steps_wire_existing_tensors(cpu_repository: Path) -> None:
     assert {t.name for t in ensemble.output} <= available
 
 
+def test_seg_onnx_names_are_the_contracts(seg_package: Path) -> None:
+    from adinspect.contracts import SEG
+    from adinspect.models.export import SEG as EXPORTED
+    from adinspect.serving.contracts import SEG_OUT
+
+    assert tuple(EXPORTED) == tuple(SEG)
+    session = ort.InferenceSession(str(seg_package / "seg.onnx"))
+    assert [i.name for i in session.get_inputs()] == [SEG.residual] == [RESIDUAL.residual]
+    assert [o.name for o in session.get_outputs()] == list(SEG)[1:] == list(SEG_OUT)[:4]
+
+
 def test_client_speaks_the_same_names() -> None:
     import adinspect.client as client
 

@@ -169,3 +169,91 @@ def test_unknown_flavour_and_no_packages(tmp_path: Path) -> None:
         build_repository([tmp_path], "tpu", tmp_path / "repo")  # type: ignore[arg-type]
     with pytest.raises(RepositoryError, match="no model packages"):
         build_repository([], "cpu", tmp_path / "repo")
+
+
+# ------------------------------------------------------------------------------ with ADClick-Seg
+
+
+@pytest.fixture(scope="module")
+def seg_repositories(seg_package: Path, fitted_package: Path, tmp_path_factory) -> dict[str, Path]:
+    """cpu and gpu repositories of `widget` with seg and a training-free `gadget`."""
+    root = tmp_path_factory.mktemp("seg_repos")
+    gadget = clone_package(fitted_package, root / "gadget", "gadget", threshold_scale=0.5)
+    return {f: build_repository([seg_package, gadget], f, root / f).out_dir for f in ("cpu", "gpu")}
+
+
+def test_seg_model_in_both_flavours(seg_repositories: dict[str, Path]) -> None:
+    cpu, gpu = seg_repositories["cpu"], seg_repositories["gpu"]
+    for repo in (cpu, gpu):
+        assert sorted(p.name for p in repo.iterdir() if p.is_dir()) == sorted([*MODELS, "seg_widget"])
+    config = parse_config(cpu / "seg_widget" / "config.pbtxt")
+    assert config.backend == "python" and config.max_batch_size == 8 and config.model_warmup
+    assert {p.name for p in (cpu / "seg_widget" / "1").iterdir()} == {"model.py", "model.onnx"}
+    config = parse_config(gpu / "seg_widget" / "config.pbtxt")
+    assert config.platform == "onnxruntime_onnx"
+    assert config.instance_group[0].kind == config.instance_group[0].KIND_GPU
+    accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator[0]
+    assert accelerator.name == "tensorrt"
+    assert {p.name for p in (gpu / "seg_widget" / "1").iterdir()} == {"model.onnx"}
+    for product in ("widget", "gadget"):
+        name = f"inspect_{product}/config.pbtxt"
+        assert (cpu / name).read_text() == (gpu / name).read_text()
+
+
+def test_seg_ensemble_wiring_and_parameters(seg_repositories, seg_package: Path, cpu_repository) -> None:
+    from adinspect.package import ModelPackage
+    from adinspect.runtime.seg import seg_info
+
+    info = seg_info(ModelPackage.load(seg_package))
+    ensemble = parse_config(seg_repositories["cpu"] / "inspect_widget" / "config.pbtxt")
+    steps = ensemble.ensemble_scheduling.step
+    assert [s.model_name for s in steps] == [
+        "preprocess",
+        "backbone",
+        "residual_widget",
+        "seg_widget",
+        "postprocess",
+    ]
+    post = steps[-1].input_map
+    assert (post["anomaly_map"], post["score"], post["threshold"]) == (
+        "map",
+        "raw_score",
+        "product_threshold",
+    )
+    assert steps[3].output_map["threshold"] == "product_threshold" and post["defect_type"] == "defect_name"
+    assert float(ensemble.parameters["threshold"].string_value) == info.threshold
+    assert json.loads(ensemble.parameters["defect_types"].string_value) == list(info.defect_types)
+    # The training-free product's ensemble is exactly what a build without seg writes.
+    gadget = "inspect_gadget/config.pbtxt"
+    assert (seg_repositories["cpu"] / gadget).read_text() == (cpu_repository / gadget).read_text()
+
+
+def test_served_seg_onnx_bakes_threshold_and_type_names(seg_repositories, seg_package: Path) -> None:
+    import onnxruntime as ort
+
+    from adinspect.package import ModelPackage
+    from adinspect.runtime.seg import seg_info
+
+    info = seg_info(ModelPackage.load(seg_package))
+    model = seg_repositories["cpu"] / "seg_widget"
+    session = ort.InferenceSession(str(model / "1" / "model.onnx"))
+    config = parse_config(model / "config.pbtxt")
+    assert [o.name for o in session.get_outputs()] == [o.name for o in config.output]
+    assert [i.name for i in session.get_inputs()] == [i.name for i in config.input] == ["residual"]
+    residual = np.random.default_rng(0).normal(size=(3, *config.input[0].dims)).astype(np.float32)
+    names = [o.name for o in session.get_outputs()]
+    out = dict(zip(names, session.run(None, {"residual": residual}), strict=True))
+    np.testing.assert_allclose(out["threshold"], info.threshold, rtol=1e-6)
+    assert list(out["defect_name"]) == [info.defect_types[int(i)] for i in out["defect_type"]]
+    assert out["type_scores"].shape == (3, len(info.defect_types))
+    reference = ort.InferenceSession(str(seg_package / "seg.onnx")).run(None, {"residual": residual})
+    np.testing.assert_array_equal(out["seg_score"], reference[1])
+
+
+def test_unknown_optional_model_refused(fitted_package: Path, tmp_path: Path) -> None:
+    package = clone_package(fitted_package, tmp_path / "odd", "odd")
+    manifest = json.loads((package / "package.json").read_text())
+    manifest["optional_models"] = ["click"]
+    (package / "package.json").write_text(json.dumps(manifest))
+    with pytest.raises(RepositoryError, match="only 'seg'"):
+        build_repository([package], "cpu", tmp_path / "repo")
