@@ -1,0 +1,83 @@
+"""`inspect_<product>` with `seg_<product>` on a real tritonserver against the in-process inspector.
+
+One extra server (cpu flavour, 127.0.0.1, free ports, stopped by its context manager) over a
+repository of `widget` with ADClick-Seg and the training-free `gadget`.
+
+Tolerance: seg scores and maps from Triton must equal the in-process inspector's within 1e-5
+absolute (they are probabilities in [0, 1]; same ONNX files and ONNX Runtime version, so they
+agree up to the batch composition of the dynamic batcher).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adinspect.client import InspectionClient
+from adinspect.imageio import read_image
+from adinspect.runtime.inspector import Inspector
+
+from .conftest import TRITON_MISSING, clone_package
+
+pytestmark = [pytest.mark.triton, pytest.mark.slow]
+
+ATOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def seg_server(seg_package: Path, fitted_package: Path, tmp_path_factory: pytest.TempPathFactory):
+    if TRITON_MISSING is not None:
+        pytest.skip(f"tritonserver cannot run here: {TRITON_MISSING}")
+    from adinspect.serving.repository import RepositorySettings, build_repository
+    from adinspect.serving.server import TritonServer
+
+    root = tmp_path_factory.mktemp("seg_served")
+    gadget = clone_package(fitted_package, root / "gadget", "gadget")
+    settings = RepositorySettings(python_instances=1, intra_op_threads=1)
+    repo = build_repository([seg_package, gadget], "cpu", root / "repo", settings).out_dir
+    with TritonServer(repo, log_file=root / "tritonserver.log", startup_timeout=180) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def seg_client(seg_server) -> InspectionClient:
+    with InspectionClient(seg_server.grpc_url, timeout_s=60) as client:
+        yield client
+
+
+def test_seg_ensemble_equals_in_process_inspector(
+    seg_client, seg_package: Path, synthetic_root: Path
+) -> None:
+    inspector = Inspector(seg_package, threads=1)
+    assert inspector.seg_info is not None
+    info = seg_client.product_info("widget")
+    assert info.threshold == pytest.approx(inspector.threshold, rel=1e-6)
+    assert info.defect_types == inspector.seg_info.defect_types
+    paths = sorted((synthetic_root / "test").rglob("*.png"))
+    picked = [p for p in paths if p.parent.name == "good"][:1] + [
+        p for p in paths if p.parent.name != "good"
+    ][:2]
+    for path in picked:
+        image = read_image(path)
+        expected = inspector.inspect(image, name=str(path))
+        result, heat = seg_client.inspect_with_map(path, "widget", map_format="array")
+        np.testing.assert_allclose(heat, expected.anomaly_map, atol=ATOL, rtol=0)
+        assert result.score == pytest.approx(expected.result.score, abs=ATOL)
+        assert result.threshold == pytest.approx(inspector.threshold, rel=1e-6)
+        assert result.defect_type == expected.result.defect_type
+        assert result.defect_type in info.defect_types
+        assert result.verdict == expected.result.verdict
+        assert [r.area for r in result.regions] == [r.area for r in expected.result.regions]
+
+
+def test_training_free_product_beside_it_has_no_defect_type(
+    seg_client, fitted_package, synthetic_root
+) -> None:
+    image = sorted((synthetic_root / "test").rglob("*.png"))[0]
+    expected = Inspector(fitted_package, threads=1).inspect_file(image).result
+    result = seg_client.inspect(image, "gadget")
+    assert result.defect_type is None and seg_client.product_info("gadget").defect_types == ()
+    assert result.score == pytest.approx(expected.score, abs=1e-4)
+    assert result.threshold == pytest.approx(expected.threshold, rel=1e-6)
