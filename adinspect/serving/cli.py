@@ -97,6 +97,8 @@ def run_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         code = server.serve_forever()
+    except KeyboardInterrupt:  # Ctrl-C before serve_forever installed its handler: same stop
+        code = 0
     finally:
         server.stop()
     print("Triton stopped", file=sys.stderr)
