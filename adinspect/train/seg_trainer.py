@@ -197,7 +197,7 @@ def train_seg(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         ema.update(model, step)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         bar.set_postfix(phase=phase, loss=f"{np.mean(losses[-50:]):.4f}")
         if (step + 1) % settings.checkpoint_every == 0 or step + 1 == total:
             meta = {
