@@ -25,11 +25,13 @@ from safetensors.torch import load as load_safetensors_bytes
 from tokenizers import Tokenizer
 from torch import nn
 
+from adinspect.errors import InputError
+
 PACKAGED_ENCODER = "all-MiniLM-L6-v2"
 _PACKAGE_MODULE = "all_minilm_l6_v2"
 
 
-class EncoderError(RuntimeError):
+class EncoderError(InputError):
     """The text encoder cannot be found or its files do not form a BERT model."""
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
+from adinspect.errors import InputError
 from adinspect.language.bert import LoadedEncoder
 
 LANGUAGE_TENSORS = "language.safetensors"
@@ -29,7 +30,7 @@ LANGUAGE_META = "language.json"
 LANGUAGE_VERSION = 1
 
 
-class LanguageError(ValueError):
+class LanguageError(InputError):
     """Language features that are missing, corrupt or inconsistent."""
 
 

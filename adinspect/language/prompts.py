@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from adinspect.config import DefectType, ProductSpec
+from adinspect.errors import InputError
 
 DEFAULT_NUM_PROMPTS = 40  # U in the paper
 
@@ -67,7 +68,7 @@ _TEMPLATES = [
 ]
 
 
-class PromptError(ValueError):
+class PromptError(InputError):
     """A prompt file or product spec whose prompts cannot be used; the message names the cause."""
 
 
