@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import onnx
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from adinspect.models.adclick import ADClick, ADClickSeg
@@ -48,17 +49,46 @@ SEG = SegIO()
 CLICK = ClickIO()
 
 
-class SegGraph(nn.Module):
-    """residual (B, d_f, h, w) → seg_map, seg_score, defect_type, type_scores (language as constants)."""
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """Normalised 1-D Gaussian of radius round(4σ) (scipy's truncate = 4); (1,) for σ ≤ 0."""
+    if sigma <= 0:
+        return torch.ones(1)
+    radius = int(4 * sigma + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
 
-    def __init__(self, model: ADClickSeg, v_lang: torch.Tensor, word_mask: torch.Tensor) -> None:
+
+class SegGraph(nn.Module):
+    """residual (B, d_f, h, w) → seg_map, seg_score, defect_type, type_scores (language as constants).
+
+    The max-over-types map gets the same separable Gaussian blur (reflect padding) as the
+    training-free map (`method.blur_sigma`); the score is the max of the blurred map. The blur is
+    a fixed-size convolution, so the graph keeps static shapes.
+    """
+
+    def __init__(
+        self, model: ADClickSeg, v_lang: torch.Tensor, word_mask: torch.Tensor, blur_sigma: float = 0.0
+    ):
         super().__init__()
         self.model = model
         self.register_buffer("v_lang", v_lang.float())
         self.register_buffer("word_mask", word_mask.float())
+        self.register_buffer("blur", gaussian_kernel(blur_sigma))
+        self.pad = self.blur.shape[0] // 2
 
     def forward(self, residual: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(self.model(residual, self.v_lang, self.word_mask))
+        out = self.model(residual, self.v_lang, self.word_mask)
+        amap = out.anomaly_map
+        if self.pad:
+            k = self.blur.shape[0]
+            amap = F.conv2d(
+                F.pad(amap, (self.pad, self.pad, 0, 0), mode="reflect"), self.blur.view(1, 1, 1, k)
+            )
+            amap = F.conv2d(
+                F.pad(amap, (0, 0, self.pad, self.pad), mode="reflect"), self.blur.view(1, 1, k, 1)
+            )
+        return amap, amap.amax(dim=(1, 2, 3)), out.defect_type, out.type_scores
 
 
 class ClickGraph(nn.Module):

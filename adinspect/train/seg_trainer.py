@@ -218,7 +218,7 @@ def train_seg(
     }
     staged = {name: staging(model_dir, name) for name in (SEG_WEIGHTS, SEG_ONNX, SEG_META)}
     save_weights(staged[SEG_WEIGHTS], ema.model, {**ident, "steps": total})
-    graph = SegGraph(ema.model, v_lang, word_mask).eval()
+    graph = SegGraph(ema.model, v_lang, word_mask, ctx.package.config.method.blur_sigma).eval()
     report["calibration"] = calibrate_seg(ctx, graph)
     report["parity"] = export_seg(graph, anomalous.residual[:2].float(), staged[SEG_ONNX])
     report["seconds"]["total"] = time.perf_counter() - t0

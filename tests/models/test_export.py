@@ -56,3 +56,22 @@ def test_click_export_selects_the_language_of_the_defect_type(tmp_path: Path) ->
     with torch.no_grad():
         ref = torch.sigmoid(model(residual, prev, clicks, v_lang[[2, 1]], torch.ones(2, Z)))
     np.testing.assert_allclose(got, ref.numpy(), atol=1e-4)
+
+
+def test_seg_graph_blurs_the_max_map_like_the_training_free_map(tmp_path: Path) -> None:
+    from adinspect.models.export import gaussian_kernel
+
+    k = gaussian_kernel(2.0)
+    assert k.shape == (17,) and abs(float(k.sum()) - 1) < 1e-6 and gaussian_kernel(0).tolist() == [1.0]
+    torch.manual_seed(0)
+    model = ADClickSeg(_cfg()).eval()
+    v_lang, mask = torch.randn(P, Z, Q), torch.ones(P, Z)
+    sharp, blurred = SegGraph(model, v_lang, mask), SegGraph(model, v_lang, mask, blur_sigma=2.0)
+    x = torch.randn(2, D_F, GRID, GRID)
+    with torch.no_grad():
+        a, b = sharp(x), blurred(x)
+    assert b[0].shape == a[0].shape and b[0].std() < a[0].std()
+    torch.testing.assert_close(b[1], b[0].amax(dim=(1, 2, 3)))
+    assert b[2].tolist() == a[2].tolist()  # the winning type is decided before the blur
+    parity = export_seg(blurred, x, tmp_path / "seg.onnx")
+    assert parity["map_max_abs_diff"] < 1e-4
