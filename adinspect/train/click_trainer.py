@@ -66,7 +66,7 @@ WORK_DIR = ".train"  # checkpoints and residual caches inside the package, not i
 
 @dataclass(frozen=True)
 class ClickTrainSettings:
-    steps: int = 1500
+    steps: int = 2000
     batch_size: int = 8
     lr: float = 5e-4
     weight_decay: float = 0.05
