@@ -19,24 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from adinspect.contracts import SEG  # seg.onnx names, shared with the inspector and Triton
 from adinspect.models.adclick import ADClick, ADClickSeg
 
 OPSET = 17
 BATCH = "batch"
 
 
-class SegIO(NamedTuple):
-    """Tensor names of `seg.onnx` (to move into adinspect.contracts with the serving wiring)."""
-
-    residual: str = "residual"  # (B, d_f, h, w) float32, from residual_<product>
-    anomaly_map: str = "seg_map"  # (B, 1, S, S) float32 probability, max over defect types
-    score: str = "seg_score"  # (B,) float32, max of seg_map
-    defect_type: str = "defect_type"  # (B,) int64 index into the package's defect-type list
-    type_scores: str = "type_scores"  # (B, P) float32, max probability per defect type
-
-
 class ClickIO(NamedTuple):
-    """Tensor names of `click.onnx`."""
+    """Tensor names of `click.onnx` (used offline for labelling; not served)."""
 
     residual: str = "residual"  # (B, d_f, h, w) float32
     prev_mask: str = "prev_mask"  # (B, 1, S, S) float32 in [0, 1]
@@ -45,7 +36,6 @@ class ClickIO(NamedTuple):
     mask: str = "mask"  # (B, 1, S, S) float32 probability
 
 
-SEG = SegIO()
 CLICK = ClickIO()
 
 

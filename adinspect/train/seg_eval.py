@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from adinspect.contracts import SEG
 from adinspect.data.datasets import open_dataset
 from adinspect.errors import InputError
 from adinspect.evaluation import load_mask_at
 from adinspect.imageio import read_image
 from adinspect.metrics import compute_metrics
-from adinspect.models.export import SEG
 from adinspect.train.interactive import defective_samples, select
 from adinspect.train.residual_data import embed, load_context
 from adinspect.train.seg_trainer import SEG_ONNX

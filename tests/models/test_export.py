@@ -9,8 +9,9 @@ import onnx
 import pytest
 import torch
 
+from adinspect.contracts import SEG
 from adinspect.models.adclick import ADClick, ADClickConfig, ADClickSeg
-from adinspect.models.export import CLICK, SEG, ClickGraph, SegGraph, export_click, export_seg
+from adinspect.models.export import CLICK, ClickGraph, SegGraph, export_click, export_seg
 
 ort = pytest.importorskip("onnxruntime")
 
