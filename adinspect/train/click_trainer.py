@@ -23,7 +23,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from adinspect.language.encoder import LanguageFeatures
 from adinspect.models.adclick import ADClick, ADClickConfig
@@ -32,10 +31,8 @@ from adinspect.models.losses import normalized_focal_loss
 from adinspect.train.checkpoint import (
     EMA,
     CheckpointError,
-    load_checkpoint,
     load_weights,
     read_meta,
-    save_checkpoint,
     save_weights,
 )
 from adinspect.train.clicks import PRED_THRESHOLD, Click, click_maps, click_radius, next_click
@@ -49,6 +46,7 @@ from adinspect.train.common import (
     staging,
     write_json,
 )
+from adinspect.train.loop import run_loop
 from adinspect.train.residual_data import (
     ResidualContext,
     augment,
@@ -194,47 +192,24 @@ def train_click(
     ema = EMA(model, settings.ema_decay)
     optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
     ident = identity("click", ctx, cfg, lang)
-    ckpt = work / "click.ckpt.safetensors"
-    start, earlier = 0, 0.0
-    if resume and ckpt.is_file():
-        state = load_checkpoint(ckpt, model, ema, optimizer, ident)
-        start, earlier = state.step, float(state.meta.get("train_seconds", 0.0))
     lang_t = language_tensors(lang)
     radius = click_radius(ctx.image_size)
-    losses: list[float] = []
-    t1 = time.perf_counter()
-    bar = tqdm(
-        range(start, settings.steps),
-        desc="train-click",
-        initial=start,
-        total=settings.steps,
-        disable=not progress,
-    )
-    for step in bar:
-        set_lr(optimizer, step, settings.steps, settings.lr, settings.warmup)
-        loss = train_step(
-            model, _batch(anomalous, rng, settings.batch_size, lang.num_types), lang_t, rng, settings, radius
-        )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        ema.update(model, step)
-        losses.append(float(loss.detach()))
-        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-        if (step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.steps:
-            meta = {
-                **ident,
-                "settings": asdict(settings),
-                "train_seconds": earlier + time.perf_counter() - t1,
-            }
-            save_checkpoint(ckpt, model, ema, optimizer, step + 1, meta)
-    t_train = earlier + time.perf_counter() - t1
+
+    def loss_at(step: int) -> torch.Tensor:
+        batch = _batch(anomalous, rng, settings.batch_size, lang.num_types)
+        return train_step(model, batch, lang_t, rng, settings, radius)
+
+    result = run_loop(
+        model, ema, optimizer, total=settings.steps, loss_at=loss_at,
+        rate_at=lambda step: set_lr(optimizer, step, settings.steps, settings.lr, settings.warmup),
+        checkpoint=work / "click.ckpt.safetensors", identity=ident, extra={"settings": asdict(settings)},
+        resume=resume, checkpoint_every=settings.checkpoint_every, desc="train-click", progress=progress,
+    )  # fmt: skip
     report = {
         "steps": settings.steps,
-        "resumed_from": start,
-        "final_loss_50": float(np.mean(losses[-50:])) if losses else None,
-        "seconds": {"data": t_data, "train": t_train},
+        "resumed_from": result.start,
+        "final_loss_50": result.final_loss,
+        "seconds": {"data": t_data, "train": result.seconds},
         "settings": asdict(settings),
         "n_synthetic": len(anomalous),
         "lr_note": "AdamW lr 5e-4 (paper 3e-5): from-scratch training on a CPU budget",

@@ -26,7 +26,7 @@ from adinspect.errors import InputError
 from adinspect.models.adclick import ADClickSeg
 from adinspect.models.export import SegGraph, export_seg
 from adinspect.models.losses import masked_normalized_focal_loss
-from adinspect.train.checkpoint import EMA, load_checkpoint, save_checkpoint, save_weights
+from adinspect.train.checkpoint import EMA, save_weights
 from adinspect.train.click_trainer import CLICK_WEIGHTS, WORK_DIR, identity, model_config
 from adinspect.train.common import (
     commit_files,
@@ -39,6 +39,7 @@ from adinspect.train.common import (
     write_json,
 )
 from adinspect.train.labeling import load_labels
+from adinspect.train.loop import run_loop
 from adinspect.train.pseudo_labels import sample_delta, tri_valued
 from adinspect.train.residual_data import (
     ResidualSet,
@@ -172,47 +173,36 @@ def train_seg(
         model.encoder.residual_scale.fill_(residual_scale(anomalous.residual))
     ema = EMA(model, settings.ema_decay)
     optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
-    ident = identity("seg", ctx, cfg, lang)
-    ckpt = model_dir / WORK_DIR / "seg.ckpt.safetensors"
     total = settings.pretrain_steps + finetune
-    start, earlier = 0, 0.0
-    if resume and ckpt.is_file():
-        state = load_checkpoint(ckpt, model, ema, optimizer, ident)
-        start, earlier = state.step, float(state.meta.get("train_seconds", 0.0))
     v_lang, word_mask = language_tensors(lang)
-    losses: list[float] = []
-    t1 = time.perf_counter()
-    bar = tqdm(range(start, total), desc="train-seg", initial=start, total=total, disable=not progress)
-    for step in bar:
-        phase = 1 if step < settings.pretrain_steps else 2
-        if phase == 1:
+
+    def rate_at(step: int) -> None:
+        if step < settings.pretrain_steps:
             set_lr(optimizer, step, settings.pretrain_steps, settings.lr, settings.warmup)
         else:
             set_lr(optimizer, step - settings.pretrain_steps, finetune, settings.finetune_lr, settings.warmup)
+
+    def loss_at(step: int) -> torch.Tensor:
+        phase = 1 if step < settings.pretrain_steps else 2
         residual, target, types = _batch(phase, sets, rng, settings, lang.num_types)
         logits = model.forward_type(residual, v_lang[types], word_mask[types])
-        loss = masked_normalized_focal_loss(logits, target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        ema.update(model, step)
-        losses.append(float(loss.detach()))
-        bar.set_postfix(phase=phase, loss=f"{np.mean(losses[-50:]):.4f}")
-        if (step + 1) % settings.checkpoint_every == 0 or step + 1 == total:
-            meta = {
-                **ident,
-                "settings": asdict(settings),
-                "train_seconds": earlier + time.perf_counter() - t1,
-            }
-            save_checkpoint(ckpt, model, ema, optimizer, step + 1, meta)
+        return masked_normalized_focal_loss(logits, target)
+
+    t1 = time.perf_counter()
+    ident = identity("seg", ctx, cfg, lang)
+    result = run_loop(
+        model, ema, optimizer, total=total, loss_at=loss_at, rate_at=rate_at,
+        checkpoint=model_dir / WORK_DIR / "seg.ckpt.safetensors",
+        identity=ident, extra={"settings": asdict(settings)}, resume=resume,
+        checkpoint_every=settings.checkpoint_every, desc="train-seg", progress=progress,
+    )  # fmt: skip
     report = {
         "steps": {"pretrain": settings.pretrain_steps, "finetune": finetune},
-        "resumed_from": start,
+        "resumed_from": result.start,
         "init": init,
         "n_pseudo_labelled": len(sets["pseudo"]) if finetune else 0,
-        "final_loss_50": float(np.mean(losses[-50:])) if losses else None,
-        "seconds": {"data": t1 - t0, "train": earlier + time.perf_counter() - t1},
+        "final_loss_50": result.final_loss,
+        "seconds": {"data": t1 - t0, "train": result.seconds},
         "settings": asdict(settings),
         "lr_note": "AdamW lr 3e-4 / 1e-4 (paper 3e-5): short schedules on a CPU budget",
     }
