@@ -227,7 +227,7 @@ def _parity(
     pre: PreprocessSpec,
 ) -> dict[str, float]:
     """Max abs difference between ONNX Runtime and torch on the held-out images (residual stage)."""
-    from adinspect.runtime.inspector import make_session
+    from adinspect.runtime.sessions import make_session
 
     session = make_session(tmp / "residual.onnx")
     _, ort_maps, ort_scores = session.run(None, {"features": feats.numpy(), "global_map": gmaps.numpy()})

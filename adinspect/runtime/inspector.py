@@ -8,13 +8,11 @@ Imports numpy, opencv, onnxruntime and pydantic only.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from adinspect.contracts import BACKBONE, RESIDUAL, SEG
 from adinspect.imageio import read_image
@@ -23,6 +21,7 @@ from adinspect.results import InspectionResult
 from adinspect.runtime.postprocess import find_regions, resize_map, verdict_of
 from adinspect.runtime.preprocess import check_rgb, preprocess_batch
 from adinspect.runtime.seg import seg_info
+from adinspect.runtime.sessions import make_session
 
 
 @dataclass
@@ -31,20 +30,6 @@ class Inspection:
 
     result: InspectionResult
     anomaly_map: np.ndarray
-
-
-def make_session(
-    path: Path, threads: int | None = None, providers: Sequence[str] | None = None
-) -> ort.InferenceSession:
-    """An ONNX Runtime session with full graph optimisation; `threads` defaults to the CPU count."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads or os.cpu_count() or 1
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(
-        str(path), sess_options=options, providers=list(providers or ["CPUExecutionProvider"])
-    )
 
 
 class Inspector:

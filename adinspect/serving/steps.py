@@ -134,23 +134,6 @@ def fit_to_dims(array: np.ndarray, batch: int, dims: Sequence[int]) -> np.ndarra
     return array.reshape(batch, *[int(d) for d in dims])
 
 
-def make_serving_session(path: str, threads: int | None = None) -> object:
-    """An ONNX Runtime CPU session for a server shared with other models' processes.
-
-    Unlike the in-process inspector's session, its threads do not spin-wait after a run: spinning
-    would burn the cores the preprocess/postprocess stubs and the other model need.
-    """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads or 0
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-
-
 @dataclass(frozen=True)
 class OnnxStep:
     """A batched ONNX Runtime call shared by the requests Triton's dynamic batcher grouped."""

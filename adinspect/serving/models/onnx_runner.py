@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from adinspect.serving.steps import OnnxStep, make_serving_session
+from adinspect.runtime.sessions import make_session
+from adinspect.serving.steps import OnnxStep
 
 
 class TritonPythonModel:
@@ -15,7 +16,7 @@ class TritonPythonModel:
         threads = int(config["parameters"]["intra_op_threads"]["string_value"]) or None
         path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
         self.step = OnnxStep(
-            session=make_serving_session(str(path), threads=threads),
+            session=make_session(path, threads=threads),
             inputs=tuple(item["name"] for item in config["input"]),
             outputs={item["name"]: tuple(item["dims"]) for item in config["output"]},
         )
