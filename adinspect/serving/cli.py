@@ -13,6 +13,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from adinspect.errors import InputError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `repo`, `serve` and `inspect` to the `adinspect` command line."""
@@ -23,11 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--flavor", choices=["cpu", "gpu"], default="cpu")
     p.add_argument("--out", type=Path, required=True, help="repository directory, e.g. model_repository/")
     p.add_argument("--engines", type=Path, help="gpu: directory of <model>.plan from export/build_trt.py")
-    p.add_argument("--max-batch-size", type=int, default=8)
-    p.add_argument("--max-queue-delay-us", type=int, default=500)
-    p.add_argument("--python-instances", type=int, default=2, help="preprocess/postprocess instances")
-    p.add_argument("--onnx-instances", type=int, default=1, help="cpu: backbone/residual instances")
-    p.add_argument("--threads", type=int, default=0, help="cpu: ONNX Runtime threads per instance (0 = all)")
+    # defaults (None) are RepositorySettings' own, so the CLI and the Python API build the same repository
+    p.add_argument("--max-batch-size", type=int, help="largest dynamic batch (default 8)")
+    p.add_argument("--max-queue-delay-us", type=int, help="dynamic batcher delay (default 0)")
+    p.add_argument("--python-instances", type=int, help="preprocess/postprocess instances (default 2)")
+    p.add_argument("--onnx-instances", type=int, help="cpu: backbone/residual instances (default 1)")
+    p.add_argument("--threads", type=int, help="cpu: ONNX Runtime threads per instance (default 0 = all)")
     p.add_argument("--no-warmup", action="store_true")
     p.set_defaults(func=run_repo_build)
 
@@ -56,14 +61,21 @@ def run_repo_build(args: argparse.Namespace) -> int:
     from adinspect.serving.configs import RepositorySettings
     from adinspect.serving.repository import build_repository
 
-    settings = RepositorySettings(
-        max_batch_size=args.max_batch_size,
-        max_queue_delay_us=args.max_queue_delay_us,
-        python_instances=args.python_instances,
-        onnx_instances=args.onnx_instances,
-        intra_op_threads=args.threads,
-        warmup=not args.no_warmup,
-    )
+    flags = {
+        "max_batch_size": "--max-batch-size",
+        "max_queue_delay_us": "--max-queue-delay-us",
+        "python_instances": "--python-instances",
+        "onnx_instances": "--onnx-instances",
+        "intra_op_threads": "--threads",
+    }
+    given = {field: getattr(args, flag[2:].replace("-", "_")) for field, flag in flags.items()}
+    try:
+        settings = RepositorySettings(
+            **{k: v for k, v in given.items() if v is not None}, warmup=not args.no_warmup
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{flags.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors())
+        raise InputError(f"repo build: {problems}") from exc
     report = build_repository(args.models, args.flavor, args.out, settings=settings, engines_dir=args.engines)
     print(f"wrote {report.out_dir} ({report.flavor}): models {', '.join(report.models)}")
     print("serve it with: adinspect serve --repo " + str(report.out_dir))

@@ -54,9 +54,10 @@ class RepositorySettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_batch_size: int = Field(default=8, ge=1, description="Largest batch the dynamic batcher forms.")
-    max_queue_delay_us: int = Field(
-        default=2000, ge=0, description="How long a request may wait for a batch."
-    )
+    # 0: requests that queue while an instance is busy are still batched, and an idle server adds
+    # no wait. On 2 CPU cores 0, 500 and 2000 us gave the same throughput at concurrency 4 and 8,
+    # and 0 the lowest latency at concurrency 1. A GPU host may trade a little latency for batches.
+    max_queue_delay_us: int = Field(default=0, ge=0, description="How long a request may wait for a batch.")
     python_instances: int = Field(
         default=2, ge=1, description="preprocess/postprocess instances (cpu cores)."
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from adinspect.errors import InputError
 from adinspect.serving.cli import add_bench_serving_arguments, register
 
 from .conftest import needs_triton
@@ -35,6 +36,19 @@ def test_repo_build_command(served_packages: list[Path], tmp_path: Path, capsys)
     assert code == 0
     assert "inspect_gadget" in capsys.readouterr().out
     assert (out / "inspect_widget" / "config.pbtxt").is_file()
+
+
+def test_repo_build_flags_set_batching_and_bad_values_name_the_flag(
+    served_packages: list[Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "model_repository"
+    base = ["repo", "build", "--models", str(served_packages[0]), "--out", str(out)]
+    assert _run([*base, "--max-queue-delay-us", "750", "--threads", "1"]) == 0
+    config = (out / "backbone" / "config.pbtxt").read_text()
+    assert "max_queue_delay_microseconds: 750" in config
+    assert 'string_value: "1"' in config.split("intra_op_threads")[1]
+    with pytest.raises(InputError, match="--max-batch-size"):
+        _run([*base, "--max-batch-size", "0"])
 
 
 @pytest.mark.triton
