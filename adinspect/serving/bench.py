@@ -1,9 +1,10 @@
 """`adinspect bench --serving`: in-process inspector vs the Triton ensemble, on the same images.
 
 One run measures, for one product:
-- the in-process inspector (file bytes → InspectionResult; decode included, as on the server);
-- the `inspect_<product>` ensemble over gRPC at each concurrency (default 1, 2, 4, 8): p50/p90/
-  p95/p99 latency per request and throughput, sending the encoded files as a camera PC would;
+- the in-process inspector (file bytes → InspectionResult; decode included, as on the server),
+  alternating request by request with the ensemble at concurrency 1 so both see the same host;
+- the `inspect_<product>` ensemble over gRPC at each concurrency (default 1, 2, 4, 8; 1 always):
+  p50/p90/p95/p99 latency per request and throughput, sending the encoded files as a camera PC would;
 - per-stage server times (queue + compute per model) from Triton's statistics API;
 - NVIDIA perf_analyzer against the ensemble (its CSV kept), when it can run here.
 It writes JSON, returns a readable table and draws a latency plot (PNG beside the JSON).
@@ -36,22 +37,33 @@ def latency_summary(ms: Sequence[float], seconds: float | None = None) -> dict[s
     return out
 
 
-def bench_in_process(
-    model_dir: Path, blobs: Sequence[bytes], warmup: int, threads: int | None
-) -> dict[str, Any]:
-    from adinspect.imageio import decode_image
-    from adinspect.runtime.inspector import Inspector
+def _timed(fn: Any, *args: Any) -> float:
+    t = time.perf_counter()
+    fn(*args)
+    return (time.perf_counter() - t) * 1000.0
 
-    inspector = Inspector(model_dir, threads=threads)
-    for blob in blobs[:warmup]:
-        inspector.inspect(decode_image(blob))
-    ms = []
-    start = time.perf_counter()
-    for blob in blobs:
-        t = time.perf_counter()
-        inspector.inspect(decode_image(blob))
-        ms.append((time.perf_counter() - t) * 1000.0)
-    return {**latency_summary(ms, time.perf_counter() - start), "latencies_ms": ms}
+
+def bench_in_process_and_triton(
+    inspector: Any, client: InspectionClient, product: str, blobs: Sequence[bytes], requests: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """In-process inspections and Triton requests at concurrency 1, alternately, `requests` each.
+
+    Alternating makes both runners see the same host: on a shared 2-core VM, separate runs a
+    minute apart differed by 25 % in p50, enough to swing the overhead ratio either way.
+    The in-process inspector is timed from encoded bytes (decode included, as on the server).
+    """
+    from adinspect.imageio import decode_image
+
+    local, served = [], []
+    for index in range(requests):
+        blob = blobs[index % len(blobs)]
+        local.append(_timed(lambda b: inspector.inspect(decode_image(b)), blob))
+        served.append(_timed(client.inspect, blob, product))
+    # one request at a time: throughput is 1 / mean latency for both
+    return (
+        {**latency_summary(local), "latencies_ms": local},
+        {**latency_summary(served), "concurrency": 1, "latencies_ms": served},
+    )
 
 
 def bench_triton(
@@ -145,7 +157,9 @@ def run_serving_bench(
     perf_analyzer: bool = True,
 ) -> dict[str, Any]:
     """Measure everything on one running server and write `out_json` (+ .png plot, + perf CSV)."""
+    from adinspect.imageio import decode_image
     from adinspect.package import ModelPackage
+    from adinspect.runtime.inspector import Inspector
 
     product = ModelPackage.load(model_dir, verify=False).product
     blobs = [Path(p).read_bytes() for p in images]
@@ -156,16 +170,22 @@ def run_serving_bench(
         "images": len(blobs),
         "url": url,
         "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine()},
-        "in_process": bench_in_process(model_dir, blobs, warmup, threads),
         "triton": {},
     }
+    inspector = Inspector(model_dir, threads=threads)
     with InspectionClient(url, timeout_s=120) as client:
         client.wait_until_ready(product)
         for blob in blobs[:warmup]:
             client.inspect(blob, product)
-        for level in concurrency:
+            inspector.inspect(decode_image(blob))
+        for level in sorted(set(concurrency) | {1}):
             before = stage_times(url)
-            level_result = bench_triton(client, product, blobs, level, requests_per_level)
+            if level == 1:
+                results["in_process"], level_result = bench_in_process_and_triton(
+                    inspector, client, product, blobs, requests_per_level
+                )
+            else:
+                level_result = bench_triton(client, product, blobs, level, requests_per_level)
             level_result["stages"] = _stats_delta(stage_times(url), before)
             results["triton"][str(level)] = level_result
     if perf_analyzer:

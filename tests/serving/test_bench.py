@@ -34,7 +34,8 @@ def test_serving_bench_writes_json_table_and_plot(
         assert level["n"] == 4 and "latencies_ms" not in level
         stages = level["stages"]
         assert {"preprocess", "backbone", "residual_widget", "postprocess", "inspect_widget"} <= set(stages)
-    assert saved["in_process"]["n"] == 3 and saved["serving_overhead_p50"] > 0
+    # in-process alternates with the concurrency-1 requests: as many of them
+    assert saved["in_process"]["n"] == 4 and saved["serving_overhead_p50"] > 0
     assert out.with_suffix(".png").stat().st_size > 1000
     table = format_table(results)
     assert "triton c=2" in table and "per-stage" in table
