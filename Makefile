@@ -18,11 +18,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/adinspect demo --out runs/demo
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check adinspect tests export
+	$(BIN)/ruff format --check adinspect tests export
 
 clean:
 	rm -rf runs .pytest_cache
