@@ -122,12 +122,20 @@ class ResidualEncoder(nn.Module):
         return self.residual_embed(torch.cat([r, norm], 1))
 
     def forward(
-        self, embedded: torch.Tensor, maps: torch.Tensor | None, words: torch.Tensor, word_mask: torch.Tensor
+        self,
+        embedded: torch.Tensor,
+        maps: torch.Tensor | None,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
+        repeats: int = 1,
     ) -> list[torch.Tensor]:
         """embedded (B, C_1, h, w) from `embed_residual`; maps (B, 3, S, S) = [prev mask, pos, neg]
-        or None for an all-zero click map; words (B, Z, Q); word_mask (B, Z).
+        or None for an all-zero click map; words (B·repeats, Z, Q); word_mask (B·repeats, Z).
 
-        Returns: per-stage features (B, C_i, h/2^i, w/2^i).
+        `repeats` > 1 runs several word sets (defect types) per sample: the first stage sees no
+        words, so it runs once per sample and is copied (sample-major) before the first fusion.
+
+        Returns: per-stage features (B·repeats, C_i, h/2^i, w/2^i).
         """
         if maps is None:
             x = embedded + self.click_embed.bias[None, :, None, None]
@@ -135,8 +143,10 @@ class ResidualEncoder(nn.Module):
             x = embedded + self.click_embed(maps)
         x = x.permute(0, 2, 3, 1)  # (B, h, w, C)
         outs = []
-        for merge, stage, fusion in zip(self.merges, self.stages, self.fusions, strict=True):
+        for i, (merge, stage, fusion) in enumerate(zip(self.merges, self.stages, self.fusions, strict=True)):
             x = stage(merge(x))
+            if i == 0 and repeats > 1:
+                x = x.repeat_interleave(repeats, dim=0)
             b, h, w, c = x.shape
             x = fusion(x.reshape(b, h * w, c), words, word_mask).reshape(b, h, w, c)
             outs.append(x.permute(0, 3, 1, 2))
@@ -215,25 +225,28 @@ class ADClickSeg(nn.Module):
         self.residual_proj = nn.Conv2d(cfg.dims[0], cfg.decoder_dim, 1)
 
     def forward_type(
-        self, residual: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor
+        self, residual: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor, repeats: int = 1
     ) -> torch.Tensor:
-        """One defect type per sample: residual (B, d_f, h, w), words (B, Z, Q), word_mask (B, Z)
-        → logits (B, 1, S, S)."""
+        """`repeats` defect types per sample: residual (B, d_f, h, w), words (B·repeats, Z, Q),
+        word_mask (B·repeats, Z) → logits (B·repeats, 1, S, S), sample-major."""
         embedded = self.encoder.embed_residual(residual)
-        feats = self.encoder(embedded, None, words, word_mask)
-        x = self.decoder.fused(feats) + self.residual_proj(embedded)
+        feats = self.encoder(embedded, None, words, word_mask, repeats)
+        skip = self.residual_proj(embedded)
+        if repeats > 1:
+            skip = skip.repeat_interleave(repeats, dim=0)
+        x = self.decoder.fused(feats) + skip
         return resize(self.decoder.logits(x), self.cfg.image_size, self.cfg.grid * self.cfg.out_scale)
 
     def forward(self, residual: torch.Tensor, v_lang: torch.Tensor, word_mask: torch.Tensor) -> SegOutput:
         """All P types: residual (B, d_f, h, w), v_lang (P, Z, Q), word_mask (P, Z) → `SegOutput`.
 
-        Types are batched as B·P samples (P is fixed by the constants, so shapes stay static).
+        Types are batched as B·P samples after the language-free first stage (P is fixed by the
+        constants, so shapes stay static).
         """
         b, p = residual.shape[0], v_lang.shape[0]
-        rep = residual.repeat_interleave(p, dim=0)  # (B·P, ...) ordered sample-major
-        words = v_lang.repeat(b, 1, 1)
+        words = v_lang.repeat(b, 1, 1)  # (B·P, ...) ordered sample-major
         mask = word_mask.repeat(b, 1)
-        logits = self.forward_type(rep, words, mask)  # (B·P, 1, S, S)
+        logits = self.forward_type(residual, words, mask, repeats=p)  # (B·P, 1, S, S)
         s = logits.shape[-1]
         probs = torch.sigmoid(logits).reshape(b, p, s, s)
         amap = probs.max(dim=1, keepdim=True).values
