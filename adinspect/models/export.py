@@ -16,11 +16,11 @@ from typing import NamedTuple
 import numpy as np
 import onnx
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from adinspect.contracts import SEG  # seg.onnx names, shared with the inspector and Triton
 from adinspect.models.adclick import ADClick, ADClickSeg
+from adinspect.residual.model import gaussian_blur, gaussian_kernel
 
 OPSET = 17
 BATCH = "batch"
@@ -39,16 +39,6 @@ class ClickIO(NamedTuple):
 CLICK = ClickIO()
 
 
-def gaussian_kernel(sigma: float) -> torch.Tensor:
-    """Normalised 1-D Gaussian of radius round(4σ) (scipy's truncate = 4); (1,) for σ ≤ 0."""
-    if sigma <= 0:
-        return torch.ones(1)
-    radius = int(4 * sigma + 0.5)
-    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    k = torch.exp(-0.5 * (x / sigma) ** 2)
-    return k / k.sum()
-
-
 class SegGraph(nn.Module):
     """residual (B, d_f, h, w) → seg_map, seg_score, defect_type, type_scores (language as constants).
 
@@ -65,19 +55,10 @@ class SegGraph(nn.Module):
         self.register_buffer("v_lang", v_lang.float())
         self.register_buffer("word_mask", word_mask.float())
         self.register_buffer("blur", gaussian_kernel(blur_sigma))
-        self.pad = self.blur.shape[0] // 2
 
     def forward(self, residual: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.model(residual, self.v_lang, self.word_mask)
-        amap = out.anomaly_map
-        if self.pad:
-            k = self.blur.shape[0]
-            amap = F.conv2d(
-                F.pad(amap, (self.pad, self.pad, 0, 0), mode="reflect"), self.blur.view(1, 1, 1, k)
-            )
-            amap = F.conv2d(
-                F.pad(amap, (0, 0, self.pad, self.pad), mode="reflect"), self.blur.view(1, 1, k, 1)
-            )
+        amap = gaussian_blur(out.anomaly_map, self.blur)
         return amap, amap.amax(dim=(1, 2, 3)), out.defect_type, out.type_scores
 
 

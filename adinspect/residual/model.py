@@ -90,7 +90,7 @@ class ResidualModel(nn.Module):
         self.register_buffer("offset_dy", torch.tensor([dy for dy, _ in self.offsets]))
         self.register_buffer("offset_dx", torch.tensor([dx for _, dx in self.offsets]))
         self.register_buffer("offset_penalty", self._offset_penalty(h, w))
-        self.register_buffer("blur_kernel", _gaussian_kernel(method.blur_sigma))
+        self.register_buffer("blur_kernel", gaussian_kernel(method.blur_sigma))
 
     def _offset_penalty(self, h: int, w: int) -> torch.Tensor:
         """(n_offsets, h, w): 0 where the shifted candidate lies on the grid, a huge value where not."""
@@ -149,13 +149,7 @@ class ResidualModel(nn.Module):
         amap = F.interpolate(
             norm, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False
         )
-        k = self.blur_kernel.shape[-1]
-        if k > 1:
-            amap = F.pad(amap, (k // 2, k // 2, 0, 0), mode="reflect")
-            amap = F.conv2d(amap, self.blur_kernel.view(1, 1, 1, k))
-            amap = F.pad(amap, (0, 0, k // 2, k // 2), mode="reflect")
-            amap = F.conv2d(amap, self.blur_kernel.view(1, 1, k, 1))
-        return amap
+        return gaussian_blur(amap, self.blur_kernel)
 
     def score(self, amap: torch.Tensor) -> torch.Tensor:
         flat = amap.flatten(1)
@@ -172,11 +166,20 @@ class ResidualModel(nn.Module):
         return residual, amap, self.score(amap)
 
 
-def _gaussian_kernel(sigma: float) -> torch.Tensor:
-    """1-D normalised Gaussian with radius 4σ (as scipy's default truncate=4), (2r+1,)."""
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """1-D normalised Gaussian with radius 4σ (as scipy's default truncate=4), (2r+1,); (1,) for σ ≤ 0."""
     if sigma <= 0:
         return torch.ones(1)
     radius = int(4 * sigma + 0.5)
     x = torch.arange(-radius, radius + 1, dtype=torch.float32)
     kernel = torch.exp(-0.5 * (x / sigma) ** 2)
     return kernel / kernel.sum()
+
+
+def gaussian_blur(amap: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) → same shape: separable blur with `kernel` (k,), reflect padding (static shapes)."""
+    k = kernel.shape[-1]
+    if k == 1:
+        return amap
+    amap = F.conv2d(F.pad(amap, (k // 2, k // 2, 0, 0), mode="reflect"), kernel.view(1, 1, 1, k))
+    return F.conv2d(F.pad(amap, (0, 0, k // 2, k // 2), mode="reflect"), kernel.view(1, 1, k, 1))

@@ -60,7 +60,7 @@ def test_click_export_selects_the_language_of_the_defect_type(tmp_path: Path) ->
 
 
 def test_seg_graph_blurs_the_max_map_like_the_training_free_map(tmp_path: Path) -> None:
-    from adinspect.models.export import gaussian_kernel
+    from adinspect.residual.model import gaussian_kernel
 
     k = gaussian_kernel(2.0)
     assert k.shape == (17,) and abs(float(k.sum()) - 1) < 1e-6 and gaussian_kernel(0).tolist() == [1.0]
