@@ -72,6 +72,12 @@ class CalibrationConfig(_Frozen):
         ge=0.0,
         description="threshold = max(mean + std_factor*std, max) of held-out good scores.",
     )
+    seg_floor: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="ADClick-Seg threshold is at least this defect probability (its own decision boundary).",
+    )
 
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")

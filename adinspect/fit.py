@@ -89,10 +89,19 @@ def split_holdout(n: int, config: PipelineConfig) -> tuple[np.ndarray, np.ndarra
     return np.sort(order[n_hold:]), np.sort(order[:n_hold])
 
 
-def calibrate(scores: np.ndarray, names: list[str], std_factor: float) -> Calibration:
-    """threshold = max(mean + k·std, max) of held-out good scores: no held-out image is rejected."""
+def calibrate(
+    scores: np.ndarray, names: list[str], std_factor: float, floor: float | None = None
+) -> Calibration:
+    """threshold = max(mean + k·std, max[, floor]) of held-out good scores: none of them is rejected.
+
+    `floor` is a lower bound for scores with a meaning of their own (ADClick-Seg's probability).
+    """
     threshold = max(float(scores.mean() + std_factor * scores.std()), float(scores.max()))
-    rule = f"max(mean + {std_factor:g}*std, max) of {len(scores)} held-out good images' scores"
+    bounds = f"mean + {std_factor:g}*std, max"
+    if floor is not None:
+        threshold = max(threshold, float(floor))
+        bounds = f"{floor:g}, {bounds}"
+    rule = f"max({bounds}) of {len(scores)} held-out good images' scores"
     return Calibration(rule, threshold, names, [float(s) for s in scores])
 
 

@@ -121,7 +121,10 @@ def calibrate_seg(ctx, graph: SegGraph) -> dict:
     """The fit's threshold rule applied to ADClick-Seg scores of the package's held-out good images.
 
     The seg score is a probability, on another scale than the residual score, so the served
-    verdict must use this threshold when seg_<product> is in the pipeline.
+    verdict must use this threshold when seg_<product> is in the pipeline. It is at least
+    `calibration.seg_floor` (0.5, the network's own pixel decision): good scores crowd near 0
+    with a long tail, so mean + 3 std of ~20 held-out images lands far inside that tail (bottle:
+    0.054, rejecting 4 of 20 good test images, while every defective one scored above 0.76).
     """
     from adinspect.fit import calibrate
     from adinspect.imageio import read_image
@@ -138,7 +141,8 @@ def calibrate_seg(ctx, graph: SegGraph) -> dict:
         )
     with torch.no_grad():
         scores = graph(residuals_of(ctx, [read_image(p) for p in paths]))[1].numpy()
-    cal = calibrate(scores, [str(p) for p in paths], ctx.package.config.calibration.std_factor)
+    rules = ctx.package.config.calibration
+    cal = calibrate(scores, [str(p) for p in paths], rules.std_factor, floor=rules.seg_floor)
     return {"threshold": cal.threshold, "rule": cal.rule, "holdout_scores": cal.holdout_scores}
 
 

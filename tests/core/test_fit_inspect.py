@@ -183,3 +183,17 @@ def test_corrupt_package_is_a_clear_error(fitted_package, tmp_path):
         ModelPackage.load(broken)
     with pytest.raises(PackageError, match="not a model package"):
         ModelPackage.load(tmp_path)
+
+
+def test_calibration_keeps_every_held_out_good_image_and_respects_a_floor() -> None:
+    from adinspect.fit import calibrate
+
+    scores = np.array([0.01, 0.02, 0.03, 0.2])
+    names = [f"good_{i}.png" for i in range(4)]
+    plain = calibrate(scores, names, std_factor=3.0)
+    assert plain.threshold == pytest.approx(scores.mean() + 3 * scores.std())
+    assert plain.rule == "max(mean + 3*std, max) of 4 held-out good images' scores"
+    assert calibrate(scores, names, std_factor=0.0).threshold == pytest.approx(0.2)  # the max
+    floored = calibrate(scores, names, std_factor=3.0, floor=0.5)
+    assert floored.threshold == 0.5 and floored.rule.startswith("max(0.5, mean + 3*std, max)")
+    assert calibrate(np.array([0.7, 0.9]), names[:2], 3.0, floor=0.5).threshold > 0.9

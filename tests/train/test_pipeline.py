@@ -79,6 +79,7 @@ def test_label_train_seg_and_evaluate(trained: Path, synthetic_root: Path, tmp_p
     assert report["parity"]["map_max_abs_diff"] < 1e-4
     calibration = report["calibration"]
     assert 0 <= max(calibration["holdout_scores"]) <= calibration["threshold"]
+    assert calibration["threshold"] >= 0.5 and calibration["rule"].startswith("max(0.5, ")
 
     out = tmp_path / "clicks.json"
     assert _run("evaluate-clicks", *common, "--json", str(out), "--max-clicks", "3") == 0
