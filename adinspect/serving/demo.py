@@ -31,7 +31,7 @@ def serve_demo(model: Path, data: Path, out: Path) -> dict:
                 print(f"  {r.verdict.upper():4} {r.score:8.3f}  {len(r.regions)} regions  {r.image}")
         print("== bench: in-process vs Triton at concurrency 1, 2, 4, 8, and perf_analyzer")
         results = run_serving_bench(
-            model, images, server.grpc_url, out / "bench_serving.json", requests_per_level=32
+            model, images, server.grpc_url, out / "bench_serving.json", requests_per_level=64
         )
     print(format_table(results))
     return {"repository": str(repo), "bench": str(out / "bench_serving.json")}
