@@ -24,6 +24,7 @@ test: $(STAMP) lint
 lint: $(STAMP)
 	$(BIN)/ruff check adinspect tests export
 	$(BIN)/ruff format --check adinspect tests export
+	$(BIN)/mypy
 
 clean:
 	rm -rf runs .pytest_cache

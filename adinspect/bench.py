@@ -12,6 +12,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -88,8 +89,8 @@ def bench_inprocess(
     for name, run in runners.items():
         model_ms, e2e_ms = [], []
         for x, image in zip(tensors, images, strict=True):
-            model_ms += _time(lambda x=x, run=run: run(x), warmup, 1)
-            e2e_ms += _time(lambda image=image, run=run: end_to_end(run, image), 0, 1)
+            model_ms += _time(partial(run, x), warmup, 1)
+            e2e_ms += _time(partial(end_to_end, run, image), 0, 1)
         raw[name] = model_ms
         results["runners"][name] = {"model": latency_stats(model_ms), "end_to_end": latency_stats(e2e_ms)}
     if eager:

@@ -179,10 +179,10 @@ class InspectionClient:
         Raises:
             InspectionError: the first failed image (all others still complete first).
         """
-        names = list(names) if names is not None else [None] * len(images)
+        labels: list[str | None] = list(names) if names is not None else [None] * len(images)
         futures: list[Future] = []
         gate = threading.Semaphore(self.max_in_flight)
-        for image, name in zip(images, names, strict=True):
+        for image, name in zip(images, labels, strict=True):
             gate.acquire()
             future = self.inspect_async(image, product, name=name, map_format=map_format)
             future.add_done_callback(lambda _f: gate.release())

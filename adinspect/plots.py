@@ -128,7 +128,7 @@ def overlay_heatmap(
         raise ValueError(f"alpha: expected a value in [0, 1], got {alpha!r}")
     height, width = rgb.shape[:2]
     if amap.shape != (height, width):
-        amap = cv2.resize(amap, (width, height), interpolation=cv2.INTER_LINEAR)
+        amap = np.asarray(cv2.resize(amap, (width, height), interpolation=cv2.INTER_LINEAR))
     level = np.round(np.clip((amap - vmin) / (vmax - vmin), 0.0, 1.0) * 255.0).astype(np.uint8)
     heat = cv2.cvtColor(cv2.applyColorMap(level, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
     return cv2.addWeighted(rgb, 1.0 - alpha, heat, alpha, 0.0)
@@ -160,7 +160,9 @@ def _draw_mask_outline(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Green outline of a (h, w) binary mask, resized (nearest) to the (H, W, 3) image."""
     mask_u8 = (np.asarray(mask) > 0).astype(np.uint8)
     if mask_u8.shape != rgb.shape[:2]:
-        mask_u8 = cv2.resize(mask_u8, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_NEAREST)
+        mask_u8 = np.asarray(
+            cv2.resize(mask_u8, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_NEAREST)
+        )
     contours, _ = cv2.findContours(mask_u8, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     return cv2.drawContours(rgb.copy(), contours, -1, (0, 255, 0), 1)
 
@@ -239,7 +241,7 @@ def plot_latency_histogram(latencies_ms: Mapping[str, Sequence[float]], out_png:
     for name, values in series.items():
         median, p95 = np.percentile(values, [50, 95])
         label = f"{name}: median {median:.2f} ms, p95 {p95:.2f} ms (n={values.size})"
-        ax.hist(values, bins=bins, alpha=0.55, label=label)
+        ax.hist(values, bins=list(bins), alpha=0.55, label=label)
     ax.set(xlabel="latency (ms)", ylabel="requests", title="Latency")
     ax.legend(loc="upper right", fontsize=8)
     return _save(fig, out_png)

@@ -106,6 +106,7 @@ def perlin_mask(
 def _texture(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     h, w = shape
     style = int(rng.integers(3))
+    tex: np.ndarray
     if style == 0:  # coloured Perlin noise
         chans = [perlin_noise(shape, (2 ** int(rng.integers(2, 6)),) * 2, rng) for _ in range(3)]
         tex = np.stack(chans, -1) * rng.uniform(60, 127) + rng.uniform(40, 215, 3)

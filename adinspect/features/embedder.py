@@ -43,15 +43,16 @@ class FeatureEmbedder(nn.Module):
         self.kernel = method.aggregate_kernel
         self.global_pool = method.global_pool
         self.combine = method.combine
-        self.projections = nn.ModuleList()
+        projections = []
         for channels in spec.channels:
             width = method.layer_dim or channels
             proj = nn.Conv2d(channels, width, kernel_size=1, bias=False)
             proj.weight.data.copy_(channel_pool_matrix(channels, width)[:, :, None, None])
             proj.requires_grad_(False)
-            self.projections.append(proj)
-        widths = [p.out_channels for p in self.projections]
-        self.feature_dim = widths[0] if self.combine == "mean" else sum(widths)
+            projections.append(proj)
+        self.projections = nn.ModuleList(projections)
+        widths = [p.out_channels for p in projections]
+        self.feature_dim: int = widths[0] if self.combine == "mean" else sum(widths)
         self.global_channels = spec.channels[0]
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,6 +18,7 @@ import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -73,14 +74,14 @@ class BertLayer(nn.Module):
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """x: (B, T, Q); bias: (B, 1, 1, T) additive attention mask."""
         b, t, q = x.shape
-        sa = self.attention["self"]
+        sa = cast(nn.ModuleDict, self.attention["self"])  # nested ModuleDicts: HF parameter names
         qkv = [
             sa[k](x).view(b, t, self.heads, q // self.heads).transpose(1, 2)
             for k in ("query", "key", "value")
         ]
         att = (qkv[0] @ qkv[1].transpose(-1, -2)) / math.sqrt(q // self.heads) + bias
         ctx = (att.softmax(-1) @ qkv[2]).transpose(1, 2).reshape(b, t, q)
-        out = self.attention["output"]
+        out = cast(nn.ModuleDict, self.attention["output"])
         x = out["LayerNorm"](x + out["dense"](ctx))
         h = self.intermediate["dense"](x)
         h = (
@@ -120,7 +121,7 @@ class BertEncoder(nn.Module):
         )
         x = e["LayerNorm"](x)
         bias = (1.0 - attention_mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
-        for layer in self.encoder["layer"]:
+        for layer in cast(nn.ModuleList, self.encoder["layer"]):
             x = layer(x, bias)
         return x
 

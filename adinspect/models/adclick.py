@@ -95,6 +95,8 @@ class ADClickConfig:
 class ResidualEncoder(nn.Module):
     """R (B, d_f, h, w) + masks/clicks (B, 3, S, S) + words → per-stage fused features."""
 
+    residual_scale: torch.Tensor  # buffer
+
     def __init__(self, cfg: ADClickConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -138,7 +140,9 @@ class ResidualEncoder(nn.Module):
         Returns: per-stage features (B·repeats, C_i, h/2^i, w/2^i).
         """
         if maps is None:
-            x = embedded + self.click_embed.bias[None, :, None, None]
+            bias = self.click_embed.bias
+            assert bias is not None  # nn.Conv2d's default bias=True
+            x = embedded + bias[None, :, None, None]
         else:
             x = embedded + self.click_embed(maps)
         x = x.permute(0, 2, 3, 1)  # (B, h, w, C)

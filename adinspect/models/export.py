@@ -47,6 +47,10 @@ class SegGraph(nn.Module):
     a fixed-size convolution, so the graph keeps static shapes.
     """
 
+    v_lang: torch.Tensor
+    word_mask: torch.Tensor
+    blur: torch.Tensor
+
     def __init__(
         self, model: ADClickSeg, v_lang: torch.Tensor, word_mask: torch.Tensor, blur_sigma: float = 0.0
     ):
@@ -64,6 +68,9 @@ class SegGraph(nn.Module):
 
 class ClickGraph(nn.Module):
     """residual, prev_mask, clicks, defect_type → mask probability (B, 1, S, S)."""
+
+    v_lang: torch.Tensor
+    word_mask: torch.Tensor
 
     def __init__(self, model: ADClick, v_lang: torch.Tensor, word_mask: torch.Tensor) -> None:
         super().__init__()

@@ -67,6 +67,17 @@ class ResidualModel(nn.Module):
     Distances are plain differences squared and summed (exact, and static-shape for export).
     """
 
+    # buffers (constants of the exported graph)
+    pca_mean: torch.Tensor
+    pca_components: torch.Tensor
+    bank_descriptors: torch.Tensor
+    bank_features: torch.Tensor
+    bank_sqnorm: torch.Tensor
+    offset_dy: torch.Tensor
+    offset_dx: torch.Tensor
+    offset_penalty: torch.Tensor
+    blur_kernel: torch.Tensor
+
     def __init__(self, bank: BankTensors, method: MethodConfig) -> None:
         super().__init__()
         n_refs = bank.features.shape[0]

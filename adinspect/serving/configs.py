@@ -241,7 +241,7 @@ class Shapes:
 
     def residual_io(self, reshape_scalars: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(B,) ONNX outputs are served as [1]; backends that run the ONNX graph need `reshape`."""
-        scalar = {"reshape": {"shape": []}} if reshape_scalars else {}
+        scalar: dict[str, Any] = {"reshape": {"shape": []}} if reshape_scalars else {}
         s, g = self.image_size, self.feature_grid
         return (
             [
@@ -264,7 +264,7 @@ class Shapes:
         self, reshape_scalars: bool, n_types: int
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """`seg_<product>`: residual → seg.onnx outputs + baked threshold and defect-type name."""
-        scalar = {"reshape": {"shape": []}} if reshape_scalars else {}
+        scalar: dict[str, Any] = {"reshape": {"shape": []}} if reshape_scalars else {}
         s, g = self.image_size, self.feature_grid
         return (
             [_tensor(SEG.residual, "TYPE_FP32", [self.feature_dim, g, g])],

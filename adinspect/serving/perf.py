@@ -71,7 +71,7 @@ def find_perf_analyzer() -> PerfAnalyzer:
             "perf_analyzer not found: tritonclient==2.51.0 is not installed (`.ci/install_triton.sh`)"
         ) from exc
     candidates = [f for f in dist.files or () if f.name == "perf_analyzer" and f.parent.name == "bin"]
-    binary = Path(dist.locate_file(candidates[0])).resolve() if candidates else None
+    binary = Path(str(dist.locate_file(candidates[0]))).resolve() if candidates else None
     if binary is None or not binary.exists():
         raise PerfAnalyzerNotFoundError(
             f"tritonclient {dist.version} has no bin/perf_analyzer; install the manylinux wheel of "

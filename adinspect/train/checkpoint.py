@@ -13,6 +13,7 @@ import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -28,10 +29,13 @@ class CheckpointError(InputError):
     """A checkpoint that is missing, corrupt or from another preset / architecture."""
 
 
-class EMA:
+M = TypeVar("M", bound=nn.Module)
+
+
+class EMA(Generic[M]):
     """Exponential moving average of a model's parameters and buffers (decay per step)."""
 
-    def __init__(self, model: nn.Module, decay: float = 0.999) -> None:
+    def __init__(self, model: M, decay: float = 0.999) -> None:
         self.decay = decay
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
 

@@ -19,6 +19,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -110,7 +111,8 @@ def initial_clicks(gt: np.ndarray, rng: np.random.Generator) -> list[Click]:
         for i in rng.integers(len(ys), size=int(rng.integers(1, 3))):
             clicks.append(Click(int(ys[i]), int(xs[i]), True))
     if rng.random() < 0.3:
-        ring = cv2.dilate(gt.astype(np.uint8), np.ones((15, 15), np.uint8)) & ~gt.astype(np.uint8)
+        near = cv2.dilate(gt.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
+        ring = near & ~gt.astype(bool)
         ys, xs = np.nonzero(ring)
         if len(ys):
             for i in rng.integers(len(ys), size=int(rng.integers(1, 3))):
@@ -205,7 +207,7 @@ def train_click(
         checkpoint=work / "click.ckpt.safetensors", identity=ident, extra={"settings": asdict(settings)},
         resume=resume, checkpoint_every=settings.checkpoint_every, desc="train-click", progress=progress,
     )  # fmt: skip
-    report = {
+    report: dict[str, Any] = {
         "steps": settings.steps,
         "resumed_from": result.start,
         "final_loss_50": result.final_loss,

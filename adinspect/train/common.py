@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def register_files(model_dir: Path, names: list[str], optional_models: list[str] = ()) -> None:
+def register_files(model_dir: Path, names: list[str], optional_models: Sequence[str] = ()) -> None:
     """Add files (with their SHA-256) and optional model names to the package manifest, atomically."""
     model_dir = Path(model_dir)
     path = model_dir / MANIFEST
@@ -47,7 +48,7 @@ def register_files(model_dir: Path, names: list[str], optional_models: list[str]
     tmp.replace(path)
 
 
-def commit_files(model_dir: Path, staged: dict[str, Path], optional_models: list[str] = ()) -> None:
+def commit_files(model_dir: Path, staged: dict[str, Path], optional_models: Sequence[str] = ()) -> None:
     """Move fully written temporary files to their final names, then register them in the manifest.
 
     Callers write every output under a temporary name first, so a failure while producing any of

@@ -124,7 +124,8 @@ def evaluate_clicks(
     model = load_click_model(ctx, lang)
     v_lang, word_mask = language_tensors(lang)
     real = load_real(ctx, lang, select(defective_samples(data_dir), subset, seed), progress)
-    all_ious, after = [], {3: [], 5: []}
+    all_ious: list[list[float]] = []
+    after: dict[int, list[np.ndarray]] = {3: [], 5: []}
     per_image = []
     for i in tqdm(range(len(real.samples)), desc="simulating clicks", disable=not progress):
         t = real.types[i]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -200,7 +201,7 @@ def train_seg(
         identity=ident, extra={"settings": asdict(settings)}, resume=resume,
         checkpoint_every=settings.checkpoint_every, desc="train-seg", progress=progress,
     )  # fmt: skip
-    report = {
+    report: dict[str, Any] = {
         "steps": {"pretrain": settings.pretrain_steps, "finetune": finetune},
         "resumed_from": result.start,
         "init": init,
