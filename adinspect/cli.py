@@ -95,6 +95,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     width = max(len(k) for k in metrics)
     for key, value in metrics.items():
         print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    if metrics.get("n_pseudo_labelled"):
+        print(
+            f"note: ADClick-Seg was trained on pseudo labels of {metrics['n_pseudo_labelled']} of these "
+            "images; `adinspect evaluate-seg` scores the held-out half only"
+        )
     _print_json(metrics, args.json)
     return 0
 

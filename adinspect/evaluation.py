@@ -85,9 +85,28 @@ def evaluate_package(
     metrics["miss_rate"] = float((~verdict_fail[labels == 1]).mean()) if (labels == 1).any() else 0.0
     metrics["n_images"] = len(data.samples)
     metrics["n_defective"] = int(labels.sum())
+    if inspector.seg is not None:
+        # ADClick-Seg was fine-tuned on pseudo labels of some test images: say how many are in here
+        trained_on = _pseudo_labelled(Path(model_dir))
+        metrics["n_pseudo_labelled"] = sum(_key(Path(s.path)) in trained_on for s in data.samples)
     if plots_dir is not None:
         _plots(Path(plots_dir), data, labels, inspector.threshold)
     return metrics
+
+
+def _key(path: Path) -> tuple[str, str]:
+    """(defect folder, file name): labels.json keeps paths as given, relative to where `label` ran."""
+    return path.parent.name, path.name
+
+
+def _pseudo_labelled(model_dir: Path) -> set[tuple[str, str]]:
+    """Images `adinspect label` wrote pseudo labels for (labels/labels.json; empty when absent)."""
+    import json
+
+    path = model_dir / "labels" / "labels.json"  # adinspect.train.labeling's LABELS_DIR / LABELS_JSON
+    if not path.is_file():
+        return set()
+    return {_key(Path(entry["image"])) for entry in json.loads(path.read_text()).get("images", [])}
 
 
 def _plots(out: Path, data: EvalData, labels: np.ndarray, threshold: float) -> None:

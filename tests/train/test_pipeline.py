@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from adinspect.cli import main as adinspect_main
 from adinspect.errors import InputError
 from adinspect.package import ModelPackage
 from adinspect.train import cli
@@ -91,6 +92,11 @@ def test_label_train_seg_and_evaluate(trained: Path, synthetic_root: Path, tmp_p
     assert _run("evaluate-seg", *common, "--json", str(seg_json)) == 0
     result = json.loads(seg_json.read_text())
     assert 0 <= result["adclick_seg"]["pixel_ap"] <= 1 and 0 <= result["training_free"]["aupro"] <= 1
+
+    # the whole test split includes the pseudo-labelled images: evaluate says how many
+    whole = tmp_path / "metrics.json"
+    assert adinspect_main(["evaluate", *common, "--json", str(whole)]) == 0
+    assert json.loads(whole.read_text())["n_pseudo_labelled"] == len(labels["images"])
 
 
 def test_bad_click_file_writes_nothing(trained: Path, synthetic_root: Path, tmp_path: Path) -> None:
