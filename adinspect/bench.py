@@ -35,7 +35,8 @@ def latency_stats(ms: list[float]) -> dict[str, float]:
     }
 
 
-def _time(fn: Callable[[], object], warmup: int, repeats: int) -> list[float]:
+def time_calls(fn: Callable[[], object], warmup: int, repeats: int) -> list[float]:
+    """Milliseconds of `repeats` calls of fn() after `warmup` untimed ones."""
     for _ in range(warmup):
         fn()
     out = []
@@ -89,8 +90,8 @@ def bench_inprocess(
     for name, run in runners.items():
         model_ms, e2e_ms = [], []
         for x, image in zip(tensors, images, strict=True):
-            model_ms += _time(partial(run, x), warmup, 1)
-            e2e_ms += _time(partial(end_to_end, run, image), 0, 1)
+            model_ms += time_calls(partial(run, x), warmup, 1)
+            e2e_ms += time_calls(partial(end_to_end, run, image), 0, 1)
         raw[name] = model_ms
         results["runners"][name] = {"model": latency_stats(model_ms), "end_to_end": latency_stats(e2e_ms)}
     if eager:

@@ -18,13 +18,18 @@ import platform
 import threading
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from adinspect.bench import time_calls
 from adinspect.client import InspectionClient
 from adinspect.serving.contracts import INSPECT_IN, ensemble_model
+
+if TYPE_CHECKING:
+    from adinspect.runtime.inspector import Inspector
 
 
 def latency_summary(ms: Sequence[float], seconds: float | None = None) -> dict[str, float]:
@@ -37,14 +42,8 @@ def latency_summary(ms: Sequence[float], seconds: float | None = None) -> dict[s
     return out
 
 
-def _timed(fn: Any, *args: Any) -> float:
-    t = time.perf_counter()
-    fn(*args)
-    return (time.perf_counter() - t) * 1000.0
-
-
 def bench_in_process_and_triton(
-    inspector: Any, client: InspectionClient, product: str, blobs: Sequence[bytes], requests: int
+    inspector: Inspector, client: InspectionClient, product: str, blobs: Sequence[bytes], requests: int
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """In-process inspections and Triton requests at concurrency 1, alternately, `requests` each.
 
@@ -54,11 +53,15 @@ def bench_in_process_and_triton(
     """
     from adinspect.imageio import decode_image
 
-    local, served = [], []
+    def inspect_bytes(blob: bytes) -> object:
+        return inspector.inspect(decode_image(blob))
+
+    local: list[float] = []
+    served: list[float] = []
     for index in range(requests):
         blob = blobs[index % len(blobs)]
-        local.append(_timed(lambda b: inspector.inspect(decode_image(b)), blob))
-        served.append(_timed(client.inspect, blob, product))
+        local += time_calls(partial(inspect_bytes, blob), 0, 1)
+        served += time_calls(partial(client.inspect, blob, product), 0, 1)
     # one request at a time: throughput is 1 / mean latency for both
     return (
         {**latency_summary(local), "latencies_ms": local},

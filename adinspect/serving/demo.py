@@ -30,8 +30,6 @@ def serve_demo(model: Path, data: Path, out: Path) -> dict:
                 r = client.inspect(path.read_bytes(), product, name=path.name)
                 print(f"  {r.verdict.upper():4} {r.score:8.3f}  {len(r.regions)} regions  {r.image}")
         print("== bench: in-process vs Triton at concurrency 1, 2, 4, 8, and perf_analyzer")
-        results = run_serving_bench(
-            model, images, server.grpc_url, out / "bench_serving.json", requests_per_level=64
-        )
+        results = run_serving_bench(model, images, server.grpc_url, out / "bench_serving.json")
     print(format_table(results))
     return {"repository": str(repo), "bench": str(out / "bench_serving.json")}
