@@ -17,6 +17,7 @@ from tqdm import tqdm
 from adinspect.data.datasets import Sample, open_dataset
 from adinspect.imageio import read_image, read_mask
 from adinspect.metrics import compute_metrics
+from adinspect.package import LABELS_DIR, LABELS_JSON
 from adinspect.runtime.preprocess import preprocess_batch
 
 
@@ -103,7 +104,7 @@ def _pseudo_labelled(model_dir: Path) -> set[tuple[str, str]]:
     """Images `adinspect label` wrote pseudo labels for (labels/labels.json; empty when absent)."""
     import json
 
-    path = model_dir / "labels" / "labels.json"  # adinspect.train.labeling's LABELS_DIR / LABELS_JSON
+    path = model_dir / LABELS_DIR / LABELS_JSON
     if not path.is_file():
         return set()
     return {_key(Path(entry["image"])) for entry in json.loads(path.read_text()).get("images", [])}

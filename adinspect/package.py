@@ -29,6 +29,9 @@ from adinspect.runtime.preprocess import PreprocessSpec
 
 FORMAT_VERSION = 1
 MANIFEST = "package.json"
+# written by `adinspect label`, read by training and by `evaluate` (which must not import torch)
+LABELS_DIR = "labels"
+LABELS_JSON = "labels.json"
 
 
 class PackageError(InputError):

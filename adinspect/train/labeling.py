@@ -32,6 +32,7 @@ from tqdm import tqdm
 from adinspect.data.datasets import Sample
 from adinspect.errors import InputError
 from adinspect.imageio import read_image, write_mask
+from adinspect.package import LABELS_DIR, LABELS_JSON
 from adinspect.train.click_trainer import load_click_model
 from adinspect.train.clicks import Click, check_clicks, click_radius, iou, simulate_clicks
 from adinspect.train.common import language_tensors, prepare_language
@@ -39,8 +40,6 @@ from adinspect.train.interactive import ClickPredictor, defective_samples, load_
 from adinspect.train.pseudo_labels import click_corrected
 from adinspect.train.residual_data import load_context, residuals_of
 
-LABELS_DIR = "labels"
-LABELS_JSON = "labels.json"
 PSEUDO_LABELS = "pseudo_labels.safetensors"
 
 
