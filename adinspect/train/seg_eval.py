@@ -21,9 +21,9 @@ from adinspect.errors import InputError
 from adinspect.evaluation import load_mask_at
 from adinspect.imageio import read_image
 from adinspect.metrics import compute_metrics
+from adinspect.runtime.seg import SEG_ONNX
 from adinspect.train.interactive import defective_samples, select
 from adinspect.train.residual_data import embed, load_context
-from adinspect.train.seg_trainer import SEG_ONNX
 
 
 def evaluate_seg(

@@ -27,6 +27,7 @@ from adinspect.errors import InputError
 from adinspect.models.adclick import ADClickSeg
 from adinspect.models.export import SegGraph, export_seg
 from adinspect.models.losses import masked_normalized_focal_loss
+from adinspect.runtime.seg import SEG_META, SEG_ONNX  # the names the inspector and Triton read
 from adinspect.train.checkpoint import EMA, save_weights
 from adinspect.train.click_trainer import CLICK_WEIGHTS, WORK_DIR, identity, model_config
 from adinspect.train.common import (
@@ -54,8 +55,6 @@ from adinspect.train.residual_data import (
 )
 
 SEG_WEIGHTS = "seg_model.safetensors"
-SEG_META = "seg_model.json"  # includes "calibration": {"threshold", "rule", ...} for serving
-SEG_ONNX = "seg.onnx"
 
 
 @dataclass(frozen=True)
