@@ -79,7 +79,7 @@ def decode_image(data: bytes | bytearray | memoryview, name: str = "<bytes>") ->
         ImageReadError: empty, corrupt, truncated or unsupported data.
     """
     raw, fmt = _decode_raw(data, name)
-    # cv2.cvtColor, not a reversed-stride view + copy: a third of the decode time on 900² images
+    # cv2.cvtColor, not a reversed-stride view + copy (py-spy: a quarter of decode_image on 900² PNGs)
     if raw.ndim == 2 or raw.shape[2] == 1:
         rgb = cv2.cvtColor(raw.reshape(raw.shape[0], raw.shape[1]), cv2.COLOR_GRAY2RGB)
     elif raw.shape[2] == 3:
