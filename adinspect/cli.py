@@ -76,11 +76,14 @@ def _product_name(data: Path) -> str:
 def cmd_predict(args: argparse.Namespace) -> int:
     from adinspect.predict import predict
 
-    summary = predict(args.model, args.images, args.out, overlays=not args.no_overlays)
+    summary = predict(
+        args.model, args.images, args.out, overlays=not args.no_overlays, max_pixels=args.max_pixels
+    )
     for r in summary["results"]:
+        why = f"  ({r['reason']})" if r["reason"] and r["verdict"] == "fail" and not r["regions"] else ""
         print(
             f"{r['verdict'].upper():4}  score {r['score']:.4g} (threshold {r['threshold']:.4g})  "
-            f"regions {len(r['regions'])}  {r['image']}"
+            f"regions {len(r['regions'])}  {r['image']}{why}"
         )
     for e in summary["errors"]:
         print(f"SKIP  {e['error']}", file=sys.stderr)
@@ -179,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", type=Path, nargs="+", help="image files or folders")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--no-overlays", action="store_true")
+    p.add_argument(
+        "--max-pixels", type=int, default=40_000_000, help="skip larger images (checked before decoding)"
+    )
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="metrics of a package on a labelled test set")

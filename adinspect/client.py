@@ -7,16 +7,28 @@
 
 Files and encoded bytes are sent as `image_bytes` (what a camera PC has), numpy arrays as
 `image_raw`. One image per request; batches are sent as concurrent requests, which Triton's
-dynamic batchers group. UNAVAILABLE answers are retried with back-off; every call has a deadline.
+dynamic batchers group.
+
+Every image has one overall deadline (`deadline_s`). Within it, answers that mean "try again"
+(UNAVAILABLE: starting, draining, overloaded; NOT_FOUND "has no available versions": a model being
+swapped or unloaded) are retried with jittered exponential back-off. A product the server does not
+know (NOT_FOUND "is not found") is never retried: that is a configuration error, not a transient
+one. Retries run in the caller's thread or in this client's worker threads, never inside a gRPC
+callback, so a slow or failing attempt cannot block tritonclient's own threads. Each attempt
+carries a request id (`<label>@<client id>:<n>/<attempt>`) that the server's error log names.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,48 +76,58 @@ def _status(exc: Exception) -> str | None:
     return str(code).removeprefix("StatusCode.") if code else None
 
 
+def is_transient(code: str | None, message: str) -> bool:
+    """True for answers worth retrying: the server is (re)starting, draining, overloaded or swapping a
+    model version. Triton says NOT_FOUND both for an unknown model ("... is not found") and for a
+    model with no loaded version at this moment ("... has no available versions"); only the second
+    is transient."""
+    if code == "UNAVAILABLE":
+        return True
+    return code == "NOT_FOUND" and "no available version" in message
+
+
 class InspectionClient:
     """gRPC client for the `inspect_<product>` ensembles of one Triton server.
 
     Args:
         url: "host:port" of Triton's gRPC endpoint.
-        timeout_s: deadline of each request (DEADLINE_EXCEEDED after it).
-        retries: extra attempts after an UNAVAILABLE answer (server starting, restarting, overloaded).
-        backoff_s: first wait between attempts; doubles each time.
-        max_in_flight: concurrent requests `inspect_batch` keeps open.
+        deadline_s: overall deadline of one image, retries included (DEADLINE_EXCEEDED after it).
+        backoff_s: first wait between attempts; doubles each time, with full jitter, at most 2 s.
+        max_in_flight: concurrent requests `inspect_batch` keeps open (its worker threads).
     """
 
     def __init__(
         self,
         url: str = "127.0.0.1:8001",
         *,
-        timeout_s: float = 10.0,
-        retries: int = 3,
-        backoff_s: float = 0.2,
+        deadline_s: float = 10.0,
+        backoff_s: float = 0.05,
         max_in_flight: int = 8,
     ) -> None:
         self.url = url
-        self.timeout_s = timeout_s
-        self.retries = retries
+        self.deadline_s = float(deadline_s)
+        if not math.isfinite(self.deadline_s) or self.deadline_s <= 0:
+            raise ValueError(f"deadline_s must be a positive number of seconds, got {self.deadline_s!r}")
         self.backoff_s = backoff_s
         self.max_in_flight = max_in_flight
         self._grpc = _grpc()
         self._client = self._grpc.InferenceServerClient(url=url)
         self._info: dict[str, ProductInfo] = {}
         self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._ids = itertools.count(1)
+        self._client_id = uuid.uuid4().hex[:8]
 
     # -------------------------------------------------------------------------------- health
     def is_live(self) -> bool:
-        return self._call(lambda: self._client.is_server_live(client_timeout=self.timeout_s))
+        return self._call(lambda t: self._client.is_server_live(client_timeout=t))
 
     def is_ready(self) -> bool:
-        return self._call(lambda: self._client.is_server_ready(client_timeout=self.timeout_s))
+        return self._call(lambda t: self._client.is_server_ready(client_timeout=t))
 
     def is_product_ready(self, product: str) -> bool:
         """True when the product's ensemble (and so every step of it) is loaded and ready."""
-        return self._call(
-            lambda: self._client.is_model_ready(ensemble_model(product), client_timeout=self.timeout_s)
-        )
+        return self._call(lambda t: self._client.is_model_ready(ensemble_model(product), client_timeout=t))
 
     def wait_until_ready(self, product: str | None = None, timeout_s: float = 60.0) -> None:
         """Block until the server (and `product`, if given) is ready; TimeoutError after `timeout_s`."""
@@ -122,20 +144,19 @@ class InspectionClient:
 
     def products(self) -> list[str]:
         """Products served (from the repository index: models named inspect_<product>)."""
-        index = self._call(
-            lambda: self._client.get_model_repository_index(as_json=True, client_timeout=self.timeout_s)
-        )
+        index = self._call(lambda t: self._client.get_model_repository_index(as_json=True, client_timeout=t))
         names = [m["name"] for m in index.get("models", []) if m.get("state", "READY") == "READY"]
         return sorted(n.removeprefix("inspect_") for n in names if n.startswith("inspect_"))
 
-    def product_info(self, product: str) -> ProductInfo:
-        """Threshold and labels of a served product, read once from its ensemble's config."""
+    def product_info(self, product: str, refresh: bool = False) -> ProductInfo:
+        """Threshold and labels of a served product, read from its ensemble's config (cached)."""
         with self._lock:
-            if product in self._info:
+            if product in self._info and not refresh:
                 return self._info[product]
         model = ensemble_model(product)
         config = self._call(
-            lambda: self._client.get_model_config(model, as_json=True, client_timeout=self.timeout_s)
+            lambda t: self._client.get_model_config(model, as_json=True, client_timeout=t),
+            what=f"config of {product!r}",
         )
         params = {k: v["string_value"] for k, v in config["config"].get("parameters", {}).items()}
         info = ProductInfo(
@@ -159,11 +180,17 @@ class InspectionClient:
     ) -> tuple[InspectionResult, np.ndarray | bytes | None]:
         """Like `inspect`, plus the anomaly map: (H, W) float32 for "array", PNG bytes for "png"."""
         inputs, outputs, label = self._request(image, product, name, map_format)
+        request_id = f"{label}@{self._client_id}:{next(self._ids)}"
         response = self._call(
-            lambda: self._client.infer(
-                ensemble_model(product), inputs, outputs=outputs, client_timeout=self.timeout_s
+            lambda t, attempt: self._client.infer(
+                ensemble_model(product),
+                inputs,
+                outputs=outputs,
+                client_timeout=t,
+                request_id=f"{request_id}/{attempt}",
             ),
             what=f"{label} on {product!r}",
+            with_attempt=True,
         )
         return self._parse(response, product, label, map_format)
 
@@ -180,50 +207,30 @@ class InspectionClient:
             InspectionError: the first failed image (all others still complete first).
         """
         labels: list[str | None] = list(names) if names is not None else [None] * len(images)
-        futures: list[Future] = []
-        gate = threading.Semaphore(self.max_in_flight)
-        for image, name in zip(images, labels, strict=True):
-            gate.acquire()
-            future = self.inspect_async(image, product, name=name, map_format=map_format)
-            future.add_done_callback(lambda _f: gate.release())
-            futures.append(future)
+        futures = [
+            self.inspect_async(image, product, name=name, map_format=map_format)
+            for image, name in zip(images, labels, strict=True)
+        ]
         return [future.result()[0] for future in futures]
 
     def inspect_async(
         self, image: ImageLike, product: str, name: str | None = None, map_format: str = "none"
     ) -> Future:
-        """Send without waiting; the Future resolves to (InspectionResult, map or None).
+        """Send without waiting; the Future resolves to (InspectionResult, map or None) or raises.
 
-        UNAVAILABLE answers are retried from the callback thread with the same back-off.
+        At most `max_in_flight` requests run at once (worker threads); retries happen there.
         """
-        inputs, outputs, label = self._request(image, product, name, map_format)
-        future: Future = Future()
-
-        def attempt(number: int) -> None:
-            self._client.async_infer(
-                ensemble_model(product),
-                inputs,
-                callback=lambda result, error: done(number, result, error),
-                outputs=outputs,
-                client_timeout=self.timeout_s,
-            )
-
-        def done(number: int, result: Any, error: Exception | None) -> None:
-            if error is None:
-                try:
-                    future.set_result(self._parse(result, product, label, map_format))
-                except Exception as exc:  # noqa: BLE001 - handed to the caller through the future
-                    future.set_exception(exc)
-            elif _status(error) == "UNAVAILABLE" and number < self.retries:
-                time.sleep(self.backoff_s * 2**number)
-                attempt(number + 1)
-            else:
-                future.set_exception(InspectionError(f"{label} on {product!r}: {error}", _status(error)))
-
-        attempt(0)
-        return future
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="adinspect-client")
+            pool = self._pool
+        return pool.submit(self.inspect_with_map, image, product, name, map_format)
 
     def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
         self._client.close()
 
     def __enter__(self) -> InspectionClient:
@@ -261,6 +268,7 @@ class InspectionClient:
             INSPECT_OUT.score,
             INSPECT_OUT.threshold,
             INSPECT_OUT.verdict,
+            INSPECT_OUT.reason,
             INSPECT_OUT.regions,
             INSPECT_OUT.defect_type,
         ]
@@ -277,14 +285,24 @@ class InspectionClient:
     ) -> tuple[InspectionResult, np.ndarray | bytes | None]:
         info = self.product_info(product)
         regions = json.loads(response.as_numpy(INSPECT_OUT.regions).reshape(-1)[0])
+        score = float(response.as_numpy(INSPECT_OUT.score).reshape(-1)[0])
+        threshold = float(response.as_numpy(INSPECT_OUT.threshold).reshape(-1)[0])
+        verdict = response.as_numpy(INSPECT_OUT.verdict).reshape(-1)[0].decode()
+        reason = _text(response, INSPECT_OUT.reason)
+        if verdict == "pass" and not (
+            math.isfinite(score) and math.isfinite(threshold) and score <= threshold
+        ):
+            # Fail closed here too: a server that is older or broken must not pass a broken number.
+            verdict, reason = "fail", f"server said pass for score {score} / threshold {threshold}"
         result = InspectionResult(
             image=label,
             product=product,
-            score=float(response.as_numpy(INSPECT_OUT.score).reshape(-1)[0]),
-            threshold=float(response.as_numpy(INSPECT_OUT.threshold).reshape(-1)[0]),
-            verdict=response.as_numpy(INSPECT_OUT.verdict).reshape(-1)[0].decode(),
+            score=score,
+            threshold=threshold,
+            verdict=verdict if verdict == "pass" else "fail",
+            reason=reason,
             regions=[Region.model_validate(r) for r in regions],
-            defect_type=_defect_type(response),
+            defect_type=_text(response, INSPECT_OUT.defect_type) or None,
             random_weights=info.random_weights,
         )
         extra: np.ndarray | bytes | None = None
@@ -294,22 +312,34 @@ class InspectionClient:
             extra = bytes(response.as_numpy(INSPECT_OUT.anomaly_map_png).reshape(-1)[0])
         return result, extra
 
-    def _call(self, fn: Callable[[], Any], what: str = "request") -> Any:
-        """Run a tritonclient call; retry UNAVAILABLE with back-off; raise InspectionError otherwise."""
+    def _call(self, fn: Callable[..., Any], what: str = "request", with_attempt: bool = False) -> Any:
+        """Run a tritonclient call until it answers, a non-transient error, or the deadline.
+
+        `fn(timeout)` (or `fn(timeout, attempt)`) gets the time left as its gRPC deadline.
+        """
         exc_type = self._grpc.InferenceServerException
-        for attempt in range(self.retries + 1):
+        deadline = time.monotonic() + self.deadline_s
+        for attempt in itertools.count():
+            left = deadline - time.monotonic()
             try:
-                return fn()
+                return fn(left, attempt) if with_attempt else fn(left)
             except exc_type as exc:
-                code = _status(exc)
-                if code == "UNAVAILABLE" and attempt < self.retries:
-                    time.sleep(self.backoff_s * 2**attempt)
-                    continue
-                raise InspectionError(f"{what} at {self.url}: {exc.message() or exc}", code) from exc
+                code, message = _status(exc), str(exc.message() or exc)
+                wait = random.uniform(0, min(2.0, self.backoff_s * 2**attempt))  # full jitter
+                if not is_transient(code, message) or time.monotonic() + wait >= deadline:
+                    if is_transient(code, message):
+                        message = (
+                            f"still failing after {attempt + 1} attempts in {self.deadline_s:g} s: {message}"
+                        )
+                    raise InspectionError(f"{what} at {self.url}: {message}", code) from exc
+                time.sleep(wait)
         raise AssertionError("unreachable")
 
 
-def _defect_type(response: Any) -> str | None:
-    """The ensemble's defect_type output (b"" when the product has no seg model) → name or None."""
-    value = response.as_numpy(INSPECT_OUT.defect_type).reshape(-1)[0]
-    return bytes(value).decode() or None
+def _text(response: Any, name: str) -> str:
+    """A (1, 1) string output as text ("" when the server did not send it, e.g. an older repository)."""
+    array = response.as_numpy(name)
+    if array is None or array.size == 0:
+        return ""
+    value = array.reshape(-1)[0]
+    return (bytes(value) if isinstance(value, (bytes, bytearray)) else str(value).encode()).decode()

@@ -83,6 +83,16 @@ class CalibrationConfig(_Frozen):
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
+def check_product_name(value: str) -> str:
+    """A product name becomes Triton model names and paths: lower-case identifier or ValueError."""
+    if not isinstance(value, str) or not _NAME_RE.match(value):
+        raise ValueError(
+            f"product name {value!r} must be lower-case letters, digits and '_' "
+            f"(it becomes a Triton model name and a folder name), e.g. 'bottle'"
+        )
+    return value
+
+
 class DefectType(_Frozen):
     name: str
     prompts: list[str] = Field(default_factory=list)
@@ -105,12 +115,7 @@ class ProductSpec(_Frozen):
     @field_validator("name")
     @classmethod
     def _name_is_identifier(cls, v: str) -> str:
-        if not _NAME_RE.match(v):
-            raise ValueError(
-                f"product name {v!r} must be lower-case letters, digits and '_' "
-                f"(it becomes a Triton model name), e.g. 'bottle'"
-            )
-        return v
+        return check_product_name(v)
 
 
 class PipelineConfig(_Frozen):

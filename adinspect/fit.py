@@ -29,7 +29,15 @@ from adinspect.features.backbones import WeightsInfo, create_backbone
 from adinspect.features.embedder import FeatureEmbedder
 from adinspect.imageio import read_image
 from adinspect.model_card import write_model_card
-from adinspect.package import FORMAT_VERSION, MANIFEST, BackboneRecord, Manifest, ModelPackage, sha256_of
+from adinspect.package import (
+    FORMAT_VERSION,
+    MANIFEST,
+    BackboneRecord,
+    Manifest,
+    ModelPackage,
+    sha256_of,
+    write_manifest,
+)
 from adinspect.residual.bank import fit_bank, save_bank
 from adinspect.residual.model import ResidualModel
 from adinspect.runtime.preprocess import PreprocessSpec, preprocess_batch
@@ -217,14 +225,14 @@ def _write_manifest(
         n_references=n_refs,
         files={name: sha256_of(tmp / name) for name in files},
     )
-    (tmp / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n")
+    write_manifest(tmp, manifest)
     return manifest
 
 
 def _finalise_manifest(tmp: Path, *extra: str) -> None:
     manifest = Manifest.model_validate_json((tmp / MANIFEST).read_text())
     files = {**manifest.files, **{name: sha256_of(tmp / name) for name in extra}}
-    (tmp / MANIFEST).write_text(manifest.model_copy(update={"files": files}).model_dump_json(indent=2) + "\n")
+    write_manifest(tmp, manifest.model_copy(update={"files": files}))
 
 
 def _parity(

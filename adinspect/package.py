@@ -11,6 +11,8 @@ Layout::
       bank.safetensors    the reference bank (fp16 features, PCA, descriptors) for rebuilding
       calibration.json    held-out good scores and the threshold rule
       model_card.md       what a person reads
+      package.sha256      SHA-256 of package.json itself (`sha256sum -c` format), so the manifest's
+                          own fields (threshold, product, file list) are covered too
 
 Everything downstream (inspector, Triton repository, benchmarks) reads only this directory.
 """
@@ -19,16 +21,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
+import os
+from pathlib import Path, PurePosixPath
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from adinspect.config import PipelineConfig, validate_config
+from adinspect.config import PipelineConfig, check_product_name, validate_config
 from adinspect.errors import InputError
 from adinspect.runtime.preprocess import PreprocessSpec
 
 FORMAT_VERSION = 1
 MANIFEST = "package.json"
+MANIFEST_CHECKSUM = "package.sha256"
 # written by `adinspect label`, read by training and by `evaluate` (which must not import torch)
 LABELS_DIR = "labels"
 LABELS_JSON = "labels.json"
@@ -65,6 +69,21 @@ class Manifest(BaseModel):
     files: dict[str, str] = Field(description="file name → SHA-256")
     optional_models: list[str] = Field(default_factory=list, description="e.g. 'seg' when seg.onnx exists")
 
+    @field_validator("product")
+    @classmethod
+    def _product_is_identifier(cls, v: str) -> str:
+        return check_product_name(v)  # it becomes model names and paths: never `../x`
+
+    @field_validator("files")
+    @classmethod
+    def _files_stay_inside(cls, files: dict[str, str]) -> dict[str, str]:
+        for name in files:
+            parts = PurePosixPath(name).parts
+            outside = not name or name.startswith("/") or "\\" in name or ".." in parts
+            if outside or name in (MANIFEST, MANIFEST_CHECKSUM):
+                raise ValueError(f"file name {name!r} must be a relative path inside the package")
+        return files
+
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
@@ -72,6 +91,40 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _replace_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_manifest(root: Path, manifest: Manifest) -> None:
+    """Write package.json and the checksum that covers it (package.sha256), each atomically.
+
+    A crash between the two leaves a checksum that does not match: the package then fails to load
+    (fail closed) instead of serving a manifest nobody sealed.
+    """
+    root = Path(root)
+    text = manifest.model_dump_json(indent=2) + "\n"
+    _replace_atomically(root / MANIFEST, text)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    _replace_atomically(root / MANIFEST_CHECKSUM, f"{digest}  {MANIFEST}\n")
+
+
+def _check_manifest_checksum(root: Path) -> None:
+    path = root / MANIFEST_CHECKSUM
+    if not path.is_file():
+        raise PackageError(
+            f"{root}: no {MANIFEST_CHECKSUM}, so {MANIFEST} (threshold, file list) is not covered by a "
+            "checksum; re-run `adinspect fit` with this version"
+        )
+    expected = path.read_text().split()[0] if path.read_text().split() else ""
+    if sha256_of(root / MANIFEST) != expected:
+        raise PackageError(
+            f"{root / MANIFEST} was changed after it was written (its SHA-256 differs from "
+            f"{MANIFEST_CHECKSUM}); restore it or re-run `adinspect fit`"
+        )
 
 
 class ModelPackage:
@@ -114,6 +167,8 @@ class ModelPackage:
             raw = json.loads(manifest_path.read_text())
         except json.JSONDecodeError as exc:
             raise PackageError(f"{manifest_path} is not valid JSON ({exc}); re-run `adinspect fit`") from exc
+        if verify:
+            _check_manifest_checksum(root)
         version = raw.get("format_version") if isinstance(raw, dict) else None
         if version != FORMAT_VERSION:
             raise PackageError(

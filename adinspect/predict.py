@@ -13,10 +13,10 @@ from pathlib import Path
 
 import cv2
 
-from adinspect.imageio import IMAGE_EXTENSIONS, ImageReadError, read_image, write_png
+from adinspect.imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageReadError, read_image, write_png
 from adinspect.runtime.inspector import Inspection, Inspector
 
-CSV_FIELDS = ["image", "product", "score", "threshold", "verdict", "n_regions", "regions"]
+CSV_FIELDS = ["image", "product", "score", "threshold", "verdict", "reason", "n_regions", "regions"]
 
 
 def expand_inputs(inputs: Iterable[Path]) -> list[Path]:
@@ -50,7 +50,13 @@ def overlay(inspection: Inspection, image) -> cv2.typing.MatLike:
     return draw_regions(drawn, inspection.result.regions, color=(255, 255, 255))
 
 
-def predict(model_dir: Path, inputs: Iterable[Path], out_dir: Path, overlays: bool = True) -> dict:
+def predict(
+    model_dir: Path,
+    inputs: Iterable[Path],
+    out_dir: Path,
+    overlays: bool = True,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> dict:
     """Inspect every input; returns {"results": [...], "errors": [...]} (also written to results.json)."""
     inspector = Inspector(model_dir)
     out_dir = Path(out_dir)
@@ -62,11 +68,11 @@ def predict(model_dir: Path, inputs: Iterable[Path], out_dir: Path, overlays: bo
         writer.writeheader()
         for path in expand_inputs(inputs):
             try:
-                image = read_image(path)
-            except ImageReadError as exc:
+                image = read_image(path, max_pixels=max_pixels)
+                inspection = inspector.inspect(image, name=str(path))
+            except (ImageReadError, ValueError) as exc:  # this file is bad; the others still run
                 errors.append({"image": str(path), "error": str(exc)})
                 continue
-            inspection = inspector.inspect(image, name=str(path))
             r = inspection.result
             writer.writerow(
                 {
@@ -75,6 +81,7 @@ def predict(model_dir: Path, inputs: Iterable[Path], out_dir: Path, overlays: bo
                     "score": f"{r.score:.6g}",
                     "threshold": f"{r.threshold:.6g}",
                     "verdict": r.verdict,
+                    "reason": r.reason,
                     "n_regions": len(r.regions),
                     "regions": json.dumps([reg.model_dump() for reg in r.regions]),
                 }

@@ -32,6 +32,7 @@ class InspectionResult(BaseModel):
     score: float
     threshold: float
     verdict: Verdict
+    reason: str = Field(default="", description="Why it failed ('' for a pass); fail-closed cases say so.")
     regions: list[Region] = Field(default_factory=list)
     defect_type: str | None = Field(default=None, description="Highest-scoring defect type (ADClick-Seg).")
     random_weights: bool = Field(default=False, description="Made with a randomly initialised backbone.")

@@ -105,12 +105,14 @@ class Inspector:
         self, image: np.ndarray, name: str, amap: np.ndarray, score: float, defect_type: str | None
     ) -> Inspection:
         full = resize_map(amap, image.shape[0], image.shape[1])
+        verdict, reason = verdict_of(score, self.threshold, full)
         result = InspectionResult(
             image=name,
             product=self.product,
             score=score,
             threshold=self.threshold,
-            verdict=verdict_of(score, self.threshold),
+            verdict=verdict,
+            reason=reason,
             regions=find_regions(full, self.threshold),
             defect_type=defect_type,
             random_weights=self.package.manifest.backbone.random_weights,

@@ -7,6 +7,8 @@ has at least one region and a passing one has none (with score = 'max').
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -20,8 +22,23 @@ def resize_map(anomaly_map: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(anomaly_map.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def verdict_of(score: float, threshold: float) -> Verdict:
-    return "fail" if score > threshold else "pass"
+def verdict_of(score: float, threshold: float, anomaly_map: np.ndarray | None = None) -> tuple[Verdict, str]:
+    """Fail closed (DESIGN.md §7): `pass` only for a finite score at or under a finite threshold.
+
+    Returns:
+        the verdict and its reason ("" for a pass). A NaN compares False with everything, so the
+        test is written as "passes only if", never as "fails if score > threshold".
+    """
+    if not math.isfinite(threshold):
+        return "fail", f"threshold is not finite ({threshold}): the model package or repository is broken"
+    if not math.isfinite(score):
+        return "fail", f"score is not finite ({score}): the model produced a broken output"
+    if anomaly_map is not None and not np.isfinite(anomaly_map).all():
+        bad = int(np.size(anomaly_map) - np.count_nonzero(np.isfinite(anomaly_map)))
+        return "fail", f"anomaly map has {bad} non-finite values: the model produced a broken output"
+    if score <= threshold:
+        return "pass", ""
+    return "fail", f"score {score:.4g} above threshold {threshold:.4g}"
 
 
 def find_regions(

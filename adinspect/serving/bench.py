@@ -176,7 +176,7 @@ def run_serving_bench(
         "triton": {},
     }
     inspector = Inspector(model_dir, threads=threads)
-    with InspectionClient(url, timeout_s=120) as client:
+    with InspectionClient(url, deadline_s=120) as client:
         client.wait_until_ready(product)
         for blob in blobs[:warmup]:
             client.inspect(blob, product)

@@ -133,7 +133,7 @@ def run_inspect(args: argparse.Namespace) -> int:
     from adinspect.client import InspectionClient, InspectionError
 
     results, failures = [], 0
-    with InspectionClient(args.url, timeout_s=args.timeout) as client:
+    with InspectionClient(args.url, deadline_s=args.timeout) as client:
         for path in _image_paths(args.images):
             try:
                 r = client.inspect(path, args.product)

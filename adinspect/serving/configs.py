@@ -27,6 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from adinspect.contracts import BACKBONE, RESIDUAL, SEG
+from adinspect.imageio import DEFAULT_MAX_PIXELS
 from adinspect.package import ModelPackage
 from adinspect.serving.contracts import (
     BACKBONE_MODEL,
@@ -43,7 +44,6 @@ from adinspect.serving.contracts import (
     seg_model,
 )
 from adinspect.serving.pbtxt import Enum, parameters
-from adinspect.serving.steps import DEFAULT_MAX_PIXELS
 
 Flavor = Literal["cpu", "gpu"]
 
@@ -198,6 +198,7 @@ def _ensemble_io() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         _tensor(INSPECT_OUT.score, "TYPE_FP32", [1]),
         _tensor(INSPECT_OUT.threshold, "TYPE_FP32", [1]),
         _tensor(INSPECT_OUT.verdict, "TYPE_STRING", [1]),
+        _tensor(INSPECT_OUT.reason, "TYPE_STRING", [1]),
         _tensor(INSPECT_OUT.regions, "TYPE_STRING", [1]),
         _tensor(INSPECT_OUT.anomaly_map, "TYPE_FP32", [-1, -1]),
         _tensor(INSPECT_OUT.anomaly_map_png, "TYPE_STRING", [1]),

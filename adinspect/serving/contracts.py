@@ -27,6 +27,7 @@ class InspectOutputs(NamedTuple):
     score: str = "score"  # TYPE_FP32 [1]
     threshold: str = "threshold"  # TYPE_FP32 [1]
     verdict: str = "verdict"  # TYPE_STRING [1]: b"pass" or b"fail"
+    reason: str = "reason"  # TYPE_STRING [1]: why it failed (b"" for a pass), e.g. a non-finite score
     regions: str = "regions"  # TYPE_STRING [1]: JSON list of adinspect.results.Region
     anomaly_map: str = "anomaly_map"  # TYPE_FP32 [H, W] at the original size ([0, 0] unless asked)
     anomaly_map_png: str = "anomaly_map_png"  # TYPE_STRING [1]: 8-bit PNG, 128 = threshold (b"" unless asked)

@@ -4,7 +4,13 @@ Checks before writing anything: every package loads (format version, checksums),
 are unique, and all products share one backbone (name, weights, input spec, feature shapes).
 The repository is assembled in a temporary sibling directory and moved into place at the end;
 only directories listed in a previous build's marker file are replaced, so a README or other
-files beside them survive.
+files beside them survive. The marker is also the repository's manifest (`integrity.py`): the
+SHA-256 of every file written, which `serve` verifies before starting.
+
+Every Python-backend model carries a copy of the adinspect library it was built with, next to its
+`model.py`: Triton's Python stub runs its own interpreter (it ignores PYTHONPATH and the launcher's
+site-packages), so this is what makes a repository built from an installed wheel serve from any
+folder, and what keeps served code and checksummed code the same.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+import adinspect
 from adinspect import __version__
 from adinspect.errors import InputError
 from adinspect.package import ModelPackage, PackageError
@@ -43,9 +50,9 @@ from adinspect.serving.contracts import (
     residual_model,
     seg_model,
 )
+from adinspect.serving.integrity import MARKER, RepositoryManifest, hash_models, read_manifest
 from adinspect.serving.pbtxt import to_pbtxt
 
-MARKER = "adinspect_repository.json"
 FLAVORS = ("cpu", "gpu")
 
 
@@ -199,12 +206,25 @@ def bake_seg(info: SegInfo) -> bytes:
 # ------------------------------------------------------------------------------------ writing
 
 
+LIBRARY = "adinspect"  # the library copy's folder name inside a Python model's version directory
+
+
 def _model_source(name: str) -> bytes:
     return resources.files("adinspect.serving.models").joinpath(f"{name}.py").read_bytes()
 
 
+def _copy_library(version_dir: Path) -> None:
+    """The installed adinspect's Python sources → `<version_dir>/adinspect/` (what model.py imports)."""
+    source = Path(adinspect.__file__).resolve().parent
+    shutil.copytree(
+        source, version_dir / LIBRARY, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so")
+    )
+
+
 def _write_model(root: Path, config: dict[str, Any], files: dict[str, bytes | Path]) -> None:
     model_dir = root / config["name"]
+    if model_dir.resolve().parent != root.resolve():  # names are validated; this is the last guard
+        raise RepositoryError(f"model name {config['name']!r} would write outside {root}")
     version = model_dir / "1"
     version.mkdir(parents=True)
     (model_dir / "config.pbtxt").write_text(to_pbtxt(config))
@@ -213,6 +233,8 @@ def _write_model(root: Path, config: dict[str, Any], files: dict[str, bytes | Pa
             shutil.copyfile(content, version / name)
         else:
             (version / name).write_bytes(content)
+    if "model.py" in files:
+        _copy_library(version)
 
 
 def _onnx_files(flavor: str, source: Path | bytes, engine: Path | None) -> dict[str, bytes | Path]:
@@ -306,13 +328,14 @@ def build_repository(
                 params["defect_types"] = json.dumps(list(seg.defect_types))
             _write_model(tmp, ensemble(package.product, steps, params), {})
         models = sorted(p.name for p in tmp.iterdir() if p.is_dir())
-        marker = {
-            "adinspect_version": __version__,
-            "flavor": flavor,
-            "models": models,
-            "products": {p.product: str(p.root) for p in packages},
-            "settings": settings.model_dump(),
-        }
+        marker = RepositoryManifest(
+            adinspect_version=__version__,
+            flavor=flavor,
+            models=models,
+            products={p.product: str(p.root.resolve()) for p in packages},
+            settings=settings.model_dump(),
+            files=hash_models(tmp, models),
+        )
         _move_into_place(tmp, out_dir, previous, models, marker)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -332,8 +355,11 @@ def _previous_models(out_dir: Path) -> list[str]:
         return []
     if not out_dir.is_dir():
         raise RepositoryError(f"{out_dir} exists and is not a directory")
-    marker = out_dir / MARKER
-    previous = json.loads(marker.read_text())["models"] if marker.is_file() else []
+    try:
+        manifest = read_manifest(out_dir)
+    except InputError as exc:
+        raise RepositoryError(f"{exc}; refusing to replace anything in {out_dir}") from exc
+    previous = manifest.models if manifest is not None else []
     foreign = sorted(
         p.name
         for p in out_dir.iterdir()
@@ -347,10 +373,14 @@ def _previous_models(out_dir: Path) -> list[str]:
     return previous
 
 
-def _move_into_place(tmp: Path, out_dir: Path, previous: list[str], models: list[str], marker: dict) -> None:
+def _move_into_place(
+    tmp: Path, out_dir: Path, previous: list[str], models: list[str], marker: RepositoryManifest
+) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in previous:
-        shutil.rmtree(out_dir / name, ignore_errors=True)
+    for name in previous:  # validated model names: direct children of out_dir only
+        target = out_dir / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
     for name in models:
         shutil.move(str(tmp / name), str(out_dir / name))
-    (out_dir / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    (out_dir / MARKER).write_text(marker.model_dump_json(indent=2) + "\n")

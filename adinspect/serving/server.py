@@ -10,9 +10,13 @@ Python-backend models run inside Triton's `triton_python_backend_stub`, an embed
 takes its packages from the first `python3` on PATH. The 2.51 stub was compiled against NumPy 1.x
 and silently corrupts tensors under NumPy 2 (strides of 0, empty outputs, crashing on
 TYPE_STRING), so the stub gets its own environment with NumPy < 2: see `find_backend_env` and
-`.ci/install_triton.sh`. The `adinspect` package the launcher imports is exposed to the stub
-through PYTHONPATH (a directory holding only a link to it), so server and client always run the
-same library code.
+`.ci/install_triton.sh`. The stub's interpreter does not see the launcher's packages (nor
+PYTHONPATH): each Python model imports the adinspect library copy that `repo build` put next to
+its `model.py`, so the server runs from any folder and from an installed wheel.
+
+A repository written by `repo build` is verified against its manifest before Triton starts
+(`integrity.verify_repository`). The Python backend's shared-memory regions get a per-launch
+prefix so that `stop()` removes what a crashed server left in /dev/shm.
 """
 
 from __future__ import annotations
@@ -32,12 +36,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-import adinspect
+from adinspect.serving.integrity import read_manifest, verify_repository
 from adinspect.serving.triton_install import (
     BACKEND_ENV_DIRNAME,
     BACKEND_ENV_VAR,
@@ -150,6 +155,8 @@ class TritonServer:
         stop_grace: seconds between SIGTERM and SIGKILL when stopping.
         backend_env: Python environment for the Python backend, see `find_backend_env`.
         log_verbose: tritonserver's --log-verbose level.
+        require_manifest: refuse a repository without the manifest `repo build` writes. A repository
+            with one is always verified before start.
     """
 
     def __init__(
@@ -167,6 +174,7 @@ class TritonServer:
         stop_grace: float = 15.0,
         backend_env: Path | str | None = None,
         log_verbose: int = 0,
+        require_manifest: bool = False,
     ) -> None:
         self.repository = Path(repository).resolve()
         self.host = host
@@ -180,6 +188,8 @@ class TritonServer:
         self.stop_grace = stop_grace
         self._backend_env_arg = backend_env
         self.log_verbose = log_verbose
+        self.require_manifest = require_manifest
+        self.shm_prefix = f"adinspect_{uuid.uuid4().hex[:12]}_"
         self._proc: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
         self._tail: collections.deque[str] = collections.deque(maxlen=40)
@@ -221,6 +231,8 @@ class TritonServer:
 
         Raises:
             FileNotFoundError: the repository does not exist.
+            RepositoryIntegrityError: a file differs from the repository manifest (or it has none and
+                `require_manifest` is set).
             TritonNotFoundError: the binary or backend environment is missing.
             ServerStartError: Triton exited early or was not ready in time (its log tail attached).
         """
@@ -230,6 +242,8 @@ class TritonServer:
             raise FileNotFoundError(
                 f"model repository {self.repository} does not exist or is not a directory"
             )
+        if self.require_manifest or read_manifest(self.repository) is not None:
+            verify_repository(self.repository)
         install = find_tritonserver()
         env_info = find_backend_env(self._backend_env_arg)
         self._workdir = Path(tempfile.mkdtemp(prefix="adinspect-triton-"))
@@ -276,21 +290,19 @@ class TritonServer:
             f"--metrics-port={self.metrics_port}",
             f"--log-verbose={self.log_verbose}",
             f"--exit-timeout-secs={max(1, int(self.stop_grace) - 2)}",
+            f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
             *self.extra_args,
         ]
 
     def _child_env(self, install: TritonInstall, env_info: BackendEnv) -> dict[str, str]:
         """Only the child's environment changes; this process's stays as it was."""
-        assert self._workdir is not None
-        pythonpath = self._workdir / "pythonpath"
-        pythonpath.mkdir()
-        (pythonpath / "adinspect").symlink_to(Path(adinspect.__file__).resolve().parent)
         env = dict(os.environ)
         env["PATH"] = os.pathsep.join([str(env_info.prefix / "bin"), env.get("PATH", "")])
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
             filter(None, [str(install.lib_dir), env.get("LD_LIBRARY_PATH")])
         )
-        env["PYTHONPATH"] = str(pythonpath)
+        env.pop("PYTHONPATH", None)  # the stub would not honour it; models import their repository's copy
+        env["PYTHONDONTWRITEBYTECODE"] = "1"  # keep the verified repository free of __pycache__
         env.pop("VIRTUAL_ENV", None)
         env.pop("PYTHONHOME", None)
         return env
@@ -303,6 +315,7 @@ class TritonServer:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=self._workdir,  # never the launcher's folder: what serves must not depend on where it starts
             start_new_session=True,  # its own process group: SIGKILL reaches the backend stubs too
             preexec_fn=_parent_death_signal(),
         )
@@ -381,10 +394,20 @@ class TritonServer:
                 os.killpg(proc.pid, signal.SIGKILL)
             code = proc.returncode
             self._join_tee(proc)
+            self.remove_shared_memory()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
         return code
+
+    def remove_shared_memory(self) -> list[Path]:
+        """Delete this launch's Python-backend regions in /dev/shm (a killed server leaves them)."""
+        removed = []
+        for path in Path("/dev/shm").glob(f"{self.shm_prefix}*"):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+        return removed
 
     def _join_tee(self, proc: subprocess.Popen[bytes] | None = None) -> None:
         if self._tee is not None:

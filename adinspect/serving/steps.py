@@ -8,20 +8,16 @@ batch), so everything here is testable without a server. Bad input raises `Reque
 from __future__ import annotations
 
 import json
-import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from adinspect.imageio import ImageReadError, decode_image
+from adinspect.imageio import DEFAULT_MAX_PIXELS, ImageReadError, check_image_size, decode_image
 from adinspect.runtime.postprocess import find_regions, resize_map, verdict_of
 from adinspect.runtime.preprocess import PreprocessSpec, check_rgb, preprocess
 from adinspect.serving.contracts import INSPECT_OUT, MAP_FORMATS
-
-DEFAULT_MAX_PIXELS = 40_000_000
-"""Largest image accepted (H*W), about 7300 x 5500: larger requests are refused before decoding."""
 
 
 class RequestError(ValueError):
@@ -31,34 +27,11 @@ class RequestError(ValueError):
 # ------------------------------------------------------------------------------------ preprocess
 
 
-def encoded_image_size(data: bytes) -> tuple[int, int] | None:
-    """(height, width) read from a PNG or JPEG header without decoding; None for other formats."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
-        width, height = struct.unpack(">II", data[16:24])
-        return int(height), int(width)
-    if data[:2] == b"\xff\xd8":
-        pos = 2
-        while pos + 9 <= len(data):
-            if data[pos] != 0xFF:
-                return None
-            marker = data[pos + 1]
-            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-                pos += 2
-                continue
-            (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-                height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
-                return int(height), int(width)
-            pos += 2 + length
-    return None
-
-
 def _check_pixels(height: int, width: int, max_pixels: int, name: str) -> None:
-    if height * width > max_pixels:
-        raise RequestError(
-            f"{name}: image of {width}x{height} = {height * width} pixels is larger than the "
-            f"{max_pixels} pixels this server accepts; downscale it on the camera PC"
-        )
+    try:
+        check_image_size((height, width), max_pixels, name)
+    except ImageReadError as exc:
+        raise RequestError(str(exc)) from exc
 
 
 def decode_request_image(
@@ -97,14 +70,10 @@ def decode_request_image(
     data = image_bytes.reshape(-1)[0]
     if not isinstance(data, (bytes, bytearray)):
         raise RequestError(f"{name}: image_bytes must be bytes, got {type(data).__name__}")
-    size = encoded_image_size(bytes(data))
-    if size is not None:
-        _check_pixels(*size, max_pixels, name)
-    try:
-        image = decode_image(bytes(data), name=name)
+    try:  # the header's size is checked before anything is decoded
+        image = decode_image(bytes(data), name=name, max_pixels=max_pixels)
     except ImageReadError as exc:
         raise RequestError(str(exc)) from exc
-    _check_pixels(image.shape[0], image.shape[1], max_pixels, name)
     try:
         return check_rgb(image, name)
     except ValueError as exc:
@@ -183,7 +152,8 @@ def parse_map_format(tensor: np.ndarray | None) -> str:
 def map_png(anomaly_map: np.ndarray, threshold: float) -> bytes:
     """(H, W) map → 8-bit gray PNG with 128 at the threshold and 255 at twice it."""
     scale = 128.0 / threshold if threshold > 0 else 1.0
-    gray = np.clip(np.rint(anomaly_map * scale), 0, 255).astype(np.uint8)
+    # NaN/inf (a broken model, already a `fail`) become 255 rather than undefined bytes.
+    gray = np.clip(np.rint(np.nan_to_num(anomaly_map * scale, nan=255.0)), 0, 255).astype(np.uint8)
     ok, buffer = cv2.imencode(".png", gray)
     if not ok:
         raise RuntimeError(f"OpenCV could not encode a map of shape {anomaly_map.shape} as PNG")
@@ -216,12 +186,14 @@ def postprocess_request(
     full = resize_map(anomaly_map.reshape(anomaly_map.shape[-2:]), height, width)
     regions = find_regions(full, limit)
     payload = json.dumps([region.model_dump() for region in regions]).encode()
+    verdict, reason = verdict_of(value, limit, full)
     out_map = full[None] if map_format == "array" else np.zeros((1, 0, 0), np.float32)
     png = map_png(full, limit) if map_format == "png" else b""
     return {
         INSPECT_OUT.score: np.array([[value]], np.float32),
         INSPECT_OUT.threshold: np.array([[limit]], np.float32),
-        INSPECT_OUT.verdict: np.array([[verdict_of(value, limit).encode()]], dtype=object),
+        INSPECT_OUT.verdict: np.array([[verdict.encode()]], dtype=object),
+        INSPECT_OUT.reason: np.array([[reason.encode()]], dtype=object),
         INSPECT_OUT.regions: np.array([[payload]], dtype=object),
         INSPECT_OUT.anomaly_map: np.ascontiguousarray(out_map, dtype=np.float32),
         INSPECT_OUT.anomaly_map_png: np.array([[png]], dtype=object),

@@ -24,7 +24,7 @@ from adinspect.language.encoder import (
     save_language,
 )
 from adinspect.language.prompts import DEFAULT_NUM_PROMPTS, product_with_prompts, resolve_prompts
-from adinspect.package import MANIFEST, Manifest, sha256_of
+from adinspect.package import MANIFEST, Manifest, sha256_of, write_manifest
 from adinspect.train.residual_data import ResidualContext
 
 
@@ -43,9 +43,7 @@ def register_files(model_dir: Path, names: list[str], optional_models: Sequence[
     files = {**manifest.files, **{n: sha256_of(model_dir / n) for n in names}}
     models = sorted(set(manifest.optional_models) | set(optional_models))
     updated = manifest.model_copy(update={"files": files, "optional_models": models})
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(updated.model_dump_json(indent=2) + "\n")
-    tmp.replace(path)
+    write_manifest(model_dir, updated)
 
 
 def commit_files(model_dir: Path, staged: dict[str, Path], optional_models: Sequence[str] = ()) -> None:

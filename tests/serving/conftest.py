@@ -77,6 +77,8 @@ def clone_package(source: Path, target: Path, product: str, threshold_scale: flo
     import json
     import shutil
 
+    from adinspect.package import Manifest, write_manifest
+
     shutil.copytree(source, target)
     config = json.loads((target / "config.json").read_text())
     config["product"]["name"] = product
@@ -85,7 +87,7 @@ def clone_package(source: Path, target: Path, product: str, threshold_scale: flo
     manifest["product"] = product
     manifest["threshold"] = manifest["threshold"] * threshold_scale
     manifest["files"]["config.json"] = hashlib.sha256((target / "config.json").read_bytes()).hexdigest()
-    (target / "package.json").write_text(json.dumps(manifest, indent=2))
+    write_manifest(target, Manifest.model_validate(manifest))
     return target
 
 

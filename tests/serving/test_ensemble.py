@@ -27,7 +27,7 @@ ATOL = 1e-4
 
 @pytest.fixture(scope="module")
 def client(triton_server) -> InspectionClient:
-    with InspectionClient(triton_server.grpc_url, timeout_s=60) as c:
+    with InspectionClient(triton_server.grpc_url, deadline_s=60) as c:
         yield c
 
 
@@ -221,10 +221,12 @@ def test_client_rejects_bad_arguments_before_sending(client) -> None:
 def test_client_retries_unavailable_then_reports_it() -> None:
     from adinspect.serving.server import free_port
 
-    client = InspectionClient(f"127.0.0.1:{free_port()}", timeout_s=2, retries=2, backoff_s=0.01)
+    client = InspectionClient(f"127.0.0.1:{free_port()}", deadline_s=1.0, backoff_s=0.01)
     with pytest.raises(InspectionError) as info:
         client.is_ready()
     assert info.value.code == "UNAVAILABLE"
+    attempts = int(str(info.value).split("still failing after ")[1].split()[0])
+    assert attempts > 1, str(info.value)  # retried within the one deadline, then reported
     with pytest.raises(TimeoutError):
         client.wait_until_ready(timeout_s=0.5)
 

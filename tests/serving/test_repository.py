@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from adinspect.package import Manifest, write_manifest
 from adinspect.serving.configs import ensemble_steps
 from adinspect.serving.repository import MARKER, RepositoryError, bake_threshold, build_repository
 
@@ -137,7 +138,7 @@ def test_differing_backbone_refused(served_packages, tmp_path: Path) -> None:
     other = clone_package(served_packages[0], tmp_path / "other", "other")
     manifest = json.loads((other / "package.json").read_text())
     manifest["preprocess"]["image_size"] = 320
-    (other / "package.json").write_text(json.dumps(manifest))
+    write_manifest(other, Manifest.model_validate(manifest))
     with pytest.raises(RepositoryError, match="cannot share one backbone .*image_size"):
         build_repository([served_packages[0], other], "cpu", tmp_path / "repo")
 
@@ -146,7 +147,7 @@ def test_incompatible_package_version_refused(served_packages, tmp_path: Path) -
     old = clone_package(served_packages[0], tmp_path / "old", "old")
     manifest = json.loads((old / "package.json").read_text())
     manifest["format_version"] = 99
-    (old / "package.json").write_text(json.dumps(manifest))
+    write_manifest(old, Manifest.model_validate(manifest))
     with pytest.raises(RepositoryError, match="format version 99"):
         build_repository([old], "cpu", tmp_path / "repo")
 
@@ -188,7 +189,7 @@ def test_seg_model_in_both_flavours(seg_repositories: dict[str, Path]) -> None:
         assert sorted(p.name for p in repo.iterdir() if p.is_dir()) == sorted([*MODELS, "seg_widget"])
     config = parse_config(cpu / "seg_widget" / "config.pbtxt")
     assert config.backend == "python" and config.max_batch_size == 8 and config.model_warmup
-    assert {p.name for p in (cpu / "seg_widget" / "1").iterdir()} == {"model.py", "model.onnx"}
+    assert {p.name for p in (cpu / "seg_widget" / "1").iterdir()} == {"model.py", "model.onnx", "adinspect"}
     config = parse_config(gpu / "seg_widget" / "config.pbtxt")
     assert config.platform == "onnxruntime_onnx"
     assert config.instance_group[0].kind == config.instance_group[0].KIND_GPU
@@ -254,6 +255,6 @@ def test_unknown_optional_model_refused(fitted_package: Path, tmp_path: Path) ->
     package = clone_package(fitted_package, tmp_path / "odd", "odd")
     manifest = json.loads((package / "package.json").read_text())
     manifest["optional_models"] = ["click"]
-    (package / "package.json").write_text(json.dumps(manifest))
+    write_manifest(package, Manifest.model_validate(manifest))
     with pytest.raises(RepositoryError, match="only 'seg'"):
         build_repository([package], "cpu", tmp_path / "repo")

@@ -43,7 +43,7 @@ def seg_server(seg_package: Path, fitted_package: Path, tmp_path_factory: pytest
 
 @pytest.fixture(scope="module")
 def seg_client(seg_server) -> InspectionClient:
-    with InspectionClient(seg_server.grpc_url, timeout_s=60) as client:
+    with InspectionClient(seg_server.grpc_url, deadline_s=60) as client:
         yield client
 
 

@@ -1,7 +1,13 @@
 """Triton `backbone` / `residual_<product>` (cpu flavour): ONNX Runtime over the batch Triton formed."""
 
-import json
+import sys
 from pathlib import Path
+
+# `repo build` puts the adinspect library this repository was built with next to this file: the
+# Python stub runs its own interpreter, which sees neither PYTHONPATH nor the launcher's packages.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import json
 
 import numpy as np
 import triton_python_backend_utils as pb_utils

@@ -1,5 +1,12 @@
 """Triton `postprocess`: map, score, threshold (+ defect type) → verdict, regions, original-size map."""
 
+import sys
+from pathlib import Path
+
+# `repo build` puts the adinspect library this repository was built with next to this file: the
+# Python stub runs its own interpreter, which sees neither PYTHONPATH nor the launcher's packages.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import triton_python_backend_utils as pb_utils
 
 from adinspect.serving.contracts import POSTPROCESS_IN
