@@ -64,3 +64,38 @@ def seg_package(fitted_package: Path, synthetic_root: Path, tmp_path_factory: py
     )
     assert args.func(args) == 0
     return model
+
+
+def poison_package(source: Path, target: Path, product: str = "poisoned") -> Path:
+    """A copy of a package whose reference bank is NaN (a broken artifact that still loads).
+
+    The manifest is resealed, as a careless rebuild would do: checksums cannot catch bad numbers,
+    only the fail-closed verdict can.
+    """
+    import shutil
+
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from adinspect.package import Manifest, sha256_of, write_manifest
+
+    shutil.copytree(source, target)
+    model = onnx.load(str(target / "residual.onnx"))
+    for tensor in model.graph.initializer:
+        if tensor.name == "bank_features":
+            nan = np.full(numpy_helper.to_array(tensor).shape, np.nan, numpy_helper.to_array(tensor).dtype)
+            tensor.CopyFrom(numpy_helper.from_array(nan, tensor.name))
+    onnx.save(model, str(target / "residual.onnx"))
+    manifest = Manifest.model_validate_json((target / "package.json").read_text())
+    files = {**manifest.files, "residual.onnx": sha256_of(target / "residual.onnx")}
+    config = (target / "config.json").read_text().replace(f'"{manifest.product}"', f'"{product}"')
+    (target / "config.json").write_text(config)
+    files["config.json"] = sha256_of(target / "config.json")
+    write_manifest(target, manifest.model_copy(update={"files": files, "product": product}))
+    return target
+
+
+@pytest.fixture(scope="session")
+def poisoned_package(fitted_package: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return poison_package(fitted_package, tmp_path_factory.mktemp("poisoned") / "poisoned")

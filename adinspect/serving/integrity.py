@@ -86,9 +86,11 @@ def read_manifest(root: Path) -> RepositoryManifest | None:
         return None
     try:
         return RepositoryManifest.model_validate_json(path.read_text())
-    except (ValidationError, ValueError) as exc:
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "top level"
         raise RepositoryIntegrityError(
-            f"{path} is not a valid repository manifest ({str(exc).splitlines()[0]}); "
+            f"{path} is not a valid repository manifest ({where}: {first['msg']}); "
             "rebuild the repository with `adinspect repo build`"
         ) from exc
 
