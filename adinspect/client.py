@@ -327,10 +327,11 @@ class InspectionClient:
                 code, message = _status(exc), str(exc.message() or exc)
                 wait = random.uniform(0, min(2.0, self.backoff_s * 2**attempt))  # full jitter
                 if not is_transient(code, message) or time.monotonic() + wait >= deadline:
-                    if is_transient(code, message):
+                    if is_transient(code, message):  # reported as what it is: the server is unavailable
                         message = (
                             f"still failing after {attempt + 1} attempts in {self.deadline_s:g} s: {message}"
                         )
+                        code = "UNAVAILABLE"
                     raise InspectionError(f"{what} at {self.url}: {message}", code) from exc
                 time.sleep(wait)
         raise AssertionError("unreachable")

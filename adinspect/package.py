@@ -147,6 +147,10 @@ class ModelPackage:
     def preprocess(self) -> PreprocessSpec:
         return self.manifest.preprocess
 
+    def manifest_sha256(self) -> str:
+        """SHA-256 of package.json: names this exact package version (served, logged, compared)."""
+        return sha256_of(self.root / MANIFEST)
+
     def path(self, name: str) -> Path:
         if name not in self.manifest.files:
             raise PackageError(f"{self.root}: the package has no file {name!r}")

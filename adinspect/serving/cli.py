@@ -35,6 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="cpu: ONNX Runtime threads per instance (default 0 = all)")
     p.add_argument("--no-warmup", action="store_true")
     p.set_defaults(func=run_repo_build)
+    p = repo_sub.add_parser("update", help="put refitted packages live on a running server (no restart)")
+    p.add_argument("--repo", type=Path, required=True, help="the repository the server was started on")
+    p.add_argument("--url", default="127.0.0.1:8001", help="the server's gRPC address HOST:PORT")
+    p.add_argument(
+        "--models", type=Path, nargs="+", required=True, help="refitted packages (served products)"
+    )
+    p.set_defaults(func=run_repo_update)
 
     p = subparsers.add_parser("serve", help="run tritonserver (nvidia-pytriton wheel) over a repository")
     p.add_argument("--repo", type=Path, required=True)
@@ -45,6 +52,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--log-file", type=Path, help="keep Triton's log here too")
     p.add_argument("--quiet", action="store_true", help="do not stream Triton's log to stdout")
     p.add_argument("--startup-timeout", type=float, default=300.0)
+    p.add_argument(
+        "--restart",
+        choices=["no", "on-failure"],
+        default="no",
+        help="on-failure: start tritonserver again (same ports, shared memory cleaned) when it dies",
+    )
+    p.add_argument("--max-restarts", type=int, default=5, help="give up after this many restarts in a row")
+    p.add_argument(
+        "--unverified",
+        action="store_true",
+        help="serve a repository that has no adinspect manifest (not written by `repo build`)",
+    )
     p.add_argument("extra", nargs=argparse.REMAINDER, help="after --: passed to tritonserver verbatim")
     p.set_defaults(func=run_serve)
 
@@ -82,6 +101,30 @@ def run_repo_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_repo_update(args: argparse.Namespace) -> int:
+    from adinspect.client import _grpc
+    from adinspect.serving.reload import update_product
+
+    grpcclient = _grpc()
+    client = grpcclient.InferenceServerClient(url=args.url)
+    try:
+        for model_dir in args.models:
+            try:
+                report = update_product(args.repo, client, model_dir)
+            except grpcclient.InferenceServerException as exc:
+                raise InputError(
+                    f"repo update: the server at {args.url} refused: {exc.message()} (is it running "
+                    "`adinspect serve` on this repository?)"
+                ) from exc
+            print(
+                f"{report.product}: version {report.old_version} → {report.new_version} live "
+                f"({', '.join(report.models)})"
+            )
+    finally:
+        client.close()
+    return 0
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from adinspect.serving.server import ServerStartError, TritonServer
 
@@ -96,6 +139,7 @@ def run_serve(args: argparse.Namespace) -> int:
         echo=None if args.quiet else sys.stdout,
         extra_args=extra,
         startup_timeout=args.startup_timeout,
+        require_manifest=not args.unverified,
     )
     try:
         server.start()
@@ -108,7 +152,7 @@ def run_serve(args: argparse.Namespace) -> int:
             "(Ctrl-C stops it)",
             file=sys.stderr,
         )
-        code = server.serve_forever()
+        code = server.serve_forever(restart=args.restart, max_restarts=args.max_restarts)
     except KeyboardInterrupt:  # Ctrl-C before serve_forever installed its handler: same stop
         code = 0
     finally:

@@ -68,6 +68,14 @@ class RepositorySettings(BaseModel):
     gpu_instances: int = Field(
         default=1, ge=1, description="backbone/residual instances per GPU (gpu flavour)."
     )
+    # Overload fails fast (DESIGN.md §7): a step whose queue is full, or where a request waited
+    # longer than the timeout, answers UNAVAILABLE at once instead of letting latency grow without
+    # bound; the client retries within its deadline. 32 queued per step keeps concurrency 16 (two
+    # requests per camera for eight cameras) from ever being refused.
+    max_queue_size: int = Field(default=32, ge=1, description="Requests a step may queue before refusing.")
+    queue_timeout_ms: int = Field(
+        default=5000, ge=1, description="Longest wait in a step's queue before the request is refused."
+    )
     trt_precision: Literal["FP16", "FP32"] = "FP16"
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=64, description="Largest image accepted, H*W.")
     warmup: bool = True
@@ -286,7 +294,15 @@ class Shapes:
 def _batching(settings: RepositorySettings) -> dict[str, Any]:
     return {
         "max_batch_size": settings.max_batch_size,
-        "dynamic_batching": {"max_queue_delay_microseconds": settings.max_queue_delay_us},
+        "dynamic_batching": {
+            "max_queue_delay_microseconds": settings.max_queue_delay_us,
+            "default_queue_policy": {
+                "timeout_action": Enum("REJECT"),
+                "default_timeout_microseconds": settings.queue_timeout_ms * 1000,
+                "allow_timeout_override": True,
+                "max_queue_size": settings.max_queue_size,
+            },
+        },
     }
 
 
@@ -372,8 +388,15 @@ def onnx_model(
     return config
 
 
-def ensemble(product: str, steps: list[Step], params: dict[str, Any]) -> dict[str, Any]:
-    """`inspect_<product>`: configuration only; `params` (threshold, versions) are for clients."""
+def ensemble(
+    product: str, steps: list[Step], params: dict[str, Any], versions: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """`inspect_<product>`: configuration only; `params` (threshold, versions) are for clients.
+
+    `versions` pins the product's own steps to one model version, so that `repo update` switches a
+    product's residual and seg models together, by reloading this ensemble; shared steps use -1.
+    """
+    versions = versions or {}
     inputs, outputs = _ensemble_io()
     return {
         "name": ensemble_model(product),
@@ -386,7 +409,7 @@ def ensemble(product: str, steps: list[Step], params: dict[str, Any]) -> dict[st
             "step": [
                 {
                     "model_name": step.model,
-                    "model_version": -1,
+                    "model_version": versions.get(step.model, -1),
                     "input_map": [{"key": k, "value": v} for k, v in step.inputs.items()],
                     "output_map": [{"key": k, "value": v} for k, v in step.outputs.items()],
                 }

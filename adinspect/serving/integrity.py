@@ -38,6 +38,8 @@ class RepositoryManifest(BaseModel):
     models: list[str] = Field(description="model directories this build wrote (and may replace)")
     products: dict[str, str] = Field(description="product → the package directory it was built from")
     settings: dict[str, Any]
+    backbone_sha256: str = Field(default="", description="backbone.onnx every product shares")
+    preprocess: dict[str, Any] = Field(default_factory=dict, description="the shared input spec")
     files: dict[str, str] = Field(default_factory=dict, description="path under the root → SHA-256")
 
     @field_validator("models")

@@ -221,11 +221,13 @@ def _copy_library(version_dir: Path) -> None:
     )
 
 
-def _write_model(root: Path, config: dict[str, Any], files: dict[str, bytes | Path]) -> None:
+def _write_model(
+    root: Path, config: dict[str, Any], files: dict[str, bytes | Path], version_number: int = 1
+) -> None:
     model_dir = root / config["name"]
     if model_dir.resolve().parent != root.resolve():  # names are validated; this is the last guard
         raise RepositoryError(f"model name {config['name']!r} would write outside {root}")
-    version = model_dir / "1"
+    version = model_dir / str(version_number)
     version.mkdir(parents=True)
     (model_dir / "config.pbtxt").write_text(to_pbtxt(config))
     for name, content in files.items():
@@ -284,7 +286,6 @@ def build_repository(
     out_dir = Path(out_dir)
     previous = _previous_models(out_dir)
     shapes = Shapes.of(packages[0])
-    reshape = flavor == "gpu"
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
@@ -301,32 +302,7 @@ def build_repository(
         config = onnx_model(BACKBONE_MODEL, flavor, settings, shapes.backbone_io(), engine is not None)
         _write_model(tmp, config, _onnx_files(flavor, packages[0].path("backbone.onnx"), engine))
         for package in packages:
-            name = residual_model(package.product)
-            engine = _engine(engines_dir, name)
-            config = onnx_model(name, flavor, settings, shapes.residual_io(reshape), engine is not None)
-            baked = bake_threshold(package.path("residual.onnx"), package.threshold)
-            _write_model(tmp, config, _onnx_files(flavor, baked, engine))
-            seg = _package_seg(package)
-            params = {
-                "product": package.product,
-                "threshold": repr(package.threshold if seg is None else seg.threshold),
-                "random_weights": json.dumps(package.manifest.backbone.random_weights),
-                "adinspect_version": __version__,
-            }
-            if seg is None:
-                steps = ensemble_steps(package.product)
-            else:
-                name = seg_model(package.product)
-                engine = _engine(engines_dir, name)
-                io = shapes.seg_io(reshape, len(seg.defect_types))
-                _write_model(
-                    tmp,
-                    onnx_model(name, flavor, settings, io, engine is not None),
-                    _onnx_files(flavor, bake_seg(seg), engine),
-                )
-                steps = ensemble_steps(package.product, seg_step(package.product))
-                params["defect_types"] = json.dumps(list(seg.defect_types))
-            _write_model(tmp, ensemble(package.product, steps, params), {})
+            write_product(tmp, package, flavor, settings, shapes, engines_dir)
         models = sorted(p.name for p in tmp.iterdir() if p.is_dir())
         marker = RepositoryManifest(
             adinspect_version=__version__,
@@ -334,12 +310,68 @@ def build_repository(
             models=models,
             products={p.product: str(p.root.resolve()) for p in packages},
             settings=settings.model_dump(),
+            backbone_sha256=packages[0].manifest.files["backbone.onnx"],
+            preprocess=packages[0].preprocess.model_dump(mode="json"),
             files=hash_models(tmp, models),
         )
         _move_into_place(tmp, out_dir, previous, models, marker)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return BuildReport(out_dir, flavor, [p.product for p in packages], models)
+
+
+def pinned(config: dict[str, Any], versions: Sequence[int]) -> dict[str, Any]:
+    """The config serving exactly these versions (so a new one can load beside the old one)."""
+    return {**config, "version_policy": {"specific": {"versions": sorted(versions)}}}
+
+
+def write_product(
+    root: Path,
+    package: ModelPackage,
+    flavor: Flavor,
+    settings: RepositorySettings,
+    shapes: Shapes,
+    engines_dir: Path | None = None,
+    version: int = 1,
+) -> dict[str, dict[str, Any]]:
+    """Write `residual_<p>`, `seg_<p>` (with ADClick-Seg) at `version`, and `inspect_<p>` pinned to it.
+
+    Returns:
+        model name → the config written for it (`repo update` rewrites their version policies).
+    """
+    reshape = flavor == "gpu"
+    written: dict[str, dict[str, Any]] = {}
+    name = residual_model(package.product)
+    engine = _engine(engines_dir, name)
+    config = pinned(
+        onnx_model(name, flavor, settings, shapes.residual_io(reshape), engine is not None), [version]
+    )
+    baked = bake_threshold(package.path("residual.onnx"), package.threshold)
+    _write_model(root, config, _onnx_files(flavor, baked, engine), version)
+    written[name] = config
+    seg = _package_seg(package)
+    params = {
+        "product": package.product,
+        "threshold": repr(package.threshold if seg is None else seg.threshold),
+        "random_weights": json.dumps(package.manifest.backbone.random_weights),
+        "adinspect_version": __version__,
+        "package_sha256": package.manifest_sha256(),
+    }
+    if seg is None:
+        steps = ensemble_steps(package.product)
+    else:
+        name = seg_model(package.product)
+        engine = _engine(engines_dir, name)
+        io = shapes.seg_io(reshape, len(seg.defect_types))
+        config = pinned(onnx_model(name, flavor, settings, io, engine is not None), [version])
+        _write_model(root, config, _onnx_files(flavor, bake_seg(seg), engine), version)
+        written[name] = config
+        steps = ensemble_steps(package.product, seg_step(package.product))
+        params["defect_types"] = json.dumps(list(seg.defect_types))
+    config = ensemble(package.product, steps, params, versions={m: version for m in written})
+    _write_model(root, config, {})
+    written[config["name"]] = config
+    return written
 
 
 def _package_seg(package: ModelPackage) -> SegInfo | None:

@@ -43,6 +43,7 @@ from types import FrameType
 from typing import TextIO
 
 from adinspect.serving.integrity import read_manifest, verify_repository
+from adinspect.serving.steps import DRAIN_FILE_ENV
 from adinspect.serving.triton_install import (
     BACKEND_ENV_DIRNAME,
     BACKEND_ENV_VAR,
@@ -195,6 +196,7 @@ class TritonServer:
         self._tail: collections.deque[str] = collections.deque(maxlen=40)
         self._errors: collections.deque[str] = collections.deque(maxlen=20)
         self._tee: threading.Thread | None = None
+        self.starts = 0  # how many times tritonserver was launched (restarts + 1)
 
     # -- addresses -------------------------------------------------------------------------------
     @property
@@ -252,6 +254,11 @@ class TritonServer:
             self.grpc_port, self.http_port, self.metrics_port = (
                 port or free_port(self.host) for port in self._requested_ports
             )
+            self._requested_ports = (
+                self.grpc_port,
+                self.http_port,
+                self.metrics_port,
+            )  # a restart keeps them
             self.log_file = self._log_file_arg or self._workdir / "tritonserver.log"
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             self._launch(self._command(install, backends), self._child_env(install, env_info))
@@ -291,6 +298,10 @@ class TritonServer:
             f"--log-verbose={self.log_verbose}",
             f"--exit-timeout-secs={max(1, int(self.stop_grace) - 2)}",
             f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
+            # explicit control, everything loaded at start: `repo update` can then swap a product's
+            # model versions while serving (load/unload through the repository API)
+            "--model-control-mode=explicit",
+            "--load-model=*",
             *self.extra_args,
         ]
 
@@ -301,6 +312,8 @@ class TritonServer:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
             filter(None, [str(install.lib_dir), env.get("LD_LIBRARY_PATH")])
         )
+        assert self._workdir is not None
+        env[DRAIN_FILE_ENV] = str(self._workdir / "draining")
         env.pop("PYTHONPATH", None)  # the stub would not honour it; models import their repository's copy
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # keep the verified repository free of __pycache__
         env.pop("VIRTUAL_ENV", None)
@@ -309,6 +322,7 @@ class TritonServer:
 
     def _launch(self, command: list[str], env: dict[str, str]) -> None:
         assert self.log_file is not None
+        self.starts += 1
         self._proc = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -324,7 +338,7 @@ class TritonServer:
 
     def _tee_log(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None and self.log_file is not None
-        with self.log_file.open("w", encoding="utf-8") as sink:
+        with self.log_file.open("w" if self.starts <= 1 else "a", encoding="utf-8") as sink:
             for raw in iter(self._proc.stdout.readline, b""):
                 line = raw.decode("utf-8", errors="replace").rstrip("\n")
                 sink.write(line + "\n")
@@ -381,6 +395,7 @@ class TritonServer:
         code = None
         if proc is not None:
             if proc.poll() is None:
+                self._start_draining()
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signal.SIGTERM)
                 try:
@@ -400,6 +415,13 @@ class TritonServer:
             self._workdir = None
         return code
 
+    def _start_draining(self) -> None:
+        """New requests get UNAVAILABLE from `preprocess` from now on; Triton's own SIGTERM handling
+        then turns readiness off, lets in-flight requests finish and only then unloads the models."""
+        if self._workdir is not None:
+            with contextlib.suppress(OSError):
+                (self._workdir / "draining").touch()
+
     def remove_shared_memory(self) -> list[Path]:
         """Delete this launch's Python-backend regions in /dev/shm (a killed server leaves them)."""
         removed = []
@@ -416,14 +438,22 @@ class TritonServer:
         if proc is not None and proc.stdout is not None and (self._tee is None or not self._tee.is_alive()):
             proc.stdout.close()
 
-    def serve_forever(self) -> int:
+    def serve_forever(self, restart: str = "no", max_restarts: int = 5, log: TextIO | None = None) -> int:
         """Block until the server exits or this process gets SIGINT/SIGTERM, then stop it.
 
         Installs SIGTERM/SIGINT handlers only while it runs (main thread only) and restores them.
 
+        Args:
+            restart: "on-failure" starts tritonserver again (same ports, shared memory cleaned) when it
+                exits on its own with a non-zero code or a signal, at most `max_restarts` times in a
+                row, waiting 1, 2, 4 ... s between tries; "no" returns its exit code.
+            log: where each restart is reported (stderr by default).
+
         Returns:
             0 after a requested shutdown, else tritonserver's own exit code.
         """
+        if restart not in ("no", "on-failure"):
+            raise ValueError(f"restart must be 'no' or 'on-failure', got {restart!r}")
         if self._proc is None:
             raise RuntimeError("serve_forever() needs a started server (use it inside `with`)")
 
@@ -434,15 +464,36 @@ class TritonServer:
             raise _Shutdown(signal.Signals(signum).name)
 
         previous = {sig: signal.signal(sig, _raise) for sig in (signal.SIGTERM, signal.SIGINT)}
+        restarts = 0
         try:
-            code = self._proc.wait()
-            return code
+            while True:
+                assert self._proc is not None
+                code = self._proc.wait()
+                if restart == "no" or code == 0 or restarts >= max_restarts:
+                    return code
+                restarts += 1
+                self._restart(code, restarts, max_restarts, log or sys.stderr)
         except _Shutdown:
             self.stop()
             return 0
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def _restart(self, code: int, number: int, limit: int, log: TextIO) -> None:
+        """Clean up after a dead tritonserver (its stubs, shared memory) and start it again."""
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        self.stop()
+        wait = min(30.0, 2.0 ** (number - 1))
+        print(
+            f"adinspect serve: tritonserver died ({how}); restart {number}/{limit} in {wait:.0f} s "
+            f"on the same ports (grpc {self.grpc_port}, http {self.http_port})",
+            file=log,
+            flush=True,
+        )
+        time.sleep(wait)
+        self.start()
+        print(f"adinspect serve: tritonserver ready again (start {self.starts})", file=log, flush=True)
 
 
 @contextlib.contextmanager

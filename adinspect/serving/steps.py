@@ -19,6 +19,10 @@ from adinspect.runtime.postprocess import find_regions, resize_map, verdict_of
 from adinspect.runtime.preprocess import PreprocessSpec, check_rgb, preprocess
 from adinspect.serving.contracts import INSPECT_OUT, MAP_FORMATS
 
+DRAIN_FILE_ENV = "ADINSPECT_DRAIN_FILE"
+"""Environment variable (set by `adinspect serve` for Triton) naming the file whose existence means
+"draining": the preprocess step then refuses new requests with UNAVAILABLE."""
+
 
 class RequestError(ValueError):
     """A request that cannot be served as sent; the message names what was received and expected."""

@@ -28,16 +28,23 @@ class TritonPythonModel:
         )
 
     def execute(self, requests):
+        # Cancelled requests (the client gave up) are answered at once and left out of the batch.
+        live = [i for i, request in enumerate(requests) if not request.is_cancelled()]
+        cancelled = pb_utils.TritonError("request cancelled", pb_utils.TritonError.CANCELLED)
+        responses = [pb_utils.InferenceResponse(error=cancelled) for _ in requests]
+        if not live:
+            return responses
         feeds = [
-            {name: pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in self.step.inputs}
-            for request in requests
+            {
+                name: pb_utils.get_input_tensor_by_name(requests[i], name).as_numpy()
+                for name in self.step.inputs
+            }
+            for i in live
         ]
-        asked = [list(request.requested_output_names()) or list(self.step.outputs) for request in requests]
+        asked = [list(requests[i].requested_output_names()) or list(self.step.outputs) for i in live]
         wanted = sorted({name for names in asked for name in names})
         results = self.step.run(feeds, wanted)
-        return [
-            pb_utils.InferenceResponse(
-                [pb_utils.Tensor(name, np.ascontiguousarray(out[name])) for name in names]
-            )
-            for out, names in zip(results, asked, strict=True)
-        ]
+        for i, out, names in zip(live, results, asked, strict=True):
+            tensors = [pb_utils.Tensor(name, np.ascontiguousarray(out[name])) for name in names]
+            responses[i] = pb_utils.InferenceResponse(tensors)
+        return responses

@@ -25,6 +25,10 @@ class TritonPythonModel:
     def execute(self, requests):
         responses = []
         for request in requests:
+            if request.is_cancelled():  # the client gave up: do not spend the work
+                error = pb_utils.TritonError("request cancelled", pb_utils.TritonError.CANCELLED)
+                responses.append(pb_utils.InferenceResponse(error=error))
+                continue
             try:
                 outputs = postprocess_request(
                     _input(request, POSTPROCESS_IN.anomaly_map),

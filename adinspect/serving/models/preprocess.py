@@ -8,12 +8,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import json
+import os
 
 import triton_python_backend_utils as pb_utils
 
 from adinspect.runtime.preprocess import PreprocessSpec
 from adinspect.serving.contracts import INSPECT_IN, PREPROCESS_OUT
-from adinspect.serving.steps import RequestError, preprocess_request
+from adinspect.serving.steps import DRAIN_FILE_ENV, RequestError, preprocess_request
 
 
 def _optional_input(request, name):
@@ -26,10 +27,19 @@ class TritonPythonModel:
         parameters = json.loads(args["model_config"])["parameters"]
         self.spec = PreprocessSpec.model_validate_json(parameters["preprocess_spec"]["string_value"])
         self.max_pixels = int(parameters["max_pixels"]["string_value"])
+        # `adinspect serve` creates this file when it starts draining (SIGTERM): new requests then get
+        # UNAVAILABLE, which clients retry, while those already past this step finish.
+        self.drain_file = os.environ.get(DRAIN_FILE_ENV, "")
 
     def execute(self, requests):
+        draining = bool(self.drain_file) and os.path.exists(self.drain_file)
         responses = []
         for request in requests:
+            if draining or request.is_cancelled():
+                code = pb_utils.TritonError.UNAVAILABLE if draining else pb_utils.TritonError.CANCELLED
+                text = "server is draining (shutting down); retry" if draining else "request cancelled"
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(text, code)))
+                continue
             try:
                 image, size = preprocess_request(
                     _optional_input(request, INSPECT_IN.image_bytes),
