@@ -84,9 +84,9 @@ def test_serve_command_starts_streams_and_stops_on_ctrl_c(identity_repository: P
     from adinspect.serving.server import free_port
 
     ports = [str(free_port()) for _ in range(3)]
-    script = "import sys\nfrom tests.serving.test_cli import _run\nsys.exit(_run(sys.argv[1:]))\n"
     argv = [
         "serve",
+        "--unverified",  # a hand-written repository: no manifest from `repo build`
         "--repo",
         str(identity_repository),
         "--grpc-port",
@@ -98,10 +98,9 @@ def test_serve_command_starts_streams_and_stops_on_ctrl_c(identity_repository: P
         "--log-file",
         str(tmp_path / "triton.log"),
     ]
-    repo_root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen(
-        [sys.executable, "-c", script, *argv],
-        cwd=repo_root,
+        [sys.executable, "-m", "adinspect.cli", *argv],
+        cwd=tmp_path,  # installed behaviour: not the source folder
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -122,3 +121,19 @@ def test_serve_command_starts_streams_and_stops_on_ctrl_c(identity_repository: P
     assert "Triton stopped" in err
     assert "successfully loaded 'identity'" in out  # the log is streamed to stdout
     assert "successfully loaded 'identity'" in (tmp_path / "triton.log").read_text()
+
+
+def test_serve_refuses_a_repository_nothing_vouches_for(identity_repository: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "adinspect.cli", "serve", "--repo", str(identity_repository)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: ") and "no adinspect_repository.json" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
