@@ -43,6 +43,7 @@ from adinspect.serving.contracts import (
     residual_model,
     seg_model,
 )
+from adinspect.serving.gpu import select_plan, sha256_bytes
 from adinspect.serving.pbtxt import to_pbtxt
 
 MARKER = "adinspect_repository.json"
@@ -215,7 +216,7 @@ def _write_model(root: Path, config: dict[str, Any], files: dict[str, bytes | Pa
             (version / name).write_bytes(content)
 
 
-def _onnx_files(flavor: str, source: Path | bytes, engine: Path | None) -> dict[str, bytes | Path]:
+def _onnx_files(flavor: str, source: bytes, engine: Path | None) -> dict[str, bytes | Path]:
     if flavor == "cpu":
         return {"model.py": _model_source("onnx_runner"), "model.onnx": source}
     if engine is not None:
@@ -223,11 +224,21 @@ def _onnx_files(flavor: str, source: Path | bytes, engine: Path | None) -> dict[
     return {"model.onnx": source}
 
 
-def _engine(engines_dir: Path | None, model: str) -> Path | None:
-    if engines_dir is None:
-        return None
-    plan = Path(engines_dir) / f"{model}.plan"
-    return plan if plan.is_file() else None
+def _write_onnx_model(
+    root: Path,
+    name: str,
+    flavor: Flavor,
+    settings: RepositorySettings,
+    io: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    onnx: bytes,
+    engines_dir: Path | None,
+) -> None:
+    """One ONNX step; in the gpu flavour a plan from `engines_dir` replaces it if it was built
+    from exactly these ONNX bytes at this model's precision (else EngineError)."""
+    precision = settings.precision_of(name)
+    plan = select_plan(engines_dir, name, onnx, precision, settings.max_batch_size)
+    config = onnx_model(name, flavor, settings, io, plan is not None, sha256_bytes(onnx))
+    _write_model(root, config, _onnx_files(flavor, onnx, plan))
 
 
 def build_repository(
@@ -275,15 +286,12 @@ def build_repository(
         _write_model(
             tmp, postprocess_model(settings, shapes.image_size), {"model.py": _model_source("postprocess")}
         )
-        engine = _engine(engines_dir, BACKBONE_MODEL)
-        config = onnx_model(BACKBONE_MODEL, flavor, settings, shapes.backbone_io(), engine is not None)
-        _write_model(tmp, config, _onnx_files(flavor, packages[0].path("backbone.onnx"), engine))
+        backbone = packages[0].path("backbone.onnx").read_bytes()
+        _write_onnx_model(tmp, BACKBONE_MODEL, flavor, settings, shapes.backbone_io(), backbone, engines_dir)
         for package in packages:
-            name = residual_model(package.product)
-            engine = _engine(engines_dir, name)
-            config = onnx_model(name, flavor, settings, shapes.residual_io(reshape), engine is not None)
             baked = bake_threshold(package.path("residual.onnx"), package.threshold)
-            _write_model(tmp, config, _onnx_files(flavor, baked, engine))
+            io = shapes.residual_io(reshape)
+            _write_onnx_model(tmp, residual_model(package.product), flavor, settings, io, baked, engines_dir)
             seg = _package_seg(package)
             params = {
                 "product": package.product,
@@ -294,18 +302,14 @@ def build_repository(
             if seg is None:
                 steps = ensemble_steps(package.product)
             else:
-                name = seg_model(package.product)
-                engine = _engine(engines_dir, name)
                 io = shapes.seg_io(reshape, len(seg.defect_types))
-                _write_model(
-                    tmp,
-                    onnx_model(name, flavor, settings, io, engine is not None),
-                    _onnx_files(flavor, bake_seg(seg), engine),
-                )
+                name = seg_model(package.product)
+                _write_onnx_model(tmp, name, flavor, settings, io, bake_seg(seg), engines_dir)
                 steps = ensemble_steps(package.product, seg_step(package.product))
                 params["defect_types"] = json.dumps(list(seg.defect_types))
             _write_model(tmp, ensemble(package.product, steps, params), {})
         models = sorted(p.name for p in tmp.iterdir() if p.is_dir())
+        _check_precision_names(settings, models)
         marker = {
             "adinspect_version": __version__,
             "flavor": flavor,
@@ -317,6 +321,14 @@ def build_repository(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return BuildReport(out_dir, flavor, [p.product for p in packages], models)
+
+
+def _check_precision_names(settings: RepositorySettings, models: list[str]) -> None:
+    unknown = sorted(set(settings.model_precision) - set(models))
+    if unknown:
+        raise RepositoryError(
+            f"--precision names models {unknown} this repository lacks; its models: {models}"
+        )
 
 
 def _package_seg(package: ModelPackage) -> SegInfo | None:
