@@ -118,3 +118,16 @@ def test_verify_uses_the_seg_threshold_for_a_package_with_adclick_seg(seg_packag
     assert info is not None and rows and all(r.ok for r in rows), [r.problem for r in rows]
     assert all(r.threshold == pytest.approx(info.threshold) for r in rows)
     assert all(0 <= r.local_score <= 1 for r in rows)  # probabilities, not residual norms
+
+
+def test_verify_and_gpu_modules_import_without_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import adinspect.serving.verify, adinspect.serving.gpu, adinspect.runtime.inspector\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'timm'))\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
