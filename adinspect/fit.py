@@ -9,11 +9,12 @@ complete, so a failed fit never leaves a half-written package or destroys an exi
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,10 +50,16 @@ class FitError(InputError):
 
 @dataclass
 class Calibration:
+    """What calibration.json records. `holdout_files` (relative to the fitted data folder) and
+    `holdout_sha256` let `adinspect repo verify --data DIR` find the same images on another host
+    and prove they are the same bytes."""
+
     rule: str
     threshold: float
     holdout: list[str]
     holdout_scores: list[float]
+    holdout_files: list[str] = field(default_factory=list)
+    holdout_sha256: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -145,6 +152,8 @@ def fit_product(
         _, hold_maps, hold_scores = model(feats[hold_idx], gmaps[hold_idx])
     hold_names = [str(goods[i]) for i in hold_idx]
     calibration = calibrate(hold_scores.numpy(), hold_names, config.calibration.std_factor)
+    calibration.holdout_files = [Path(os.path.relpath(goods[i], data_dir)).as_posix() for i in hold_idx]
+    calibration.holdout_sha256 = [sha256_of(goods[i]) for i in hold_idx]
     seconds["bank_and_calibration"] = time.perf_counter() - t1
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Serving sub-commands of `adinspect`: `repo build`, `serve`, `inspect`, and `bench --serving`.
+"""Serving sub-commands of `adinspect`: `repo build|verify`, `serve`, `inspect`, `bench --serving`.
 
 Wired into `adinspect.cli` by `register(subparsers)` (adds the three commands) and, for the
 existing `bench` command, `add_bench_serving_arguments(parser)` + `run_bench_serving(args)`.
@@ -34,6 +34,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--onnx-instances", type=int, help="cpu: backbone/residual instances (default 1)")
     p.add_argument("--threads", type=int, help="cpu: ONNX Runtime threads per instance (default 0 = all)")
     p.add_argument("--no-warmup", action="store_true")
+    p.add_argument(
+        "--precision",
+        action="append",
+        metavar="[MODEL=]fp32|fp16",
+        help="gpu: TensorRT precision of backbone and seg (default fp32), or of one model "
+        "(repeat it); residual models stay fp32. Run `repo verify` before serving fp16",
+    )
+    p.add_argument(
+        "--trt-cache-dir", help="gpu: writable engine cache in the server (/var/cache/adinspect-trt)"
+    )
     p.set_defaults(func=run_repo_build)
     p = repo_sub.add_parser("update", help="put refitted packages live on a running server (no restart)")
     p.add_argument("--repo", type=Path, required=True, help="the repository the server was started on")
@@ -42,6 +52,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--models", type=Path, nargs="+", required=True, help="refitted packages (served products)"
     )
     p.set_defaults(func=run_repo_update)
+
+    p = repo_sub.add_parser(
+        "verify",
+        help="check a served repository against the packages' held-out images (exit 1 if any differ)",
+    )
+    p.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address HOST:PORT")
+    p.add_argument("--models", type=Path, nargs="+", required=True, help="the packages the repository serves")
+    p.add_argument(
+        "--data", type=Path, help="the folder each package was fitted on (default: recorded paths)"
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.01,
+        help="largest |served - in-process| score difference, as a fraction of the threshold (0.01)",
+    )
+    p.add_argument("--timeout", type=float, default=30.0, help="deadline per request, seconds")
+    p.add_argument("--json", type=Path, help="write the report as JSON")
+    p.set_defaults(func=run_repo_verify)
 
     p = subparsers.add_parser("serve", help="run tritonserver (nvidia-pytriton wheel) over a repository")
     p.add_argument("--repo", type=Path, required=True)
@@ -88,6 +117,8 @@ def run_repo_build(args: argparse.Namespace) -> int:
         "intra_op_threads": "--threads",
     }
     given = {field: getattr(args, flag[2:].replace("-", "_")) for field, flag in flags.items()}
+    given.update(_precision_fields(args.precision or []), trt_cache_dir=args.trt_cache_dir)
+    flags.update(precision="--precision", model_precision="--precision", trt_cache_dir="--trt-cache-dir")
     try:
         settings = RepositorySettings(
             **{k: v for k, v in given.items() if v is not None}, warmup=not args.no_warmup
@@ -123,6 +154,32 @@ def run_repo_update(args: argparse.Namespace) -> int:
     finally:
         client.close()
     return 0
+
+
+def _precision_fields(values: list[str]) -> dict[str, object]:
+    """`--precision fp16 --precision backbone=fp32` → precision / model_precision fields."""
+    fields: dict[str, object] = {}
+    per_model: dict[str, str] = {}
+    for value in values:
+        model, _, precision = value.rpartition("=")
+        if model:
+            per_model[model] = precision
+        else:
+            fields["precision"] = precision
+    if per_model:
+        fields["model_precision"] = per_model
+    return fields
+
+
+def run_repo_verify(args: argparse.Namespace) -> int:
+    from adinspect.serving.verify import format_table, verify
+
+    report = verify(args.url, args.models, args.data, args.tolerance, timeout_s=args.timeout)
+    print(format_table(report))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(report.model_dump_json(indent=2) + "\n")
+    return 0 if report.passed else 1
 
 
 def run_serve(args: argparse.Namespace) -> int:

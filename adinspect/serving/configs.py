@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from adinspect.contracts import BACKBONE, RESIDUAL, SEG
 from adinspect.imageio import DEFAULT_MAX_PIXELS
@@ -43,6 +43,7 @@ from adinspect.serving.contracts import (
     residual_model,
     seg_model,
 )
+from adinspect.serving.gpu import Precision, check_requested, fixed_precision, tensorrt_accelerator
 from adinspect.serving.pbtxt import Enum, parameters
 
 Flavor = Literal["cpu", "gpu"]
@@ -76,9 +77,28 @@ class RepositorySettings(BaseModel):
     queue_timeout_ms: int = Field(
         default=5000, ge=1, description="Longest wait in a step's queue before the request is refused."
     )
-    trt_precision: Literal["FP16", "FP32"] = "FP16"
+    # gpu flavour (adinspect.serving.gpu): residual models are FP32 whatever these say
+    precision: Precision = Field(default="fp32", description="TensorRT precision of backbone and seg.")
+    model_precision: dict[str, Precision] = Field(
+        default_factory=dict, description="Per-model precision, e.g. {'backbone': 'fp16'}."
+    )
+    trt_opt_batch: int | None = Field(default=None, ge=1, description="Batch TensorRT tunes for.")
+    trt_cache_dir: str = Field(
+        default="/var/cache/adinspect-trt", description="Writable, persistent engine cache in the server."
+    )
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=64, description="Largest image accepted, H*W.")
     warmup: bool = True
+
+    @field_validator("model_precision")
+    @classmethod
+    def _residual_stays_fp32(cls, value: dict[str, Precision]) -> dict[str, Precision]:
+        for model, precision in value.items():
+            check_requested(model, precision)
+        return value
+
+    def precision_of(self, model: str) -> Precision:
+        """What `model` runs at under TensorRT: fixed FP32 for residual models, else as asked."""
+        return fixed_precision(model) or self.model_precision.get(model, self.precision)
 
 
 @dataclass(frozen=True)
@@ -344,44 +364,32 @@ def onnx_model(
     settings: RepositorySettings,
     io: tuple[list[dict[str, Any]], list[dict[str, Any]]],
     has_engine: bool,
+    onnx_sha256: str = "",
 ) -> dict[str, Any]:
-    """backbone / residual_<p>: Python+ONNX Runtime (cpu), tensorrt_plan, or ORT with TensorRT (gpu)."""
+    """backbone / residual_<p> / seg_<p>: Python+ONNX Runtime (cpu), tensorrt_plan, or ORT with
+    the TensorRT accelerator (gpu). `onnx_sha256` (of the served ONNX) keys ORT's engine cache."""
     inputs, outputs = io
+    config: dict[str, Any] = {"name": name}
     if flavor == "cpu":
-        config = {
-            "name": name,
-            "backend": "python",
-            **_batching(settings),
-            "input": inputs,
-            "output": outputs,
-        }
+        config["backend"] = "python"
+    else:
+        config["platform"] = "tensorrt_plan" if has_engine else "onnxruntime_onnx"
+    config.update({**_batching(settings), "input": inputs, "output": outputs})
+    if flavor == "cpu":
         config["instance_group"] = [{"kind": Enum("KIND_CPU"), "count": settings.onnx_instances}]
         config["parameters"] = parameters({"intra_op_threads": str(settings.intra_op_threads)})
-    elif has_engine:
-        config = {
-            "name": name,
-            "platform": "tensorrt_plan",
-            **_batching(settings),
-            "input": inputs,
-            "output": outputs,
-        }
-        config["instance_group"] = [{"kind": Enum("KIND_GPU"), "count": settings.gpu_instances}]
     else:
-        config = {
-            "name": name,
-            "platform": "onnxruntime_onnx",
-            **_batching(settings),
-            "input": inputs,
-            "output": outputs,
-        }
         config["instance_group"] = [{"kind": Enum("KIND_GPU"), "count": settings.gpu_instances}]
-        accelerator = {
-            "name": "tensorrt",
-            "parameters": [
-                {"key": "precision_mode", "value": settings.trt_precision},
-                {"key": "max_workspace_size_bytes", "value": str(1 << 30)},
-            ],
-        }
+    if flavor == "gpu" and not has_engine:
+        accelerator = tensorrt_accelerator(
+            name,
+            inputs,
+            settings.precision_of(name),
+            settings.max_batch_size,
+            settings.trt_opt_batch,
+            settings.trt_cache_dir,
+            onnx_sha256,
+        )
         config["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [accelerator]}}
     if settings.warmup:
         config["model_warmup"] = _zero_warmup(inputs)

@@ -50,6 +50,7 @@ from adinspect.serving.contracts import (
     residual_model,
     seg_model,
 )
+from adinspect.serving.gpu import select_plan, sha256_bytes
 from adinspect.serving.integrity import MARKER, RepositoryManifest, hash_models, read_manifest
 from adinspect.serving.pbtxt import to_pbtxt
 
@@ -239,7 +240,7 @@ def _write_model(
         _copy_library(version)
 
 
-def _onnx_files(flavor: str, source: Path | bytes, engine: Path | None) -> dict[str, bytes | Path]:
+def _onnx_files(flavor: str, source: bytes, engine: Path | None) -> dict[str, bytes | Path]:
     if flavor == "cpu":
         return {"model.py": _model_source("onnx_runner"), "model.onnx": source}
     if engine is not None:
@@ -247,11 +248,23 @@ def _onnx_files(flavor: str, source: Path | bytes, engine: Path | None) -> dict[
     return {"model.onnx": source}
 
 
-def _engine(engines_dir: Path | None, model: str) -> Path | None:
-    if engines_dir is None:
-        return None
-    plan = Path(engines_dir) / f"{model}.plan"
-    return plan if plan.is_file() else None
+def _write_onnx_model(
+    root: Path,
+    name: str,
+    flavor: Flavor,
+    settings: RepositorySettings,
+    io: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    onnx: bytes,
+    engines_dir: Path | None,
+    version: int = 1,
+) -> dict[str, Any]:
+    """One ONNX step at `version` (pinned); in the gpu flavour a plan from `engines_dir` replaces it
+    if it was built from exactly these ONNX bytes at this model's precision (else EngineError)."""
+    precision = settings.precision_of(name)
+    plan = select_plan(engines_dir, name, onnx, precision, settings.max_batch_size)
+    config = pinned(onnx_model(name, flavor, settings, io, plan is not None, sha256_bytes(onnx)), [version])
+    _write_model(root, config, _onnx_files(flavor, onnx, plan), version)
+    return config
 
 
 def build_repository(
@@ -298,12 +311,12 @@ def build_repository(
         _write_model(
             tmp, postprocess_model(settings, shapes.image_size), {"model.py": _model_source("postprocess")}
         )
-        engine = _engine(engines_dir, BACKBONE_MODEL)
-        config = onnx_model(BACKBONE_MODEL, flavor, settings, shapes.backbone_io(), engine is not None)
-        _write_model(tmp, config, _onnx_files(flavor, packages[0].path("backbone.onnx"), engine))
+        backbone = packages[0].path("backbone.onnx").read_bytes()
+        _write_onnx_model(tmp, BACKBONE_MODEL, flavor, settings, shapes.backbone_io(), backbone, engines_dir)
         for package in packages:
             write_product(tmp, package, flavor, settings, shapes, engines_dir)
         models = sorted(p.name for p in tmp.iterdir() if p.is_dir())
+        _check_precision_names(settings, models)
         marker = RepositoryManifest(
             adinspect_version=__version__,
             flavor=flavor,
@@ -342,13 +355,9 @@ def write_product(
     reshape = flavor == "gpu"
     written: dict[str, dict[str, Any]] = {}
     name = residual_model(package.product)
-    engine = _engine(engines_dir, name)
-    config = pinned(
-        onnx_model(name, flavor, settings, shapes.residual_io(reshape), engine is not None), [version]
-    )
     baked = bake_threshold(package.path("residual.onnx"), package.threshold)
-    _write_model(root, config, _onnx_files(flavor, baked, engine), version)
-    written[name] = config
+    io = shapes.residual_io(reshape)
+    written[name] = _write_onnx_model(root, name, flavor, settings, io, baked, engines_dir, version)
     seg = _package_seg(package)
     params = {
         "product": package.product,
@@ -361,17 +370,24 @@ def write_product(
         steps = ensemble_steps(package.product)
     else:
         name = seg_model(package.product)
-        engine = _engine(engines_dir, name)
         io = shapes.seg_io(reshape, len(seg.defect_types))
-        config = pinned(onnx_model(name, flavor, settings, io, engine is not None), [version])
-        _write_model(root, config, _onnx_files(flavor, bake_seg(seg), engine), version)
-        written[name] = config
+        written[name] = _write_onnx_model(
+            root, name, flavor, settings, io, bake_seg(seg), engines_dir, version
+        )
         steps = ensemble_steps(package.product, seg_step(package.product))
         params["defect_types"] = json.dumps(list(seg.defect_types))
     config = ensemble(package.product, steps, params, versions={m: version for m in written})
     _write_model(root, config, {})
     written[config["name"]] = config
     return written
+
+
+def _check_precision_names(settings: RepositorySettings, models: list[str]) -> None:
+    unknown = sorted(set(settings.model_precision) - set(models))
+    if unknown:
+        raise RepositoryError(
+            f"--precision names models {unknown} this repository lacks; its models: {models}"
+        )
 
 
 def _package_seg(package: ModelPackage) -> SegInfo | None:

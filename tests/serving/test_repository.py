@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from adinspect.package import Manifest, write_manifest
 from adinspect.serving.configs import ensemble_steps
+from adinspect.serving.gpu import PlanRecord, write_record
 from adinspect.serving.repository import MARKER, RepositoryError, bake_threshold, build_repository
 
 from .conftest import clone_package
@@ -64,7 +66,8 @@ def test_gpu_flavour_uses_onnxruntime_with_tensorrt(gpu_repository: Path) -> Non
         assert config.platform == "onnxruntime_onnx"
         assert config.instance_group[0].kind == config.instance_group[0].KIND_GPU
         accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator[0]
-        assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "FP16"
+        # FP32 unless --precision asks otherwise (tests/serving/test_gpu.py)
+        assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "FP32"
         assert not (gpu_repository / model / "1" / "model.py").exists()
     for model in ("preprocess", "postprocess"):
         assert parse_config(gpu_repository / model / "config.pbtxt").backend == "python"
@@ -80,6 +83,9 @@ def test_gpu_flavour_uses_engines_when_given(served_packages, tmp_path: Path) ->
     engines = tmp_path / "engines"
     engines.mkdir()
     (engines / "backbone.plan").write_bytes(b"engine")
+    onnx_sha256 = hashlib.sha256((served_packages[0] / "backbone.onnx").read_bytes()).hexdigest()
+    record = dict(onnx_sha256=onnx_sha256, precision="fp32", min_batch=1, opt_batch=4, max_batch=8)
+    write_record(engines / "backbone.plan", PlanRecord(**record, tensorrt_version="10.5.0"))
     out = tmp_path / "repo"
     build_repository(served_packages, "gpu", out, engines_dir=engines)
     assert parse_config(out / "backbone" / "config.pbtxt").platform == "tensorrt_plan"
