@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -256,19 +257,24 @@ class MetricsExporter:
         self.table_path = Path(table_path)
         self.instance = instance
         self.families = {spec.name: make_family(spec) for spec in (*COUNTERS, RELATIVE_SCORE, *GAUGES)}
-        self.metrics: dict[tuple[str, str], object] = {}
+        self.metrics: dict[tuple[str, str], Any] = {}
         self._load()
 
     def _load(self) -> None:
         self.loaded_mtime = self.table_path.stat().st_mtime_ns
         self.monitor = Monitor(MonitoringTable.read(self.table_path))
+        for monitor in self.monitor.products.values():  # every product's series exists from the start, at 0
+            for spec in (*COUNTERS, RELATIVE_SCORE):
+                self._metric(spec.name, monitor.calibration.product)
 
     def _metric(self, name: str, product: str):
         key = (name, product)
         if key not in self.metrics:
             family = self.families[name]
             if name == RELATIVE_SCORE.name:
-                self.metrics[key] = family.Metric(labels={"product": product}, buckets=RELATIVE_SCORE_BUCKETS)
+                self.metrics[key] = family.Metric(
+                    labels={"product": product}, buckets=list(RELATIVE_SCORE_BUCKETS)
+                )
             elif name in {spec.name for spec in GAUGES}:
                 self.metrics[key] = family.Metric(labels={"product": product, "instance": self.instance})
             else:
@@ -284,17 +290,17 @@ class MetricsExporter:
         if observation is None:
             return None
         product = observation.product
-        self._metric(INSPECTIONS.name, product).increment(1)  # type: ignore[attr-defined]
+        self._metric(INSPECTIONS.name, product).increment(1)
         if observation.failed:
-            self._metric(FAILS.name, product).increment(1)  # type: ignore[attr-defined]
+            self._metric(FAILS.name, product).increment(1)
         if observation.nonfinite:
-            self._metric(NONFINITE.name, product).increment(1)  # type: ignore[attr-defined]
+            self._metric(NONFINITE.name, product).increment(1)
         if observation.relative_score is not None:
-            self._metric(RELATIVE_SCORE.name, product).observe(observation.relative_score)  # type: ignore[attr-defined]
+            self._metric(RELATIVE_SCORE.name, product).observe(observation.relative_score)
         return product
 
     def publish(self, products: Sequence[str]) -> None:
         """Set the drift gauges of `products` (those a batch touched) from their windows."""
         for product, snapshot in self.monitor.snapshots(products).items():
             for name, value in snapshot.gauges().items():
-                self._metric(name, product).set(value)  # type: ignore[attr-defined]
+                self._metric(name, product).set(value)

@@ -113,7 +113,7 @@ class _Recorder:
         self.metrics: dict[tuple, _Series] = {}
 
     def Metric(self, labels, buckets=None):  # noqa: N802 (pb_utils' name)
-        assert (buckets is not None) == (self.spec.kind == "HISTOGRAM")
+        assert isinstance(buckets, list) == (self.spec.kind == "HISTOGRAM")  # Triton wants a list
         series = _Series(labels, buckets)
         self.metrics[tuple(sorted(labels.items()))] = series
         return series
@@ -143,6 +143,7 @@ def test_exporter_counts_and_reloads(tmp_path: Path) -> None:
         return families[spec.name]
 
     exporter = MetricsExporter(path, make_family, "postprocess_0_0")
+    assert families[INSPECTIONS.name].metrics[(("product", "bottle"),)].value == 0  # exists before use
     for score, verdict in [(1.0, "pass"), (3.0, "fail"), (math.inf, "fail")]:
         assert exporter.record(product_id("bottle"), score, verdict) == "bottle"
     exporter.publish(["bottle"])
@@ -151,7 +152,7 @@ def test_exporter_counts_and_reloads(tmp_path: Path) -> None:
     assert families[FAILS.name].metrics[label].value == 2
     assert families[NONFINITE.name].metrics[label].value == 1
     histogram = families[RELATIVE_SCORE.name].metrics[label]
-    assert histogram.observed == [0.5, 1.5] and histogram.buckets == RELATIVE_SCORE_BUCKETS
+    assert histogram.observed == [0.5, 1.5] and histogram.buckets == list(RELATIVE_SCORE_BUCKETS)
     gauge_label = (("instance", "postprocess_0_0"), ("product", "bottle"))
     assert families[WINDOW_SIZE.name].metrics[gauge_label].value == 3
     assert math.isnan(families[KS_STATISTIC.name].metrics[gauge_label].value)
