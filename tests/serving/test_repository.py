@@ -125,7 +125,8 @@ def test_segmentation_slots_in_between_residual_and_postprocess() -> None:
     produced = {tensor for step in with_seg[:-1] for tensor in step.outputs.values()}
     assert set(with_seg[-1].inputs.values()) - {"map_format"} <= produced
     assert with_seg[-1].inputs["defect_type"] == "defect_name" and "threshold" in seg.outputs
-    assert with_seg[2].outputs == {"residual": "residual"}  # map, score, threshold come from seg
+    # map, score, threshold come from seg; the product id (for metrics) from the residual step
+    assert with_seg[2].outputs == {"residual": "residual", "product_id": "product_id"}
     assert with_seg[0].inputs == ensemble_steps("widget")[0].inputs
 
 
