@@ -1,0 +1,414 @@
+"""`adinspect bench --serving --soak SECONDS`: reliability figures of a served product.
+
+Three runs, each writing what the client saw (never a retry hiding an error: every request is
+sent once, `retries=0`):
+- soak: `concurrency` closed-loop workers for `seconds`; requests, failures by gRPC status,
+  p50/p99, throughput, and the server's memory (RSS of tritonserver and its Python-backend stub
+  processes, i.e. its process group) before and after;
+- bad inputs: every image of `malformed.malformed_corpus()` once; each must come back
+  INVALID_ARGUMENT while the server stays live and keeps giving a good image the same score;
+- fault: load on a server of our own, SIGKILL to its whole process group mid-load, a restart on
+  the same ports; errors by status code, seconds from the kill to the first good answer, and the
+  /dev/shm segments the killed server left behind (removed afterwards: only those it had mapped).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from adinspect.client import InspectionClient, InspectionError
+from adinspect.serving.malformed import malformed_corpus, valid_variants
+
+if TYPE_CHECKING:
+    from adinspect.serving.server import TritonServer
+
+ERROR_PAUSE_S = 0.05
+"""A worker's pause after a failed request, as a camera PC's loop would (no busy spin on a dead port)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One request as the client saw it: when it ended (monotonic s), latency, gRPC status."""
+
+    end: float
+    ms: float
+    status: str  # "OK" or the gRPC status name (UNAVAILABLE, INVALID_ARGUMENT, ...)
+
+
+# ------------------------------------------------------------------------------------ processes
+
+
+def process_group_pids(pgid: int) -> list[int]:
+    """Live processes of a process group (tritonserver runs in its own: it and its stubs)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        if int(fields[2]) == pgid:
+            pids.append(int(entry.name))
+    return pids
+
+
+def group_memory(pgid: int | None) -> dict[str, Any]:
+    """RSS (MiB) summed over a process group, and how many processes it has."""
+    if pgid is None:
+        return {"skipped": "server not started by this run (pass no --url to measure its memory)"}
+    page = os.sysconf("SC_PAGE_SIZE")
+    total, count = 0, 0
+    for pid in process_group_pids(pgid):
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
+            count += 1
+        except (OSError, IndexError, ValueError):
+            continue
+    return {"rss_mib": total / 2**20, "processes": count}
+
+
+def mapped_shm(pgid: int) -> set[str]:
+    """/dev/shm files mapped by a process group (the segments a crash of it could leave behind)."""
+    names: set[str] = set()
+    for pid in process_group_pids(pgid):
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+        except OSError:
+            continue
+        names.update(
+            line.split(None, 5)[5].split(" (deleted)")[0] for line in maps.splitlines() if "/dev/shm/" in line
+        )
+    return names
+
+
+# ------------------------------------------------------------------------------------ load
+
+
+def _send(client: InspectionClient, product: str, blob: bytes | np.ndarray) -> str:
+    try:
+        client.inspect(blob, product)
+    except InspectionError as exc:
+        return exc.code or "CLIENT_ERROR"
+    return "OK"
+
+
+def run_load(
+    client: InspectionClient,
+    product: str,
+    blobs: Sequence[bytes],
+    concurrency: int,
+    keep_going: Callable[[], bool],
+) -> list[Outcome]:
+    """Closed-loop workers cycling through `blobs` while `keep_going()`; every request's outcome."""
+    outcomes: list[Outcome] = []
+    lock = threading.Lock()
+    counter = iter(range(1 << 62))
+
+    def worker() -> None:
+        while keep_going():
+            with lock:
+                index = next(counter)
+            start = time.monotonic()
+            status = _send(client, product, blobs[index % len(blobs)])
+            end = time.monotonic()
+            with lock:
+                outcomes.append(Outcome(end, (end - start) * 1000.0, status))
+            if status != "OK":
+                time.sleep(ERROR_PAUSE_S)
+
+    workers = [threading.Thread(target=worker, name=f"soak-{i}") for i in range(concurrency)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return outcomes
+
+
+def load_summary(outcomes: Sequence[Outcome], seconds: float) -> dict[str, Any]:
+    """Requests, failures by status, p50/p90/p99 of the successful ones, throughput."""
+    ok = np.array([o.ms for o in outcomes if o.status == "OK"], np.float64)
+    errors = Counter(o.status for o in outcomes if o.status != "OK")
+    summary: dict[str, Any] = {
+        "requests": len(outcomes),
+        "failures": int(sum(errors.values())),
+        "errors_by_status": dict(sorted(errors.items())),
+        "seconds": seconds,
+        "throughput": len(ok) / seconds if seconds > 0 else float("nan"),
+    }
+    for q in (50, 90, 99):
+        summary[f"p{q}_ms"] = float(np.percentile(ok, q)) if ok.size else float("nan")
+    return summary
+
+
+def run_soak(
+    url: str, product: str, blobs: Sequence[bytes], seconds: float, concurrency: int, pgid: int | None
+) -> dict[str, Any]:
+    """Hold `concurrency` closed-loop workers on the server for `seconds`."""
+    memory_before = group_memory(pgid)
+    with InspectionClient(url, timeout_s=60, retries=0) as client:
+        client.wait_until_ready(product)
+        deadline = time.monotonic() + seconds
+        start = time.monotonic()
+        outcomes = run_load(client, product, blobs, concurrency, lambda: time.monotonic() < deadline)
+        elapsed = time.monotonic() - start
+    return {
+        **load_summary(outcomes, elapsed),
+        "concurrency": concurrency,
+        "memory_before": memory_before,
+        "memory_after": group_memory(pgid),
+    }
+
+
+# ------------------------------------------------------------------------------------ bad inputs
+
+
+def run_bad_inputs(url: str, product: str, good: bytes, pgid: int | None) -> dict[str, Any]:
+    """Send every malformed image once; record each status, then check the server still serves."""
+    memory_before = group_memory(pgid)
+    with InspectionClient(url, timeout_s=60, retries=0) as client:
+        reference = client.inspect(good, product).score
+        refused: dict[str, str] = {}
+        for item in malformed_corpus():
+            refused[item.name] = _send(client, product, item.data)
+        controls = {item.name: _send(client, product, item.data) for item in valid_variants()}
+        live = client.is_live() and client.is_ready()
+        after = client.inspect(good, product).score
+    wrong = {name: status for name, status in refused.items() if status != "INVALID_ARGUMENT"}
+    return {
+        "tried": len(refused),
+        "invalid_argument": len(refused) - len(wrong),
+        "not_invalid_argument": wrong,
+        "statuses": refused,
+        "valid_controls": controls,
+        "server_live_after": bool(live),
+        "good_score_before": reference,
+        "good_score_after": after,
+        "memory_before": memory_before,
+        "memory_after": group_memory(pgid),
+    }
+
+
+# ------------------------------------------------------------------------------------ fault
+
+
+def _remove_leftovers(owned: set[str]) -> list[str]:
+    """The killed server's /dev/shm segments still present; removed (nobody else maps them)."""
+    left = sorted(name for name in owned if Path(name).exists())
+    for name in left:
+        with contextlib.suppress(OSError):
+            Path(name).unlink()
+    return left
+
+
+def run_fault(
+    repository: Path,
+    product: str,
+    blobs: Sequence[bytes],
+    concurrency: int,
+    log_dir: Path,
+    *,
+    kill_after_s: float = 10.0,
+    after_recovery_s: float = 10.0,
+) -> dict[str, Any]:
+    """Load a server of our own, SIGKILL its process group after `kill_after_s`, restart it on the
+    same ports, keep the load on for `after_recovery_s` more; what the client saw, phase by phase."""
+    from adinspect.serving.server import TritonServer
+
+    first = TritonServer(repository, log_file=log_dir / "fault_before.triton.log", startup_timeout=300)
+    second = None
+    first.start()
+    stop = threading.Event()
+    outcomes: list[Outcome] = []
+    client = InspectionClient(first.grpc_url, timeout_s=60, retries=0)
+    load = threading.Thread(
+        target=lambda: outcomes.extend(
+            run_load(client, product, blobs, concurrency, lambda: not stop.is_set())
+        )
+    )
+    try:
+        client.wait_until_ready(product)
+        load.start()
+        time.sleep(kill_after_s)
+        killed = _kill(first)
+        second = TritonServer(
+            repository,
+            grpc_port=first.grpc_port,
+            http_port=first.http_port,
+            metrics_port=first.metrics_port,
+            log_file=log_dir / "fault_after.triton.log",
+            startup_timeout=300,
+        )
+        second.start()
+        ready_at = time.monotonic()
+        time.sleep(after_recovery_s)
+        stop.set()
+        load.join()
+        killed["memory_after_restart"] = group_memory(second.pid)
+    finally:
+        stop.set()
+        if load.is_alive():
+            load.join()
+        client.close()
+        for server in (first, second):
+            if server is not None:
+                server.stop()
+    return _fault_report(outcomes, ready_at, **killed)
+
+
+def _kill(server: TritonServer) -> dict[str, Any]:
+    """SIGKILL to the server's whole process group (tritonserver and its stubs), as a crash or the
+    OOM killer would; returns when it happened, its memory just before, and the shm it left."""
+    pgid = server.pid
+    if pgid is None:
+        raise RuntimeError("the server to kill is not running")
+    owned, memory = mapped_shm(pgid), group_memory(pgid)
+    killed_at = time.monotonic()
+    os.killpg(pgid, signal.SIGKILL)
+    server.stop()  # reaps it; a killed server's segments stay behind
+    return {
+        "killed_at": killed_at,
+        "memory_before_kill": memory,
+        "leftovers": _remove_leftovers(owned),
+        "mapped": len(owned),
+    }
+
+
+def _fault_report(
+    outcomes: Sequence[Outcome],
+    ready_at: float,
+    *,
+    killed_at: float,
+    memory_before_kill: dict[str, Any],
+    memory_after_restart: dict[str, Any],
+    leftovers: Sequence[str],
+    mapped: int,
+) -> dict[str, Any]:
+    """Errors by phase (before the kill, until ready again, after) and the recovery times."""
+    recovered = [o.end for o in outcomes if o.status == "OK" and o.end > killed_at]
+    phases = {
+        "before_kill": [o for o in outcomes if o.end <= killed_at],
+        "down": [o for o in outcomes if killed_at < o.end <= ready_at],
+        "after_restart": [o for o in outcomes if o.end > ready_at],
+    }
+    return {
+        "requests": len(outcomes),
+        "errors_by_status": dict(sorted(Counter(o.status for o in outcomes if o.status != "OK").items())),
+        "phases": {
+            name: {
+                "requests": len(items),
+                "errors_by_status": dict(Counter(o.status for o in items if o.status != "OK")),
+            }
+            for name, items in phases.items()
+        },
+        "restart_to_ready_s": ready_at - killed_at,
+        "recovery_s": (min(recovered) - killed_at) if recovered else None,
+        "shm_segments_mapped": mapped,
+        "shm_segments_left_by_kill": len(leftovers),
+        "memory_before_kill": memory_before_kill,
+        "memory_after_restart": memory_after_restart,
+    }
+
+
+# ------------------------------------------------------------------------------------ the bench
+
+
+def run_reliability_bench(
+    model_dir: Path,
+    images: Sequence[Path],
+    out_json: Path,
+    *,
+    seconds: float,
+    concurrency: int,
+    url: str | None = None,
+    fault: bool = False,
+    kill_after_s: float = 10.0,
+) -> dict[str, Any]:
+    """Soak and bad inputs on `url` (or on a server started here), then the fault run if asked;
+    writes `out_json` and returns the results."""
+    import json
+    import tempfile
+
+    from adinspect.package import ModelPackage
+    from adinspect.serving.repository import build_repository
+    from adinspect.serving.server import TritonServer
+
+    product = ModelPackage.load(model_dir, verify=False).product
+    blobs = [Path(p).read_bytes() for p in images]
+    if not blobs:
+        raise ValueError("the soak needs at least one image, got none")
+    results: dict[str, Any] = {"product": product, "images": len(blobs), "cpu_count": os.cpu_count()}
+    log_dir = Path(out_json).parent
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="adinspect-soak-") as tmp:
+        repository = Path(tmp) / "model_repository"
+        if url is None or fault:
+            build_repository([model_dir], "cpu", repository)
+        if url is None:
+            with TritonServer(
+                repository, log_file=log_dir / "soak.triton.log", startup_timeout=300
+            ) as server:
+                results["soak"] = run_soak(server.grpc_url, product, blobs, seconds, concurrency, server.pid)
+                results["bad_inputs"] = run_bad_inputs(server.grpc_url, product, blobs[0], server.pid)
+        else:
+            results["soak"] = run_soak(url, product, blobs, seconds, concurrency, None)
+            results["bad_inputs"] = run_bad_inputs(url, product, blobs[0], None)
+        if fault:
+            results["fault"] = run_fault(
+                repository, product, blobs, concurrency, log_dir, kill_after_s=kill_after_s
+            )
+    Path(out_json).write_text(json.dumps(results, indent=2, default=float) + "\n")
+    return results
+
+
+def _memory(record: dict[str, Any]) -> str:
+    if "rss_mib" not in record:
+        return "not measured"
+    return f"{record['rss_mib']:.0f} MiB in {record['processes']} processes"
+
+
+def format_reliability_table(results: dict[str, Any]) -> str:
+    """The results as a few readable lines."""
+    soak, bad = results["soak"], results["bad_inputs"]
+    rows = [
+        f"soak, {results['product']}, concurrency {soak['concurrency']}, {soak['seconds']:.0f} s:",
+        f"  requests {soak['requests']}, failures {soak['failures']} {soak['errors_by_status'] or ''}",
+        f"  p50 {soak['p50_ms']:.1f} ms, p90 {soak['p90_ms']:.1f} ms, p99 {soak['p99_ms']:.1f} ms, "
+        f"{soak['throughput']:.1f} images/s",
+        f"  server memory before {_memory(soak['memory_before'])}, after {_memory(soak['memory_after'])}",
+        f"bad inputs: {bad['invalid_argument']} of {bad['tried']} malformed images got INVALID_ARGUMENT"
+        + (f"; others: {bad['not_invalid_argument']}" if bad["not_invalid_argument"] else ""),
+        f"  valid controls: {bad['valid_controls']}",
+        f"  server live afterwards: {bad['server_live_after']}, good image score "
+        f"{bad['good_score_before']:.4f} before, {bad['good_score_after']:.4f} after",
+    ]
+    fault = results.get("fault")
+    if fault:
+        recovery = fault["recovery_s"]
+        rows += [
+            "fault (SIGKILL of tritonserver and its stubs mid-load, restarted on the same ports):",
+            f"  requests {fault['requests']}, errors {fault['errors_by_status']}",
+        ]
+        rows += [
+            f"  {phase:<14} requests {p['requests']:>6}, errors {p['errors_by_status']}"
+            for phase, p in fault["phases"].items()
+        ]
+        rows += [
+            f"  restart until ready {fault['restart_to_ready_s']:.1f} s; first good answer "
+            + (f"{recovery:.1f} s after the kill" if recovery is not None else "never"),
+            f"  /dev/shm segments left by the kill: {fault['shm_segments_left_by_kill']} of "
+            f"{fault['shm_segments_mapped']} mapped (removed by the bench)",
+        ]
+    return "\n".join(rows)
