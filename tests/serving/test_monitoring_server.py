@@ -113,8 +113,13 @@ def test_metrics_endpoint_counts_what_the_client_saw(
         assert samples[(f"{RELATIVE_SCORE.name}_sum", labels)] == pytest.approx(
             np.sum(scores / threshold), rel=1e-5
         )
-        at_threshold = frozenset({"product": product, "le": "1.0"}.items())
-        assert samples[(f"{RELATIVE_SCORE.name}_bucket", at_threshold)] == np.sum(scores / threshold <= 1.0)
+        buckets = {
+            float(dict(key)["le"]): value
+            for (name, key), value in samples.items()
+            if name == f"{RELATIVE_SCORE.name}_bucket" and dict(key)["product"] == product
+        }
+        assert buckets[1.0] == np.sum(scores / threshold <= 1.0)
+        assert buckets[math.inf] == len(inspected)
         assert by_product(samples, WINDOW_SIZE.name)[product] == [len(inspected)]
         assert by_product(samples, FAIL_FRACTION.name)[product] == [pytest.approx(np.mean(fails))]
 
