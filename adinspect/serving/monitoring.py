@@ -25,9 +25,11 @@ each product's id, threshold and calibration scores. Numpy only: no torch, no Tr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from adinspect.package import ModelPackage
 
 MONITORING_FILE = "monitoring.json"
+TABLE_CHECK_S = 5.0
 RELATIVE_SCORE_BUCKETS = (0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 4.0, 8.0)
 
 
@@ -245,8 +248,9 @@ class MetricsExporter:
     """Feeds a Monitor and writes its figures into metric families of the serving process.
 
     Args:
-        table_path: MONITORING_FILE; re-read when a request names a product it does not know
-            (a product added to the repository after this instance loaded).
+        table_path: MONITORING_FILE; re-read when it changes (checked every TABLE_CHECK_S, and
+            whenever a request names an unknown product): a product added or refitted while
+            serving is counted with its new calibration; the drift windows then start afresh.
         make_family: MetricSpec → a family with `Metric(labels=..., buckets=...)` whose metrics
             have `increment`, `set` or `observe` (Triton's `pb_utils.MetricFamily` in postprocess;
             kept as a parameter so adinspect never imports Triton's backend utilities).
@@ -258,6 +262,7 @@ class MetricsExporter:
         self.instance = instance
         self.families = {spec.name: make_family(spec) for spec in (*COUNTERS, RELATIVE_SCORE, *GAUGES)}
         self.metrics: dict[tuple[str, str], Any] = {}
+        self.checked_at = time.monotonic()
         self._load()
 
     def _load(self) -> None:
@@ -283,10 +288,13 @@ class MetricsExporter:
 
     def record(self, pid: int, score: float, verdict: str) -> str | None:
         """Count one served verdict; the product's name, or None for an unknown product id."""
+        now = time.monotonic()
+        if now - self.checked_at > TABLE_CHECK_S or pid not in self.monitor.products:
+            self.checked_at = now
+            with contextlib.suppress(OSError):  # mid-rewrite: keep the table we have
+                if self.table_path.stat().st_mtime_ns != self.loaded_mtime:
+                    self._load()
         observation = self.monitor.observe(pid, score, verdict)
-        if observation is None and self.table_path.stat().st_mtime_ns != self.loaded_mtime:
-            self._load()
-            observation = self.monitor.observe(pid, score, verdict)
         if observation is None:
             return None
         product = observation.product

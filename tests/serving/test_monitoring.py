@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +166,17 @@ def test_exporter_counts_and_reloads(tmp_path: Path) -> None:
     path.write_text(json.dumps(table))
     assert exporter.record(product_id("cable"), 1.0, "pass") == "cable"
     assert families[INSPECTIONS.name].metrics[(("product", "cable"),)].value == 1
+
+
+def test_exporter_picks_up_a_refitted_product(tmp_path: Path) -> None:
+    path = tmp_path / "monitoring.json"
+    MonitoringTable(products=[_calibration([0.1, 0.2], threshold=2.0)]).write(path)
+    exporter = MetricsExporter(path, _Recorder, "postprocess_0_0")
+    exporter.record(product_id("bottle"), 1.0, "pass")
+    assert exporter.monitor.products[product_id("bottle")].calibration.threshold == 2.0
+    MonitoringTable(products=[_calibration([0.1, 0.2], threshold=4.0)]).write(path)
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))  # a distinct mtime on any filesystem
+    exporter.checked_at = 0.0  # as if TABLE_CHECK_S had passed
+    exporter.record(product_id("bottle"), 1.0, "pass")
+    monitor = exporter.monitor.products[product_id("bottle")]
+    assert monitor.calibration.threshold == 4.0 and len(monitor.scores) == 1  # the window started afresh
