@@ -44,6 +44,7 @@ class Outcome:
     end: float
     ms: float
     status: str  # "OK" or the gRPC status name (UNAVAILABLE, INVALID_ARGUMENT, ...)
+    message: str = ""  # the error's text
 
 
 # ------------------------------------------------------------------------------------ processes
@@ -97,12 +98,13 @@ def mapped_shm(pgid: int) -> set[str]:
 # ------------------------------------------------------------------------------------ load
 
 
-def _send(client: InspectionClient, product: str, blob: bytes | np.ndarray) -> str:
+def _send(client: InspectionClient, product: str, blob: bytes | np.ndarray) -> tuple[str, str]:
+    """(gRPC status name, error text) of one request."""
     try:
         client.inspect(blob, product)
     except InspectionError as exc:
-        return exc.code or "CLIENT_ERROR"
-    return "OK"
+        return exc.code or "CLIENT_ERROR", str(exc)
+    return "OK", ""
 
 
 def run_load(
@@ -122,10 +124,10 @@ def run_load(
             with lock:
                 index = next(counter)
             start = time.monotonic()
-            status = _send(client, product, blobs[index % len(blobs)])
+            status, message = _send(client, product, blobs[index % len(blobs)])
             end = time.monotonic()
             with lock:
-                outcomes.append(Outcome(end, (end - start) * 1000.0, status))
+                outcomes.append(Outcome(end, (end - start) * 1000.0, status, message))
             if status != "OK":
                 time.sleep(ERROR_PAUSE_S)
 
@@ -182,8 +184,8 @@ def run_bad_inputs(url: str, product: str, good: bytes, pgid: int | None) -> dic
         reference = client.inspect(good, product).score
         refused: dict[str, str] = {}
         for item in malformed_corpus():
-            refused[item.name] = _send(client, product, item.data)
-        controls = {item.name: _send(client, product, item.data) for item in valid_variants()}
+            refused[item.name] = _send(client, product, item.data)[0]
+        controls = {item.name: _send(client, product, item.data)[0] for item in valid_variants()}
         live = client.is_live() and client.is_ready()
         after = client.inspect(good, product).score
     wrong = {name: status for name, status in refused.items() if status != "INVALID_ARGUMENT"}
@@ -310,6 +312,7 @@ def _fault_report(
             name: {
                 "requests": len(items),
                 "errors_by_status": dict(Counter(o.status for o in items if o.status != "OK")),
+                "first_error": {o.status: o.message[:300] for o in reversed(items) if o.status != "OK"},
             }
             for name, items in phases.items()
         },
@@ -401,10 +404,9 @@ def format_reliability_table(results: dict[str, Any]) -> str:
             "fault (SIGKILL of tritonserver and its stubs mid-load, restarted on the same ports):",
             f"  requests {fault['requests']}, errors {fault['errors_by_status']}",
         ]
-        rows += [
-            f"  {phase:<14} requests {p['requests']:>6}, errors {p['errors_by_status']}"
-            for phase, p in fault["phases"].items()
-        ]
+        for phase, p in fault["phases"].items():
+            rows.append(f"  {phase:<14} requests {p['requests']:>6}, errors {p['errors_by_status']}")
+            rows += [f"    {code}: {text[:140]}" for code, text in p.get("first_error", {}).items()]
         rows += [
             f"  restart until ready {fault['restart_to_ready_s']:.1f} s; first good answer "
             + (f"{recovery:.1f} s after the kill" if recovery is not None else "never"),

@@ -36,8 +36,8 @@ def test_load_summary_counts_failures_by_status() -> None:
 def test_fault_report_phases() -> None:
     outcomes = [
         Outcome(1.0, 5.0, "OK"),
-        Outcome(10.5, 5.0, "UNAVAILABLE"),
-        Outcome(12.0, 5.0, "UNAVAILABLE"),
+        Outcome(10.5, 5.0, "UNAVAILABLE", "first"),
+        Outcome(12.0, 5.0, "UNAVAILABLE", "second"),
         Outcome(31.0, 5.0, "OK"),
         Outcome(32.0, 5.0, "OK"),
     ]
@@ -50,8 +50,9 @@ def test_fault_report_phases() -> None:
         leftovers=["/dev/shm/x"],
         mapped=3,
     )
-    assert report["phases"]["before_kill"] == {"requests": 1, "errors_by_status": {}}
-    assert report["phases"]["down"] == {"requests": 2, "errors_by_status": {"UNAVAILABLE": 2}}
+    assert report["phases"]["before_kill"] == {"requests": 1, "errors_by_status": {}, "first_error": {}}
+    assert report["phases"]["down"]["errors_by_status"] == {"UNAVAILABLE": 2}
+    assert report["phases"]["down"]["first_error"] == {"UNAVAILABLE": "first"}
     assert report["phases"]["after_restart"]["requests"] == 2
     assert report["recovery_s"] == 21.0 and report["restart_to_ready_s"] == 20.0
     assert report["shm_segments_left_by_kill"] == 1 and report["shm_segments_mapped"] == 3
@@ -103,5 +104,8 @@ def test_fault_run_kills_restarts_and_recovers(
     # while it is down the client sees errors (which codes is the figure the bench reports)
     assert sum(phases["down"]["errors_by_status"].values()) > 0
     assert report["recovery_s"] is not None and report["recovery_s"] > 0
-    assert phases["after_restart"]["requests"] > 0 and phases["after_restart"]["errors_by_status"] == {}
+    # the client's channel may still be in gRPC's reconnect back-off for a while after the restart:
+    # those UNAVAILABLE answers are reported, not hidden; some requests must succeed again
+    after = phases["after_restart"]
+    assert after["requests"] > sum(after["errors_by_status"].values())
     assert report["memory_after_restart"]["processes"] >= 2
