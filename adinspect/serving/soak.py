@@ -158,20 +158,36 @@ def load_summary(outcomes: Sequence[Outcome], seconds: float) -> dict[str, Any]:
 def run_soak(
     url: str, product: str, blobs: Sequence[bytes], seconds: float, concurrency: int, pgid: int | None
 ) -> dict[str, Any]:
-    """Hold `concurrency` closed-loop workers on the server for `seconds`."""
+    """Hold `concurrency` closed-loop workers on the server for `seconds`; the server's memory
+    before, every tenth of the run (the first sample is after warm-up: ONNX Runtime's arenas
+    grow with the first batches, so growth after it is what would point to a leak) and after."""
     memory_before = group_memory(pgid)
+    samples: list[dict[str, Any]] = []
     with InspectionClient(url, timeout_s=60, retries=0) as client:
         client.wait_until_ready(product)
-        deadline = time.monotonic() + seconds
         start = time.monotonic()
+        deadline = start + seconds
+        done = threading.Event()
+        sampler = threading.Thread(target=_sample_memory, args=(pgid, start, seconds / 10, done, samples))
+        sampler.start()
         outcomes = run_load(client, product, blobs, concurrency, lambda: time.monotonic() < deadline)
         elapsed = time.monotonic() - start
+        done.set()
+        sampler.join()
     return {
         **load_summary(outcomes, elapsed),
         "concurrency": concurrency,
         "memory_before": memory_before,
+        "memory_during": samples,
         "memory_after": group_memory(pgid),
     }
+
+
+def _sample_memory(
+    pgid: int | None, start: float, every_s: float, done: threading.Event, samples: list[dict[str, Any]]
+) -> None:
+    while not done.wait(every_s):
+        samples.append({"t_s": round(time.monotonic() - start, 1), **group_memory(pgid)})
 
 
 # ------------------------------------------------------------------------------------ bad inputs
@@ -391,6 +407,10 @@ def format_reliability_table(results: dict[str, Any]) -> str:
         f"  p50 {soak['p50_ms']:.1f} ms, p90 {soak['p90_ms']:.1f} ms, p99 {soak['p99_ms']:.1f} ms, "
         f"{soak['throughput']:.1f} images/s",
         f"  server memory before {_memory(soak['memory_before'])}, after {_memory(soak['memory_after'])}",
+        "  during (s: MiB): "
+        + ", ".join(
+            f"{m['t_s']:.0f}: {m['rss_mib']:.0f}" for m in soak.get("memory_during", []) if "rss_mib" in m
+        ),
         f"bad inputs: {bad['invalid_argument']} of {bad['tried']} malformed images got INVALID_ARGUMENT"
         + (f"; others: {bad['not_invalid_argument']}" if bad["not_invalid_argument"] else ""),
         f"  valid controls: {bad['valid_controls']}",

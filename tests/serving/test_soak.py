@@ -82,6 +82,7 @@ def test_malformed_corpus_and_short_soak_on_a_real_server(triton_server, synthet
     )
     assert soak["requests"] > 0 and soak["failures"] == 0 and soak["errors_by_status"] == {}
     assert soak["memory_before"]["rss_mib"] > 0 and soak["memory_after"]["rss_mib"] > 0
+    assert soak["memory_during"] and all(m["processes"] >= 2 for m in soak["memory_during"])
     table = format_reliability_table({"product": "widget", "soak": soak, "bad_inputs": bad})
     assert f"{bad['tried']} of {bad['tried']} malformed images got INVALID_ARGUMENT" in table
 
