@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from adinspect.serving.fault import _fault_report
 from adinspect.serving.malformed import malformed_corpus
 from adinspect.serving.soak import (
     Outcome,
-    _fault_report,
     format_reliability_table,
     group_memory,
     load_summary,
@@ -92,7 +92,7 @@ def test_malformed_corpus_and_short_soak_on_a_real_server(triton_server, synthet
 def test_fault_run_kills_restarts_and_recovers(
     cpu_repository: Path, synthetic_root: Path, tmp_path: Path
 ) -> None:
-    from adinspect.serving.soak import run_fault
+    from adinspect.serving.fault import run_fault
 
     from .conftest import TRITON_MISSING
 
