@@ -58,9 +58,11 @@ def run_fault(
     *,
     kill_after_s: float = 10.0,
     after_recovery_s: float = 10.0,
+    recovery_timeout_s: float = 300.0,
 ) -> dict[str, Any]:
     """Load a server of our own, SIGKILL its process group after `kill_after_s`, restart it on the
-    same ports, keep the load on for `after_recovery_s` more; what the client saw, phase by phase."""
+    same ports, keep the load on until the client gets a good answer again (at most
+    `recovery_timeout_s`) and `after_recovery_s` more; what the client saw, phase by phase."""
     from adinspect.serving.server import TritonServer
 
     first = TritonServer(repository, log_file=log_dir / "fault_before.triton.log", startup_timeout=300)
@@ -70,9 +72,7 @@ def run_fault(
     outcomes: list[Outcome] = []
     client = InspectionClient(first.grpc_url, timeout_s=60, retries=0)
     load = threading.Thread(
-        target=lambda: outcomes.extend(
-            run_load(client, product, blobs, concurrency, lambda: not stop.is_set())
-        )
+        target=run_load, args=(client, product, blobs, concurrency, lambda: not stop.is_set(), outcomes)
     )
     try:
         client.wait_until_ready(product)
@@ -89,6 +89,7 @@ def run_fault(
         )
         second.start()
         ready_at = time.monotonic()
+        _wait_for_success(outcomes, ready_at, recovery_timeout_s)
         time.sleep(after_recovery_s)
         stop.set()
         load.join()
@@ -102,6 +103,17 @@ def run_fault(
             if server is not None:
                 server.stop()
     return _fault_report(outcomes, ready_at, **killed)
+
+
+def _wait_for_success(outcomes: list[Outcome], since: float, timeout_s: float) -> None:
+    """Until a request that ended after `since` succeeded, or `timeout_s` passed."""
+    deadline, checked = time.monotonic() + timeout_s, 0
+    while time.monotonic() < deadline:
+        end = len(outcomes)
+        if any(o.status == "OK" and o.end > since for o in outcomes[checked:end]):
+            return
+        checked = end
+        time.sleep(0.2)
 
 
 def _kill(server: TritonServer) -> dict[str, Any]:

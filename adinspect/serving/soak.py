@@ -92,9 +92,11 @@ def run_load(
     blobs: Sequence[bytes],
     concurrency: int,
     keep_going: Callable[[], bool],
+    outcomes: list[Outcome] | None = None,
 ) -> list[Outcome]:
-    """Closed-loop workers cycling through `blobs` while `keep_going()`; every request's outcome."""
-    outcomes: list[Outcome] = []
+    """Closed-loop workers cycling through `blobs` while `keep_going()`; every request's outcome,
+    appended as it ends to `outcomes` (so another thread can watch) and returned."""
+    outcomes = [] if outcomes is None else outcomes
     lock = threading.Lock()
     counter = iter(range(1 << 62))
 
