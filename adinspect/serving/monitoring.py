@@ -266,8 +266,9 @@ class MetricsExporter:
         self._load()
 
     def _load(self) -> None:
-        self.loaded_mtime = self.table_path.stat().st_mtime_ns
+        mtime = self.table_path.stat().st_mtime_ns
         self.monitor = Monitor(MonitoringTable.read(self.table_path))
+        self.loaded_mtime = mtime
         for monitor in self.monitor.products.values():  # every product's series exists from the start, at 0
             for spec in (*COUNTERS, RELATIVE_SCORE):
                 self._metric(spec.name, monitor.calibration.product)
@@ -291,7 +292,7 @@ class MetricsExporter:
         now = time.monotonic()
         if now - self.checked_at > TABLE_CHECK_S or pid not in self.monitor.products:
             self.checked_at = now
-            with contextlib.suppress(OSError):  # mid-rewrite: keep the table we have
+            with contextlib.suppress(OSError, ValueError):  # mid-rewrite: keep the table we have
                 if self.table_path.stat().st_mtime_ns != self.loaded_mtime:
                     self._load()
         observation = self.monitor.observe(pid, score, verdict)
