@@ -94,6 +94,7 @@ class InspectionClient:
         deadline_s: overall deadline of one image, retries included (DEADLINE_EXCEEDED after it).
         backoff_s: first wait between attempts; doubles each time, with full jitter, at most 2 s.
         max_in_flight: concurrent requests `inspect_batch` keeps open (its worker threads).
+        retry: False sends every call once (benchmarks that count raw failures); the deadline holds.
     """
 
     def __init__(
@@ -103,6 +104,7 @@ class InspectionClient:
         deadline_s: float = 10.0,
         backoff_s: float = 0.05,
         max_in_flight: int = 8,
+        retry: bool = True,
     ) -> None:
         self.url = url
         self.deadline_s = float(deadline_s)
@@ -110,8 +112,9 @@ class InspectionClient:
             raise ValueError(f"deadline_s must be a positive number of seconds, got {self.deadline_s!r}")
         self.backoff_s = backoff_s
         self.max_in_flight = max_in_flight
+        self.retry = retry
         self._grpc = _grpc()
-        self._client = self._grpc.InferenceServerClient(url=url)
+        self._client = self._grpc.InferenceServerClient(url=url, channel_args=_channel_args(self._grpc))
         self._info: dict[str, ProductInfo] = {}
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
@@ -326,7 +329,8 @@ class InspectionClient:
             except exc_type as exc:
                 code, message = _status(exc), str(exc.message() or exc)
                 wait = random.uniform(0, min(2.0, self.backoff_s * 2**attempt))  # full jitter
-                if not is_transient(code, message) or time.monotonic() + wait >= deadline:
+                last = not self.retry or time.monotonic() + wait >= deadline
+                if not is_transient(code, message) or last:
                     if is_transient(code, message):  # reported as what it is: the server is unavailable
                         message = (
                             f"still failing after {attempt + 1} attempts in {self.deadline_s:g} s: {message}"
@@ -335,6 +339,19 @@ class InspectionClient:
                     raise InspectionError(f"{what} at {self.url}: {message}", code) from exc
                 time.sleep(wait)
         raise AssertionError("unreachable")
+
+
+def _channel_args(grpcclient: Any) -> list[tuple[str, Any]]:
+    """tritonclient's own channel options, plus a reconnect back-off capped at 1 s: gRPC's default
+    grows to 120 s, so after a server restart the channel stayed down ~10 s past readiness."""
+    size = grpcclient.MAX_GRPC_MESSAGE_SIZE
+    return [
+        ("grpc.max_send_message_length", size),
+        ("grpc.max_receive_message_length", size),
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 1000),
+    ]
 
 
 def _text(response: Any, name: str) -> str:

@@ -264,6 +264,15 @@ def add_bench_serving_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--concurrency", default="1,2,4,8", help="comma-separated concurrency levels")
     group.add_argument("--requests", type=int, default=64, help="requests per concurrency level")
     group.add_argument("--no-perf-analyzer", action="store_true")
+    group.add_argument(
+        "--soak",
+        type=float,
+        metavar="SECONDS",
+        help="reliability run instead: SECONDS of load at the highest --concurrency, then malformed images",
+    )
+    group.add_argument(
+        "--fault", action="store_true", help="with --soak: also kill the server mid-load and restart it"
+    )
 
 
 def run_bench_serving(args: argparse.Namespace) -> int:
@@ -274,6 +283,8 @@ def run_bench_serving(args: argparse.Namespace) -> int:
     dataset = open_dataset(Path(args.data))
     images = ([s.path for s in dataset.test] or list(dataset.train))[: args.images]
     levels = [int(v) for v in str(args.concurrency).split(",") if v.strip()]
+    if args.soak is not None:
+        return _run_soak(args, images, max(levels))
     options = dict(
         concurrency=levels,
         requests_per_level=args.requests,
@@ -294,4 +305,24 @@ def run_bench_serving(args: argparse.Namespace) -> int:
                 results = run_serving_bench(args.model, images, server.grpc_url, args.json, **options)
     print(format_table(results))
     print(f"wrote {args.json} and {Path(args.json).with_suffix('.png')}")
+    return 0
+
+
+def _run_soak(args: argparse.Namespace, images: list[Path], concurrency: int) -> int:
+    """`bench --serving --soak SECONDS [--fault]`: see adinspect.serving.soak."""
+    from adinspect.serving.soak import format_reliability_table, run_reliability_bench
+
+    if args.soak <= 0:
+        raise InputError(f"--soak must be a positive number of seconds, got {args.soak}")
+    results = run_reliability_bench(
+        args.model,
+        images,
+        args.json,
+        seconds=args.soak,
+        concurrency=concurrency,
+        url=args.url,
+        fault=args.fault,
+    )
+    print(format_reliability_table(results))
+    print(f"wrote {args.json}")
     return 0

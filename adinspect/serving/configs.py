@@ -138,6 +138,7 @@ def ensemble_steps(product: str, segmentation: Step | None = None) -> list[Step]
     }
     if segmentation is not None:
         residual_outputs = {RESIDUAL_OUT.residual: "residual"}
+    residual_outputs[RESIDUAL_OUT.product_id] = "product_id"  # metrics only (serving/monitoring.py)
     steps = [
         Step(
             PREPROCESS_MODEL,
@@ -161,6 +162,7 @@ def ensemble_steps(product: str, segmentation: Step | None = None) -> list[Step]
         POSTPROCESS_IN.threshold: "product_threshold",
         POSTPROCESS_IN.original_size: "original_size",
         POSTPROCESS_IN.map_format: INSPECT_IN.map_format,
+        POSTPROCESS_IN.product_id: "product_id",
     }
     if segmentation is not None:
         steps.append(segmentation)
@@ -212,6 +214,7 @@ def postprocess_model(settings: RepositorySettings, image_size: int) -> dict[str
         _tensor(POSTPROCESS_IN.original_size, "TYPE_INT32", [2]),
         _tensor(POSTPROCESS_IN.map_format, "TYPE_STRING", [1], optional=True),
         _tensor(POSTPROCESS_IN.defect_type, "TYPE_STRING", [1], optional=True),
+        _tensor(POSTPROCESS_IN.product_id, "TYPE_INT32", [1], optional=True),
     ]
     return python_model(POSTPROCESS_MODEL, settings, inputs, _ensemble_io()[1], {})
 
@@ -286,6 +289,7 @@ class Shapes:
                 _tensor(RESIDUAL_OUT.anomaly_map, "TYPE_FP32", [1, s, s]),
                 _tensor(RESIDUAL_OUT.score, "TYPE_FP32", [1], **scalar),
                 _tensor(RESIDUAL_OUT.threshold, "TYPE_FP32", [1], **scalar),
+                _tensor(RESIDUAL_OUT.product_id, "TYPE_INT32", [1], **scalar),
             ],
         )
 

@@ -46,6 +46,7 @@ class ResidualServingOutputs(NamedTuple):
     anomaly_map: str = RESIDUAL.anomaly_map
     score: str = RESIDUAL.score
     threshold: str = "threshold"  # (B,) the product's calibrated threshold, baked in at build time
+    product_id: str = "product_id"  # (B,) int32 monitoring.product_id(product), baked in at build time
 
 
 class SegServingOutputs(NamedTuple):
@@ -67,6 +68,7 @@ class PostprocessInputs(NamedTuple):
     original_size: str = PreprocessOutputs().original_size
     map_format: str = InspectInputs().map_format
     defect_type: str = "defect_type"  # TYPE_STRING [1], optional: given by seg_<product>
+    product_id: str = "product_id"  # TYPE_INT32 [1], optional: which product's metrics to count in
 
 
 INSPECT_IN = InspectInputs()

@@ -23,10 +23,17 @@ from typing import Any
 
 from adinspect.package import ModelPackage
 from adinspect.serving.configs import Flavor, RepositorySettings, Shapes
-from adinspect.serving.contracts import ensemble_model
+from adinspect.serving.contracts import POSTPROCESS_MODEL, ensemble_model
 from adinspect.serving.integrity import MARKER, RepositoryManifest, hash_models, verify_repository
+from adinspect.serving.monitoring import MONITORING_FILE, MonitoringTable
 from adinspect.serving.pbtxt import to_pbtxt
-from adinspect.serving.repository import RepositoryError, load_packages, pinned, write_product
+from adinspect.serving.repository import (
+    RepositoryError,
+    load_packages,
+    monitoring_entry,
+    pinned,
+    write_product,
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,20 @@ def _check_compatible(manifest: RepositoryManifest, package: ModelPackage) -> No
             f"{package.root}: its input spec differs from the served one ({manifest.preprocess}); "
             "rebuild the repository with `adinspect repo build` and restart"
         )
+
+
+def _update_monitoring(repo: Path, package: ModelPackage) -> None:
+    """The drift monitor's entry for the product: the new threshold and calibration scores (the
+    postprocess model re-reads the file within seconds)."""
+    path = repo / POSTPROCESS_MODEL / "1" / MONITORING_FILE
+    if not path.is_file():
+        return
+    table = MonitoringTable.model_validate_json(path.read_text())
+    entry = monitoring_entry(package)
+    products = [p for p in table.products if p.product != package.product] + [entry]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(table.model_copy(update={"products": products}).model_dump_json(indent=2) + "\n")
+    tmp.replace(path)
 
 
 def update_product(repo: Path, client: Any, model_dir: Path) -> UpdateReport:
@@ -104,6 +125,7 @@ def update_product(repo: Path, client: Any, model_dir: Path) -> UpdateReport:
         for name in set(old_steps) - set(steps):  # a seg model the new package no longer has
             client.unload_model(name)
             shutil.rmtree(repo / name, ignore_errors=True)
+        _update_monitoring(repo, package)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     models = sorted(p.name for p in repo.iterdir() if p.is_dir() and (p / "config.pbtxt").is_file())

@@ -31,7 +31,7 @@ import adinspect
 from adinspect import __version__
 from adinspect.errors import InputError
 from adinspect.package import ModelPackage, PackageError
-from adinspect.runtime.seg import SegInfo, seg_info
+from adinspect.runtime.seg import SEG_META, SegInfo, seg_info
 from adinspect.serving.configs import (
     Flavor,
     RepositorySettings,
@@ -52,6 +52,13 @@ from adinspect.serving.contracts import (
 )
 from adinspect.serving.gpu import select_plan, sha256_bytes
 from adinspect.serving.integrity import MARKER, RepositoryManifest, hash_models, read_manifest
+from adinspect.serving.monitoring import (
+    MONITORING_FILE,
+    MonitoringTable,
+    ProductCalibration,
+    product_id,
+    served_calibration,
+)
 from adinspect.serving.pbtxt import to_pbtxt
 
 FLAVORS = ("cpu", "gpu")
@@ -138,18 +145,20 @@ def _onnx_modules():
     return onnx, helper, numpy_helper
 
 
-def _add_batch_constant(model, like: str, name: str, value: float) -> None:
-    """Add output `name` (B,) float32: `value` repeated over the batch of output `like` (B,)."""
-    _, helper, numpy_helper = _onnx_modules()
+def _add_batch_constant(model, like: str, name: str, value: float, elem_type: int | None = None) -> None:
+    """Add output `name` (B,): `value` repeated over the batch of output `like` (B,), float32
+    unless `elem_type` (an onnx.TensorProto type) says otherwise."""
+    onnx, helper, numpy_helper = _onnx_modules()
+    dtype = np.float32 if elem_type is None else onnx.helper.tensor_dtype_to_np_dtype(elem_type)
     shape_name = f"{name}_batch_shape"
-    constant = numpy_helper.from_array(np.array([value], dtype=np.float32), name="value")
+    constant = numpy_helper.from_array(np.array([value], dtype=dtype), name="value")
     model.graph.node.extend(
         [
             helper.make_node("Shape", [like], [shape_name], name=f"{name}_shape"),
             helper.make_node("ConstantOfShape", [shape_name], [name], value=constant, name=name),
         ]
     )
-    _append_output(model.graph, like, name, None)
+    _append_output(model.graph, like, name, elem_type)
 
 
 def _append_output(graph, like: str, name: str, elem_type: int | None) -> None:
@@ -169,16 +178,21 @@ def _check_outputs(path: Path, model, expected: Sequence[str], added: Sequence[s
         )
 
 
-def bake_threshold(residual_onnx: Path, threshold: float) -> bytes:
-    """The residual model with an extra output `threshold` (B,) holding the product's threshold.
+def bake_threshold(residual_onnx: Path, threshold: float, product: str) -> bytes:
+    """The residual model with extra outputs `threshold` (B,) float32, the product's threshold,
+    and `product_id` (B,) int32, which the shared `postprocess` counts metrics under.
 
     Done with ONNX graph edits (Shape → ConstantOfShape) so the product's constants — bank and
     threshold — live in one model and `postprocess` stays shared across products.
     """
     onnx, _, _ = _onnx_modules()
     model = onnx.load(str(residual_onnx))
-    _check_outputs(residual_onnx, model, list(RESIDUAL_OUT)[:3], [RESIDUAL_OUT.threshold])
+    baked = [RESIDUAL_OUT.threshold, RESIDUAL_OUT.product_id]
+    _check_outputs(residual_onnx, model, list(RESIDUAL_OUT)[:3], baked)
     _add_batch_constant(model, RESIDUAL_OUT.score, RESIDUAL_OUT.threshold, threshold)
+    _add_batch_constant(
+        model, RESIDUAL_OUT.score, RESIDUAL_OUT.product_id, product_id(product), onnx.TensorProto.INT32
+    )
     onnx.checker.check_model(model)
     return model.SerializeToString()
 
@@ -308,13 +322,20 @@ def build_repository(
             preprocess_model(settings, spec_json, shapes.image_size),
             {"model.py": _model_source("preprocess")},
         )
-        _write_model(
-            tmp, postprocess_model(settings, shapes.image_size), {"model.py": _model_source("postprocess")}
-        )
         backbone = packages[0].path("backbone.onnx").read_bytes()
         _write_onnx_model(tmp, BACKBONE_MODEL, flavor, settings, shapes.backbone_io(), backbone, engines_dir)
+        monitored: list[ProductCalibration] = []  # → postprocess/1/monitoring.json
         for package in packages:
             write_product(tmp, package, flavor, settings, shapes, engines_dir)
+            monitored.append(monitoring_entry(package))
+        _write_model(
+            tmp,
+            postprocess_model(settings, shapes.image_size),
+            {
+                "model.py": _model_source("postprocess"),
+                MONITORING_FILE: MonitoringTable(products=monitored).model_dump_json(indent=2).encode(),
+            },
+        )
         models = sorted(p.name for p in tmp.iterdir() if p.is_dir())
         _check_precision_names(settings, models)
         marker = RepositoryManifest(
@@ -355,7 +376,7 @@ def write_product(
     reshape = flavor == "gpu"
     written: dict[str, dict[str, Any]] = {}
     name = residual_model(package.product)
-    baked = bake_threshold(package.path("residual.onnx"), package.threshold)
+    baked = bake_threshold(package.path("residual.onnx"), package.threshold, package.product)
     io = shapes.residual_io(reshape)
     written[name] = _write_onnx_model(root, name, flavor, settings, io, baked, engines_dir, version)
     seg = _package_seg(package)
@@ -395,6 +416,14 @@ def _package_seg(package: ModelPackage) -> SegInfo | None:
         return seg_info(package)
     except PackageError as exc:
         raise RepositoryError(f"cannot serve the seg model of {package.root}: {exc}") from exc
+
+
+def monitoring_entry(package: ModelPackage) -> ProductCalibration:
+    """The product's served threshold and calibration scores, for postprocess's drift metrics."""
+    seg = _package_seg(package)
+    if seg is None:
+        return served_calibration(package, None, package.threshold)
+    return served_calibration(package, package.path(SEG_META), seg.threshold)
 
 
 def _previous_models(out_dir: Path) -> list[str]:

@@ -18,6 +18,8 @@ def test_serving_modules_import_without_torch() -> None:
         "import adinspect.client, adinspect.serving.repository, adinspect.serving.server\n"
         "import adinspect.serving.perf\n"
         "import adinspect.serving.steps, adinspect.serving.bench\n"
+        "import adinspect.serving.monitoring, adinspect.serving.soak, adinspect.serving.fault\n"
+        "import adinspect.serving.malformed\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'timm'))\n"
         "assert not bad, bad\n"
     )

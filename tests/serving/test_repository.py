@@ -12,6 +12,7 @@ import pytest
 from adinspect.package import Manifest, write_manifest
 from adinspect.serving.configs import ensemble_steps
 from adinspect.serving.gpu import PlanRecord, write_record
+from adinspect.serving.monitoring import product_id
 from adinspect.serving.repository import MARKER, RepositoryError, bake_threshold, build_repository
 
 from .conftest import clone_package
@@ -101,15 +102,17 @@ def test_baked_threshold_is_a_model_output(served_packages: list[Path]) -> None:
     from adinspect.package import ModelPackage
 
     package = ModelPackage.load(served_packages[1])
-    session = ort.InferenceSession(bake_threshold(package.path("residual.onnx"), package.threshold))
+    baked = bake_threshold(package.path("residual.onnx"), package.threshold, package.product)
+    session = ort.InferenceSession(baked)
     bb = package.manifest.backbone
     feed = {
         "features": np.zeros((3, bb.feature_dim, bb.feature_grid, bb.feature_grid), np.float32),
         "global_map": np.zeros((3, bb.global_channels, bb.global_grid, bb.global_grid), np.float32),
     }
-    score, threshold = session.run(["score", "threshold"], feed)
-    assert threshold.shape == score.shape == (3,)
+    score, threshold, pid = session.run(["score", "threshold", "product_id"], feed)
+    assert threshold.shape == score.shape == pid.shape == (3,)
     np.testing.assert_allclose(threshold, package.threshold, rtol=1e-6)
+    assert pid.dtype == np.int32 and set(pid.tolist()) == {product_id(package.product)}
 
 
 def test_segmentation_slots_in_between_residual_and_postprocess() -> None:
@@ -129,7 +132,8 @@ def test_segmentation_slots_in_between_residual_and_postprocess() -> None:
     produced = {tensor for step in with_seg[:-1] for tensor in step.outputs.values()}
     assert set(with_seg[-1].inputs.values()) - {"map_format"} <= produced
     assert with_seg[-1].inputs["defect_type"] == "defect_name" and "threshold" in seg.outputs
-    assert with_seg[2].outputs == {"residual": "residual"}  # map, score, threshold come from seg
+    # map, score, threshold come from seg; the product id (for metrics) from the residual step
+    assert with_seg[2].outputs == {"residual": "residual", "product_id": "product_id"}
     assert with_seg[0].inputs == ensemble_steps("widget")[0].inputs
 
 
