@@ -11,7 +11,6 @@ manifest too).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from adinspect.errors import InputError
+from adinspect.package import sha256_of
 
 MARKER = "adinspect_repository.json"
 MODEL_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,80}$")
@@ -59,14 +59,6 @@ class RepositoryManifest(BaseModel):
         return products
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def model_files(root: Path, models: list[str]) -> list[Path]:
     """Every file under the named model directories (sorted, relative to `root`)."""
     return sorted(
@@ -78,7 +70,7 @@ def model_files(root: Path, models: list[str]) -> list[Path]:
 
 
 def hash_models(root: Path, models: list[str]) -> dict[str, str]:
-    return {path.as_posix(): _sha256(root / path) for path in model_files(root, models)}
+    return {path.as_posix(): sha256_of(root / path) for path in model_files(root, models)}
 
 
 def read_manifest(root: Path) -> RepositoryManifest | None:
@@ -118,7 +110,7 @@ def verify_repository(root: Path) -> RepositoryManifest:
         path = root / name
         if not path.is_file():
             raise RepositoryIntegrityError(f"{path} is missing from the repository; rebuild it")
-        if _sha256(path) != digest:
+        if sha256_of(path) != digest:
             raise RepositoryIntegrityError(
                 f"{path} differs from what `repo build` wrote (SHA-256 mismatch); rebuild the repository"
             )
