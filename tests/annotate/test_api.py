@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from adinspect.imageio import decode_mask, encode_png, read_mask
-from tests.annotate.conftest import request
+
+from .conftest import request
 
 CLICKS = [{"x": 120, "y": 100, "positive": True}, {"x": 30, "y": 40, "positive": False}]
 

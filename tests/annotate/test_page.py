@@ -19,7 +19,8 @@ import pytest
 
 from adinspect.imageio import decode_mask, read_image, read_mask
 from adinspect.train.clicks import Click, next_click, scale_clicks
-from tests.annotate.conftest import request
+
+from .conftest import request
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
