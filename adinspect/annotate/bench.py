@@ -106,6 +106,7 @@ def bench_annotate(
 def summarise(per_image: list[dict], max_clicks: int) -> dict:
     """Click metrics (as evaluate-clicks), latency p50/p95 and waiting time per image."""
     metrics = click_metrics([p["ious"] for p in per_image], max_clicks)
+    ious: list[float] = metrics["iou_at_k"]  # type: ignore[assignment]
     all_clicks = [ms for p in per_image for ms in p["click_ms"]]
     noc85 = [next((k for k, v in enumerate(p["ious"], 1) if v >= 0.85), len(p["ious"])) for p in per_image]
 
@@ -115,8 +116,8 @@ def summarise(per_image: list[dict], max_clicks: int) -> dict:
     return {
         "n_images": len(per_image),
         **metrics,
-        "iou_at_3": metrics["iou_at_k"][2],  # type: ignore[index]
-        "iou_at_5": metrics["iou_at_k"][4],  # type: ignore[index]
+        "iou_at_3": ious[2] if max_clicks >= 3 else None,
+        "iou_at_5": ious[4] if max_clicks >= 5 else None,
         "click_latency_ms": latency_stats(all_clicks),
         "open_latency_ms": latency_stats([p["open_ms"] for p in per_image]),
         "wait_s_per_image": {
@@ -136,10 +137,11 @@ def compare_with(ours: dict, reference: dict) -> dict:
         for p in ours["images"]
         if p["image"] in ref_images and len(ref_images[p["image"]]) == len(p["ious"])
     ]
+    ref_ious = reference["iou_at_k"]
     return {
         "noc85": [ours["noc85"], reference["noc85"]],
-        "iou_at_3": [ours["iou_at_3"], reference["iou_at_k"][2]],
-        "iou_at_5": [ours["iou_at_5"], reference["iou_at_k"][4]],
+        "iou_at_3": [ours["iou_at_3"], ref_ious[2] if len(ref_ious) >= 3 else None],
+        "iou_at_5": [ours["iou_at_5"], ref_ious[4] if len(ref_ious) >= 5 else None],
         "images_compared": len(diffs),
         "images_with_other_click_count": len(ours["images"]) - len(diffs),
         "max_abs_iou_diff": max(diffs) if diffs else None,
@@ -151,7 +153,7 @@ def format_table(out: dict) -> str:
     rows = [
         ("images", f"{out['n_images']} ({out['subset']} half)"),
         ("NoC@80 / @85 / @90", f"{out['noc80']:.2f} / {out['noc85']:.2f} / {out['noc90']:.2f}"),
-        ("IoU after 3 / 5 clicks", f"{out['iou_at_3']:.4f} / {out['iou_at_5']:.4f}"),
+        ("IoU after 3 / 5 clicks", f"{_num(out['iou_at_3'])} / {_num(out['iou_at_5'])}"),
         ("per-click latency p50 / p95 (ms)", f"{lat['p50_ms']:.1f} / {lat['p95_ms']:.1f}"),
         ("open image p50 / p95 (ms)", f"{op['p50_ms']:.1f} / {op['p95_ms']:.1f}"),
         ("waiting per image, 3 / 5 clicks / to IoU 0.85 (s)",
@@ -160,7 +162,11 @@ def format_table(out: dict) -> str:
     if "vs_evaluate_clicks" in out:
         v = out["vs_evaluate_clicks"]
         rows.append(("evaluate-clicks NoC@85, IoU@3, IoU@5",
-                     f"{v['noc85'][1]:.2f}, {v['iou_at_3'][1]:.4f}, {v['iou_at_5'][1]:.4f}"))  # fmt: skip
+                     f"{v['noc85'][1]:.2f}, {_num(v['iou_at_3'][1])}, {_num(v['iou_at_5'][1])}"))  # fmt: skip
         rows.append(("max |ΔIoU| per image vs evaluate-clicks", f"{v['max_abs_iou_diff']}"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"| {k:<{width}} | {v} |" for k, v in rows)
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
