@@ -24,6 +24,7 @@ from tqdm import tqdm
 from adinspect.annotate.server import ServerThread
 from adinspect.annotate.service import Annotator
 from adinspect.bench import latency_stats
+from adinspect.data.datasets import Sample
 from adinspect.evaluation import load_mask_at
 from adinspect.imageio import decode_mask
 from adinspect.train.clicks import click_metrics, iou, next_click, unscale_click
@@ -44,9 +45,7 @@ def _mask(url: str) -> np.ndarray:
     return decode_mask(base64.b64decode(url.split(",", 1)[1]), name="segment response")
 
 
-def _annotate_one(
-    url: str, image_id: int, gt: np.ndarray, defect_type: str, size: int, max_clicks: int
-) -> dict:
+def _annotate_one(url: str, image_id: int, sample: Sample, size: int, max_clicks: int) -> dict:
     """One image: open it, click until the masks agree or max_clicks; IoUs and timings."""
     t0 = time.perf_counter()
     info = json.loads(_get(f"{url}/api/images/{image_id}"))
@@ -54,6 +53,7 @@ def _annotate_one(
     _get(url + info["heatmap_url"])
     open_ms = (time.perf_counter() - t0) * 1e3
     shape = (info["height"], info["width"])
+    gt = load_mask_at(sample, shape, size)
     pred, clicked = np.zeros_like(gt), np.zeros_like(gt)
     clicks: list[dict] = []
     ious, click_ms = [], []
@@ -64,7 +64,7 @@ def _annotate_one(
         clicked[c.y, c.x] = True
         o = unscale_click(c, shape, size)
         clicks.append({"x": o.x, "y": o.y, "positive": o.positive})
-        body = {"image": image_id, "defect_type": defect_type, "clicks": clicks}
+        body = {"image": image_id, "defect_type": sample.defect_type, "clicks": clicks}
         t = time.perf_counter()
         _post(f"{url}/api/segment", body)
         click_ms.append((time.perf_counter() - t) * 1e3)
@@ -84,18 +84,15 @@ def bench_annotate(
     from adinspect.train.interactive import defective_samples, select  # the evaluate-clicks split
 
     samples = select(defective_samples(data_dir), subset, seed)
-    with tempfile.TemporaryDirectory() as out:
-        annotator = Annotator(model_dir, data_dir, Path(out), threads)
+    with tempfile.TemporaryDirectory() as labels:
+        annotator = Annotator(model_dir, data_dir, Path(labels), threads)
         ids = {it.path: it.id for it in annotator.queue}
         size = annotator.runtime.size
         per_image = []
         with ServerThread(annotator) as url:
             for s in tqdm(samples, desc="scripted annotator", disable=not progress):
-                image_id = ids[Path(s.path).resolve()]
-                h, w = annotator.session(image_id).shape
-                gt = load_mask_at(s, (h, w), size)
-                r = _annotate_one(url, image_id, gt, s.defect_type, size, max_clicks)
-                per_image.append({"image": str(s.path), "defect_type": s.defect_type, "size": [w, h], **r})
+                r = _annotate_one(url, ids[Path(s.path).resolve()], s, size, max_clicks)
+                per_image.append({"image": str(s.path), "defect_type": s.defect_type, **r})
     out = summarise(per_image, max_clicks)
     out.update(subset=subset, seed=seed, model=str(model_dir), data=str(data_dir))
     if compare is not None:
