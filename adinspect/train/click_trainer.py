@@ -29,6 +29,7 @@ from adinspect.language.encoder import LanguageFeatures
 from adinspect.models.adclick import ADClick, ADClickConfig
 from adinspect.models.export import ClickGraph, export_click
 from adinspect.models.losses import normalized_focal_loss
+from adinspect.runtime.click import CLICK_META, CLICK_ONNX  # the names the labelling tool reads
 from adinspect.train.checkpoint import (
     EMA,
     CheckpointError,
@@ -58,8 +59,6 @@ from adinspect.train.residual_data import (
 )
 
 CLICK_WEIGHTS = "click_model.safetensors"
-CLICK_META = "click_model.json"
-CLICK_ONNX = "click.onnx"
 WORK_DIR = ".train"  # checkpoints and residual caches inside the package, not in the manifest
 
 

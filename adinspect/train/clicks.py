@@ -70,6 +70,22 @@ def check_clicks(clicks: Sequence[Click], size: tuple[int, int], name: str = "cl
             raise ValueError(f"{name}: click {i} at (y={c.y}, x={c.x}) lies outside the {w}x{h} image")
 
 
+def scale_clicks(clicks: Sequence[Click], shape: tuple[int, int], size: int) -> list[Click]:
+    """Clicks in an (H, W) image's pixels → the S x S model pixels (`label --clicks`, `annotate`)."""
+    h, w = shape
+    return [Click(min(size - 1, c.y * size // h), min(size - 1, c.x * size // w), c.positive) for c in clicks]
+
+
+def unscale_click(click: Click, shape: tuple[int, int], size: int) -> Click:
+    """The smallest original (H, W) pixel that `scale_clicks` maps to an S x S click.
+
+    Exact when H, W >= S (every model pixel has an original pixel); for smaller images the model
+    pixels between two original ones are unreachable and the nearest original pixel is returned.
+    """
+    h, w = shape
+    return Click(min(h - 1, -(-click.y * h // size)), min(w - 1, -(-click.x * w // size)), click.positive)
+
+
 def click_maps(clicks: Sequence[Click], size: tuple[int, int], radius: float) -> np.ndarray:
     """Discs around the clicks: (2, H, W) float32, channel 0 positive, channel 1 negative."""
     check_clicks(clicks, size)

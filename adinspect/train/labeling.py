@@ -34,7 +34,7 @@ from adinspect.errors import InputError
 from adinspect.imageio import read_image, write_mask
 from adinspect.package import LABELS_DIR, LABELS_JSON
 from adinspect.train.click_trainer import load_click_model
-from adinspect.train.clicks import Click, check_clicks, click_radius, iou, simulate_clicks
+from adinspect.train.clicks import Click, check_clicks, click_radius, iou, scale_clicks, simulate_clicks
 from adinspect.train.common import language_tensors, prepare_language
 from adinspect.train.interactive import ClickPredictor, defective_samples, load_real, select
 from adinspect.train.pseudo_labels import click_corrected
@@ -85,9 +85,7 @@ def parse_click_file(path: Path, data_dir: Path, defect_types: list[str], size: 
             check_clicks(clicks, (h, w), name=f"{where} ({e['image']})")
         except ValueError as exc:
             raise InputError(str(exc)) from exc
-        scaled = [
-            Click(min(size - 1, c.y * size // h), min(size - 1, c.x * size // w), c.positive) for c in clicks
-        ]
+        scaled = scale_clicks(clicks, (h, w), size)
         out.append(ClickRequest(image_path, e["defect_type"], clicks, scaled, image))
     return out
 

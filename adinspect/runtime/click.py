@@ -1,0 +1,162 @@
+"""ADClick on ONNX Runtime for people labelling (DESIGN.md §8): numpy, opencv, onnxruntime only.
+
+`ClickRuntime.open(image)` runs backbone.onnx and residual.onnx once and keeps the residual and
+the training-free anomaly map; every `ClickSession.probability(clicks, defect_type)` then runs
+only click.onnx. Clicks arrive in the original image's pixels and are scaled to S x S exactly as
+`adinspect label --clicks` scales them (`train.clicks.scale_clicks`), and they are fed one by one,
+each prediction becoming the next previous mask, as `evaluate-clicks` and `label` do, so the same
+clicks give the same masks. Predictions for every click prefix are cached, so a new click (or an
+undo) costs one click.onnx run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from adinspect.contracts import BACKBONE, CLICK, RESIDUAL
+from adinspect.package import ModelPackage, PackageError
+from adinspect.runtime.postprocess import resize_map
+from adinspect.runtime.preprocess import check_rgb, preprocess
+from adinspect.runtime.sessions import make_session
+from adinspect.train.clicks import PRED_THRESHOLD, Click, check_clicks, click_maps, click_radius, scale_clicks
+
+CLICK_ONNX = "click.onnx"
+CLICK_META = "click_model.json"
+_CACHE_SIZE = 256  # click prefixes kept per opened image
+
+
+class NoClickModel(PackageError):
+    """The package has no trained ADClick (click.onnx)."""
+
+
+class ClickRuntime:
+    """A package's backbone, residual and (when trained) click model on ONNX Runtime.
+
+    Args:
+        model_dir: a package written by `adinspect fit` (and `adinspect train-click` for clicks).
+        threads: ONNX Runtime intra-op threads (default: all cores).
+    """
+
+    def __init__(self, model_dir: Path, threads: int | None = None) -> None:
+        self.package = ModelPackage.load(Path(model_dir))
+        self.size = self.package.preprocess.image_size
+        self.backbone = make_session(self.package.path("backbone.onnx"), threads)
+        self.residual = make_session(self.package.path("residual.onnx"), threads)
+        self.click = None
+        self.defect_types: list[str] = []
+        if self.package.has(CLICK_ONNX):
+            self.click = make_session(self.package.path(CLICK_ONNX), threads)
+            self.defect_types = _defect_types(self.package.path(CLICK_META))
+            self.input_names = [i.name for i in self.click.get_inputs()]
+            unknown = set(self.input_names) - {*CLICK, BACKBONE.image}
+            if unknown:
+                raise PackageError(
+                    f"{self.package.root / CLICK_ONNX}: unknown inputs {sorted(unknown)}; expected "
+                    f"{list(CLICK)} (and optionally {BACKBONE.image!r}); re-run `adinspect train-click`"
+                )
+
+    def type_index(self, defect_type: str) -> int:
+        """Index of a defect type in click.onnx's language constants; unknown names raise ValueError."""
+        if defect_type not in self.defect_types:
+            raise ValueError(f"unknown defect type {defect_type!r}; known: {self.defect_types}")
+        return self.defect_types.index(defect_type)
+
+    def open(self, image: np.ndarray, name: str = "image") -> ClickSession:
+        """uint8 RGB (H, W, 3) → a session holding its residual and anomaly map (computed once)."""
+        check_rgb(image, name)
+        x = preprocess(image, self.package.preprocess)[None]
+        features, global_map = self.backbone.run(None, {BACKBONE.image: x})
+        residual, amap = self.residual.run(
+            [RESIDUAL.residual, RESIDUAL.anomaly_map],
+            {RESIDUAL.features: features, RESIDUAL.global_map: global_map},
+        )
+        return ClickSession(self, x, residual, amap[0, 0], (image.shape[0], image.shape[1]))
+
+
+class ClickSession:
+    """One opened image: its residual (1, d_f, h, w), anomaly map (S, S) and cached predictions."""
+
+    def __init__(
+        self, runtime: ClickRuntime, image: np.ndarray, residual: np.ndarray, amap: np.ndarray, shape: tuple
+    ) -> None:
+        self.runtime = runtime
+        self.image = image  # (1, 3, S, S) float32, fed when click.onnx takes the image too
+        self.residual = residual
+        self.anomaly_map = amap
+        self.shape: tuple[int, int] = shape
+        self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+
+    @property
+    def size(self) -> int:
+        return self.runtime.size
+
+    def scaled(self, clicks: Sequence[Click]) -> list[Click]:
+        """Original-pixel clicks → S x S clicks; a click outside the image raises ValueError."""
+        check_clicks(clicks, self.shape)
+        return scale_clicks(clicks, self.shape, self.size)
+
+    def probability(self, clicks: Sequence[Click], defect_type: str) -> np.ndarray:
+        """ADClick's probability (S, S) float32 after the clicks (original pixels), in order.
+
+        Raises:
+            NoClickModel: the package has no click.onnx.
+            ValueError: a click outside the image, no clicks, or an unknown defect type.
+        """
+        if self.runtime.click is None:
+            raise NoClickModel(
+                f"{self.runtime.package.root}: no click model; run `adinspect train-click` first"
+            )
+        if not clicks:
+            raise ValueError("no clicks: give at least one")
+        index = self.runtime.type_index(defect_type)
+        scaled = self.scaled(clicks)
+        start, prob = 0, np.zeros((self.size, self.size), np.float32)
+        for k in range(len(scaled), 0, -1):
+            key = (index, tuple(scaled[:k]))
+            if key in self._cache:
+                start, prob = k, self._cache[key]
+                self._cache.move_to_end(key)
+                break
+        for k in range(start + 1, len(scaled) + 1):
+            prob = self._run(prob, scaled[:k], index)
+            self._cache[(index, tuple(scaled[:k]))] = prob
+            if len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return prob
+
+    def mask(self, prob: np.ndarray, full_size: bool = True) -> np.ndarray:
+        """Binary mask of a probability map: at the original (H, W) size, or (S, S); bool."""
+        if not full_size:
+            return prob > PRED_THRESHOLD
+        return resize_map(prob, *self.shape) > PRED_THRESHOLD
+
+    def _run(self, prev: np.ndarray, clicks: list[Click], index: int) -> np.ndarray:
+        maps = click_maps(clicks, (self.size, self.size), click_radius(self.size))
+        feeds = {
+            CLICK.residual: self.residual,
+            CLICK.prev_mask: prev[None, None].astype(np.float32),
+            CLICK.clicks: maps[None],
+            CLICK.defect_type: np.array([index], np.int64),
+            BACKBONE.image: self.image,
+        }
+        session = self.runtime.click
+        if session is None:  # checked by `probability`; keeps the type checker honest
+            raise NoClickModel(f"{self.runtime.package.root}: no click model")
+        (out,) = session.run([CLICK.mask], {n: feeds[n] for n in self.runtime.input_names})
+        return out[0, 0]
+
+
+def _defect_types(meta_path: Path) -> list[str]:
+    """The defect-type order of click.onnx's language constants, from click_model.json."""
+    try:
+        types = json.loads(meta_path.read_text())["defect_types"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise PackageError(f"{meta_path}: no defect_types ({exc!r}); re-run `adinspect train-click`") from exc
+    if not isinstance(types, list) or not types or not all(isinstance(t, str) for t in types):
+        raise PackageError(f"{meta_path}: defect_types {types!r} is not a list of names")
+    return list(types)

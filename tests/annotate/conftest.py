@@ -1,0 +1,65 @@
+"""Fixtures of the labelling tool's tests: a package with a tiny ADClick and a running server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("starlette", reason="the annotate extra (starlette, uvicorn) is not installed")
+
+
+@pytest.fixture(scope="session")
+def click_package(
+    fitted_package: Path, tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path
+) -> Path:
+    """The synthetic package plus click.onnx from `adinspect train-click` with the cheapest settings
+    (2 steps of batch 2 on 8 synthetic anomalies, ~10 s): the tests check that the tool reproduces
+    whatever click.onnx computes, not its accuracy."""
+    from adinspect.train import cli
+
+    model = tmp_path_factory.mktemp("click_package") / "widget"
+    shutil.copytree(fitted_package, model)
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(
+        ["train-click", "--model", str(model), "--data", str(synthetic_root), "--quiet"]
+        + ["--steps", "2", "--batch-size", "2", "--n-synthetic", "8"]
+    )
+    assert args.func(args) == 0
+    return model
+
+
+@pytest.fixture()
+def labels_dir(tmp_path: Path) -> Path:
+    return tmp_path / "labels"
+
+
+@pytest.fixture()
+def server(click_package: Path, synthetic_root: Path, labels_dir: Path) -> Iterator[str]:
+    from adinspect.annotate.server import ServerThread
+    from adinspect.annotate.service import Annotator
+
+    with ServerThread(Annotator(click_package, synthetic_root, labels_dir)) as url:
+        yield url
+
+
+def request(
+    url: str, body: object = None, *, raw: bytes | None = None, content_type: str = "application/json",
+    headers: dict | None = None,
+) -> tuple[int, dict | bytes]:  # fmt: skip
+    """(status, JSON or bytes) of a GET (no body) or POST; 4xx answers are returned, not raised."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    req = urllib.request.Request(url, data, {"Content-Type": content_type, **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            status, payload, kind = r.status, r.read(), r.headers.get("content-type", "")
+    except urllib.error.HTTPError as exc:
+        status, payload, kind = exc.code, exc.read(), exc.headers.get("content-type", "")
+    return status, json.loads(payload) if kind.startswith("application/json") else payload

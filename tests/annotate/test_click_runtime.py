@@ -1,0 +1,97 @@
+"""The torch-free click runtime gives the masks `label` / `evaluate-clicks` give for the same clicks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adinspect.imageio import read_image
+from adinspect.train.clicks import PRED_THRESHOLD, Click, scale_clicks, unscale_click
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_labelling_server_imports_without_torch() -> None:
+    code = (
+        "import sys\n"
+        "import adinspect.runtime.click, adinspect.annotate.app, adinspect.annotate.server\n"
+        "import adinspect.annotate.service, adinspect.annotate.jobs, adinspect.annotate.cli\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'timm'))\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_unscale_click_is_the_inverse_of_scale_clicks() -> None:
+    for shape in ((900, 900), (256, 256), (1000, 300), (300, 1000)):
+        for y, x in ((0, 0), (255, 255), (17, 200), (128, 3)):
+            click = Click(y, x, True)
+            original = unscale_click(click, shape, 256)
+            assert 0 <= original.y < shape[0] and 0 <= original.x < shape[1]
+            if min(shape) >= 256:
+                assert scale_clicks([original], shape, 256) == [click]
+
+
+def test_same_clicks_same_masks_as_label(click_package: Path, synthetic_root: Path) -> None:
+    """ONNX Runtime (click.onnx, residual.onnx) against the torch path of `label`/`evaluate-clicks`."""
+    from adinspect.runtime.click import ClickRuntime
+    from adinspect.train.click_trainer import load_click_model
+    from adinspect.train.common import language_tensors, prepare_language
+    from adinspect.train.interactive import ClickPredictor
+    from adinspect.train.residual_data import load_context, residuals_of
+
+    path = next((synthetic_root / "test" / "scratch").glob("*.png"))
+    image = read_image(path)
+    clicks = [Click(100, 120, True), Click(40, 30, False), Click(101, 122, True)]
+
+    runtime = ClickRuntime(click_package)
+    prob = runtime.open(image).probability(clicks, "scratch")
+
+    ctx = load_context(click_package)
+    lang = prepare_language(ctx, synthetic_root)
+    v_lang, word_mask = language_tensors(lang)
+    t = lang.index("scratch")
+    predictor = ClickPredictor(
+        load_click_model(ctx, lang), residuals_of(ctx, [image]), v_lang[t], word_mask[t]
+    )
+    reference = predictor.run(scale_clicks(clicks, image.shape[:2], ctx.image_size))
+    assert np.abs(prob - reference).max() < 1e-4
+    near = np.abs(reference - PRED_THRESHOLD) < 1e-4  # pixels a rounding step could flip
+    assert np.array_equal((prob > PRED_THRESHOLD)[~near], (reference > PRED_THRESHOLD)[~near])
+
+
+def test_cached_prefixes_give_the_same_masks_as_a_fresh_session(
+    click_package: Path, synthetic_root: Path
+) -> None:
+    from adinspect.runtime.click import ClickRuntime
+
+    runtime = ClickRuntime(click_package)
+    image = read_image(next((synthetic_root / "test" / "crack").glob("*.png")))
+    clicks = [Click(100, 120, True), Click(40, 30, False), Click(101, 122, True)]
+    session = runtime.open(image)
+    for k in range(1, 4):
+        session.probability(clicks[:k], "crack")  # one click at a time, as a person clicks
+    session.probability(clicks[:1], "spot")  # another type does not reuse the cache
+    fresh = runtime.open(image).probability(clicks, "crack")
+    assert np.array_equal(session.probability(clicks, "crack"), fresh)
+    assert np.array_equal(
+        session.probability(clicks[:2], "crack"), runtime.open(image).probability(clicks[:2], "crack")
+    )
+    with pytest.raises(ValueError, match="outside"):
+        session.probability([Click(256, 0, True)], "crack")
+    with pytest.raises(ValueError, match="unknown defect type"):
+        session.probability(clicks, "dent")
+
+
+def test_click_onnx_inputs_are_the_contract(click_package: Path) -> None:
+    import onnxruntime as ort
+
+    from adinspect.contracts import BACKBONE, CLICK
+
+    session = ort.InferenceSession(str(click_package / "click.onnx"), providers=["CPUExecutionProvider"])
+    assert {i.name for i in session.get_inputs()} <= {*CLICK, BACKBONE.image}
+    assert [o.name for o in session.get_outputs()] == [CLICK.mask]
