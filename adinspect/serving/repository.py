@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ import numpy as np
 
 from adinspect import __version__
 from adinspect.errors import InputError
-from adinspect.package import ModelPackage, PackageError
+from adinspect.package import RESIDUAL_DATA, ModelPackage, PackageError
 from adinspect.runtime.seg import SegInfo, seg_info
 from adinspect.serving.configs import (
     Flavor,
@@ -168,10 +169,12 @@ def bake_threshold(residual_onnx: Path, threshold: float) -> bytes:
     threshold — live in one model and `postprocess` stays shared across products.
     """
     onnx, _, _ = _onnx_modules()
-    model = onnx.load(str(residual_onnx))
+    # a large bank stays in its external data file (copied beside model.onnx), never in memory
+    model = onnx.load(str(residual_onnx), load_external_data=False)
     _check_outputs(residual_onnx, model, list(RESIDUAL_OUT)[:3], [RESIDUAL_OUT.threshold])
     _add_batch_constant(model, RESIDUAL_OUT.score, RESIDUAL_OUT.threshold, threshold)
-    onnx.checker.check_model(model)
+    if not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        onnx.checker.check_model(model)  # with external data the checker needs the file beside it
     return model.SerializeToString()
 
 
@@ -210,9 +213,24 @@ def _write_model(root: Path, config: dict[str, Any], files: dict[str, bytes | Pa
     (model_dir / "config.pbtxt").write_text(to_pbtxt(config))
     for name, content in files.items():
         if isinstance(content, Path):
-            shutil.copyfile(content, version / name)
+            _link_or_copy(content, version / name)
         else:
             (version / name).write_bytes(content)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link a package file (a bank can be gigabytes), or copy it across file systems."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def _residual_data(package: ModelPackage, engine: Path | None) -> dict[str, bytes | Path]:
+    """residual.onnx's external data file (large banks): it must sit beside model.onnx."""
+    if engine is not None or not package.has(RESIDUAL_DATA):
+        return {}
+    return {RESIDUAL_DATA: package.path(RESIDUAL_DATA)}
 
 
 def _onnx_files(flavor: str, source: Path | bytes, engine: Path | None) -> dict[str, bytes | Path]:
@@ -283,7 +301,8 @@ def build_repository(
             engine = _engine(engines_dir, name)
             config = onnx_model(name, flavor, settings, shapes.residual_io(reshape), engine is not None)
             baked = bake_threshold(package.path("residual.onnx"), package.threshold)
-            _write_model(tmp, config, _onnx_files(flavor, baked, engine))
+            files = {**_onnx_files(flavor, baked, engine), **_residual_data(package, engine)}
+            _write_model(tmp, config, files)
             seg = _package_seg(package)
             params = {
                 "product": package.product,
