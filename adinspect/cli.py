@@ -159,6 +159,7 @@ def cmd_bench_scale(args: argparse.Namespace) -> int:
         sizes=args.sizes,
         random_weights=args.random_weights,
         n_images=args.images,
+        generated=args.generated_features,
     )
     print(scale_table(results))
     print(f"wrote {args.out}/scale.json, scale.md and scale.png")
@@ -269,6 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="random backbone weights where none are offline (the paper preset's WRN50); labelled so",
     )
     p.add_argument("--images", type=int, default=10, help="test images timed per point")
+    p.add_argument(
+        "--generated-features",
+        nargs="*",
+        default=[],
+        metavar="PRESET",
+        help="presets whose fit skips the backbone: features generated at the preset's shapes",
+    )
     p.set_defaults(func=cmd_bench_scale)
 
     p = sub.add_parser("backbones", help="list registered backbones")

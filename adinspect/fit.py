@@ -139,6 +139,20 @@ class FittedBank:
     hold_gmaps: torch.Tensor
 
 
+@dataclass
+class Embedded:
+    """The good images embedded by the backbone, and what the package records about that backbone."""
+
+    goods: list[Path]
+    feats: torch.Tensor  # (N, d_f, h, w) fp16
+    gmaps: torch.Tensor  # (N, c_1, H, W) fp32
+    embedder: FeatureEmbedder
+    spec_name: str
+    weights: WeightsInfo
+    pre: PreprocessSpec
+    plan: MemoryPlan
+
+
 def fit_product(
     data_dir: Path, config: PipelineConfig, out_dir: Path, overwrite: bool = False, progress: bool = True
 ) -> FitReport:
@@ -146,15 +160,13 @@ def fit_product(
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise FitError(f"{out_dir} already exists; choose another --out or pass --overwrite")
-    seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     goods = open_dataset(Path(data_dir)).train
     if not goods:
         raise FitError(
             f"{data_dir}: no good training images found (expected train/good/ or a folder of images)"
         )
-    ref_idx, hold_idx = split_holdout(len(goods), config)
-
+    n_refs = len(split_holdout(len(goods), config)[0])
     torch.manual_seed(config.seed)
     extractor, spec, weights = create_backbone(
         config.backbone.name, weights=config.backbone.weights, allow_random=config.backbone.allow_random
@@ -162,15 +174,26 @@ def fit_product(
     embedder = FeatureEmbedder(extractor, spec, config.method).eval()
     pre = PreprocessSpec(image_size=config.method.image_size, mean=spec.mean, std=spec.std)
     shapes = shapes_of(embedder, config)
-    n_refs = min(len(ref_idx), config.scale.max_references or len(ref_idx))
     n_params = sum(p.numel() for p in embedder.parameters())
+    n_refs = min(n_refs, config.scale.max_references or n_refs)
     plan = plan_memory(config, shapes, len(goods), n_refs, n_params)  # fails before any work
     feats, gmaps = embed_paths(embedder, goods, pre, shapes, plan.embed_batch, progress=progress)
-    seconds["embed"] = time.perf_counter() - t0
+    embedded = Embedded(goods, feats, gmaps, embedder, spec.name, weights, pre, plan)
+    del feats, gmaps
+    return fit_embedded(embedded, config, Path(data_dir), out_dir, {"embed": time.perf_counter() - t0})
 
+
+def fit_embedded(
+    embedded: Embedded, config: PipelineConfig, data_dir: Path, out_dir: Path, seconds: dict[str, float]
+) -> FitReport:
+    """Everything after the backbone: bank, calibration, export, parity, the package.
+
+    Takes ownership of `embedded`'s feature arrays (they are released as soon as the bank exists).
+    """
     t1 = time.perf_counter()
-    model, fitted = _fit_bank(feats, gmaps, ref_idx, hold_idx, config)
-    del feats, gmaps  # the model holds the bank; the held-out inputs are kept apart
+    plan, goods = embedded.plan, embedded.goods
+    ref_idx, hold_idx = split_holdout(len(goods), config)
+    model, fitted = _fit_bank(embedded, ref_idx, hold_idx, config)
     hold_maps, hold_scores = residual_outputs(
         model, fitted.hold_feats, fitted.hold_gmaps, plan.residual_batch
     )
@@ -182,33 +205,25 @@ def fit_product(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         t2 = time.perf_counter()
-        export_backbone(embedder, config.method.image_size, tmp / "backbone.onnx")
+        export_backbone(embedded.embedder, config.method.image_size, tmp / "backbone.onnx")
         external = _bank_bytes(model) > config.scale.external_data_mb * MB
         data_files = export_residual(
             model, fitted.hold_feats, fitted.hold_gmaps, tmp / "residual.onnx", external_data=external
         )
         seconds["export"] = time.perf_counter() - t2
         del model  # free the bank before ONNX Runtime loads its copy for the parity check
-        record = BackboneRecord(
-            name=spec.name,
-            weights_source=weights.source,
-            weights_sha256=weights.sha256,
-            random_weights=weights.random,
-            feature_dim=embedder.feature_dim,
-            feature_grid=shapes.grid,
-            global_channels=shapes.global_channels,
-            global_grid=shapes.global_grid,
-        )
-        _write_files(tmp, config, fitted.bank, record, weights, calibration)
-        manifest = _write_manifest(tmp, config, pre, record, calibration, len(fitted.ref_idx), data_files)
+        record = _backbone_record(embedded.spec_name, embedded.weights, shapes_of(embedded.embedder, config))
+        _write_files(tmp, config, fitted.bank, record, embedded.weights, calibration)
+        n_refs = len(fitted.ref_idx)
+        manifest = _write_manifest(tmp, config, embedded.pre, record, calibration, n_refs, data_files)
         parity = _parity(tmp, fitted, hold_maps, hold_scores, plan.residual_batch)
-        seconds["total"] = time.perf_counter() - t0
+        seconds["total"] = seconds.get("embed", 0.0) + time.perf_counter() - t1
         memory = _memory_summary(plan)
         write_model_card(
             tmp,
             manifest,
             config,
-            data_dir=Path(data_dir),
+            data_dir=data_dir,
             n_images=len(goods),
             parity=parity,
             seconds=seconds,
@@ -220,8 +235,19 @@ def fit_product(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return FitReport(
-        out_dir, len(fitted.ref_idx), len(hold_idx), calibration.threshold, seconds, parity, memory
+    return FitReport(out_dir, n_refs, len(hold_idx), calibration.threshold, seconds, parity, memory)
+
+
+def _backbone_record(name: str, weights: WeightsInfo, shapes: Shapes) -> BackboneRecord:
+    return BackboneRecord(
+        name=name,
+        weights_source=weights.source,
+        weights_sha256=weights.sha256,
+        random_weights=weights.random,
+        feature_dim=shapes.feature_dim,
+        feature_grid=shapes.grid,
+        global_channels=shapes.global_channels,
+        global_grid=shapes.global_grid,
     )
 
 
@@ -234,18 +260,17 @@ def shapes_of(embedder: FeatureEmbedder, config: PipelineConfig) -> Shapes:
 
 
 def _fit_bank(
-    feats: torch.Tensor,
-    gmaps: torch.Tensor,
-    ref_idx: np.ndarray,
-    hold_idx: np.ndarray,
-    config: PipelineConfig,
+    embedded: Embedded, ref_idx: np.ndarray, hold_idx: np.ndarray, config: PipelineConfig
 ) -> tuple[ResidualModel, FittedBank]:
     """Bank from the references (a k-center subset of them above `scale.max_references`)."""
+    feats, gmaps = embedded.feats, embedded.gmaps
     cap = config.scale.max_references
     if cap is not None and cap < len(ref_idx):
         ref_idx = ref_idx[representative_subset(gmaps[ref_idx], config.method, cap)]
     hold_feats, hold_gmaps = feats[hold_idx], gmaps[hold_idx]
     bank = fit_bank(feats[ref_idx], gmaps[ref_idx], config.method)
+    embedded.feats = embedded.gmaps = torch.empty(0)  # all images' features: no longer needed
+    del feats, gmaps
     model = ResidualModel(bank, config.method).eval()
     # the model made its cell-major copy: keep only the bank's shape for bank.safetensors
     bank = dataclasses.replace(bank, features=bank.features.to("meta"))

@@ -101,6 +101,52 @@ def _fit_child(queue: Any, data: str, out: str, preset: str, random_weights: boo
         queue.put({"error": f"{type(exc).__name__}: {exc}"})
 
 
+def _fit_generated_child(queue: Any, n_images: int, out: str, preset: str, random_weights: bool) -> None:
+    """Every fit stage after the backbone, on features generated at the preset's shapes (seeded
+    Gaussian, fp16): the memory of bank, calibration, export and parity without the backbone's time."""
+    import torch
+
+    from adinspect.config import preset_config
+    from adinspect.features.backbones import create_backbone
+    from adinspect.features.embedder import FeatureEmbedder
+    from adinspect.fit import Embedded, fit_embedded, shapes_of, split_holdout
+    from adinspect.residual.budget import plan_memory
+    from adinspect.runtime.preprocess import PreprocessSpec
+
+    try:
+        config = preset_config(preset, "scale", backbone={"allow_random": random_weights})
+        extractor, spec, weights = create_backbone(config.backbone.name, allow_random=random_weights)
+        embedder = FeatureEmbedder(extractor, spec, config.method).eval()
+        shapes = shapes_of(embedder, config)
+        n_refs = len(split_holdout(n_images, config)[0])
+        n_params = sum(p.numel() for p in embedder.parameters())
+        plan = plan_memory(config, shapes, n_images, n_refs, n_params)
+        gen = torch.Generator().manual_seed(0)
+        g, gg = shapes.grid, shapes.global_grid
+        feats = torch.empty(n_images, shapes.feature_dim, g, g, dtype=torch.float16)
+        for i in range(n_images):
+            feats[i] = torch.randn(shapes.feature_dim, g, g, generator=gen).half()
+        gmaps = torch.randn(n_images, shapes.global_channels, gg, gg, generator=gen)
+        pre = PreprocessSpec(image_size=config.method.image_size, mean=spec.mean, std=spec.std)
+        goods = [Path(f"generated/{i:04d}") for i in range(n_images)]
+        embedded = Embedded(goods, feats, gmaps, embedder, spec.name, weights, pre, plan)
+        del feats, gmaps
+        t = time.perf_counter()
+        report = fit_embedded(embedded, config, Path("generated"), Path(out), {})
+        queue.put(
+            {
+                "fit_s": time.perf_counter() - t,
+                "fit_seconds": report.seconds,
+                "fit_peak_rss_mb": _peak_rss_mb(),
+                "fit_memory": report.memory,
+                "n_references": report.n_references,
+                "parity": report.parity,
+            }
+        )
+    except BaseException as exc:
+        queue.put({"error": f"{type(exc).__name__}: {exc}"})
+
+
 def _infer_child(queue: Any, model: str, test_images: list[str], warmup: int) -> None:
     from adinspect.imageio import read_image
     from adinspect.runtime.inspector import Inspector
@@ -150,8 +196,13 @@ def run_scale_bench(
     random_weights: bool = False,
     n_images: int = 10,
     warmup: int = 2,
+    generated: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Fit and inspect at every (preset, N); returns and writes out_dir/scale.json, scale.md, scale.png."""
+    """Fit and inspect at every (preset, N); returns and writes out_dir/scale.json, scale.md, scale.png.
+
+    Presets in `generated` skip the backbone in fit (`_fit_generated_child`); inference still runs
+    the whole package on real test images.
+    """
     from adinspect.config import preset_config
 
     dataset = open_dataset(Path(data_dir))
@@ -172,11 +223,14 @@ def run_scale_bench(
         for n_refs in sizes:
             total = images_for(n_refs, cal.min_holdout, cal.holdout_fraction)
             subset = out_dir / "data" / f"n{total}"
-            augmented = make_subset(dataset.train, total, subset)
             model = out_dir / "models" / f"{preset}_{n_refs}"
             point: dict[str, Any] = {"preset": preset, "references": n_refs, "images": total}
-            point["augmented"] = augmented
-            point.update(_in_child(_fit_child, str(subset), str(model), preset, random_weights))
+            if preset in generated:
+                point.update(features="generated", augmented=0)
+                point.update(_in_child(_fit_generated_child, total, str(model), preset, random_weights))
+            else:
+                point.update(features="embedded", augmented=make_subset(dataset.train, total, subset))
+                point.update(_in_child(_fit_child, str(subset), str(model), preset, random_weights))
             if "error" not in point:
                 point["package_mb"] = _package_mb(model)
                 manifest = json.loads((model / "package.json").read_text())
@@ -201,8 +255,16 @@ HEADER = (
 
 
 def _row(p: dict[str, Any]) -> str:
-    random = " (random weights)" if p.get("random_weights") else ""
-    head = f"| {p['preset']}{random} | {p['references']} ({p['augmented']}) |"
+    notes = [
+        n
+        for n, on in (
+            ("random weights", p.get("random_weights")),
+            ("generated features", p.get("features") == "generated"),
+        )
+        if on
+    ]
+    label = f"{p['preset']} ({', '.join(notes)})" if notes else p["preset"]
+    head = f"| {label} | {p['references']} ({p['augmented']}) |"
     if "error" in p:
         return f"{head} failed: {p['error']} | | | | |"
     lat = p["latency"]
@@ -213,7 +275,12 @@ def _row(p: dict[str, Any]) -> str:
 
 
 def scale_table(results: dict[str, Any]) -> str:
-    lines = ["Cost against bank size; latency per image, batch 1, in-process ONNX Runtime.", "", HEADER]
+    lines = [
+        "Cost against bank size; latency per image, batch 1, in-process ONNX Runtime. With generated",
+        "features, fit s excludes the backbone (every later stage runs on features of the preset's shape).",
+        "",
+        HEADER,
+    ]
     return "\n".join(lines + [_row(p) for p in results["points"]]) + "\n"
 
 
