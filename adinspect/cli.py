@@ -150,8 +150,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_scale(args: argparse.Namespace) -> int:
-    from adinspect.scale_bench import run_scale_bench, scale_table
+    from adinspect.scale_bench import run_scale_bench, scale_table, subset_quality
 
+    if args.subset_fractions:
+        subset_quality(args.data, args.out, args.presets[0], args.subset_fractions)
+        print(f"wrote {args.out}/subsets.json")
+        return 0
     results = run_scale_bench(
         args.data,
         args.out,
@@ -276,6 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="PRESET",
         help="presets whose fit skips the backbone: features generated at the preset's shapes",
+    )
+    p.add_argument(
+        "--subset-fractions",
+        nargs="+",
+        type=float,
+        metavar="F",
+        help="instead: image AUROC/AUPRO of k-center banks at these fractions of the references "
+        "(first of --presets; the images are embedded once)",
     )
     p.set_defaults(func=cmd_bench_scale)
 

@@ -161,7 +161,13 @@ def fit_product(
     if out_dir.exists() and not overwrite:
         raise FitError(f"{out_dir} already exists; choose another --out or pass --overwrite")
     t0 = time.perf_counter()
-    goods = open_dataset(Path(data_dir)).train
+    embedded = embed_goods(Path(data_dir), config, progress)
+    return fit_embedded(embedded, config, Path(data_dir), out_dir, {"embed": time.perf_counter() - t0})
+
+
+def embed_goods(data_dir: Path, config: PipelineConfig, progress: bool = True) -> Embedded:
+    """The memory plan (a budget error before any work), then every good image through the backbone."""
+    goods = open_dataset(data_dir).train
     if not goods:
         raise FitError(
             f"{data_dir}: no good training images found (expected train/good/ or a folder of images)"
@@ -178,9 +184,7 @@ def fit_product(
     n_refs = min(n_refs, config.scale.max_references or n_refs)
     plan = plan_memory(config, shapes, len(goods), n_refs, n_params)  # fails before any work
     feats, gmaps = embed_paths(embedder, goods, pre, shapes, plan.embed_batch, progress=progress)
-    embedded = Embedded(goods, feats, gmaps, embedder, spec.name, weights, pre, plan)
-    del feats, gmaps
-    return fit_embedded(embedded, config, Path(data_dir), out_dir, {"embed": time.perf_counter() - t0})
+    return Embedded(goods, feats, gmaps, embedder, spec.name, weights, pre, plan)
 
 
 def fit_embedded(

@@ -313,3 +313,37 @@ def plot_scale(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def subset_quality(
+    data_dir: Path, out_dir: Path, preset: str, fractions: Sequence[float], progress: bool = True
+) -> dict[str, Any]:
+    """Image AUROC / AUPRO of banks capped by `--max-references` (k-center greedy) at `fractions` of
+    the references; the good images are embedded once and every bank is fitted from those features.
+    Writes out_dir/subsets.json."""
+    import dataclasses
+
+    from adinspect.config import preset_config
+    from adinspect.evaluation import evaluate_package
+    from adinspect.fit import embed_goods, fit_embedded, split_holdout
+
+    config = preset_config(preset, "subset")
+    t = time.perf_counter()
+    embedded = embed_goods(Path(data_dir), config, progress)
+    embed_s = time.perf_counter() - t
+    n_refs = len(split_holdout(len(embedded.goods), config)[0])
+    results: dict[str, Any] = {"data": str(data_dir), "preset": preset, "embed_s": embed_s, "points": []}
+    for fraction in fractions:
+        cap = max(1, int(round(fraction * n_refs)))
+        capped = preset_config(preset, "subset", scale={"max_references": cap})
+        copy = dataclasses.replace(embedded, feats=embedded.feats.clone(), gmaps=embedded.gmaps.clone())
+        model = Path(out_dir) / f"{preset}_{cap}"
+        report = fit_embedded(copy, capped, Path(data_dir), model, {})
+        metrics = evaluate_package(model, Path(data_dir), progress=progress)
+        point = {"fraction": fraction, "references": report.n_references, "fit": report.seconds}
+        point.update({k: metrics[k] for k in ("image_auroc", "aupro", "pixel_auroc") if k in metrics})
+        results["points"].append(point)
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "subsets.json").write_text(json.dumps(results, indent=2) + "\n")
+        print(json.dumps(point), flush=True)
+    return results
