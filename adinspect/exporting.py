@@ -90,7 +90,11 @@ def export_residual(
     )
     del proto
     onnx.checker.check_model(str(path), full_check=True)
-    return [location] if (path.parent / location).is_file() else []
+    data = path.parent / location
+    if not data.is_file():
+        return []
+    data.chmod(0o644)  # onnx writes it 0600; Triton in a container may run as another user
+    return [location]
 
 
 def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
