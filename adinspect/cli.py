@@ -20,7 +20,7 @@ def _print_json(obj: object, path: Path | None) -> None:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from adinspect.config import load_config, preset_config
+    from adinspect.config import load_config, preset_config, validate_config
     from adinspect.fit import fit_product
 
     if args.config is not None:
@@ -41,6 +41,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
             method=method,
             seed=args.seed,
         )
+    scale = {
+        key: value
+        for key, value in (("memory_budget_mb", args.memory_budget), ("max_references", args.max_references))
+        if value is not None
+    }
+    if scale:
+        raw = json.loads(config.model_dump_json())
+        config = validate_config({**raw, "scale": {**raw["scale"], **scale}}, source="fit's command line")
     report = fit_product(args.data, config, args.out, overwrite=args.overwrite, progress=not args.quiet)
     print(
         f"wrote {report.out_dir}: {report.n_references} references, {report.n_holdout} held out, "
@@ -50,6 +58,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(
         f"parity ONNX Runtime vs torch: max |Δmap| {report.parity['map_max_abs_diff']:.2e}, "
         f"max |Δscore| {report.parity['score_max_abs_diff']:.2e}"
+    )
+    m = report.memory
+    print(
+        f"memory: peak resident {m['peak_rss_mb']:.0f} MB (estimate {m['estimate_mb']:.0f} MB, "
+        f"budget {m['budget_mb']:.0f} MB, bank {m['bank_mb']:.0f} MB)"
     )
     return 0
 
@@ -64,6 +77,19 @@ def _json_arg(text: str, flag: str) -> dict:
     if not isinstance(value, dict):
         raise ConfigError(f"{flag}: expected a JSON object, got {text!r}")
     return value
+
+
+def _positive_int(flag: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{flag} expects a positive integer, got {text!r}")
+        return value
+
+    return parse
 
 
 def _product_name(data: Path) -> str:
@@ -126,6 +152,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_scale(args: argparse.Namespace) -> int:
+    from adinspect.scale_bench import run_scale_bench, scale_table, subset_quality
+
+    if args.subset_fractions:
+        subset_quality(args.data, args.out, args.presets[0], args.subset_fractions)
+        print(f"wrote {args.out}/subsets.json")
+        return 0
+    results = run_scale_bench(
+        args.data,
+        args.out,
+        presets=args.presets,
+        sizes=args.sizes,
+        random_weights=args.random_weights,
+        n_images=args.images,
+        generated=args.generated_features,
+    )
+    print(scale_table(results))
+    print(f"wrote {args.out}/scale.json, scale.md and scale.png")
+    return 0
+
+
 def cmd_backbones(args: argparse.Namespace) -> int:
     from adinspect.features.backbones import backbone_spec, list_backbones
 
@@ -170,6 +217,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="JSON overrides of method fields, e.g. '{\"k_neighbors\": 8}'")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--memory-budget",
+        type=_positive_int("--memory-budget"),
+        metavar="MB",
+        help="peak memory fit may plan for (default: 70%% of the available RAM); checked before any work",
+    )
+    p.add_argument(
+        "--max-references",
+        type=_positive_int("--max-references"),
+        metavar="N",
+        help="keep at most N references: a k-center greedy subset in the retrieval space",
+    )
+    p.add_argument(
         "--overwrite",
         action="store_true",
         help="replace an existing package (only once the new one is complete)",
@@ -207,6 +266,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_serving_arguments(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("bench-scale", help="fit time, memory, package size and latency against bank size")
+    p.add_argument("--data", type=Path, required=True, help="a dataset with good training and test images")
+    p.add_argument(
+        "--out", type=Path, required=True, help="folder for scale.json/.md/.png, subsets, packages"
+    )
+    p.add_argument("--presets", nargs="+", default=["cpu", "paper"])
+    p.add_argument("--sizes", nargs="+", type=_positive_int("--sizes"), default=[25, 50, 100, 200, 400])
+    p.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="random backbone weights where none are offline (the paper preset's WRN50); labelled so",
+    )
+    p.add_argument("--images", type=int, default=10, help="test images timed per point")
+    p.add_argument(
+        "--generated-features",
+        nargs="*",
+        default=[],
+        metavar="PRESET",
+        help="presets whose fit skips the backbone: features generated at the preset's shapes",
+    )
+    p.add_argument(
+        "--subset-fractions",
+        nargs="+",
+        type=float,
+        metavar="F",
+        help="instead: image AUROC/AUPRO of k-center banks at these fractions of the references "
+        "(first of --presets; the images are embedded once)",
+    )
+    p.set_defaults(func=cmd_bench_scale)
 
     p = sub.add_parser("backbones", help="list registered backbones")
     p.set_defaults(func=cmd_backbones)

@@ -80,6 +80,27 @@ class CalibrationConfig(_Frozen):
     )
 
 
+class ScaleConfig(_Frozen):
+    """How fit stays within memory as a product grows (resources, not the method's maths)."""
+
+    memory_budget_mb: int | None = Field(
+        default=None,
+        ge=256,
+        description="Peak memory fit may plan for, MB; None = 70 % of the RAM available when fit starts.",
+    )
+    max_references: int | None = Field(
+        default=None,
+        ge=1,
+        description="Cap on bank images: a k-center greedy subset in the retrieval (descriptor) space.",
+    )
+    external_data_mb: float = Field(
+        default=512.0,
+        ge=0.0,
+        description="Banks above this size (MB) keep residual.onnx's constants in residual.onnx.data "
+        "(ONNX external data; needed above 2 GB). 0 forces it.",
+    )
+
+
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
@@ -127,6 +148,7 @@ class PipelineConfig(_Frozen):
     backbone: BackboneConfig
     method: MethodConfig
     calibration: CalibrationConfig = CalibrationConfig()
+    scale: ScaleConfig = ScaleConfig()
     seed: int = 0
 
     @model_validator(mode="after")

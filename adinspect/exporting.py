@@ -1,11 +1,14 @@
 """ONNX export of the backbone and residual models, with a parity check against torch.
 
 Uses the TorchScript-based exporter (`dynamo=False`): our modules are static-shape by design
-and this exporter writes self-contained files (no external data) with a dynamic batch axis.
+and this exporter writes a dynamic batch axis. Small residual models are one self-contained file;
+a large bank (above `scale.external_data_mb`, always above protobuf's 2 GB limit) moves the
+model's constants into one ONNX external data file, `residual.onnx.data`, beside it.
 """
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -21,7 +24,12 @@ BATCH = "batch"
 
 
 def _export(
-    module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, inputs: list[str], outputs: list[str]
+    module: nn.Module,
+    args: tuple[torch.Tensor, ...],
+    path: Path,
+    inputs: list[str],
+    outputs: list[str],
+    check: bool = True,
 ) -> None:
     dynamic = {name: {0: BATCH} for name in inputs + outputs}
     # The tracer warns about shape checks that are constant by design (static-shape modules).
@@ -39,7 +47,8 @@ def _export(
             dynamo=False,
             do_constant_folding=True,
         )
-    onnx.checker.check_model(str(path), full_check=True)
+    if check:
+        onnx.checker.check_model(str(path), full_check=True)
 
 
 def export_backbone(embedder: nn.Module, image_size: int, path: Path) -> None:
@@ -48,15 +57,44 @@ def export_backbone(embedder: nn.Module, image_size: int, path: Path) -> None:
     _export(embedder, (example,), path, [BACKBONE.image], [BACKBONE.features, BACKBONE.global_map])
 
 
-def export_residual(model: nn.Module, features: torch.Tensor, global_map: torch.Tensor, path: Path) -> None:
-    """features, global_map → residual, anomaly_map, score (bank as constants)."""
-    _export(
-        model,
-        (features[:2], global_map[:2]),
-        path,
-        [RESIDUAL.features, RESIDUAL.global_map],
-        [RESIDUAL.residual, RESIDUAL.anomaly_map, RESIDUAL.score],
+def export_residual(
+    model: nn.Module,
+    features: torch.Tensor,
+    global_map: torch.Tensor,
+    path: Path,
+    external_data: bool = False,
+) -> list[str]:
+    """features, global_map → residual, anomaly_map, score (bank as constants).
+
+    Returns the files written beside `path` that the model needs: [] or [`<name>.data`].
+    """
+    io = ([RESIDUAL.features, RESIDUAL.global_map], [RESIDUAL.residual, RESIDUAL.anomaly_map, RESIDUAL.score])
+    example = (features[:2].float(), global_map[:2].float())
+    if not external_data:
+        _export(model, example, path, *io)
+        return []
+    location = f"{path.name}.data"
+    # Above 2 GB torch writes one file per constant; export into a scratch folder, then gather
+    # every constant over 1 KB into the single data file the package and Triton carry.
+    with tempfile.TemporaryDirectory(prefix=".export.", dir=path.parent) as scratch:
+        raw = Path(scratch) / path.name
+        _export(model, example, raw, *io, check=False)
+        proto = onnx.load(str(raw))
+    onnx.save_model(
+        proto,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=location,
+        size_threshold=1024,
     )
+    del proto
+    onnx.checker.check_model(str(path), full_check=True)
+    data = path.parent / location
+    if not data.is_file():
+        return []
+    data.chmod(0o644)  # onnx writes it 0600; Triton in a container may run as another user
+    return [location]
 
 
 def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:

@@ -2,12 +2,15 @@
 
 Orchestration only: read images, embed them, split off held-out good images, fit the bank,
 calibrate the threshold on the held-out scores, export ONNX, check parity, write the package.
+Memory is planned before any work (`residual.budget`): features are kept in fp16, every batch
+through torch and ONNX Runtime is a chunk sized by the budget, and the bank exists once at a time.
 The package is assembled in a temporary sibling directory and moved into place only when
 complete, so a failed fit never leaves a half-written package or destroys an existing one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -23,6 +26,7 @@ from tqdm import tqdm
 
 from adinspect import __version__
 from adinspect.config import PipelineConfig, save_config
+from adinspect.contracts import RESIDUAL
 from adinspect.data.datasets import open_dataset
 from adinspect.errors import InputError
 from adinspect.exporting import export_backbone, export_residual, max_abs_diff
@@ -39,8 +43,9 @@ from adinspect.package import (
     sha256_of,
     write_manifest,
 )
-from adinspect.residual.bank import fit_bank, save_bank
-from adinspect.residual.model import ResidualModel
+from adinspect.residual.bank import fit_bank, representative_subset, save_bank
+from adinspect.residual.budget import MB, MemoryPlan, Shapes, peak_rss_bytes, plan_memory
+from adinspect.residual.model import BankTensors, ResidualModel
 from adinspect.runtime.preprocess import PreprocessSpec, preprocess_batch
 
 
@@ -70,25 +75,44 @@ class FitReport:
     threshold: float
     seconds: dict[str, float]
     parity: dict[str, float]
+    memory: dict[str, float]  # peak_rss_mb (this process), estimate_mb, budget_mb, bank_mb, chunk sizes
 
 
 def embed_paths(
     embedder: FeatureEmbedder,
     paths: Sequence[Path],
     spec: PreprocessSpec,
+    shapes: Shapes,
     batch_size: int = 8,
     progress: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Read, preprocess and embed images → features (N, d_f, h, w), global maps (N, c_1, H, W)."""
-    feats, gmaps = [], []
-    for start in tqdm(range(0, len(paths), batch_size), desc="embedding", unit="batch", disable=not progress):
+    """Read, preprocess and embed images chunk by chunk → features (N, d_f, h, w) fp16, global
+    maps (N, c_1, H, W) fp32, written into arrays allocated once (no list of fp32 batches)."""
+    n, g = len(paths), shapes.grid
+    feats = torch.empty(n, shapes.feature_dim, g, g, dtype=torch.float16)
+    gmaps = torch.empty(n, shapes.global_channels, shapes.global_grid, shapes.global_grid)
+    for start in tqdm(range(0, n, batch_size), desc="embedding", unit="batch", disable=not progress):
         chunk = paths[start : start + batch_size]
         batch = torch.from_numpy(preprocess_batch([read_image(p) for p in chunk], spec))
         with torch.no_grad():
-            f, g = embedder(batch)
-        feats.append(f)
-        gmaps.append(g)
-    return torch.cat(feats), torch.cat(gmaps)
+            f, gm = embedder(batch)
+        feats[start : start + len(chunk)] = f.half()
+        gmaps[start : start + len(chunk)] = gm
+    return feats, gmaps
+
+
+def residual_outputs(
+    model: ResidualModel, feats: torch.Tensor, gmaps: torch.Tensor, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The torch residual model over (N, ...) inputs in chunks → maps (N, S, S), scores (N,)."""
+    maps, scores = [], []
+    with torch.no_grad():
+        for start in range(0, feats.shape[0], batch_size):
+            end = start + batch_size
+            _, amap, score = model(feats[start:end].float(), gmaps[start:end])
+            maps.append(amap[:, 0].numpy())
+            scores.append(score.numpy())
+    return np.concatenate(maps), np.concatenate(scores)
 
 
 def split_holdout(n: int, config: PipelineConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -120,6 +144,30 @@ def calibrate(
     return Calibration(rule, threshold, names, [float(s) for s in scores])
 
 
+@dataclass
+class FittedBank:
+    """What the bank was fitted from (held-out inputs stay for calibration and parity)."""
+
+    bank: BankTensors  # features on the meta device: the model holds the only copy
+    ref_idx: np.ndarray
+    hold_feats: torch.Tensor
+    hold_gmaps: torch.Tensor
+
+
+@dataclass
+class Embedded:
+    """The good images embedded by the backbone, and what the package records about that backbone."""
+
+    goods: list[Path]
+    feats: torch.Tensor  # (N, d_f, h, w) fp16
+    gmaps: torch.Tensor  # (N, c_1, H, W) fp32
+    embedder: FeatureEmbedder
+    spec_name: str
+    weights: WeightsInfo
+    pre: PreprocessSpec
+    plan: MemoryPlan
+
+
 def fit_product(
     data_dir: Path, config: PipelineConfig, out_dir: Path, overwrite: bool = False, progress: bool = True
 ) -> FitReport:
@@ -127,31 +175,49 @@ def fit_product(
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise FitError(f"{out_dir} already exists; choose another --out or pass --overwrite")
-    seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    goods = open_dataset(Path(data_dir)).train
+    embedded = embed_goods(Path(data_dir), config, progress)
+    return fit_embedded(embedded, config, Path(data_dir), out_dir, {"embed": time.perf_counter() - t0})
+
+
+def embed_goods(data_dir: Path, config: PipelineConfig, progress: bool = True) -> Embedded:
+    """The memory plan (a budget error before any work), then every good image through the backbone."""
+    goods = open_dataset(data_dir).train
     if not goods:
         raise FitError(
             f"{data_dir}: no good training images found (expected train/good/ or a folder of images)"
         )
-    ref_idx, hold_idx = split_holdout(len(goods), config)
-
+    n_refs = len(split_holdout(len(goods), config)[0])
     torch.manual_seed(config.seed)
     extractor, spec, weights = create_backbone(
         config.backbone.name, weights=config.backbone.weights, allow_random=config.backbone.allow_random
     )
     embedder = FeatureEmbedder(extractor, spec, config.method).eval()
     pre = PreprocessSpec(image_size=config.method.image_size, mean=spec.mean, std=spec.std)
-    feats, gmaps = embed_paths(embedder, goods, pre, progress=progress)
-    seconds["embed"] = time.perf_counter() - t0
+    shapes = shapes_of(embedder, config)
+    n_params = sum(p.numel() for p in embedder.parameters())
+    n_refs = min(n_refs, config.scale.max_references or n_refs)
+    plan = plan_memory(config, shapes, len(goods), n_refs, n_params)  # fails before any work
+    feats, gmaps = embed_paths(embedder, goods, pre, shapes, plan.embed_batch, progress=progress)
+    return Embedded(goods, feats, gmaps, embedder, spec.name, weights, pre, plan)
 
+
+def fit_embedded(
+    embedded: Embedded, config: PipelineConfig, data_dir: Path, out_dir: Path, seconds: dict[str, float]
+) -> FitReport:
+    """Everything after the backbone: bank, calibration, export, parity, the package.
+
+    Takes ownership of `embedded`'s feature arrays (they are released as soon as the bank exists).
+    """
     t1 = time.perf_counter()
-    bank = fit_bank(feats[ref_idx], gmaps[ref_idx], config.method)
-    model = ResidualModel(bank, config.method).eval()
-    with torch.no_grad():
-        _, hold_maps, hold_scores = model(feats[hold_idx], gmaps[hold_idx])
+    plan, goods = embedded.plan, embedded.goods
+    ref_idx, hold_idx = split_holdout(len(goods), config)
+    model, fitted = _fit_bank(embedded, ref_idx, hold_idx, config)
+    hold_maps, hold_scores = residual_outputs(
+        model, fitted.hold_feats, fitted.hold_gmaps, plan.residual_batch
+    )
     hold_names = [str(goods[i]) for i in hold_idx]
-    calibration = calibrate(hold_scores.numpy(), hold_names, config.calibration.std_factor)
+    calibration = calibrate(hold_scores, hold_names, config.calibration.std_factor)
     calibration.holdout_files = [Path(os.path.relpath(goods[i], data_dir)).as_posix() for i in hold_idx]
     calibration.holdout_sha256 = [sha256_of(goods[i]) for i in hold_idx]
     seconds["bank_and_calibration"] = time.perf_counter() - t1
@@ -160,47 +226,97 @@ def fit_product(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         t2 = time.perf_counter()
-        export_backbone(embedder, config.method.image_size, tmp / "backbone.onnx")
-        export_residual(model, feats[hold_idx], gmaps[hold_idx], tmp / "residual.onnx")
+        export_backbone(embedded.embedder, config.method.image_size, tmp / "backbone.onnx")
+        external = _bank_bytes(model) > config.scale.external_data_mb * MB
+        data_files = export_residual(
+            model, fitted.hold_feats, fitted.hold_gmaps, tmp / "residual.onnx", external_data=external
+        )
         seconds["export"] = time.perf_counter() - t2
-        record = BackboneRecord(
-            name=spec.name,
-            weights_source=weights.source,
-            weights_sha256=weights.sha256,
-            random_weights=weights.random,
-            feature_dim=embedder.feature_dim,
-            feature_grid=feats.shape[-1],
-            global_channels=gmaps.shape[1],
-            global_grid=gmaps.shape[-1],
-        )
-        _write_files(tmp, config, bank, record, weights, calibration)
-        manifest = _write_manifest(tmp, config, pre, record, calibration, n_refs=len(ref_idx))
-        parity = _parity(
-            tmp, feats[hold_idx], gmaps[hold_idx], hold_maps[:, 0].numpy(), hold_scores.numpy(), pre
-        )
-        seconds["total"] = time.perf_counter() - t0
+        del model  # free the bank before ONNX Runtime loads its copy for the parity check
+        record = _backbone_record(embedded.spec_name, embedded.weights, shapes_of(embedded.embedder, config))
+        _write_files(tmp, config, fitted.bank, record, embedded.weights, calibration)
+        n_refs = len(fitted.ref_idx)
+        manifest = _write_manifest(tmp, config, embedded.pre, record, calibration, n_refs, data_files)
+        parity = _parity(tmp, fitted, hold_maps, hold_scores, plan.residual_batch)
+        seconds["total"] = seconds.get("embed", 0.0) + time.perf_counter() - t1
+        memory = _memory_summary(plan)
         write_model_card(
             tmp,
             manifest,
             config,
-            data_dir=Path(data_dir),
+            data_dir=data_dir,
             n_images=len(goods),
             parity=parity,
             seconds=seconds,
             calibration=calibration,
+            memory=memory,
         )
         _finalise_manifest(tmp, "model_card.md")
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return FitReport(out_dir, len(ref_idx), len(hold_idx), calibration.threshold, seconds, parity)
+    return FitReport(out_dir, n_refs, len(hold_idx), calibration.threshold, seconds, parity, memory)
+
+
+def _backbone_record(name: str, weights: WeightsInfo, shapes: Shapes) -> BackboneRecord:
+    return BackboneRecord(
+        name=name,
+        weights_source=weights.source,
+        weights_sha256=weights.sha256,
+        random_weights=weights.random,
+        feature_dim=shapes.feature_dim,
+        feature_grid=shapes.grid,
+        global_channels=shapes.global_channels,
+        global_grid=shapes.global_grid,
+    )
+
+
+def shapes_of(embedder: FeatureEmbedder, config: PipelineConfig) -> Shapes:
+    """Per-image shapes, known from the config before any image is embedded."""
+    m = config.method
+    return Shapes(
+        embedder.feature_dim, m.image_size // 8, embedder.global_channels, m.image_size // 4 // m.global_pool
+    )
+
+
+def _fit_bank(
+    embedded: Embedded, ref_idx: np.ndarray, hold_idx: np.ndarray, config: PipelineConfig
+) -> tuple[ResidualModel, FittedBank]:
+    """Bank from the references (a k-center subset of them above `scale.max_references`)."""
+    feats, gmaps = embedded.feats, embedded.gmaps
+    cap = config.scale.max_references
+    if cap is not None and cap < len(ref_idx):
+        ref_idx = ref_idx[representative_subset(gmaps[ref_idx], config.method, cap)]
+    hold_feats, hold_gmaps = feats[hold_idx], gmaps[hold_idx]
+    bank = fit_bank(feats[ref_idx], gmaps[ref_idx], config.method)
+    embedded.feats = embedded.gmaps = torch.empty(0)  # all images' features: no longer needed
+    del feats, gmaps
+    model = ResidualModel(bank, config.method).eval()
+    # the model made its cell-major copy: keep only the bank's shape for bank.safetensors
+    bank = dataclasses.replace(bank, features=bank.features.to("meta"))
+    return model, FittedBank(bank, ref_idx, hold_feats, hold_gmaps)
+
+
+def _bank_bytes(model: ResidualModel) -> int:
+    return sum(b.numel() * b.element_size() for b in (model.bank_features, model.bank_sqnorm))
+
+
+def _memory_summary(plan: MemoryPlan) -> dict[str, float]:
+    return {
+        "peak_rss_mb": peak_rss_bytes() / MB,
+        "estimate_mb": plan.peak / MB,
+        "budget_mb": plan.budget / MB,
+        "bank_mb": plan.bank / MB,
+        "embed_batch": float(plan.embed_batch),
+        "residual_batch": float(plan.residual_batch),
+    }
 
 
 def _write_files(
     tmp: Path,
     config: PipelineConfig,
-    bank,
+    bank: BankTensors,
     record: BackboneRecord,
     weights: WeightsInfo,
     calibration: Calibration,
@@ -221,8 +337,16 @@ def _write_manifest(
     record: BackboneRecord,
     calibration: Calibration,
     n_refs: int,
+    data_files: list[str],
 ) -> Manifest:
-    files = ["config.json", "backbone.onnx", "residual.onnx", "bank.safetensors", "calibration.json"]
+    files = [
+        "config.json",
+        "backbone.onnx",
+        "residual.onnx",
+        *data_files,
+        "bank.safetensors",
+        "calibration.json",
+    ]
     manifest = Manifest(
         format_version=FORMAT_VERSION,
         adinspect_version=__version__,
@@ -245,22 +369,28 @@ def _finalise_manifest(tmp: Path, *extra: str) -> None:
 
 
 def _parity(
-    tmp: Path,
-    feats: torch.Tensor,
-    gmaps: torch.Tensor,
-    maps: np.ndarray,
-    scores: np.ndarray,
-    pre: PreprocessSpec,
+    tmp: Path, fitted: FittedBank, maps: np.ndarray, scores: np.ndarray, batch_size: int
 ) -> dict[str, float]:
-    """Max abs difference between ONNX Runtime and torch on the held-out images (residual stage)."""
+    """Max abs difference between ONNX Runtime and torch on the held-out images (residual stage),
+    run in the same chunks as torch so ONNX Runtime's working set stays bounded too."""
     from adinspect.runtime.sessions import make_session
 
     session = make_session(tmp / "residual.onnx")
-    _, ort_maps, ort_scores = session.run(None, {"features": feats.numpy(), "global_map": gmaps.numpy()})
+    ort_maps, ort_scores = [], []
+    for start in range(0, len(scores), batch_size):
+        end = start + batch_size
+        feeds = {
+            RESIDUAL.features: fitted.hold_feats[start:end].float().numpy(),
+            RESIDUAL.global_map: fitted.hold_gmaps[start:end].numpy(),
+        }
+        amap, score = session.run([RESIDUAL.anomaly_map, RESIDUAL.score], feeds)
+        ort_maps.append(amap[:, 0])
+        ort_scores.append(score)
+    del session
     ModelPackage.load(tmp)  # the package as written must load and verify
     return {
-        "map_max_abs_diff": max_abs_diff(ort_maps[:, 0], maps),
-        "score_max_abs_diff": max_abs_diff(ort_scores, scores),
+        "map_max_abs_diff": max_abs_diff(np.concatenate(ort_maps), maps),
+        "score_max_abs_diff": max_abs_diff(np.concatenate(ort_scores), scores),
         "score_scale": float(np.max(np.abs(scores))),
     }
 

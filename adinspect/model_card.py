@@ -22,6 +22,7 @@ def write_model_card(
     parity: dict[str, float],
     seconds: dict[str, float],
     calibration: Any,
+    memory: dict[str, float] | None = None,
 ) -> Path:
     """Write root/model_card.md from the manifest and the fit's measurements."""
     bb = manifest.backbone
@@ -61,6 +62,7 @@ def write_model_card(
         "## Fit time (s)",
         "- " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()),
         "",
+        *(_memory_lines(memory) if memory else []),
         "## Config",
         "```json",
         json.dumps(json.loads(config.model_dump_json()), indent=2),
@@ -70,3 +72,14 @@ def write_model_card(
     path = root / "model_card.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _memory_lines(memory: dict[str, float]) -> list[str]:
+    return [
+        "## Memory (MB)",
+        f"- peak resident memory of the fitting process: **{memory['peak_rss_mb']:.0f}**",
+        f"- planned: estimate {memory['estimate_mb']:.0f} within a budget of {memory['budget_mb']:.0f}; "
+        f"bank {memory['bank_mb']:.0f}; chunks of {memory['embed_batch']:.0f} images through the backbone, "
+        f"{memory['residual_batch']:.0f} through the residual model",
+        "",
+    ]

@@ -8,7 +8,8 @@ Layout::
       config.json         the PipelineConfig that made it
       backbone.onnx       image → features, global_map (shared by products with the same backbone)
       residual.onnx       features, global_map → residual, anomaly_map, score (bank as constants)
-      bank.safetensors    the reference bank (fp16 features, PCA, descriptors) for rebuilding
+      residual.onnx.data  large banks only: residual.onnx's constants (ONNX external data)
+      bank.safetensors    the bank's PCA and descriptors; its features are read from residual.onnx
       calibration.json    held-out good scores and the threshold rule
       model_card.md       what a person reads
       package.sha256      SHA-256 of package.json itself (`sha256sum -c` format), so the manifest's
@@ -36,6 +37,8 @@ MANIFEST_CHECKSUM = "package.sha256"
 # written by `adinspect label`, read by training and by `evaluate` (which must not import torch)
 LABELS_DIR = "labels"
 LABELS_JSON = "labels.json"
+# residual.onnx's external data (the bank) when it is large; written by fit, served beside model.onnx
+RESIDUAL_DATA = "residual.onnx.data"
 
 
 class PackageError(InputError):

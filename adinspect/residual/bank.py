@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from adinspect.config import MethodConfig
 from adinspect.residual.model import BankTensors, window_descriptors
+from adinspect.residual.subset import k_center_greedy
 
 
 def fit_pca(global_maps: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,18 +46,67 @@ def fit_bank(features: torch.Tensor, global_maps: torch.Tensor, method: MethodCo
     return BankTensors(mean, components, descriptors, features.half())
 
 
+BANK_INITIALIZER = "bank_features"  # ResidualModel's buffer name, kept as the ONNX initializer's name
+
+
 def save_bank(bank: BankTensors, path: Path, metadata: dict[str, str]) -> None:
-    """Write the bank as safetensors (never pickle) with string metadata."""
-    tensors = {name: getattr(bank, name).contiguous() for name in _BANK_FIELDS}
-    save_file(tensors, str(path), metadata=metadata)
+    """Write the bank's small tensors as safetensors (never pickle) with string metadata.
+
+    The features — nearly all of the bank's bytes — are stored once, as the `bank_features`
+    constant of the residual model next to this file (inside residual.onnx, or in its external
+    data file for large banks); `load_bank` reads them from there.
+    """
+    n, d, h, w = bank.features.shape
+    tensors = {name: getattr(bank, name).contiguous() for name in _SMALL_FIELDS}
+    shape = {"features_in": f"{RESIDUAL_ONNX}:{BANK_INITIALIZER}", "features_shape": f"{n},{d},{h},{w}"}
+    save_file(tensors, str(path), metadata={**metadata, **shape})
 
 
 def load_bank(path: Path) -> BankTensors:
+    """The bank written by `save_bank` (features from the residual model beside it), or an older
+    bank.safetensors that still holds `features` itself."""
+    path = Path(path)
     tensors = load_file(str(path))
-    missing = [n for n in _BANK_FIELDS if n not in tensors]
+    fields = _SMALL_FIELDS if "features" not in tensors else (*_SMALL_FIELDS, "features")
+    missing = [n for n in fields if n not in tensors]
     if missing:
         raise ValueError(f"{path}: bank lacks tensors {missing}; re-run `adinspect fit`")
-    return BankTensors(**{n: tensors[n] for n in _BANK_FIELDS})
+    if "features" not in tensors:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        if "features_shape" not in meta:
+            raise ValueError(f"{path}: bank names no features_shape; re-run `adinspect fit`")
+        n, d, h, w = (int(v) for v in meta["features_shape"].split(","))
+        cells = bank_features_from_onnx(path.parent / RESIDUAL_ONNX)  # (h*w, N, d)
+        if tuple(cells.shape) != (h * w, n, d):
+            raise ValueError(
+                f"{path.parent / RESIDUAL_ONNX}: bank_features is {tuple(cells.shape)}, "
+                f"expected {(h * w, n, d)}; re-run `adinspect fit`"
+            )
+        tensors["features"] = cells.reshape(h, w, n, d).permute(2, 3, 0, 1).contiguous()
+    return BankTensors(**{n: tensors[n] for n in (*_SMALL_FIELDS, "features")})
 
 
-_BANK_FIELDS = ("pca_mean", "pca_components", "descriptors", "features")
+def bank_features_from_onnx(onnx_path: Path) -> torch.Tensor:
+    """The residual model's bank constant (h*w, N, d_f) fp16, inline or in its external data file."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    for tensor in model.graph.initializer:
+        if tensor.name == BANK_INITIALIZER:
+            array = numpy_helper.to_array(tensor, base_dir=str(Path(onnx_path).parent))
+            return torch.from_numpy(array.copy() if not array.flags.writeable else array)
+    raise ValueError(f"{onnx_path}: no {BANK_INITIALIZER!r} constant; re-run `adinspect fit`")
+
+
+RESIDUAL_ONNX = "residual.onnx"
+_SMALL_FIELDS = ("pca_mean", "pca_components", "descriptors")
+
+
+def representative_subset(global_maps: torch.Tensor, method: MethodConfig, n: int) -> np.ndarray:
+    """Sorted indices of `n` of the images (N, c_1, H, W): k-center greedy on their window descriptors
+    (PCA fitted on all N), i.e. in the space retrieval compares images in."""
+    mean, components = fit_pca(global_maps, method.pca_dim)
+    descriptors = window_descriptors(global_maps.float(), mean, components, method.window)
+    return k_center_greedy(descriptors.numpy(), n, method.keep_fraction)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ import numpy as np
 import adinspect
 from adinspect import __version__
 from adinspect.errors import InputError
-from adinspect.package import ModelPackage, PackageError
+from adinspect.package import RESIDUAL_DATA, ModelPackage, PackageError
 from adinspect.runtime.seg import SEG_META, SegInfo, seg_info
 from adinspect.serving.configs import (
     Flavor,
@@ -186,14 +187,16 @@ def bake_threshold(residual_onnx: Path, threshold: float, product: str) -> bytes
     threshold — live in one model and `postprocess` stays shared across products.
     """
     onnx, _, _ = _onnx_modules()
-    model = onnx.load(str(residual_onnx))
+    # a large bank stays in its external data file (copied beside model.onnx), never in memory
+    model = onnx.load(str(residual_onnx), load_external_data=False)
     baked = [RESIDUAL_OUT.threshold, RESIDUAL_OUT.product_id]
     _check_outputs(residual_onnx, model, list(RESIDUAL_OUT)[:3], baked)
     _add_batch_constant(model, RESIDUAL_OUT.score, RESIDUAL_OUT.threshold, threshold)
     _add_batch_constant(
         model, RESIDUAL_OUT.score, RESIDUAL_OUT.product_id, product_id(product), onnx.TensorProto.INT32
     )
-    onnx.checker.check_model(model)
+    if not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        onnx.checker.check_model(model)  # with external data the checker needs the file beside it
     return model.SerializeToString()
 
 
@@ -247,14 +250,27 @@ def _write_model(
     (model_dir / "config.pbtxt").write_text(to_pbtxt(config))
     for name, content in files.items():
         if isinstance(content, Path):
-            shutil.copyfile(content, version / name)
+            _link_or_copy(content, version / name)
         else:
             (version / name).write_bytes(content)
     if "model.py" in files:
         _copy_library(version)
 
 
-def _onnx_files(flavor: str, source: bytes, engine: Path | None) -> dict[str, bytes | Path]:
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link a package file (a bank can be gigabytes), or copy it across file systems."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def _residual_data(package: ModelPackage) -> dict[str, Path]:
+    """residual.onnx's external data file (large banks): it must sit beside model.onnx."""
+    return {RESIDUAL_DATA: package.path(RESIDUAL_DATA)} if package.has(RESIDUAL_DATA) else {}
+
+
+def _onnx_files(flavor: str, source: Path | bytes, engine: Path | None) -> dict[str, bytes | Path]:
     if flavor == "cpu":
         return {"model.py": _model_source("onnx_runner"), "model.onnx": source}
     if engine is not None:
@@ -271,13 +287,16 @@ def _write_onnx_model(
     onnx: bytes,
     engines_dir: Path | None,
     version: int = 1,
+    external_data: dict[str, Path] | None = None,
 ) -> dict[str, Any]:
     """One ONNX step at `version` (pinned); in the gpu flavour a plan from `engines_dir` replaces it
-    if it was built from exactly these ONNX bytes at this model's precision (else EngineError)."""
+    if it was built from exactly these ONNX bytes at this model's precision (else EngineError).
+    `external_data` (a large bank's data file) goes beside model.onnx unless a plan replaces it."""
     precision = settings.precision_of(name)
     plan = select_plan(engines_dir, name, onnx, precision, settings.max_batch_size)
     config = pinned(onnx_model(name, flavor, settings, io, plan is not None, sha256_bytes(onnx)), [version])
-    _write_model(root, config, _onnx_files(flavor, onnx, plan), version)
+    files = {**_onnx_files(flavor, onnx, plan), **(external_data if plan is None and external_data else {})}
+    _write_model(root, config, files, version)
     return config
 
 
@@ -378,7 +397,8 @@ def write_product(
     name = residual_model(package.product)
     baked = bake_threshold(package.path("residual.onnx"), package.threshold, package.product)
     io = shapes.residual_io(reshape)
-    written[name] = _write_onnx_model(root, name, flavor, settings, io, baked, engines_dir, version)
+    data = _residual_data(package)
+    written[name] = _write_onnx_model(root, name, flavor, settings, io, baked, engines_dir, version, data)
     seg = _package_seg(package)
     params = {
         "product": package.product,
