@@ -33,6 +33,8 @@ from adinspect.package import FORMAT_VERSION, MANIFEST, BackboneRecord, Manifest
 from adinspect.residual.bank import fit_bank, save_bank
 from adinspect.residual.model import ResidualModel
 from adinspect.runtime.preprocess import PreprocessSpec, preprocess_batch
+from adinspect.zeroshot.clean import clean_training_set, write_cleaning
+from adinspect.zeroshot.config import CleanConfig
 
 
 class FitError(InputError):
@@ -106,9 +108,18 @@ def calibrate(
 
 
 def fit_product(
-    data_dir: Path, config: PipelineConfig, out_dir: Path, overwrite: bool = False, progress: bool = True
+    data_dir: Path,
+    config: PipelineConfig,
+    out_dir: Path,
+    overwrite: bool = False,
+    progress: bool = True,
+    clean: CleanConfig | None = None,
 ) -> FitReport:
-    """Fit one product on the good images under `data_dir` and write its package to `out_dir`."""
+    """Fit one product on the good images under `data_dir` and write its package to `out_dir`.
+
+    With `clean`, training images whose zero-shot mutual score stands out are dropped first
+    (`adinspect.zeroshot.clean`); the package's cleaning.json and model card list them.
+    """
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise FitError(f"{out_dir} already exists; choose another --out or pass --overwrite")
@@ -119,6 +130,10 @@ def fit_product(
         raise FitError(
             f"{data_dir}: no good training images found (expected train/good/ or a folder of images)"
         )
+    cleaning = None
+    if clean is not None:
+        goods, cleaning = clean_training_set(goods, clean)
+        seconds["clean"] = time.perf_counter() - t0
     ref_idx, hold_idx = split_holdout(len(goods), config)
 
     torch.manual_seed(config.seed)
@@ -128,7 +143,7 @@ def fit_product(
     embedder = FeatureEmbedder(extractor, spec, config.method).eval()
     pre = PreprocessSpec(image_size=config.method.image_size, mean=spec.mean, std=spec.std)
     feats, gmaps = embed_paths(embedder, goods, pre, progress=progress)
-    seconds["embed"] = time.perf_counter() - t0
+    seconds["embed"] = time.perf_counter() - t0 - seconds.get("clean", 0.0)
 
     t1 = time.perf_counter()
     bank = fit_bank(feats[ref_idx], gmaps[ref_idx], config.method)
@@ -172,7 +187,8 @@ def fit_product(
             seconds=seconds,
             calibration=calibration,
         )
-        _finalise_manifest(tmp, "model_card.md")
+        extra = [] if cleaning is None else write_cleaning(tmp, cleaning)
+        _finalise_manifest(tmp, "model_card.md", *extra)
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
