@@ -75,7 +75,11 @@ class CleanConfig(_Frozen):
     z_max: float = Field(
         default=3.0, gt=0.0, description="Drop an image when (score - median) / (1.4826 * MAD) > z_max."
     )
-    zeroshot: ZeroShotConfig = ZeroShotConfig(rscin_k=(1,))
+    zeroshot: ZeroShotConfig = Field(
+        default=ZeroShotConfig(layers=(2,), degrees=(3,), rscin_k=(1,)),
+        description="Image-level outliers only: the stride-16 layer on its 16² grid, one degree, no RsCIN "
+        "(cheap enough for a few hundred training images).",
+    )
 
 
 def zeroshot_config(overrides: dict | None = None) -> ZeroShotConfig:

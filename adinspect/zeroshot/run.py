@@ -101,6 +101,8 @@ def labelled_metrics(batch: Batch, result: ZeroShotResult, out_dir: Path, size: 
     metrics: dict = {}
     if 0 < labels.sum() < len(labels) and masks.any():
         metrics = compute_metrics(result.scores, labels, result.maps, masks)
+        raw = compute_metrics(result.raw_scores, labels, result.maps, masks, names=["image_auroc"])
+        metrics["image_auroc_before_rscin"] = raw["image_auroc"]
         plot_roc_pr(result.scores, labels, result.maps, masks, out_dir / "roc_pr.png")
     metrics["n_images"] = len(labels)
     metrics["n_defective"] = int(labels.sum())
