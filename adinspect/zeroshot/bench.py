@@ -54,6 +54,18 @@ def _run_one(paths: list[str], config_json: str, queue) -> None:
     )
 
 
+def _result_of(proc, queue, n: int) -> dict:
+    """The child's row; a child that died (e.g. out of memory) is an error, not a hang."""
+    import queue as queue_module
+
+    while True:
+        try:
+            return queue.get(timeout=5.0)
+        except queue_module.Empty:
+            if not proc.is_alive():
+                raise RuntimeError(f"zero-shot batch of {n} failed (exit code {proc.exitcode})") from None
+
+
 def bench_batches(data: Path, sizes: list[int], config: ZeroShotConfig) -> dict:
     """Run each batch size once in its own process; images are the dataset's, cycled if too few."""
     from adinspect.features.backbones import backbone_spec
@@ -69,7 +81,7 @@ def bench_batches(data: Path, sizes: list[int], config: ZeroShotConfig) -> dict:
             args=([images[i % len(images)] for i in range(n)], config.model_dump_json(), queue),
         )
         proc.start()
-        row = queue.get()
+        row = _result_of(proc, queue, n)
         proc.join()
         est = estimate_bytes(n, config, spec.channels, spec.strides)
         runs.append({"n_images": n, **row, "estimated_growing_mb": sum(est.values()) / 2**20})
