@@ -45,11 +45,13 @@ class ZeroShotResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def check_batch_size(n: int) -> None:
+def check_batch_size(n: int, unreadable: str = "") -> None:
+    """Mutual scoring needs others to compare with; `unreadable` says which files were skipped."""
     if n < MIN_IMAGES:
+        skipped = f" ({unreadable})" if unreadable else ""
         raise ZeroShotError(
-            f"zero-shot scoring needs at least {MIN_IMAGES} readable images, got {n}: each image is "
-            "scored against the others of the batch; give more images of the same product"
+            f"zero-shot scoring needs at least {MIN_IMAGES} readable images, got {n}{skipped}: each image "
+            "is scored against the others of the batch; give more images of the same product"
         )
 
 

@@ -65,7 +65,8 @@ def run_zero_shot(
 ) -> dict:
     """Score the batch, write the outputs; returns the summary (also `results.json`)."""
     batch = read_batch(inputs)
-    check_batch_size(len(batch.images))
+    unreadable = f"{len(batch.errors)} unreadable, first: {batch.errors[0]['error']}" if batch.errors else ""
+    check_batch_size(len(batch.images), unreadable)
     result = score_images(batch.images, config)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
