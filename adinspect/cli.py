@@ -49,7 +49,17 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if scale:
         raw = json.loads(config.model_dump_json())
         config = validate_config({**raw, "scale": {**raw["scale"], **scale}}, source="fit's command line")
-    report = fit_product(args.data, config, args.out, overwrite=args.overwrite, progress=not args.quiet)
+    clean = None
+    if args.clean:
+        from adinspect.config import ConfigError
+        from adinspect.zeroshot.config import CleanConfig
+
+        if not args.clean_z > 0:
+            raise ConfigError(f"--clean-z: expected a positive z-score limit, got {args.clean_z}")
+        clean = CleanConfig(z_max=args.clean_z)
+    report = fit_product(
+        args.data, config, args.out, overwrite=args.overwrite, progress=not args.quiet, clean=clean
+    )
     print(
         f"wrote {report.out_dir}: {report.n_references} references, {report.n_holdout} held out, "
         f"threshold {report.threshold:.4g}"
@@ -233,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace an existing package (only once the new one is complete)",
     )
+    p.add_argument(
+        "--clean",
+        action="store_true",
+        help="drop good images whose zero-shot mutual score stands out before fitting (robust z-score)",
+    )
+    p.add_argument("--clean-z", type=float, default=3.0, help="--clean drops images with z above this")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_fit)
 
@@ -323,8 +339,9 @@ def _plugin_parsers() -> list[Callable[[argparse._SubParsersAction], None]]:
     from adinspect.annotate.cli import register as register_annotate
     from adinspect.serving.cli import register as register_serving
     from adinspect.train.cli import add_parser as register_training
+    from adinspect.zeroshot.cli import register as register_zeroshot
 
-    return [register_serving, register_training, register_annotate]
+    return [register_serving, register_training, register_annotate, register_zeroshot]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -47,6 +47,8 @@ from adinspect.residual.bank import fit_bank, representative_subset, save_bank
 from adinspect.residual.budget import MB, MemoryPlan, Shapes, peak_rss_bytes, plan_memory
 from adinspect.residual.model import BankTensors, ResidualModel
 from adinspect.runtime.preprocess import PreprocessSpec, preprocess_batch
+from adinspect.zeroshot.clean import CleaningReport, clean_training_set, write_cleaning
+from adinspect.zeroshot.config import CleanConfig
 
 
 class FitError(InputError):
@@ -166,27 +168,44 @@ class Embedded:
     weights: WeightsInfo
     pre: PreprocessSpec
     plan: MemoryPlan
+    cleaning: CleaningReport | None = None  # with `fit --clean`: what was dropped and why
 
 
 def fit_product(
-    data_dir: Path, config: PipelineConfig, out_dir: Path, overwrite: bool = False, progress: bool = True
+    data_dir: Path,
+    config: PipelineConfig,
+    out_dir: Path,
+    overwrite: bool = False,
+    progress: bool = True,
+    clean: CleanConfig | None = None,
 ) -> FitReport:
-    """Fit one product on the good images under `data_dir` and write its package to `out_dir`."""
+    """Fit one product on the good images under `data_dir` and write its package to `out_dir`.
+
+    With `clean`, training images whose zero-shot mutual score stands out are dropped first
+    (`adinspect.zeroshot.clean`); the package's cleaning.json and model card list them.
+    """
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise FitError(f"{out_dir} already exists; choose another --out or pass --overwrite")
     t0 = time.perf_counter()
-    embedded = embed_goods(Path(data_dir), config, progress)
+    embedded = embed_goods(Path(data_dir), config, progress, clean)
     return fit_embedded(embedded, config, Path(data_dir), out_dir, {"embed": time.perf_counter() - t0})
 
 
-def embed_goods(data_dir: Path, config: PipelineConfig, progress: bool = True) -> Embedded:
-    """The memory plan (a budget error before any work), then every good image through the backbone."""
+def embed_goods(
+    data_dir: Path, config: PipelineConfig, progress: bool = True, clean: CleanConfig | None = None
+) -> Embedded:
+    """The memory plan (a budget error before any work), then every good image through the backbone.
+
+    With `clean`, images whose zero-shot mutual score stands out are dropped first."""
     goods = open_dataset(data_dir).train
     if not goods:
         raise FitError(
             f"{data_dir}: no good training images found (expected train/good/ or a folder of images)"
         )
+    cleaning = None
+    if clean is not None:  # before anything is planned or embedded: dropped images cost nothing more
+        goods, cleaning = clean_training_set(goods, clean)
     n_refs = len(split_holdout(len(goods), config)[0])
     torch.manual_seed(config.seed)
     extractor, spec, weights = create_backbone(
@@ -199,7 +218,7 @@ def embed_goods(data_dir: Path, config: PipelineConfig, progress: bool = True) -
     n_refs = min(n_refs, config.scale.max_references or n_refs)
     plan = plan_memory(config, shapes, len(goods), n_refs, n_params)  # fails before any work
     feats, gmaps = embed_paths(embedder, goods, pre, shapes, plan.embed_batch, progress=progress)
-    return Embedded(goods, feats, gmaps, embedder, spec.name, weights, pre, plan)
+    return Embedded(goods, feats, gmaps, embedder, spec.name, weights, pre, plan, cleaning)
 
 
 def fit_embedded(
@@ -251,7 +270,8 @@ def fit_embedded(
             calibration=calibration,
             memory=memory,
         )
-        _finalise_manifest(tmp, "model_card.md")
+        extra = [] if embedded.cleaning is None else write_cleaning(tmp, embedded.cleaning)
+        _finalise_manifest(tmp, "model_card.md", *extra)
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,97 @@
+"""LNAMD: backbone feature maps → layer-normalised patch features aggregated over r x r neighbourhoods.
+
+For each chosen layer and each degree r, every grid cell gets the r x r neighbourhood of the
+layer-normalised map (zero-padded, PatchCore-style unfold), adaptively average-pooled to a fixed
+width and L2-normalised, so that the squared distance of two patches is 2 - 2·cos. Layers keep
+their own grid (capped at `max_grid`): mutual scoring costs P² per image pair, so scoring the
+stride-16 layer on its 16² grid instead of upsampling it to 32² is 16x cheaper; the maps are
+brought to one grid only after scoring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from adinspect.features.backbones import BackboneSpec, WeightsInfo, create_backbone
+from adinspect.runtime.preprocess import PreprocessSpec, preprocess_batch
+from adinspect.zeroshot.config import ZeroShotConfig, ZeroShotError
+
+
+@dataclass
+class PatchFeatures:
+    """Features of a batch of N images.
+
+    Attributes:
+        patches: {(layer, r): (N, P_layer, d) float32, L2-normalised rows}.
+        grids: {layer: side of its square grid}, P_layer = grid².
+        image_features: (N, c) L2-normalised global-average-pooled deepest map (for RsCIN).
+    """
+
+    patches: dict[tuple[int, int], torch.Tensor]
+    grids: dict[int, int]
+    image_features: torch.Tensor
+
+
+def load_backbone(config: ZeroShotConfig) -> tuple[nn.Module, BackboneSpec, WeightsInfo]:
+    """The registered backbone, with the configured layers checked against it."""
+    extractor, spec, weights = create_backbone(config.backbone, weights=config.weights)
+    if max(config.layers) >= len(spec.channels):
+        raise ZeroShotError(
+            f"layers {config.layers}: backbone {spec.name} has {len(spec.channels)} feature maps "
+            f"(indices 0..{len(spec.channels) - 1}, strides {spec.strides})"
+        )
+    return extractor, spec, weights
+
+
+def lnamd(fmap: torch.Tensor, r: int, dim: int) -> torch.Tensor:
+    """(B, C, h, w) layer-normalised map → (B, h·w, dim) L2-normalised r x r neighbourhood features."""
+    b, c, h, w = fmap.shape
+    if r == 1 and dim == c:
+        flat = fmap.flatten(2).transpose(1, 2)
+    elif dim == c:  # pooling C·r² → C is the mean over the window per channel (zero padding counted)
+        flat = (
+            F.avg_pool2d(fmap, r, stride=1, padding=r // 2, count_include_pad=True).flatten(2).transpose(1, 2)
+        )
+    else:
+        unfolded = F.unfold(fmap, r, padding=r // 2)  # (B, C·r², h·w), channel-major as PatchCore
+        flat = F.adaptive_avg_pool1d(unfolded.transpose(1, 2).reshape(b * h * w, 1, -1), dim)
+        flat = flat.reshape(b, h * w, dim)
+    return F.normalize(flat, dim=-1)
+
+
+def _layer_maps(maps: Sequence[torch.Tensor], config: ZeroShotConfig) -> dict[int, torch.Tensor]:
+    """Chosen layers, pooled down to at most max_grid and layer-normalised over (C, h, w) per image."""
+    out = {}
+    for layer in config.layers:
+        fmap = maps[layer]
+        if fmap.shape[-1] > config.max_grid:
+            fmap = F.adaptive_avg_pool2d(fmap, config.max_grid)
+        out[layer] = F.layer_norm(fmap, fmap.shape[1:])
+    return out
+
+
+def embed_images(
+    images: Sequence[np.ndarray], extractor: nn.Module, spec: BackboneSpec, config: ZeroShotConfig
+) -> PatchFeatures:
+    """(H_i, W_i, 3) uint8 RGB images (any sizes; resized to S x S as in fit) → PatchFeatures."""
+    pre = PreprocessSpec(image_size=config.image_size, mean=spec.mean, std=spec.std)
+    patches: dict[tuple[int, int], list[torch.Tensor]] = {}
+    grids: dict[int, int] = {}
+    globals_ = []
+    for start in range(0, len(images), config.batch_size):
+        batch = torch.from_numpy(preprocess_batch(images[start : start + config.batch_size], pre))
+        with torch.no_grad():
+            maps = extractor(batch)
+            for layer, fmap in _layer_maps(maps, config).items():
+                grids[layer] = fmap.shape[-1]
+                for r in config.degrees:
+                    dim = config.feature_dim or fmap.shape[1]
+                    patches.setdefault((layer, r), []).append(lnamd(fmap, r, dim))
+            globals_.append(F.normalize(maps[-1].mean(dim=(2, 3)), dim=-1))
+    return PatchFeatures({k: torch.cat(v) for k, v in patches.items()}, grids, torch.cat(globals_))
