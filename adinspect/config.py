@@ -72,11 +72,12 @@ class CalibrationConfig(_Frozen):
         ge=0.0,
         description="threshold = max(mean + std_factor*std, max) of held-out good scores.",
     )
-    seg_floor: float = Field(
-        default=0.5,
+    seg_floor: float | None = Field(
+        default=None,
         ge=0.0,
         le=1.0,
-        description="ADClick-Seg threshold is at least this defect probability (its own decision boundary).",
+        description="Optional lower bound of the ADClick-Seg threshold (a defect probability); None: the "
+        "threshold comes only from held-out good and pseudo-labelled training-time images.",
     )
 
 
