@@ -167,6 +167,7 @@ def test_messy_ground_truth_is_skipped_not_fatal(
 def test_init_starts_from_another_packages_weights(
     trained: Path, fitted_package: Path, synthetic_root: Path, tmp_path: Path
 ) -> None:
+    import torch
     from safetensors.torch import load_file
 
     model = tmp_path / "widget"
@@ -183,7 +184,8 @@ def test_init_starts_from_another_packages_weights(
         load_file(str(model / "click_model.safetensors")),
         load_file(str(trained / "click_model.safetensors")),
     )
-    assert all((mine[k] == theirs[k]).all() for k in theirs if k != "encoder.residual_scale")
+    # (the EMA blend of identical weights may round in the last bit)
+    assert all(torch.allclose(mine[k], theirs[k], atol=1e-6) for k in theirs if k != "encoder.residual_scale")
 
     seg = ["--pretrain-steps", "1", "--batch-size", "4", "--n-synthetic", "8", "--no-finetune"]
     assert _run("train-seg", *common, *seg, "--init", str(trained)) == 0
