@@ -67,7 +67,10 @@ def evaluate_seg(
         "n_skipped": len(pool.skipped),
         "seconds": time.perf_counter() - t0,
     }
-    result.update(_type_report(samples, winners, type_scores, ctx))
+    from adinspect.language.encoder import load_language
+
+    types = load_language(ctx.package.root).defect_types
+    result.update(type_report(samples, winners, type_scores, types))
     result.update(_verdicts(ctx.package.root, seg.max(axis=(1, 2)), labels))
     result["images"] = [str(x.path) for x in samples]
     return result
@@ -100,14 +103,11 @@ def _verdicts(root: Path, scores: np.ndarray, labels: np.ndarray) -> dict:
     }
 
 
-def _type_report(samples: list, winners: list[int], type_scores: list[np.ndarray], ctx) -> dict:
+def type_report(samples: list, winners: list[int], type_scores: list[np.ndarray], types: list[str]) -> dict:
     """How well the served `defect_type` (the type holding the map's maximum) names the folder's
     type on the defective images: overall and per-type accuracy, the confusion matrix (rows: the
     folder's type, columns: the predicted one), chance level, and per image the max probability
     per type (what a result could report instead of one type)."""
-    from adinspect.language.encoder import load_language
-
-    types = load_language(ctx.package.root).defect_types
     rows = [(s, w, sc) for s, w, sc in zip(samples, winners, type_scores, strict=True) if s.label == 1]
     known = [(types.index(s.defect_type), w, sc, s) for s, w, sc in rows if s.defect_type in types]
     if not known:
