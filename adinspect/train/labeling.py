@@ -137,7 +137,8 @@ def label(
             rec["iou_vs_ground_truth"] = round(iou(real.masks[i], soft > 0.5), 4)
             records.append(rec)
             masks_out.append(read_image(sample.path).shape[:2])
-        split = "defective training images" if pool.weak else f"{subset} subset, seed {seed}"
+        weak = pool.weak and subset == "labelled"
+        split = "defective training images" if weak else f"{subset} subset, seed {seed}"
         source = f"{n_clicks} clicks simulated from the ground truth ({split})"
     meta = {"version": 1, "source": source, "distance_px": distance, "image_size": size,
             "defect_types": lang.defect_types, "images": records, "skipped": skipped}  # fmt: skip
