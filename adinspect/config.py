@@ -48,7 +48,10 @@ class MethodConfig(_Frozen):
         description="Per-layer channel projection width (adaptive avg pool); None keeps native widths.",
     )
     combine: Literal["concat", "mean"] = Field(
-        default="concat", description="How projected layers form F; 'mean' needs layer_dim."
+        default="concat",
+        description="How projected layers form F; 'mean' needs layer_dim. The paper preset averages: §3.5 "
+        "says 'concatenated', but at 512 channels per layer that triples d_f (1536) and the bank; the "
+        "mean keeps d_f = 512, the width of the authors' code (DESIGN.md §1).",
     )
     aggregate_kernel: int = Field(default=3, ge=1, description="Local neighbourhood average (PatchCore).")
     global_pool: int = Field(default=4, ge=1, description="Layer-1 downsampling for the global descriptor.")
@@ -56,7 +59,12 @@ class MethodConfig(_Frozen):
     window: int = Field(default=4, ge=1, description="Window side of the global descriptor, in cells.")
     keep_fraction: float = Field(default=0.8, gt=0.0, le=1.0, description="Mean of lowest window distances.")
     k_neighbors: int = Field(ge=1, description="K most similar references (Θ_knn).")
-    sigma: float = Field(ge=0.0, description="Matching radius in feature-grid cells.")
+    sigma: float = Field(
+        ge=0.0,
+        description="Matching radius in feature-grid cells; offsets with dy² + dx² <= sigma². Eq. 3 is "
+        "strict (< sigma): the same disc for the paper's 3.2 (37 offsets); the cpu preset's 2.0 keeps "
+        "the 13-offset disc, which Eq. 3 gives for any sigma in (2, √5].",
+    )
     blur_sigma: float = Field(ge=0.0, description="Gaussian blur of the map, pixels at image_size.")
     score: Literal["max", "topk_mean"] = "max"
     score_topk: int = Field(default=10, ge=1, description="Pixels averaged when score='topk_mean'.")
@@ -72,11 +80,12 @@ class CalibrationConfig(_Frozen):
         ge=0.0,
         description="threshold = max(mean + std_factor*std, max) of held-out good scores.",
     )
-    seg_floor: float = Field(
-        default=0.5,
+    seg_floor: float | None = Field(
+        default=None,
         ge=0.0,
         le=1.0,
-        description="ADClick-Seg threshold is at least this defect probability (its own decision boundary).",
+        description="Optional lower bound of the ADClick-Seg threshold (a defect probability); None: the "
+        "threshold comes only from held-out good and pseudo-labelled training-time images.",
     )
 
 

@@ -81,13 +81,13 @@ def bench_annotate(
     threads: int | None = None, compare: Path | None = None, progress: bool = True,
 ) -> dict:  # fmt: skip
     """Run the scripted annotator; NoC@80/85/90, IoU@k, latency and waiting time per image."""
-    from adinspect.train.interactive import defective_samples, select  # the evaluate-clicks split
+    from adinspect.train.interactive import defective_pool  # the evaluate-clicks split and skips
 
-    samples = select(defective_samples(data_dir), subset, seed)
     with tempfile.TemporaryDirectory() as labels:
         annotator = Annotator(model_dir, data_dir, Path(labels), threads)
         ids = {it.path: it.id for it in annotator.queue}
         size = annotator.runtime.size
+        samples = defective_pool(Path(data_dir), size, seed).subset(subset)
         per_image = []
         with ServerThread(annotator) as url:
             for s in tqdm(samples, desc="scripted annotator", disable=not progress):

@@ -229,12 +229,18 @@ class ADClickSeg(nn.Module):
         self.residual_proj = nn.Conv2d(cfg.dims[0], cfg.decoder_dim, 1)
 
     def forward_type(
-        self, residual: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor, repeats: int = 1
+        self,
+        residual: torch.Tensor,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
+        repeats: int = 1,
+        maps: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """`repeats` defect types per sample: residual (B, d_f, h, w), words (B·repeats, Z, Q),
-        word_mask (B·repeats, Z) → logits (B·repeats, 1, S, S), sample-major."""
+        word_mask (B·repeats, Z) → logits (B·repeats, 1, S, S), sample-major. `maps` (B, 3, S, S)
+        are simulated clicks for IIS-manner training; serving passes None (an all-zero map)."""
         embedded = self.encoder.embed_residual(residual)
-        feats = self.encoder(embedded, None, words, word_mask, repeats)
+        feats = self.encoder(embedded, maps, words, word_mask, repeats)
         skip = self.residual_proj(embedded)
         if repeats > 1:
             skip = skip.repeat_interleave(repeats, dim=0)

@@ -1,8 +1,10 @@
 """Command-line entry points of the training commands (wired into `adinspect` by `add_parser`).
 
     adinspect train-click     --model DIR --data DIR [--prompts FILE] [--encoder DIR] [--steps N] [--resume]
+                              [--init OTHER_MODEL_DIR] [--no-foreground]
     adinspect label           --model DIR --data DIR (--clicks FILE | --simulate N) [--subset labelled]
     adinspect train-seg       --model DIR --data DIR [--pretrain-steps N] [--finetune-steps N] [--resume]
+                              [--init OTHER_MODEL_DIR] [--no-foreground]
     adinspect evaluate-clicks --model DIR --data DIR --json OUT.json [--subset all|labelled|eval]
     adinspect evaluate-seg    --model DIR --data DIR --json OUT.json [--subset eval]
 
@@ -27,6 +29,23 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _init_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--init",
+        type=Path,
+        metavar="OTHER_MODEL_DIR",
+        help="start from another package's trained weights (same backbone and preset; pre-training)",
+    )
+
+
+def _foreground_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-foreground",
+        action="store_true",
+        help="paint synthetic defects anywhere (default: on the object's foreground for object products)",
+    )
+
+
 def _write_json(obj: dict, path: Path | None) -> None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -40,8 +59,9 @@ def run_train_click(args: argparse.Namespace) -> int:
     for field in ("steps", "batch_size", "lr", "n_synthetic"):
         if getattr(args, field) is not None:
             settings = replace(settings, **{field: getattr(args, field)})
+    settings = replace(settings, foreground=not args.no_foreground)
     report = train_click(
-        args.model, args.data, settings, args.prompts, args.encoder, args.resume, not args.quiet
+        args.model, args.data, settings, args.prompts, args.encoder, args.resume, not args.quiet, args.init
     )
     s = report["seconds"]
     print(f"ADClick trained: {report['steps']} steps, data {s['data']:.0f} s, training {s['train']:.0f} s; "
@@ -68,7 +88,8 @@ def run_label(args: argparse.Namespace) -> int:
     )
     iou = summary["mean_iou_vs_ground_truth"]
     print(f"wrote {summary['n_images']} pseudo labels to {args.model / 'labels'} ({summary['source']})"
-          + (f"; mean IoU vs ground truth {iou:.3f}" if iou is not None else ""))  # fmt: skip
+          + (f"; mean IoU vs ground truth {iou:.3f}" if iou is not None else "")
+          + (f"; {summary['n_skipped']} skipped (no mask)" if summary["n_skipped"] else ""))  # fmt: skip
     return 0
 
 
@@ -76,12 +97,22 @@ def run_train_seg(args: argparse.Namespace) -> int:
     from adinspect.train.seg_trainer import SegTrainSettings, train_seg
 
     settings = SegTrainSettings(seed=args.seed)
-    for field in ("pretrain_steps", "finetune_steps", "batch_size", "lr", "finetune_lr", "n_synthetic"):
+    fields = (
+        "pretrain_steps",
+        "finetune_steps",
+        "batch_size",
+        "lr",
+        "finetune_lr",
+        "n_synthetic",
+        "iis_clicks",
+    )
+    for field in fields:
         if getattr(args, field) is not None:
             settings = replace(settings, **{field: getattr(args, field)})
     if args.no_finetune:
         settings = replace(settings, finetune_steps=0)
-    report = train_seg(args.model, args.data, settings, args.resume, not args.quiet)
+    settings = replace(settings, foreground=not args.no_foreground)
+    report = train_seg(args.model, args.data, settings, args.resume, not args.quiet, args.init)
     s = report["seconds"]
     parity = report["parity"]["map_max_abs_diff"]
     print(f"ADClick-Seg trained: {report['steps']}, {report['n_pseudo_labelled']} pseudo-labelled images, "
@@ -96,9 +127,12 @@ def run_evaluate_clicks(args: argparse.Namespace) -> int:
     ious = out["iou_at_k"]
     print(
         f"{out['n_images']} images ({out['subset']}): NoC@80 {out['noc80']:.2f}  NoC@85 {out['noc85']:.2f}  "
-        f"NoC@90 {out['noc90']:.2f}  AP@3 {out['ap_3']:.3f}  AP@5 {out['ap_5']:.3f}  "
-        f"IoU@1 {ious[0]:.3f}  IoU@{len(ious)} {ious[-1]:.3f}"
+        f"NoC@90 {out['noc90']:.2f}  IoU@1 {ious[0]:.3f}  IoU@{len(ious)} {ious[-1]:.3f}"
+        + (f"; {out['n_skipped']} skipped (no usable mask)" if out["n_skipped"] else "")
     )
+    for k in (3, 5):
+        print(f"after {k} clicks: pixel AP {out[f'ap_{k}']:.3f}  pixel AUROC {out[f'pixel_auroc_{k}']:.3f}  "
+              f"AUPRO {out[f'aupro_{k}']:.3f}")  # fmt: skip
     _write_json(out, args.json)
     return 0
 
@@ -112,6 +146,9 @@ def run_evaluate_seg(args: argparse.Namespace) -> int:
     print(f"{'':16}" + "".join(f"{k:>14}" for k in keys))
     for name in ("training_free", "adclick_seg"):
         print(f"{name:16}" + "".join(f"{out[name][k]:>14.4f}" for k in keys))
+    v, t = out["verdicts"], out["threshold"]
+    print(f"at the seg threshold {t['value']:.3f}: {v['good_rejected']} of {v['n_good']} good rejected, "
+          f"{v['defective_passed']} of {v['n_defective']} defective passed ({t['rule']})")  # fmt: skip
     _write_json(out, args.json)
     return 0
 
@@ -127,6 +164,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--n-synthetic", type=int, help="synthetic anomalies to generate (cached)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    _foreground_flag(p)
+    _init_flag(p)
     p.set_defaults(func=run_train_click)
 
     p = subparsers.add_parser("label", help="clicks (file or simulated) → ADClick masks → pseudo labels")
@@ -152,10 +191,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-finetune", action="store_true", help="synthetic pre-training only (no pseudo labels)"
     )
+    p.add_argument(
+        "--iis-clicks", type=int, help="IIS-manner training: up to N simulated clicks per sample (0: none; 3)"
+    )
     p.add_argument("--resume", action="store_true")
+    _foreground_flag(p)
+    _init_flag(p)
     p.set_defaults(func=run_train_seg)
 
-    p = subparsers.add_parser("evaluate-clicks", help="NoC@80/85/90, IoU@k and AP after 3/5 simulated clicks")
+    p = subparsers.add_parser(
+        "evaluate-clicks", help="NoC@80/85/90, IoU@k; pixel AP/AUROC/AUPRO after 3 and 5 simulated clicks"
+    )
     _common(p)
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--subset", default="all", choices=["all", "labelled", "eval"])

@@ -3,14 +3,16 @@
 Each step: a batch of synthetic-anomaly residuals (random flip/rotation), initial clicks sampled
 inside / around the defect, then 0..`max_correction_clicks` simulated rounds without gradient
 (predict → `next_click` on the error → previous mask = prediction), and one forward/backward
-pass with the Normalized Focal Loss. Synthetic anomalies have no defect type, so each sample gets
-the V_lang of a random type of the product. With probability `target_subset_prob` only some of
-a sample's anomalous regions are the target (the rest stay visible in R), which teaches the
-network to follow the clicks rather than segment every residual peak. AdamW (default lr 5e-4,
-larger than the paper's 3e-5 because the network starts from scratch on a CPU budget), linear
-warm-up + cosine decay, EMA of the weights, checkpoint every `checkpoint_every` steps and
-`--resume`. Writes into the package: click_model.safetensors (EMA weights + metadata),
-click_model.json and click.onnx.
+pass with the Normalized Focal Loss. Synthetic anomalies are of no product defect type: they get
+the language of a generic defect description (`language.training`), as the paper feeds it: the
+prompts' mean (Eq. 6) for half of the samples, one random prompt for the other half. With
+probability `target_subset_prob` only some of a sample's anomalous regions are the target (the
+rest stay visible in R), which teaches the network to follow the clicks rather than segment
+every residual peak. AdamW (default lr 5e-4, larger than the paper's 3e-5 because the network
+starts from scratch on a CPU budget; `--init` starts from another package), linear warm-up +
+cosine decay, EMA of the weights, checkpoint every `checkpoint_every` steps and `--resume`.
+Writes into the package: click_model.safetensors (EMA weights + metadata), click_model.json and
+click.onnx.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 
 from adinspect.language.encoder import LanguageFeatures
+from adinspect.language.training import TrainingLanguage
 from adinspect.models.adclick import ADClick, ADClickConfig
 from adinspect.models.export import ClickGraph, export_click
 from adinspect.models.losses import normalized_focal_loss
@@ -46,6 +49,7 @@ from adinspect.train.common import (
     seed_everything,
     set_lr,
     staging,
+    training_language,
     write_json,
 )
 from adinspect.train.loop import run_loop
@@ -57,6 +61,7 @@ from adinspect.train.residual_data import (
     synthetic_residuals,
     training_goods,
 )
+from adinspect.train.warm_start import warm_start_weights
 
 CLICK_WEIGHTS = "click_model.safetensors"
 WORK_DIR = ".train"  # checkpoints and residual caches inside the package, not in the manifest
@@ -74,6 +79,9 @@ class ClickTrainSettings:
     n_folds: int = 4
     max_correction_clicks: int = 3
     target_subset_prob: float = 0.25
+    foreground: bool = True  # object products: synthetic defects only on the object
+    single_prompt_fraction: float = 0.5  # paper: half averaged V_lang (Eq. 6), half one prompt
+    synthetic_language: str = "generic"  # "generic" description, or "random_type" (earlier behaviour)
     checkpoint_every: int = 100
     seed: int = 0
 
@@ -134,20 +142,27 @@ def render(click_lists: list[list[Click]], size: int, radius: float) -> torch.Te
     return torch.from_numpy(np.stack([click_maps(c, (size, size), radius) for c in click_lists]))
 
 
-def _batch(anomalous, rng: np.random.Generator, size: int, p: int) -> tuple:
-    idx = torch.from_numpy(rng.integers(len(anomalous), size=size))
+def synthetic_types(tl: TrainingLanguage, n: int, how: str, rng: np.random.Generator) -> np.ndarray:
+    """Language rows for n synthetic anomalies: the generic description (true for them), or
+    (`how` = "random_type") a random defect type of the product."""
+    if how == "generic":
+        return np.full(n, tl.generic)
+    if how == "random_type":
+        return rng.integers(tl.generic, size=n)
+    raise ValueError(f"synthetic_language {how!r}, expected 'generic' or 'random_type'")
+
+
+def _batch(anomalous, rng: np.random.Generator, settings: ClickTrainSettings, tl: TrainingLanguage) -> tuple:
+    idx = torch.from_numpy(rng.integers(len(anomalous), size=settings.batch_size))
     r, m = augment(anomalous.residual[idx].float(), anomalous.masks[idx], rng)
-    types = torch.from_numpy(rng.integers(p, size=size))
-    return r, m.contiguous(), types
+    types = synthetic_types(tl, settings.batch_size, settings.synthetic_language, rng)
+    words, wmask = tl.sample(types, rng, settings.single_prompt_fraction)
+    return r, m.contiguous(), words, wmask
 
 
-def train_step(
-    model, batch: tuple, lang_t: tuple, rng: np.random.Generator, settings: ClickTrainSettings, radius: float
-):
-    """One iterative-click training step; returns the loss tensor."""
-    residual, masks, types = batch
-    v_lang, word_mask = lang_t
-    words, wmask = v_lang[types], word_mask[types]
+def train_step(model, batch: tuple, rng: np.random.Generator, settings: ClickTrainSettings, radius: float):
+    """One iterative-click training step on (residual, masks, words, word mask); returns the loss."""
+    residual, masks, words, wmask = batch
     gts = np.stack(
         [target_subset(g, rng) if rng.random() < settings.target_subset_prob else g for g in masks.numpy()]
     )
@@ -175,8 +190,10 @@ def train_click(
     encoder: str | None = None,
     resume: bool = False,
     progress: bool = True,
+    init: Path | None = None,
 ) -> dict:
-    """Train ADClick for a fitted package on synthetic anomalies of `data_dir`'s good images."""
+    """Train ADClick for a fitted package on synthetic anomalies of `data_dir`'s good images;
+    `init` names another package whose ADClick weights to start from (`warm_start`)."""
     t0 = time.perf_counter()
     rng = seed_everything(settings.seed)
     ctx = load_context(model_dir)
@@ -184,11 +201,18 @@ def train_click(
     lang = prepare_language(ctx, data_dir, prompts_file, encoder, seed=settings.seed)
     work = Path(model_dir) / WORK_DIR
     anomalous, _ = synthetic_residuals(
-        ctx, goods, settings.n_synthetic, settings.seed, settings.n_folds, cache_dir=work, progress=progress
-    )
+        ctx, goods, settings.n_synthetic, settings.seed, settings.n_folds, cache_dir=work, progress=progress,
+        foreground=settings.foreground,
+    )  # fmt: skip
     t_data = time.perf_counter() - t0
     cfg = model_config(ctx, lang)
     model = ADClick(cfg)
+    init_from = "scratch"
+    if init is not None:
+        state, init_from = warm_start_weights(
+            ctx, init, (CLICK_WEIGHTS,), json.loads(json.dumps(cfg.to_dict()))
+        )
+        model.load_state_dict(state)
     model.encoder.residual_scale.fill_(residual_scale(anomalous.residual))
     ema = EMA(model, settings.ema_decay)
     optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
@@ -196,9 +220,10 @@ def train_click(
     lang_t = language_tensors(lang)
     radius = click_radius(ctx.image_size)
 
+    tl = training_language(ctx, lang, work)
+
     def loss_at(step: int) -> torch.Tensor:
-        batch = _batch(anomalous, rng, settings.batch_size, lang.num_types)
-        return train_step(model, batch, lang_t, rng, settings, radius)
+        return train_step(model, _batch(anomalous, rng, settings, tl), rng, settings, radius)
 
     result = run_loop(
         model, ema, optimizer, total=settings.steps, loss_at=loss_at,
@@ -209,10 +234,12 @@ def train_click(
     report: dict[str, Any] = {
         "steps": settings.steps,
         "resumed_from": result.start,
+        "init": init_from,
         "final_loss_50": result.final_loss,
         "seconds": {"data": t_data, "train": result.seconds},
         "settings": asdict(settings),
         "n_synthetic": len(anomalous),
+        "synthetic_on_foreground": anomalous.on_foreground,
         "lr_note": "AdamW lr 5e-4 (paper 3e-5): from-scratch training on a CPU budget",
     }
     root = Path(model_dir)

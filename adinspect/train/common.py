@@ -15,6 +15,7 @@ from torch import nn
 from adinspect.config import DefectType
 from adinspect.data.datasets import open_dataset
 from adinspect.errors import InputError
+from adinspect.language.bert import PACKAGED_ENCODER
 from adinspect.language.encoder import (
     LANGUAGE_META,
     LANGUAGE_TENSORS,
@@ -24,6 +25,13 @@ from adinspect.language.encoder import (
     save_language,
 )
 from adinspect.language.prompts import DEFAULT_NUM_PROMPTS, product_with_prompts, resolve_prompts
+from adinspect.language.training import (
+    TrainingLanguage,
+    encode_training_language,
+    generic_prompts,
+    load_training_language,
+    save_training_language,
+)
 from adinspect.package import MANIFEST, Manifest, sha256_of, write_manifest
 from adinspect.train.residual_data import ResidualContext
 
@@ -100,6 +108,25 @@ def prepare_language(
     save_language(features, root)
     register_files(root, [LANGUAGE_TENSORS, LANGUAGE_META])
     return features
+
+
+def training_language(ctx: ResidualContext, lang: LanguageFeatures, work_dir: Path) -> TrainingLanguage:
+    """Per-prompt features of the package's types and a generic description (`language.training`),
+    computed once with the package's encoder and cached in the trainers' work directory."""
+    meta = json.loads((ctx.package.root / LANGUAGE_META).read_text())
+    path = Path(work_dir) / f"language-train-{meta['tensors_sha256'][:16]}.safetensors"
+    if path.is_file():
+        return load_training_language(path)
+    from adinspect.language.bert import load_text_encoder
+
+    spec = ctx.package.config.product
+    obj = spec.object_name or spec.name.replace("_", " ")
+    num = max(len(p) for p in lang.prompts.values()) if lang.prompts else DEFAULT_NUM_PROMPTS
+    encoder = load_text_encoder(None if lang.encoder == PACKAGED_ENCODER else lang.encoder)
+    tl = encode_training_language(encoder, lang, generic_prompts(obj, num))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_training_language(tl, path)
+    return tl
 
 
 def language_tensors(lang: LanguageFeatures) -> tuple[torch.Tensor, torch.Tensor]:

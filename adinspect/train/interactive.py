@@ -1,17 +1,21 @@
 """ADClick on real images: the click predictor, the labelled / evaluation split, `evaluate-clicks`.
 
-Clicks are simulated from the ground truth (RITM protocol, `clicks.py`) on defective test images;
-the residuals come from the package's own models with the full bank, exactly as served. The
-defective images are split per defect type into a labelled half (for pseudo labels) and an
-evaluation half, deterministically by seed.
+Clicks are simulated from the ground truth (RITM protocol, `clicks.py`) on defective images; the
+residuals come from the package's own models with the full bank, exactly as served. The defective
+test images are split per defect type into a labelled half (for pseudo labels) and an evaluation
+half, deterministically by seed; a dataset with defective *training* images (KolektorSDD2) labels
+those instead and evaluates on all defective test images (the paper's weakly supervised protocol).
+Images whose ground-truth mask is missing or empty are skipped with one warning line.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -19,9 +23,9 @@ from tqdm import tqdm
 from adinspect.data.datasets import Sample, open_dataset
 from adinspect.errors import InputError
 from adinspect.evaluation import load_mask_at
-from adinspect.imageio import read_image
+from adinspect.imageio import read_image, read_mask
 from adinspect.language.encoder import LanguageFeatures
-from adinspect.metrics import pixel_ap
+from adinspect.metrics import aupro, pixel_ap, pixel_auroc
 from adinspect.models.adclick import ADClick
 from adinspect.train.click_trainer import load_click_model
 from adinspect.train.clicks import MAX_CLICKS, Click, click_maps, click_metrics, click_radius, simulate_clicks
@@ -58,14 +62,6 @@ class ClickPredictor:
         return prob
 
 
-def defective_samples(data_dir: Path) -> list[Sample]:
-    """Defective test images with ground-truth masks; none is a clear error."""
-    samples = [s for s in open_dataset(Path(data_dir)).test if s.label == 1 and s.mask_path is not None]
-    if not samples:
-        raise InputError(f"{data_dir}: no defective test images with ground-truth masks")
-    return samples
-
-
 def split_defective(samples: list[Sample], seed: int = 0) -> tuple[list[Sample], list[Sample]]:
     """Per defect type, a seeded half (rounded up) is 'labelled', the rest 'eval'."""
     labelled, evaluation = [], []
@@ -79,13 +75,66 @@ def split_defective(samples: list[Sample], seed: int = 0) -> tuple[list[Sample],
     return labelled, evaluation
 
 
-def select(samples: list[Sample], subset: str, seed: int = 0) -> list[Sample]:
-    if subset not in SUBSETS:
-        raise InputError(f"unknown subset {subset!r}; choose one of {SUBSETS}")
-    if subset == "all":
-        return samples
-    labelled, evaluation = split_defective(samples, seed)
-    return labelled if subset == "labelled" else evaluation
+@dataclass
+class DefectivePool:
+    """Defective images usable for clicks: each has a ground-truth mask, non-empty at S x S.
+
+    `skipped` lists the others (image and reason: no mask file, or an empty mask) so that a run
+    reports them instead of dying on the first; `weak` is True when the labelled images are the
+    dataset's own defective *training* images (KolektorSDD2's weakly supervised protocol).
+    """
+
+    labelled: list[Sample]
+    evaluation: list[Sample]
+    skipped: list[dict[str, str]]
+    weak: bool = False
+
+    def subset(self, name: str) -> list[Sample]:
+        """'labelled', 'eval', or 'all' (every defective *test* image)."""
+        if name not in SUBSETS:
+            raise InputError(f"unknown subset {name!r}; choose one of {SUBSETS}")
+        if name == "all":
+            return self.evaluation if self.weak else self.labelled + self.evaluation
+        return self.labelled if name == "labelled" else self.evaluation
+
+
+def usable(samples: list[Sample], size: int) -> tuple[list[Sample], list[dict[str, str]]]:
+    """Defective samples whose mask is non-empty at S x S, and the others with the reason."""
+    keep, skipped = [], []
+    for s in samples:
+        if s.mask_path is None:
+            skipped.append({"image": str(s.path), "reason": "no ground-truth mask"})
+            continue
+        mask = read_mask(s.mask_path).astype(np.uint8)
+        if not cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST).any():
+            skipped.append({"image": str(s.path), "reason": "empty ground-truth mask"})
+            continue
+        keep.append(s)
+    return keep, skipped
+
+
+def defective_pool(data_dir: Path, size: int, seed: int = 0) -> DefectivePool:
+    """The dataset's defective images with usable masks, as labelled / evaluation sets.
+
+    With defective training images (KolektorSDD2) those are the labelled set and the defective
+    test images the evaluation set; otherwise the defective test images are split in half per
+    defect type by seed. Skipped images are announced in one warning line on stderr.
+    """
+    ds = open_dataset(Path(data_dir), require_masks=False)
+    test, skipped = usable([s for s in ds.test if s.label == 1], size)
+    train, skipped_train = usable(ds.train_defective, size)
+    skipped += skipped_train
+    if skipped:
+        names = ", ".join(f"{x['image']} ({x['reason']})" for x in skipped)
+        print(f"warning: skipped {len(skipped)} defective image(s) without a usable mask: {names}",
+              file=sys.stderr)  # fmt: skip
+    if ds.train_defective:
+        pool = DefectivePool(train, test, skipped, weak=True)
+    else:
+        pool = DefectivePool(*split_defective(test, seed), skipped)
+    if not pool.labelled + pool.evaluation:
+        raise InputError(f"{data_dir}: no defective images with a non-empty ground-truth mask")
+    return pool
 
 
 @dataclass
@@ -117,13 +166,16 @@ def evaluate_clicks(
     progress: bool = True,
 ) -> dict:  # fmt: skip
     """Simulate up to `max_clicks` clicks per defective test image and report NoC@80/85/90,
-    IoU@k (k = 1..max_clicks) and the pixel AP of the probability maps after 3 and 5 clicks."""
+    IoU@k (k = 1..max_clicks) and, as the paper's Table 1, pixel AP, pixel AUROC and AUPRO (30 %
+    FPR) of the probability maps after 3 and 5 clicks. Images without a usable mask are skipped
+    (listed under `skipped`, counted in `n_skipped`)."""
     t0 = time.perf_counter()
     ctx = load_context(model_dir)
     lang = prepare_language(ctx, data_dir)
     model = load_click_model(ctx, lang)
     v_lang, word_mask = language_tensors(lang)
-    real = load_real(ctx, lang, select(defective_samples(data_dir), subset, seed), progress)
+    pool = defective_pool(data_dir, ctx.image_size, seed)
+    real = load_real(ctx, lang, pool.subset(subset), progress)
     all_ious: list[list[float]] = []
     after: dict[int, list[np.ndarray]] = {3: [], 5: []}
     per_image = []
@@ -138,6 +190,10 @@ def evaluate_clicks(
                           "iou": [round(v, 4) for v in session.ious]})  # fmt: skip
     out = click_metrics(all_ious, max_clicks)
     for k, probs in after.items():
-        out[f"ap_{k}"] = pixel_ap(np.stack(probs), real.masks)
-    out.update(n_images=len(real.samples), subset=subset, seconds=time.perf_counter() - t0, images=per_image)
+        maps = np.stack(probs)
+        out[f"ap_{k}"] = pixel_ap(maps, real.masks)
+        out[f"pixel_auroc_{k}"] = pixel_auroc(maps, real.masks)
+        out[f"aupro_{k}"] = aupro(maps, real.masks)
+    out.update(n_images=len(real.samples), subset=subset, n_skipped=len(pool.skipped), skipped=pool.skipped,
+               seconds=time.perf_counter() - t0, images=per_image)  # fmt: skip
     return out

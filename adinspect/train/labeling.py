@@ -36,7 +36,7 @@ from adinspect.package import LABELS_DIR, LABELS_JSON
 from adinspect.train.click_trainer import load_click_model
 from adinspect.train.clicks import Click, check_clicks, click_radius, iou, scale_clicks, simulate_clicks
 from adinspect.train.common import language_tensors, prepare_language
-from adinspect.train.interactive import ClickPredictor, defective_samples, load_real, select
+from adinspect.train.interactive import ClickPredictor, defective_pool, load_real
 from adinspect.train.pseudo_labels import click_corrected
 from adinspect.train.residual_data import load_context, residuals_of
 
@@ -107,7 +107,7 @@ def label(
     v_lang, word_mask = language_tensors(lang)
     size = ctx.image_size
     distance = 2 * click_radius(size) if distance is None else distance
-    records, softs, masks_out = [], [], []
+    records, softs, masks_out, skipped = [], [], [], []
     if clicks_file is not None:
         requests = parse_click_file(clicks_file, data_dir, lang.defect_types, size)
         residual = residuals_of(ctx, [r.image for r in requests])
@@ -121,7 +121,9 @@ def label(
     else:
         if n_clicks < 1:
             raise InputError(f"--simulate needs at least one click, got {n_clicks}")
-        samples: list[Sample] = select(defective_samples(data_dir), subset, seed)
+        pool = defective_pool(data_dir, size, seed)
+        samples: list[Sample] = pool.subset(subset)
+        skipped = pool.skipped
         real = load_real(ctx, lang, samples, progress)
         for i, sample in enumerate(tqdm(samples, desc="labelling (simulated clicks)", disable=not progress)):
             t = real.types[i]
@@ -133,13 +135,16 @@ def label(
             rec["iou_vs_ground_truth"] = round(iou(real.masks[i], soft > 0.5), 4)
             records.append(rec)
             masks_out.append(read_image(sample.path).shape[:2])
-        source = f"{n_clicks} clicks simulated from the ground truth ({subset} subset, seed {seed})"
+        weak = pool.weak and subset == "labelled"
+        split = "defective training images" if weak else f"{subset} subset, seed {seed}"
+        source = f"{n_clicks} clicks simulated from the ground truth ({split})"
     meta = {"version": 1, "source": source, "distance_px": distance, "image_size": size,
-            "defect_types": lang.defect_types, "images": records}  # fmt: skip
+            "defect_types": lang.defect_types, "images": records, "skipped": skipped}  # fmt: skip
     _write_labels(Path(model_dir), meta, np.stack(softs), masks_out)
     ious = [r["iou_vs_ground_truth"] for r in records if "iou_vs_ground_truth" in r]
     return {
         "n_images": len(records),
+        "n_skipped": len(skipped),
         "source": source,
         "mean_iou_vs_ground_truth": float(np.mean(ious)) if ious else None,
     }

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from adinspect.data.anomalies import AnomalySettings, synthesize_anomaly
 from adinspect.data.datasets import open_dataset
+from adinspect.data.foreground import product_foregrounds
 from adinspect.errors import InputError
 from adinspect.imageio import read_image
 from adinspect.package import ModelPackage
@@ -102,6 +103,7 @@ class ResidualSet:
 
     residual: torch.Tensor
     masks: torch.Tensor
+    on_foreground: bool = False  # synthetic defects were confined to the object's foreground
 
     def __len__(self) -> int:
         return self.residual.shape[0]
@@ -172,8 +174,12 @@ def synthetic_residuals(
     settings: AnomalySettings | None = None,
     cache_dir: Path | None = None,
     progress: bool = True,
+    foreground: bool = True,
 ) -> tuple[ResidualSet, ResidualSet]:
     """Synthetic anomalies on the good images and the good images themselves, as residuals.
+
+    With `foreground`, an object product's anomalies are painted only on the object
+    (`data.foreground`); a texture's anywhere.
 
     Returns:
         (anomalous set with n_samples masks, good set with one empty mask per good image).
@@ -181,17 +187,20 @@ def synthetic_residuals(
     if len(goods) < n_folds:
         raise TrainDataError(f"{len(goods)} good images are too few for {n_folds}-fold residuals; give more")
     settings = settings or AnomalySettings()
-    key = _cache_key(ctx, goods, n=n_samples, seed=seed, folds=n_folds, settings=settings)
+    key = _cache_key(ctx, goods, n=n_samples, seed=seed, folds=n_folds, settings=settings, fg=foreground)
     cache = Path(cache_dir) / f"synthetic-{key}.safetensors" if cache_dir else None
     if cache is not None and cache.is_file():
         t = load_file(str(cache))
-        return ResidualSet(t["anomalous"], t["anomalous_masks"]), ResidualSet(t["good"], t["good_masks"])
+        on_fg = bool(t["on_foreground"].item()) if "on_foreground" in t else False
+        anomalous = ResidualSet(t["anomalous"], t["anomalous_masks"], on_fg)
+        return anomalous, ResidualSet(t["good"], t["good_masks"])
     s = ctx.image_size
     images = [
         resize_to_model(read_image(p), s)
         for p in tqdm(goods, desc="reading good images", disable=not progress)
     ]
     feats, gmaps = embed(ctx, images)
+    fgs = product_foregrounds(images) if foreground else None
     rng = np.random.default_rng(seed)
     folds = rng.permutation(np.arange(len(images)) % n_folds)
     models = _fold_models(ctx, feats, gmaps, folds)
@@ -200,11 +209,11 @@ def synthetic_residuals(
     batch = 16
     for start in tqdm(range(0, n_samples, batch), desc="synthetic anomalies", disable=not progress):
         src = [int(rng.integers(len(images))) for _ in range(min(batch, n_samples - start))]
-        painted = [synthesize_anomaly(images[i], rng, settings, donors=images) for i in src]
+        painted = [_paint(images, i, fgs, rng, settings) for i in src]
         f, g = embed(ctx, [p[0] for p in painted])
         residual.append(_by_fold(models, folds[src], f, g).half())
         masks += [torch.from_numpy(p[1].astype(bool)) for p in painted]
-    anomalous = ResidualSet(torch.cat(residual), torch.stack(masks))
+    anomalous = ResidualSet(torch.cat(residual), torch.stack(masks), fgs is not None)
     goods_set = ResidualSet(good.half(), torch.zeros(len(images), s, s, dtype=torch.bool))
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -215,11 +224,23 @@ def synthetic_residuals(
                 "anomalous_masks": anomalous.masks.contiguous(),
                 "good": goods_set.residual.contiguous(),
                 "good_masks": goods_set.masks.contiguous(),
+                "on_foreground": torch.tensor(anomalous.on_foreground),
             },
             str(tmp),
         )
         tmp.replace(cache)
     return anomalous, goods_set
+
+
+def _paint(images: list[np.ndarray], i: int, fgs: list[np.ndarray] | None, rng, settings) -> tuple:
+    """One synthetic anomaly on images[i], on its foreground when there is one (the whole image
+    when no Perlin mask fits a very small foreground)."""
+    if fgs is not None:
+        try:
+            return synthesize_anomaly(images[i], rng, settings, foreground=fgs[i], donors=images)
+        except RuntimeError:
+            pass
+    return synthesize_anomaly(images[i], rng, settings, donors=images)
 
 
 def augment(

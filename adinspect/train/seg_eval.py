@@ -22,7 +22,7 @@ from adinspect.evaluation import load_mask_at
 from adinspect.imageio import read_image
 from adinspect.metrics import compute_metrics
 from adinspect.runtime.seg import SEG_ONNX
-from adinspect.train.interactive import defective_samples, select
+from adinspect.train.interactive import defective_pool
 from adinspect.train.residual_data import embed, load_context
 
 
@@ -39,9 +39,10 @@ def evaluate_seg(
         raise InputError(f"{model_dir}: no {SEG_ONNX}; run `adinspect train-seg` first")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     goods = [s for s in open_dataset(Path(data_dir)).test if s.label == 0]
-    samples = select(defective_samples(data_dir), subset, seed) + goods
+    pool = defective_pool(data_dir, ctx.image_size, seed)
+    samples = pool.subset(subset) + goods
     s = ctx.image_size
-    free_maps, seg_maps, masks, winners = [], [], [], []
+    free_maps, seg_maps, masks, winners, type_scores = [], [], [], [], []
     for sample in tqdm(samples, desc="evaluating seg", disable=not progress):
         image = read_image(sample.path)
         masks.append(load_mask_at(sample, image.shape[:2], s))
@@ -52,6 +53,7 @@ def evaluate_seg(
         free_maps.append(amap[0, 0].numpy())
         seg_maps.append(out[0][0, 0])
         winners.append(int(out[2][0]))
+        type_scores.append(out[3][0])
     labels = np.array([x.label for x in samples])
     masks_a = np.stack(masks)
     free = np.stack(free_maps)
@@ -62,17 +64,71 @@ def evaluate_seg(
         "n_images": len(samples),
         "n_defective": int(labels.sum()),
         "subset": subset,
+        "n_skipped": len(pool.skipped),
         "seconds": time.perf_counter() - t0,
     }
-    result["defect_type_accuracy"] = _type_accuracy(samples, winners, ctx)
-    return result
-
-
-def _type_accuracy(samples: list, winners: list[int], ctx) -> float | None:
-    """Share of defective images whose highest-scoring defect type is their folder's type."""
     from adinspect.language.encoder import load_language
 
     types = load_language(ctx.package.root).defect_types
-    pairs = [(s.defect_type, types[w]) for s, w in zip(samples, winners, strict=True) if s.label == 1]
-    known = [(a, b) for a, b in pairs if a in types]
-    return float(np.mean([a == b for a, b in known])) if known else None
+    result.update(type_report(samples, winners, type_scores, types))
+    result.update(_verdicts(ctx.package.root, seg.max(axis=(1, 2)), labels))
+    result["images"] = [str(x.path) for x in samples]
+    return result
+
+
+def _verdicts(root: Path, scores: np.ndarray, labels: np.ndarray) -> dict:
+    """Verdicts at the package's seg threshold on the evaluated images alone, and how that
+    threshold was chosen (rule and the training-time images it used, from seg_model.json)."""
+    import json
+
+    from adinspect.runtime.seg import SEG_META
+
+    cal = json.loads((root / SEG_META).read_text())["calibration"]
+    threshold = float(cal["threshold"])
+    passed = np.isfinite(scores) & (scores <= threshold)  # fail closed: NaN/inf never pass
+    good, bad = labels == 0, labels == 1
+    return {
+        "threshold": {
+            "value": threshold,
+            "rule": cal["rule"],
+            "holdout_good_images": cal.get("holdout", []),
+            "pseudo_labelled_images": cal.get("pseudo_labelled", []),
+        },
+        "verdicts": {
+            "good_rejected": int((good & ~passed).sum()),
+            "n_good": int(good.sum()),
+            "defective_passed": int((bad & passed).sum()),
+            "n_defective": int(bad.sum()),
+        },
+    }
+
+
+def type_report(samples: list, winners: list[int], type_scores: list[np.ndarray], types: list[str]) -> dict:
+    """How well the served `defect_type` (the type holding the map's maximum) names the folder's
+    type on the defective images: overall and per-type accuracy, the confusion matrix (rows: the
+    folder's type, columns: the predicted one), chance level, and per image the max probability
+    per type (what a result could report instead of one type)."""
+    rows = [(s, w, sc) for s, w, sc in zip(samples, winners, type_scores, strict=True) if s.label == 1]
+    known = [(types.index(s.defect_type), w, sc, s) for s, w, sc in rows if s.defect_type in types]
+    if not known:
+        return {"defect_type_accuracy": None}
+    confusion = np.zeros((len(types), len(types)), int)
+    for truth, w, _, _ in known:
+        confusion[truth, w] += 1
+    per_type = {
+        t: float(confusion[i, i] / confusion[i].sum()) for i, t in enumerate(types) if confusion[i].sum()
+    }
+    return {
+        "defect_type_accuracy": float(np.trace(confusion) / confusion.sum()),
+        "defect_type_chance": float((confusion.sum(1) / confusion.sum()).max()),
+        "defect_type_per_type": per_type,
+        "defect_type_confusion": {"types": types, "matrix": confusion.tolist()},
+        "type_scores": [
+            {
+                "image": str(s.path),
+                "defect_type": s.defect_type,
+                **dict(zip(types, map(float, sc), strict=True)),
+            }
+            for _, _, sc, s in known
+        ],
+    }

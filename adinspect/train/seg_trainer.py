@@ -1,19 +1,24 @@
 """ADClick-Seg training: pre-training on synthetic anomalies, fine-tuning on pseudo labels.
 
-Phase 1 (`pretrain_steps`): synthetic anomalies and good images (target all zero), each with the
-V_lang of a random defect type, full NFL. The network starts from the package's ADClick weights
-when present (shared encoder and decoder; the click embedding then only contributes its bias,
-i.e. an all-zero click map). Phase 2 (`finetune_steps`): batches mix pseudo-labelled real images
-(their own defect type; Eq. 9 tri-valued with δ ~ U[0, 0.1] drawn per iteration) with synthetic
-and good samples, masked NFL (Eq. 10). AdamW (default lr 3e-4 / 1e-4 instead of the paper's
-3e-5: short CPU schedules), EMA, checkpoints and resume. Good images of the package's calibration
-hold-out are never trained on; afterwards the fit's threshold rule is applied to their seg scores.
-Writes seg_model.safetensors, seg_model.json (with that threshold) and seg.onnx (language tensors
-as constants, max over defect types inside).
+Phase 1 (`pretrain_steps`): synthetic anomalies (with a generic defect description's language)
+and good images (target all zero, any language), full NFL; language is fed as the paper does,
+the prompts' mean (Eq. 6) for half of the samples and one random prompt for the other half. The
+network starts from the package's ADClick weights when present (shared encoder and decoder),
+or from another package's (`--init`). Phase 2 (`finetune_steps`): batches mix pseudo-labelled
+real images (their own defect type; Eq. 9 tri-valued with δ ~ U[0, 0.1] drawn per iteration)
+with synthetic and good samples, masked NFL (Eq. 10). In both phases a share of the samples
+(`iis_fraction`) carries 1..`iis_clicks` clicks simulated from its target (IIS manner,
+`iis.py`); serving uses an all-zero click map. AdamW (default lr 3e-4 / 1e-4 instead of the
+paper's 3e-5: short CPU schedules), EMA, checkpoints and resume. Good images of the package's
+calibration hold-out are never trained on; the seg threshold comes from their seg scores and
+those of the pseudo-labelled images (`seg_calibration`), never from test images.
+Writes seg_model.safetensors, seg_model.json (with that threshold) and seg.onnx (language
+tensors as constants, max over defect types inside).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,12 +29,14 @@ import torch
 from tqdm import tqdm
 
 from adinspect.errors import InputError
+from adinspect.language.training import TrainingLanguage
 from adinspect.models.adclick import ADClickSeg
 from adinspect.models.export import SegGraph, export_seg
 from adinspect.models.losses import masked_normalized_focal_loss
 from adinspect.runtime.seg import SEG_META, SEG_ONNX  # the names the inspector and Triton read
 from adinspect.train.checkpoint import EMA, save_weights
-from adinspect.train.click_trainer import CLICK_WEIGHTS, WORK_DIR, identity, model_config
+from adinspect.train.click_trainer import CLICK_WEIGHTS, WORK_DIR, identity, model_config, synthetic_types
+from adinspect.train.clicks import click_radius
 from adinspect.train.common import (
     commit_files,
     language_tensors,
@@ -38,8 +45,10 @@ from adinspect.train.common import (
     seed_everything,
     set_lr,
     staging,
+    training_language,
     write_json,
 )
+from adinspect.train.iis import iis_maps
 from adinspect.train.labeling import load_labels
 from adinspect.train.loop import run_loop
 from adinspect.train.pseudo_labels import sample_delta, tri_valued
@@ -53,6 +62,8 @@ from adinspect.train.residual_data import (
     synthetic_residuals,
     training_goods,
 )
+from adinspect.train.seg_calibration import seg_threshold
+from adinspect.train.warm_start import warm_start_weights
 
 SEG_WEIGHTS = "seg_model.safetensors"
 
@@ -73,6 +84,11 @@ class SegTrainSettings:
     pseudo_fraction: float = 0.5
     max_delta: float = 0.1
     init_from_click: bool = True
+    foreground: bool = True  # object products: synthetic defects only on the object
+    single_prompt_fraction: float = 0.5  # paper: half averaged V_lang (Eq. 6), half one prompt
+    iis_clicks: int = 3  # IIS-manner training: up to this many simulated clicks (0: never)
+    iis_fraction: float = 0.5  # share of samples that get clicks
+    synthetic_language: str = "generic"  # "generic" description, or "random_type" (earlier behaviour)
     checkpoint_every: int = 100
     seed: int = 0
 
@@ -83,25 +99,36 @@ def _sample(data: ResidualSet, n: int, rng: np.random.Generator) -> tuple[torch.
     return r, m
 
 
-def _batch(phase: int, sets: dict, rng: np.random.Generator, s: SegTrainSettings, n_types: int) -> tuple:
-    """(residual (B, d, h, w), target (B, 1, S, S) in {0, 0.5, 1}, type index (B,))."""
+def _batch(
+    phase: int, sets: dict, rng: np.random.Generator, s: SegTrainSettings, tl: TrainingLanguage
+) -> tuple:
+    """(residual (B, d, h, w), target (B, 1, S, S) in {0, 0.5, 1}, words (B, Z, Q), word mask (B, Z)).
+
+    Language: synthetic anomalies the generic description, good images any row (no defect of any
+    type is true for them), pseudo-labelled images their own type; each averaged or one prompt.
+    """
     b = s.batch_size
     n_pseudo = int(round(b * s.pseudo_fraction)) if phase == 2 else 0
     n_good = int(round((b - n_pseudo) * s.good_fraction))
-    parts = [_sample(sets["anomalous"], b - n_pseudo - n_good, rng), _sample(sets["good"], n_good, rng)]
-    types = [torch.from_numpy(rng.integers(n_types, size=b - n_pseudo))]
+    n_synth = b - n_pseudo - n_good
+    parts = [_sample(sets["anomalous"], n_synth, rng), _sample(sets["good"], n_good, rng)]
+    types = [
+        synthetic_types(tl, n_synth, s.synthetic_language, rng),
+        rng.integers(tl.generic + 1, size=n_good),
+    ]
     if n_pseudo:
         idx = rng.integers(len(sets["pseudo"]), size=n_pseudo)
         r, soft = augment(sets["pseudo"].residual[idx].float(), sets["pseudo"].masks[idx], rng)
         parts.append((r, tri_valued(soft, sample_delta(rng, s.max_delta))))
-        types.append(sets["pseudo_types"][idx])
+        types.append(sets["pseudo_types"][idx].numpy())
     residual = torch.cat([p[0] for p in parts])
     target = torch.cat([p[1] for p in parts])[:, None]
-    return residual, target, torch.cat(types)
+    words, word_mask = tl.sample(np.concatenate(types), rng, s.single_prompt_fraction)
+    return residual, target, words, word_mask
 
 
-def _pseudo_set(ctx, lang, model_dir: Path, progress: bool) -> tuple[ResidualSet, torch.Tensor]:
-    """Residuals of the pseudo-labelled images (full bank) with their soft labels and types."""
+def _pseudo_set(ctx, lang, model_dir: Path, progress: bool) -> tuple[ResidualSet, torch.Tensor, list[dict]]:
+    """Residuals of the pseudo-labelled images (full bank), soft labels, types and their records."""
     from adinspect.imageio import read_image
 
     meta, soft = load_labels(model_dir)
@@ -114,19 +141,15 @@ def _pseudo_set(ctx, lang, model_dir: Path, progress: bool) -> tuple[ResidualSet
         read_image(r["image"]) for r in tqdm(recs, desc="reading labelled images", disable=not progress)
     ]
     types = torch.tensor([lang.index(r["defect_type"]) for r in recs])
-    return ResidualSet(residuals_of(ctx, images).half(), soft), types
+    return ResidualSet(residuals_of(ctx, images).half(), soft), types, recs
 
 
-def calibrate_seg(ctx, graph: SegGraph) -> dict:
-    """The fit's threshold rule applied to ADClick-Seg scores of the package's held-out good images.
+def calibrate_seg(ctx, graph: SegGraph, pseudo: ResidualSet | None, pseudo_names: list[str]) -> dict:
+    """The seg threshold from training-time images only (rule: `seg_calibration`).
 
     The seg score is a probability, on another scale than the residual score, so the served
-    verdict must use this threshold when seg_<product> is in the pipeline. It is at least
-    `calibration.seg_floor` (0.5, the network's own pixel decision): good scores crowd near 0
-    with a long tail, so mean + 3 std of ~20 held-out images lands far inside that tail (bottle:
-    0.054, rejecting 4 of 20 good test images, while every defective one scored above 0.76).
+    verdict uses this threshold when seg_<product> is in the pipeline.
     """
-    from adinspect.fit import calibrate
     from adinspect.imageio import read_image
 
     paths = holdout_images(ctx)
@@ -140,17 +163,35 @@ def calibrate_seg(ctx, graph: SegGraph) -> dict:
             f"held-out good image {missing[0]} (from calibration.json) is missing; restore the data"
         )
     with torch.no_grad():
-        scores = graph(residuals_of(ctx, [read_image(p) for p in paths]))[1].numpy()
+        good = graph(residuals_of(ctx, [read_image(p) for p in paths]))[1].numpy()
+        bad = graph(pseudo.residual.float())[1].numpy() if pseudo is not None else np.zeros(0)
     rules = ctx.package.config.calibration
-    cal = calibrate(scores, [str(p) for p in paths], rules.std_factor, floor=rules.seg_floor)
-    return {"threshold": cal.threshold, "rule": cal.rule, "holdout_scores": cal.holdout_scores}
+    cal = seg_threshold(good, [str(p) for p in paths], bad, pseudo_names, rules.std_factor, rules.seg_floor)
+    return cal.to_dict()
+
+
+def _initialise(model: ADClickSeg, ctx, lang, model_dir: Path, s: SegTrainSettings, init: Path | None) -> str:
+    """Load starting weights into `model`: another package's (--init), else this package's ADClick
+    (shared encoder and decoder; the click embedding then only contributes its bias), else none."""
+    if init is not None:
+        arch = json.loads(json.dumps(model.cfg.to_dict()))
+        state, source = warm_start_weights(ctx, init, (SEG_WEIGHTS, CLICK_WEIGHTS), arch)
+        model.load_state_dict(state, strict=source.endswith(SEG_WEIGHTS))
+        return source
+    if s.init_from_click and (model_dir / CLICK_WEIGHTS).is_file():
+        from adinspect.train.click_trainer import load_click_model
+
+        model.load_state_dict(load_click_model(ctx, lang).state_dict(), strict=False)
+        return CLICK_WEIGHTS
+    return "scratch"
 
 
 def train_seg(
     model_dir: Path, data_dir: Path, settings: SegTrainSettings = SegTrainSettings(), resume: bool = False,
-    progress: bool = True,
+    progress: bool = True, init: Path | None = None,
 ) -> dict:  # fmt: skip
-    """Train ADClick-Seg for a fitted package; pseudo labels (from `label`) enable phase 2."""
+    """Train ADClick-Seg for a fitted package; pseudo labels (from `label`) enable phase 2. `init`
+    names another package to start from (its ADClick-Seg, else its ADClick weights)."""
     t0 = time.perf_counter()
     rng = seed_everything(settings.seed)
     model_dir = Path(model_dir)
@@ -158,23 +199,18 @@ def train_seg(
     lang = prepare_language(ctx, data_dir)
     anomalous, good = synthetic_residuals(
         ctx, training_goods(ctx, data_dir), settings.n_synthetic, settings.seed, settings.n_folds,
-        cache_dir=model_dir / WORK_DIR, progress=progress,
+        cache_dir=model_dir / WORK_DIR, progress=progress, foreground=settings.foreground,
     )  # fmt: skip
     sets: dict = {"anomalous": ResidualSet(anomalous.residual, anomalous.masks.float()),
                   "good": ResidualSet(good.residual, good.masks.float())}  # fmt: skip
     finetune = settings.finetune_steps if settings.pseudo_fraction > 0 else 0
     if finetune:
-        sets["pseudo"], sets["pseudo_types"] = _pseudo_set(ctx, lang, model_dir, progress)
+        pseudo = _pseudo_set(ctx, lang, model_dir, progress)
+        sets["pseudo"], sets["pseudo_types"], sets["pseudo_meta"] = pseudo
     cfg = model_config(ctx, lang)
     model = ADClickSeg(cfg)
-    init = "scratch"
-    if settings.init_from_click and (model_dir / CLICK_WEIGHTS).is_file():
-        from adinspect.train.click_trainer import load_click_model
-
-        model.load_state_dict(load_click_model(ctx, lang).state_dict(), strict=False)
-        init = CLICK_WEIGHTS
-    else:
-        model.encoder.residual_scale.fill_(residual_scale(anomalous.residual))
+    init_from = _initialise(model, ctx, lang, model_dir, settings, init)
+    model.encoder.residual_scale.fill_(residual_scale(anomalous.residual))
     ema = EMA(model, settings.ema_decay)
     optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
     total = settings.pretrain_steps + finetune
@@ -186,10 +222,14 @@ def train_seg(
         else:
             set_lr(optimizer, step - settings.pretrain_steps, finetune, settings.finetune_lr, settings.warmup)
 
+    tl = training_language(ctx, lang, model_dir / WORK_DIR)
+    radius = click_radius(ctx.image_size)
+
     def loss_at(step: int) -> torch.Tensor:
         phase = 1 if step < settings.pretrain_steps else 2
-        residual, target, types = _batch(phase, sets, rng, settings, lang.num_types)
-        logits = model.forward_type(residual, v_lang[types], word_mask[types])
+        residual, target, words, wmask = _batch(phase, sets, rng, settings, tl)
+        maps = iis_maps(target, rng, settings.iis_clicks, settings.iis_fraction, radius)
+        logits = model.forward_type(residual, words, wmask, maps=maps)
         return masked_normalized_focal_loss(logits, target)
 
     t1 = time.perf_counter()
@@ -203,8 +243,9 @@ def train_seg(
     report: dict[str, Any] = {
         "steps": {"pretrain": settings.pretrain_steps, "finetune": finetune},
         "resumed_from": result.start,
-        "init": init,
+        "init": init_from,
         "n_pseudo_labelled": len(sets["pseudo"]) if finetune else 0,
+        "synthetic_on_foreground": anomalous.on_foreground,
         "final_loss_50": result.final_loss,
         "seconds": {"data": t1 - t0, "train": result.seconds},
         "settings": asdict(settings),
@@ -213,7 +254,8 @@ def train_seg(
     staged = {name: staging(model_dir, name) for name in (SEG_WEIGHTS, SEG_ONNX, SEG_META)}
     save_weights(staged[SEG_WEIGHTS], ema.model, {**ident, "steps": total})
     graph = SegGraph(ema.model, v_lang, word_mask, ctx.package.config.method.blur_sigma).eval()
-    report["calibration"] = calibrate_seg(ctx, graph)
+    pseudo_names = [r["image"] for r in sets.get("pseudo_meta", [])]
+    report["calibration"] = calibrate_seg(ctx, graph, sets.get("pseudo"), pseudo_names)
     report["parity"] = export_seg(graph, anomalous.residual[:2].float(), staged[SEG_ONNX])
     report["seconds"]["total"] = time.perf_counter() - t0
     write_json(staged[SEG_META], {**ident, **report})

@@ -80,18 +80,28 @@ def test_label_train_seg_and_evaluate(trained: Path, synthetic_root: Path, tmp_p
     assert report["parity"]["map_max_abs_diff"] < 1e-4
     calibration = report["calibration"]
     assert 0 <= max(calibration["holdout_scores"]) <= calibration["threshold"]
-    assert calibration["threshold"] >= 0.5 and calibration["rule"].startswith("max(0.5, ")
+    assert calibration["pseudo_labelled"] == [r["image"] for r in labels["images"]]
+    assert len(calibration["pseudo_scores"]) == len(labels["images"])
 
     out = tmp_path / "clicks.json"
     assert _run("evaluate-clicks", *common, "--json", str(out), "--max-clicks", "3") == 0
     metrics = json.loads(out.read_text())
-    assert {"noc80", "noc85", "noc90", "ap_3", "ap_5"} <= set(metrics) and len(metrics["iou_at_k"]) == 3
+    after = {f"{m}_{k}" for m in ("ap", "pixel_auroc", "aupro") for k in (3, 5)}
+    assert {"noc80", "noc85", "noc90", *after} <= set(metrics) and len(metrics["iou_at_k"]) == 3
+    assert all(0 <= metrics[k] <= 1 for k in after) and metrics["n_skipped"] == 0
     assert all(0 <= v <= 1 for v in metrics["iou_at_k"]) and 1 <= metrics["noc85"] <= 3
 
     seg_json = tmp_path / "seg.json"
     assert _run("evaluate-seg", *common, "--json", str(seg_json)) == 0
     result = json.loads(seg_json.read_text())
-    assert 0 <= result["adclick_seg"]["pixel_ap"] <= 1 and 0 <= result["training_free"]["aupro"] <= 1
+    for name in ("adclick_seg", "training_free"):
+        assert all(0 <= result[name][k] <= 1 for k in ("pixel_ap", "aupro", "pixel_auroc", "image_auroc"))
+    assert result["threshold"]["value"] == calibration["threshold"]
+    assert result["threshold"]["pseudo_labelled_images"] == calibration["pseudo_labelled"]
+    # verdicts on the evaluated images alone: none of them was pseudo-labelled
+    assert not set(result["images"]) & set(calibration["pseudo_labelled"])
+    verdicts = result["verdicts"]
+    assert verdicts["n_good"] + verdicts["n_defective"] == result["n_images"] == len(result["images"])
 
     # the whole test split includes the pseudo-labelled images: evaluate says how many
     whole = tmp_path / "metrics.json"
@@ -120,3 +130,75 @@ def test_bad_click_file_writes_nothing(trained: Path, synthetic_root: Path, tmp_
 def test_label_needs_exactly_one_click_source(trained: Path, synthetic_root: Path) -> None:
     with pytest.raises(InputError, match="exactly one"):
         _run("label", "--model", str(trained), "--data", str(synthetic_root))
+
+
+def test_messy_ground_truth_is_skipped_not_fatal(
+    trained: Path, synthetic_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty and a missing mask: evaluate-clicks and label --simulate warn once, count, go on."""
+    import numpy as np
+
+    from adinspect.imageio import read_mask, write_mask
+
+    data = tmp_path / "widget"
+    shutil.copytree(synthetic_root, data)
+    masks = sorted((data / "ground_truth").glob("*/*_mask.png"))
+    write_mask(masks[0], np.zeros(read_mask(masks[0]).shape, bool))
+    masks[1].unlink()
+    model = tmp_path / "model"
+    shutil.copytree(trained, model)
+    common = ["--model", str(model), "--data", str(data), "--quiet"]
+
+    out = tmp_path / "clicks.json"
+    assert _run("evaluate-clicks", *common, "--json", str(out), "--max-clicks", "2") == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["n_skipped"] == 2 and {s["reason"] for s in metrics["skipped"]} == {
+        "empty ground-truth mask",
+        "no ground-truth mask",
+    }
+    assert metrics["n_images"] == len(list((synthetic_root / "ground_truth").glob("*/*.png"))) - 2
+    assert _run("label", *common, "--simulate", "1", "--subset", "all") == 0
+    labels = json.loads((model / "labels" / "labels.json").read_text())
+    assert len(labels["skipped"]) == 2 and len(labels["images"]) == metrics["n_images"]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2  # one line per command
+
+
+def test_init_starts_from_another_packages_weights(
+    trained: Path, fitted_package: Path, synthetic_root: Path, tmp_path: Path
+) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    model = tmp_path / "widget"
+    shutil.copytree(fitted_package, model)
+    common = ["--model", str(model), "--data", str(synthetic_root), "--quiet"]
+    with pytest.raises(InputError, match="no trained click_model.safetensors"):
+        _run("train-click", *common, "--steps", "1", "--init", str(fitted_package))
+    # lr 0: the weights stay exactly those of the other package (the residual scale is this product's)
+    tiny = ["--steps", "1", "--batch-size", "2", "--n-synthetic", "8", "--lr", "0"]
+    assert _run("train-click", *common, *tiny, "--init", str(trained)) == 0
+    meta = json.loads((model / "click_model.json").read_text())
+    assert meta["init"] == f"{trained}/click_model.safetensors"
+    mine, theirs = (
+        load_file(str(model / "click_model.safetensors")),
+        load_file(str(trained / "click_model.safetensors")),
+    )
+    # (the EMA blend of identical weights may round in the last bit)
+    assert all(torch.allclose(mine[k], theirs[k], atol=1e-6) for k in theirs if k != "encoder.residual_scale")
+
+    seg = ["--pretrain-steps", "1", "--batch-size", "4", "--n-synthetic", "8", "--no-finetune"]
+    assert _run("train-seg", *common, *seg, "--init", str(trained)) == 0
+    assert json.loads((model / "seg_model.json").read_text())["init"].startswith(f"{trained}/")
+
+
+def test_init_checks_the_network_sizes(trained: Path, fitted_package: Path) -> None:
+    from adinspect.train.residual_data import load_context
+    from adinspect.train.warm_start import warm_start_weights
+
+    arch = json.loads((trained / "click_model.json").read_text())["arch"]
+    ctx = load_context(fitted_package)
+    state, source = warm_start_weights(ctx, trained, ("click_model.safetensors",), arch)
+    assert source.endswith("click_model.safetensors") and state
+    with pytest.raises(InputError, match="network sizes"):
+        warm_start_weights(ctx, trained, ("click_model.safetensors",), {**arch, "dims": [8, 16, 32]})
