@@ -19,7 +19,9 @@ def test_serving_modules_import_without_torch() -> None:
         "import adinspect.serving.perf\n"
         "import adinspect.serving.steps, adinspect.serving.bench\n"
         "import adinspect.serving.monitoring, adinspect.serving.soak, adinspect.serving.fault\n"
-        "import adinspect.serving.malformed\n"
+        "import adinspect.serving.malformed, adinspect.serving.reload, adinspect.serving.integrity\n"
+        "from adinspect.cli import build_parser\n"
+        "build_parser()  # every command registered (zero-shot, annotate, training) without loading torch\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'timm'))\n"
         "assert not bad, bad\n"
     )
