@@ -72,6 +72,18 @@ def _augment(image: np.ndarray, kind: str) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, turns))
 
 
+def _fit_summary(report: Any, seconds: float) -> dict[str, Any]:
+    """What a fit in a child process reports to the parent (a FitReport's plain fields)."""
+    return {
+        "fit_s": seconds,
+        "fit_seconds": report.seconds,
+        "fit_peak_rss_mb": _peak_rss_mb(),
+        "fit_memory": report.memory,
+        "n_references": report.n_references,
+        "parity": report.parity,
+    }
+
+
 def _peak_rss_mb() -> float:
     import resource
 
@@ -87,16 +99,7 @@ def _fit_child(queue: Any, data: str, out: str, preset: str, random_weights: boo
         config = preset_config(preset, "scale", backbone=backbone)
         t = time.perf_counter()
         report = fit_product(Path(data), config, Path(out), overwrite=True, progress=False)
-        queue.put(
-            {
-                "fit_s": time.perf_counter() - t,
-                "fit_seconds": report.seconds,
-                "fit_peak_rss_mb": _peak_rss_mb(),
-                "fit_memory": report.memory,
-                "n_references": report.n_references,
-                "parity": report.parity,
-            }
-        )
+        queue.put(_fit_summary(report, time.perf_counter() - t))
     except BaseException as exc:  # reported to the parent, which prints it
         queue.put({"error": f"{type(exc).__name__}: {exc}"})
 
@@ -133,16 +136,7 @@ def _fit_generated_child(queue: Any, n_images: int, out: str, preset: str, rando
         del feats, gmaps
         t = time.perf_counter()
         report = fit_embedded(embedded, config, Path("generated"), Path(out), {})
-        queue.put(
-            {
-                "fit_s": time.perf_counter() - t,
-                "fit_seconds": report.seconds,
-                "fit_peak_rss_mb": _peak_rss_mb(),
-                "fit_memory": report.memory,
-                "n_references": report.n_references,
-                "parity": report.parity,
-            }
-        )
+        queue.put(_fit_summary(report, time.perf_counter() - t))
     except BaseException as exc:
         queue.put({"error": f"{type(exc).__name__}: {exc}"})
 

@@ -190,7 +190,7 @@ class TritonServer:
         self._backend_env_arg = backend_env
         self.log_verbose = log_verbose
         self.require_manifest = require_manifest
-        self.shm_prefix = f"adinspect_{uuid.uuid4().hex[:12]}_"
+        self.shm_prefix = ""  # set per launch: a restarted server's regions never mix with the dead one's
         self._proc: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
         self._tail: collections.deque[str] = collections.deque(maxlen=40)
@@ -249,6 +249,7 @@ class TritonServer:
         install = find_tritonserver()
         env_info = find_backend_env(self._backend_env_arg)
         self._workdir = Path(tempfile.mkdtemp(prefix="adinspect-triton-"))
+        self.shm_prefix = f"adinspect_{uuid.uuid4().hex[:12]}_"
         try:
             backends = self._prepare_backends(install, env_info)
             self.grpc_port, self.http_port, self.metrics_port = (
@@ -424,7 +425,9 @@ class TritonServer:
 
     def remove_shared_memory(self) -> list[Path]:
         """Delete this launch's Python-backend regions in /dev/shm (a killed server leaves them)."""
-        removed = []
+        removed: list[Path] = []
+        if not self.shm_prefix:
+            return removed
         for path in Path("/dev/shm").glob(f"{self.shm_prefix}*"):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()

@@ -165,6 +165,18 @@ def test_sigterm_drains_new_requests_get_unavailable_never_not_found(
     assert not any("is not found" in o for o in errors), errors[:3]
 
 
+def _shm_prefix(triton_pid: int | None) -> str:
+    """The shared-memory prefix this launch gave tritonserver (from its command line)."""
+    assert triton_pid is not None
+    args = Path(f"/proc/{triton_pid}/cmdline").read_bytes().decode().split("\0")
+    (flag,) = [a for a in args if "shm-region-prefix-name=" in a]
+    return flag.split("shm-region-prefix-name=")[1]
+
+
+def _regions(prefix: str) -> list[Path]:
+    return list(Path("/dev/shm").glob(f"{prefix}*"))
+
+
 def _pid_of_child(parent: int, name: str) -> int | None:
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -187,7 +199,6 @@ def test_serve_restarts_a_killed_server_and_cleans_its_shared_memory(
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
     log = tmp_path / "serve.log"
-    others = {p.name for p in Path("/dev/shm").glob("adinspect_*")}  # other servers' (tests in parallel)
     command = [sys.executable, "-m", "adinspect.cli", "serve", "--repo", str(repo), "--quiet"]
     command += [
         "--grpc-port",
@@ -207,14 +218,14 @@ def test_serve_restarts_a_killed_server_and_cleans_its_shared_memory(
             assert client.inspect(images[0], "widget").verdict in ("pass", "fail")
         triton = _pid_of_child(serve.pid, "tritonserver")
         assert triton is not None
-        shm_before = {p.name for p in Path("/dev/shm").glob("adinspect_*")} - others
-        assert shm_before, "the Python backend's regions carry the launch's prefix"
+        first = _shm_prefix(triton)
+        assert _regions(first), "the Python backend's regions carry the launch's prefix"
         os.kill(triton, signal.SIGKILL)
         with InspectionClient(url, deadline_s=30) as client:
             client.wait_until_ready("widget", timeout_s=240)
             assert client.inspect(images[0], "widget").verdict in ("pass", "fail")
-        shm_after = {p.name for p in Path("/dev/shm").glob("adinspect_*")} - others
-        assert not shm_before & shm_after, "the killed server's regions were removed"
+        second = _shm_prefix(_pid_of_child(serve.pid, "tritonserver"))
+        assert second != first and not _regions(first), "the killed server's regions were removed"
         assert "restart 1/5" in log.read_text()
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=90) == 0
@@ -222,6 +233,5 @@ def test_serve_restarts_a_killed_server_and_cleans_its_shared_memory(
         if serve.poll() is None:
             serve.kill()
             serve.wait()
-    mine = (shm_before | shm_after) - others
-    assert not mine & {p.name for p in Path("/dev/shm").glob("adinspect_*")}, "a stopped server leaves none"
+    assert not _regions(second), "a stopped server leaves none"
     assert _pid_of_child(serve.pid, "tritonserver") is None

@@ -4,25 +4,17 @@ evaluation commands use every defective test image. Tiny step counts: wiring, no
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import pytest
 
 from adinspect.data.synthetic import make_synthetic_dataset
-from adinspect.train import cli
 
 from .test_defective_pool import ksdd2_layout
+from .test_pipeline import _run
 
 pytestmark = pytest.mark.slow
-
-
-def _run(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    cli.add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
-    return args.func(args)
 
 
 def test_label_and_train_seg_use_the_defective_training_images(tmp_path: Path) -> None:
