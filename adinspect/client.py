@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from adinspect.results import InspectionResult, Region
+from adinspect.runtime.postprocess import verdict_of
 from adinspect.serving.contracts import INSPECT_IN, INSPECT_OUT, MAP_FORMATS, ensemble_model
 
 ImageLike = str | Path | bytes | np.ndarray
@@ -292,10 +293,8 @@ class InspectionClient:
         threshold = float(response.as_numpy(INSPECT_OUT.threshold).reshape(-1)[0])
         verdict = response.as_numpy(INSPECT_OUT.verdict).reshape(-1)[0].decode()
         reason = _text(response, INSPECT_OUT.reason)
-        if verdict == "pass" and not (
-            math.isfinite(score) and math.isfinite(threshold) and score <= threshold
-        ):
-            # Fail closed here too: a server that is older or broken must not pass a broken number.
+        if verdict == "pass" and verdict_of(score, threshold)[0] != "pass":
+            # Fail closed here too, by the one rule: an older or broken server must not pass a bad number.
             verdict, reason = "fail", f"server said pass for score {score} / threshold {threshold}"
         result = InspectionResult(
             image=label,
