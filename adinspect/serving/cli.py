@@ -30,8 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # defaults (None) are RepositorySettings' own, so the CLI and the Python API build the same repository
     p.add_argument("--max-batch-size", type=int, help="largest dynamic batch (default 8)")
     p.add_argument("--max-queue-delay-us", type=int, help="dynamic batcher delay (default 0)")
-    p.add_argument("--python-instances", type=int, help="preprocess/postprocess instances (default 2)")
-    p.add_argument("--onnx-instances", type=int, help="cpu: backbone/residual instances (default 1)")
+    p.add_argument(
+        "--python-instances",
+        type=int,
+        help="instances of each inspect_<product> (cpu) or of preprocess/postprocess (gpu); default 2",
+    )
     p.add_argument("--threads", type=int, help="cpu: ONNX Runtime threads per instance (default 0 = all)")
     p.add_argument("--no-warmup", action="store_true")
     p.add_argument(
@@ -113,7 +116,6 @@ def run_repo_build(args: argparse.Namespace) -> int:
         "max_batch_size": "--max-batch-size",
         "max_queue_delay_us": "--max-queue-delay-us",
         "python_instances": "--python-instances",
-        "onnx_instances": "--onnx-instances",
         "intra_op_threads": "--threads",
     }
     given = {field: getattr(args, flag[2:].replace("-", "_")) for field, flag in flags.items()}

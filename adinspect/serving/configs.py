@@ -1,21 +1,24 @@
 """config.pbtxt contents of the served pipeline (DESIGN.md §6), as dicts for `pbtxt.to_pbtxt`.
 
-For every product `p` the repository serves the ensemble `inspect_<p>`:
+For every product `p` the repository serves `inspect_<p>`, with the same inputs and outputs in
+both flavours. The steps behind it are always
 
     preprocess → backbone → residual_<p> → [seg_<p>] → postprocess
 
-`seg_<p>` (ADClick-Seg, when the package has it) is served like `residual_<p>` in each flavour,
-with its calibrated threshold and defect-type names baked in; it replaces the residual's map,
-score and threshold and adds the defect type.
+where `residual_<p>` holds the product's bank and, baked in at build time, its calibrated threshold
+and product id, and `seg_<p>` (ADClick-Seg, when the package has it) has its calibrated threshold and
+defect-type names baked in; it replaces the residual's map, score and threshold and adds the type.
 
-`preprocess` and `postprocess` are Python-backend models in both flavours; `backbone` is shared by
-all products (they must use the same backbone, weights and input spec); `residual_<p>` holds the
-product's bank and, baked in at build time, its calibrated threshold. The `cpu` flavour runs the
-two ONNX models with ONNX Runtime inside Python-backend models (for the tritonserver of the
-`nvidia-pytriton` wheel); the `gpu` flavour uses `onnxruntime_onnx` with the TensorRT accelerator,
-or `tensorrt_plan` where an engine built by `export/build_trt.py` is given. The ensemble
-definition is the same in both flavours: it is generated from a list of `Step`s, where the
-segmentation step of #4 slots in between residual and postprocess.
+- `gpu`: an ensemble of models. `backbone` is shared by all products (they must use the same
+  backbone, weights and input spec) and runs, like residual and seg, in `onnxruntime_onnx` with the
+  TensorRT accelerator, or `tensorrt_plan` where an engine built by `export/build_trt.py` is given;
+  preprocess and postprocess are Python-backend models. The ensemble is generated from a list of
+  `Step`s, where the segmentation step slots in between residual and postprocess.
+- `cpu` (the tritonserver of the `nvidia-pytriton` wheel has only the Python backend): one
+  Python-backend model per product running all the steps (`steps.ProductPipeline`) on ONNX Runtime.
+  Each Python-backend hop is a stub round trip with its tensors copied through shared memory; as
+  an ensemble of four such hops the served p50 was 1.37x the in-process one (`bench --serving`).
+  The price: each product loads its own copy of the backbone (EfficientNet-Lite0: 14 MB).
 """
 
 from __future__ import annotations
@@ -60,9 +63,10 @@ class RepositorySettings(BaseModel):
     # and 0 the lowest latency at concurrency 1. A GPU host may trade a little latency for batches.
     max_queue_delay_us: int = Field(default=0, ge=0, description="How long a request may wait for a batch.")
     python_instances: int = Field(
-        default=2, ge=1, description="preprocess/postprocess instances (cpu cores)."
+        default=2,
+        ge=1,
+        description="Python-backend instances: each inspect_<product> (cpu), preprocess/postprocess (gpu).",
     )
-    onnx_instances: int = Field(default=1, ge=1, description="backbone/residual instances (cpu flavour).")
     intra_op_threads: int = Field(
         default=0, ge=0, description="ONNX Runtime threads per instance; 0 = all cores."
     )
@@ -179,6 +183,22 @@ def _tensor(name: str, dtype: str, dims: Sequence[int], **extra: Any) -> dict[st
     return {"name": name, "data_type": Enum(dtype), "dims": list(dims), **extra}
 
 
+def _black_image_warmup(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """One 64x64 black raw image: loads decoding, ONNX Runtime and the Python stub before traffic."""
+    return [
+        {
+            "name": "black_image",
+            "batch_size": 1,
+            "inputs": [
+                {
+                    "key": raw["name"],
+                    "value": {"data_type": raw["data_type"], "dims": [64, 64, 3], "zero_data": True},
+                }
+            ],
+        }
+    ]
+
+
 def preprocess_model(
     settings: RepositorySettings, preprocess_spec_json: str, image_size: int
 ) -> dict[str, Any]:
@@ -190,19 +210,27 @@ def preprocess_model(
     params = {"preprocess_spec": preprocess_spec_json, "max_pixels": str(settings.max_pixels)}
     config = python_model(PREPROCESS_MODEL, settings, inputs, outputs, params)
     if settings.warmup:
-        raw = inputs[1]
-        config["model_warmup"] = [
-            {
-                "name": "black_image",
-                "batch_size": 1,
-                "inputs": [
-                    {
-                        "key": raw["name"],
-                        "value": {"data_type": raw["data_type"], "dims": [64, 64, 3], "zero_data": True},
-                    }
-                ],
-            }
-        ]
+        config["model_warmup"] = _black_image_warmup(inputs[1])
+    return config
+
+
+def product_model(
+    product: str, settings: RepositorySettings, params: dict[str, Any], preprocess_spec_json: str
+) -> dict[str, Any]:
+    """`inspect_<product>` of the cpu flavour: one Python model, the ensemble's inputs and outputs.
+
+    `params` are the ensemble's (for clients); the model itself reads the input spec, the pixel
+    limit and its ONNX Runtime threads.
+    """
+    inputs, outputs = _ensemble_io()
+    own = {
+        "preprocess_spec": preprocess_spec_json,
+        "max_pixels": str(settings.max_pixels),
+        "intra_op_threads": str(settings.intra_op_threads),
+    }
+    config = python_model(ensemble_model(product), settings, inputs, outputs, {**params, **own})
+    if settings.warmup:
+        config["model_warmup"] = _black_image_warmup(inputs[1])
     return config
 
 
@@ -271,9 +299,9 @@ class Shapes:
             ],
         )
 
-    def residual_io(self, reshape_scalars: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def residual_io(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(B,) ONNX outputs are served as [1]; backends that run the ONNX graph need `reshape`."""
-        scalar: dict[str, Any] = {"reshape": {"shape": []}} if reshape_scalars else {}
+        scalar: dict[str, Any] = {"reshape": {"shape": []}}
         s, g = self.image_size, self.feature_grid
         return (
             [
@@ -293,11 +321,9 @@ class Shapes:
             ],
         )
 
-    def seg_io(
-        self, reshape_scalars: bool, n_types: int
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def seg_io(self, n_types: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """`seg_<product>`: residual → seg.onnx outputs + baked threshold and defect-type name."""
-        scalar: dict[str, Any] = {"reshape": {"shape": []}} if reshape_scalars else {}
+        scalar: dict[str, Any] = {"reshape": {"shape": []}}
         s, g = self.image_size, self.feature_grid
         return (
             [_tensor(SEG.residual, "TYPE_FP32", [self.feature_dim, g, g])],
@@ -364,27 +390,23 @@ def _zero_warmup(inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def onnx_model(
     name: str,
-    flavor: Flavor,
     settings: RepositorySettings,
     io: tuple[list[dict[str, Any]], list[dict[str, Any]]],
     has_engine: bool,
     onnx_sha256: str = "",
 ) -> dict[str, Any]:
-    """backbone / residual_<p> / seg_<p>: Python+ONNX Runtime (cpu), tensorrt_plan, or ORT with
-    the TensorRT accelerator (gpu). `onnx_sha256` (of the served ONNX) keys ORT's engine cache."""
+    """backbone / residual_<p> / seg_<p> of the gpu flavour: tensorrt_plan, or ONNX Runtime with
+    the TensorRT accelerator. `onnx_sha256` (of the served ONNX) keys ORT's engine cache."""
     inputs, outputs = io
-    config: dict[str, Any] = {"name": name}
-    if flavor == "cpu":
-        config["backend"] = "python"
-    else:
-        config["platform"] = "tensorrt_plan" if has_engine else "onnxruntime_onnx"
-    config.update({**_batching(settings), "input": inputs, "output": outputs})
-    if flavor == "cpu":
-        config["instance_group"] = [{"kind": Enum("KIND_CPU"), "count": settings.onnx_instances}]
-        config["parameters"] = parameters({"intra_op_threads": str(settings.intra_op_threads)})
-    else:
-        config["instance_group"] = [{"kind": Enum("KIND_GPU"), "count": settings.gpu_instances}]
-    if flavor == "gpu" and not has_engine:
+    config: dict[str, Any] = {
+        "name": name,
+        "platform": "tensorrt_plan" if has_engine else "onnxruntime_onnx",
+        **_batching(settings),
+        "input": inputs,
+        "output": outputs,
+        "instance_group": [{"kind": Enum("KIND_GPU"), "count": settings.gpu_instances}],
+    }
+    if not has_engine:
         accelerator = tensorrt_accelerator(
             name,
             inputs,

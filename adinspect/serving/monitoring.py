@@ -1,6 +1,7 @@
 """Per-product inspection metrics and a drift signal, computed from the served scores.
 
-The `postprocess` model feeds every verdict to a `Monitor` and exports what it reports as
+The model that answers (`inspect_<product>` in the cpu flavour, `postprocess` in the gpu one)
+feeds every verdict to a `Monitor` and exports what it reports as
 Prometheus metrics on Triton's own metrics endpoint (:8002/metrics), next to Triton's `nv_*`:
 
     adinspect_inspections_total{product}        counter: images inspected
@@ -13,14 +14,15 @@ Prometheus metrics on Triton's own metrics endpoint (:8002/metrics), next to Tri
                                                        the package's calibration scores
     adinspect_drift_ks_pvalue{product,instance}        its asymptotic p-value
 
-The drift gauges are NaN until the window holds `min_samples` passes. Each postprocess instance
+The drift gauges are NaN until the window holds `min_samples` passes. Each model instance
 (a separate stub process) keeps its own window over the requests Triton gives it, hence the
 `instance` label; counters and the histogram are summed by Triton across instances.
 
-Which product a request belongs to: `postprocess` is shared by all products, so
-`residual_<product>` carries a baked constant `product_id` (`product_id(name)`, an int32 that
-survives TensorRT), and the builder writes `MONITORING_FILE` beside postprocess's model.py with
-each product's id, threshold and calibration scores. Numpy only: no torch, no Triton here.
+Which product a request belongs to: `postprocess` is shared by all products, so the residual
+model carries a baked constant `product_id` (`product_id(name)`, an int32 that survives TensorRT),
+and the builder writes `MONITORING_FILE` beside the answering model's model.py with its products'
+ids, thresholds and calibration scores (every product for postprocess, one for inspect_<product>).
+Numpy only: no torch, no Triton here.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import json
 import math
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from adinspect.package import ModelPackage
+from adinspect.serving.contracts import INSPECT_OUT
 
 MONITORING_FILE = "monitoring.json"
 TABLE_CHECK_S = 5.0
@@ -313,3 +316,44 @@ class MetricsExporter:
         for product, snapshot in self.monitor.snapshots(products).items():
             for name, value in snapshot.gauges().items():
                 self._metric(name, product).set(value)
+
+    def record_served(
+        self,
+        served: Sequence[tuple[np.ndarray | None, Mapping[str, np.ndarray]]],
+        log_error: Callable[[str], Any],
+    ) -> None:
+        """Count a batch's answers — (product id tensor or None, the inspect outputs) each — and set
+        the drift gauges of the products it touched. Failures are logged through `log_error`, never
+        raised: metrics must not cost a part its inspection."""
+        touched: set[str] = set()
+        for pid, outputs in served:
+            if pid is None:
+                continue
+            try:
+                score = float(outputs[INSPECT_OUT.score].reshape(-1)[0])
+                verdict = bytes(outputs[INSPECT_OUT.verdict].reshape(-1)[0]).decode()
+                product = self.record(int(pid.reshape(-1)[0]), score, verdict)
+            except Exception as exc:
+                log_error(f"metrics not recorded: {exc!r}")
+                continue
+            if product:
+                touched.add(product)
+        if touched:
+            try:
+                self.publish(sorted(touched))
+            except Exception as exc:
+                log_error(f"drift gauges not set: {exc!r}")
+
+
+def open_exporter(
+    table_path: Path, make_family, instance: str, log_error: Callable[[str], Any]
+) -> MetricsExporter | None:
+    """A served model's exporter, or None (logged) when it has no table or the table is broken:
+    without metrics the line still gets its verdicts."""
+    if not Path(table_path).is_file():
+        return None
+    try:
+        return MetricsExporter(Path(table_path), make_family, instance)
+    except Exception as exc:
+        log_error(f"metrics disabled: {exc!r}")
+        return None

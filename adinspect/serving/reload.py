@@ -1,16 +1,18 @@
 """`adinspect repo update`: put a refitted package live on a running server, without a restart.
 
-The server runs with explicit model control (`adinspect serve` starts it so). For one product:
+The server runs with explicit model control (`adinspect serve` starts it so). For one product,
+the versioned models are `inspect_<p>` itself (cpu flavour) or `residual_<p>` and `seg_<p>` (gpu):
 
-1. write the new package's `residual_<p>` (and `seg_<p>`) as version N+1 beside version N and load
-   them with both versions allowed: the old version keeps serving;
-2. reload `inspect_<p>` pinned to N+1: Triton swaps the ensemble once the new one is ready, so every
-   request runs either all-old or all-new steps (threshold, bank and seg model always agree);
+1. write the new package's versioned models as version N+1 beside version N and load them with
+   both versions allowed: the old version keeps serving; a cpu-flavour `inspect_<p>` answers
+   unversioned requests with N+1 from the moment it is ready;
+2. gpu: reload the ensemble `inspect_<p>` pinned to N+1: Triton swaps it once the new one is ready,
+   so every request runs either all-old or all-new steps (threshold, bank and seg model agree);
 3. allow only N+1 and load again: version N unloads after its in-flight requests, then its files
    are removed and the repository manifest is rewritten.
 
-Shared models (preprocess, backbone, postprocess) are not touched, so the new package must use the
-served backbone (same ONNX file) and input spec; anything else needs `repo build` and a restart.
+Shared models (gpu: preprocess, backbone, postprocess) are not touched, so the new package must use
+the served backbone (same ONNX file) and input spec; anything else needs `repo build` and a restart.
 """
 
 from __future__ import annotations
@@ -63,8 +65,8 @@ def _check_compatible(manifest: RepositoryManifest, package: ModelPackage) -> No
 
 
 def _update_monitoring(repo: Path, package: ModelPackage) -> None:
-    """The drift monitor's entry for the product: the new threshold and calibration scores (the
-    postprocess model re-reads the file within seconds)."""
+    """gpu: the drift monitor's entry for the product, its new threshold and calibration scores (the
+    postprocess model re-reads the file within seconds); a cpu `inspect_<p>` version has its own."""
     path = repo / POSTPROCESS_MODEL / "1" / MONITORING_FILE
     if not path.is_file():
         return
@@ -99,15 +101,16 @@ def update_product(repo: Path, client: Any, model_dir: Path) -> UpdateReport:
         )
     _check_compatible(manifest, package)
     settings = RepositorySettings(**manifest.settings)
+    flavor: Flavor = "gpu" if manifest.flavor == "gpu" else "cpu"
     ensemble = ensemble_model(product)
-    old = max(_versions(repo / f"residual_{product}"))
+    anchor = ensemble if flavor == "cpu" else f"residual_{product}"  # always versioned
+    old = max(_versions(repo / anchor))
     new = old + 1
     tmp = Path(tempfile.mkdtemp(prefix=".update.", dir=repo.parent))
     try:
-        flavor: Flavor = "gpu" if manifest.flavor == "gpu" else "cpu"
         written = write_product(tmp, package, flavor, settings, Shapes.of(package), None, new)
-        steps = [name for name in written if name != ensemble]
-        own = (f"residual_{product}", f"seg_{product}")
+        steps = list(written) if flavor == "cpu" else [name for name in written if name != ensemble]
+        own = (ensemble,) if flavor == "cpu" else (f"residual_{product}", f"seg_{product}")
         old_steps = [p.name for p in repo.iterdir() if p.is_dir() and p.name in own]
         for name in steps:  # 1. new versions beside the old ones
             target = repo / name
@@ -116,8 +119,9 @@ def update_product(repo: Path, client: Any, model_dir: Path) -> UpdateReport:
             both = [v for v in (old, new) if (target / str(v)).is_dir()]
             (target / "config.pbtxt").write_text(to_pbtxt(pinned(written[name], both)))
             client.load_model(name)
-        shutil.copyfile(tmp / ensemble / "config.pbtxt", repo / ensemble / "config.pbtxt")
-        client.load_model(ensemble)  # 2. the switch
+        if flavor == "gpu":  # 2. the switch
+            shutil.copyfile(tmp / ensemble / "config.pbtxt", repo / ensemble / "config.pbtxt")
+            client.load_model(ensemble)
         for name in steps:  # 3. retire the old versions
             (repo / name / "config.pbtxt").write_text(to_pbtxt(written[name]))
             client.load_model(name)
@@ -139,4 +143,4 @@ def update_product(repo: Path, client: Any, model_dir: Path) -> UpdateReport:
     marker_tmp = repo / f".{MARKER}.tmp"
     marker_tmp.write_text(updated.model_dump_json(indent=2) + "\n")
     marker_tmp.replace(repo / MARKER)
-    return UpdateReport(product, old, new, steps + [ensemble])
+    return UpdateReport(product, old, new, sorted({*steps, ensemble}))

@@ -42,6 +42,7 @@ from adinspect.serving.configs import (
     onnx_model,
     postprocess_model,
     preprocess_model,
+    product_model,
     seg_step,
 )
 from adinspect.serving.contracts import (
@@ -270,18 +271,9 @@ def _residual_data(package: ModelPackage) -> dict[str, Path]:
     return {RESIDUAL_DATA: package.path(RESIDUAL_DATA)} if package.has(RESIDUAL_DATA) else {}
 
 
-def _onnx_files(flavor: str, source: Path | bytes, engine: Path | None) -> dict[str, bytes | Path]:
-    if flavor == "cpu":
-        return {"model.py": _model_source("onnx_runner"), "model.onnx": source}
-    if engine is not None:
-        return {"model.plan": engine}
-    return {"model.onnx": source}
-
-
 def _write_onnx_model(
     root: Path,
     name: str,
-    flavor: Flavor,
     settings: RepositorySettings,
     io: tuple[list[dict[str, Any]], list[dict[str, Any]]],
     onnx: bytes,
@@ -289,13 +281,15 @@ def _write_onnx_model(
     version: int = 1,
     external_data: dict[str, Path] | None = None,
 ) -> dict[str, Any]:
-    """One ONNX step at `version` (pinned); in the gpu flavour a plan from `engines_dir` replaces it
+    """One ONNX step of the gpu flavour at `version` (pinned); a plan from `engines_dir` replaces it
     if it was built from exactly these ONNX bytes at this model's precision (else EngineError).
     `external_data` (a large bank's data file) goes beside model.onnx unless a plan replaces it."""
     precision = settings.precision_of(name)
     plan = select_plan(engines_dir, name, onnx, precision, settings.max_batch_size)
-    config = pinned(onnx_model(name, flavor, settings, io, plan is not None, sha256_bytes(onnx)), [version])
-    files = {**_onnx_files(flavor, onnx, plan), **(external_data if plan is None and external_data else {})}
+    config = pinned(onnx_model(name, settings, io, plan is not None, sha256_bytes(onnx)), [version])
+    files: dict[str, bytes | Path] = {"model.plan": plan} if plan is not None else {"model.onnx": onnx}
+    if plan is None and external_data:
+        files.update(external_data)
     _write_model(root, config, files, version)
     return config
 
@@ -335,26 +329,11 @@ def build_repository(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        spec_json = packages[0].preprocess.model_dump_json()
-        _write_model(
-            tmp,
-            preprocess_model(settings, spec_json, shapes.image_size),
-            {"model.py": _model_source("preprocess")},
-        )
-        backbone = packages[0].path("backbone.onnx").read_bytes()
-        _write_onnx_model(tmp, BACKBONE_MODEL, flavor, settings, shapes.backbone_io(), backbone, engines_dir)
-        monitored: list[ProductCalibration] = []  # → postprocess/1/monitoring.json
-        for package in packages:
-            write_product(tmp, package, flavor, settings, shapes, engines_dir)
-            monitored.append(monitoring_entry(package))
-        _write_model(
-            tmp,
-            postprocess_model(settings, shapes.image_size),
-            {
-                "model.py": _model_source("postprocess"),
-                MONITORING_FILE: MonitoringTable(products=monitored).model_dump_json(indent=2).encode(),
-            },
-        )
+        if flavor == "cpu":
+            for package in packages:
+                write_product(tmp, package, flavor, settings, shapes)
+        else:
+            _write_shared_models(tmp, packages, settings, shapes, engines_dir)
         models = sorted(p.name for p in tmp.iterdir() if p.is_dir())
         _check_precision_names(settings, models)
         marker = RepositoryManifest(
@@ -373,6 +352,32 @@ def build_repository(
     return BuildReport(out_dir, flavor, [p.product for p in packages], models)
 
 
+def _write_shared_models(
+    root: Path,
+    packages: Sequence[ModelPackage],
+    settings: RepositorySettings,
+    shapes: Shapes,
+    engines_dir: Path | None,
+) -> None:
+    """The gpu flavour's ensembles: shared preprocess, backbone and postprocess, and each product's
+    own models."""
+    _write_model(
+        root,
+        preprocess_model(settings, packages[0].preprocess.model_dump_json(), shapes.image_size),
+        {"model.py": _model_source("preprocess")},
+    )
+    backbone = packages[0].path("backbone.onnx").read_bytes()
+    _write_onnx_model(root, BACKBONE_MODEL, settings, shapes.backbone_io(), backbone, engines_dir)
+    for package in packages:
+        write_product(root, package, "gpu", settings, shapes, engines_dir)
+    table = MonitoringTable(products=[monitoring_entry(p) for p in packages])
+    _write_model(
+        root,
+        postprocess_model(settings, shapes.image_size),
+        {"model.py": _model_source("postprocess"), MONITORING_FILE: table.model_dump_json(indent=2).encode()},
+    )
+
+
 def pinned(config: dict[str, Any], versions: Sequence[int]) -> dict[str, Any]:
     """The config serving exactly these versions (so a new one can load beside the old one)."""
     return {**config, "version_policy": {"specific": {"versions": sorted(versions)}}}
@@ -387,37 +392,53 @@ def write_product(
     engines_dir: Path | None = None,
     version: int = 1,
 ) -> dict[str, dict[str, Any]]:
-    """Write `residual_<p>`, `seg_<p>` (with ADClick-Seg) at `version`, and `inspect_<p>` pinned to it.
+    """Write one product's models at `version`: in the gpu flavour `residual_<p>`, `seg_<p>` (with
+    ADClick-Seg) and the ensemble `inspect_<p>` pinned to them; in the cpu flavour the one model
+    `inspect_<p>`, which carries the backbone, the baked residual and seg models and its monitoring table.
 
     Returns:
         model name → the config written for it (`repo update` rewrites their version policies).
     """
-    reshape = flavor == "gpu"
-    written: dict[str, dict[str, Any]] = {}
-    name = residual_model(package.product)
-    baked = bake_threshold(package.path("residual.onnx"), package.threshold, package.product)
-    io = shapes.residual_io(reshape)
-    data = _residual_data(package)
-    written[name] = _write_onnx_model(root, name, flavor, settings, io, baked, engines_dir, version, data)
+    product = package.product
+    residual = bake_threshold(package.path("residual.onnx"), package.threshold, product)
     seg = _package_seg(package)
     params = {
-        "product": package.product,
+        "product": product,
         "threshold": repr(package.threshold if seg is None else seg.threshold),
         "random_weights": json.dumps(package.manifest.backbone.random_weights),
         "adinspect_version": __version__,
         "package_sha256": package.manifest_sha256(),
     }
-    if seg is None:
-        steps = ensemble_steps(package.product)
-    else:
-        name = seg_model(package.product)
-        io = shapes.seg_io(reshape, len(seg.defect_types))
-        written[name] = _write_onnx_model(
-            root, name, flavor, settings, io, bake_seg(seg), engines_dir, version
-        )
-        steps = ensemble_steps(package.product, seg_step(package.product))
+    if seg is not None:
         params["defect_types"] = json.dumps(list(seg.defect_types))
-    config = ensemble(package.product, steps, params, versions={m: version for m in written})
+    if flavor == "cpu":
+        table = MonitoringTable(products=[monitoring_entry(package)])
+        files: dict[str, bytes | Path] = {
+            "model.py": _model_source("inspect"),
+            "backbone.onnx": package.path("backbone.onnx"),
+            "model.onnx": residual,
+            **_residual_data(package),
+            MONITORING_FILE: table.model_dump_json(indent=2).encode(),
+        }
+        if seg is not None:
+            files["seg.onnx"] = bake_seg(seg)
+        spec_json = package.preprocess.model_dump_json()
+        config = pinned(product_model(product, settings, params, spec_json), [version])
+        _write_model(root, config, files, version)
+        return {config["name"]: config}
+    written: dict[str, dict[str, Any]] = {}
+    name = residual_model(product)
+    io = shapes.residual_io()
+    written[name] = _write_onnx_model(
+        root, name, settings, io, residual, engines_dir, version, _residual_data(package)
+    )
+    steps = ensemble_steps(product)
+    if seg is not None:
+        name = seg_model(product)
+        io = shapes.seg_io(len(seg.defect_types))
+        written[name] = _write_onnx_model(root, name, settings, io, bake_seg(seg), engines_dir, version)
+        steps = ensemble_steps(product, seg_step(product))
+    config = ensemble(product, steps, params, versions={m: version for m in written})
     _write_model(root, config, {})
     written[config["name"]] = config
     return written

@@ -417,8 +417,9 @@ class TritonServer:
         return code
 
     def _start_draining(self) -> None:
-        """New requests get UNAVAILABLE from `preprocess` from now on; Triton's own SIGTERM handling
-        then turns readiness off, lets in-flight requests finish and only then unloads the models."""
+        """New requests get UNAVAILABLE from the first Python step (`inspect_<p>` on cpu, `preprocess`
+        on gpu) from now on; Triton's own SIGTERM handling then turns readiness off, lets in-flight
+        requests finish and only then unloads the models."""
         if self._workdir is not None:
             with contextlib.suppress(OSError):
                 (self._workdir / "draining").touch()

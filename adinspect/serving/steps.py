@@ -8,20 +8,22 @@ batch), so everything here is testable without a server. Bad input raises `Reque
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
 
+from adinspect.contracts import BACKBONE, RESIDUAL, SEG
 from adinspect.imageio import DEFAULT_MAX_PIXELS, ImageReadError, check_image_size, decode_image
 from adinspect.runtime.postprocess import find_regions, resize_map, verdict_of
 from adinspect.runtime.preprocess import PreprocessSpec, check_rgb, preprocess
-from adinspect.serving.contracts import INSPECT_OUT, MAP_FORMATS
+from adinspect.serving.contracts import INSPECT_OUT, MAP_FORMATS, RESIDUAL_OUT, SEG_OUT
 
 DRAIN_FILE_ENV = "ADINSPECT_DRAIN_FILE"
 """Environment variable (set by `adinspect serve` for Triton) naming the file whose existence means
-"draining": the preprocess step then refuses new requests with UNAVAILABLE."""
+"draining": the first Python step (inspect_<p> or preprocess) then refuses new requests with UNAVAILABLE."""
 
 
 class RequestError(ValueError):
@@ -97,48 +99,6 @@ def preprocess_request(
     return preprocess(image, spec)[None], size
 
 
-# ------------------------------------------------------------------------------------ onnx steps
-
-
-def fit_to_dims(array: np.ndarray, batch: int, dims: Sequence[int]) -> np.ndarray:
-    """Reshape a model output to (batch, *dims) as declared in config.pbtxt (e.g. (B,) → (B, 1))."""
-    if len(dims) == array.ndim - 1:
-        return array
-    return array.reshape(batch, *[int(d) for d in dims])
-
-
-@dataclass(frozen=True)
-class OnnxStep:
-    """A batched ONNX Runtime call shared by the requests Triton's dynamic batcher grouped."""
-
-    session: object  # onnxruntime.InferenceSession (kept untyped: imported lazily by model.py)
-    inputs: tuple[str, ...]
-    outputs: Mapping[str, tuple[int, ...]]  # output name → config dims (without batch)
-
-    def run(
-        self, requests: Sequence[Mapping[str, np.ndarray]], wanted: Sequence[str]
-    ) -> list[dict[str, np.ndarray]]:
-        """Concatenate the requests' inputs on the batch axis, run once, split the outputs back.
-
-        Args:
-            requests: per request, input name → array with a leading batch axis.
-            wanted: output names to compute (the union of what the requests asked for).
-        """
-        sizes = [int(next(iter(req.values())).shape[0]) for req in requests]
-        feed = {name: np.concatenate([req[name] for req in requests]) for name in self.inputs}
-        results = self.session.run(list(wanted), feed)  # type: ignore[attr-defined]
-        total = sum(sizes)
-        shaped = {
-            name: fit_to_dims(value, total, self.outputs[name])
-            for name, value in zip(wanted, results, strict=True)
-        }
-        bounds = np.cumsum([0, *sizes])
-        return [
-            {name: value[a:b] for name, value in shaped.items()}
-            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-        ]
-
-
 # ------------------------------------------------------------------------------------ postprocess
 
 
@@ -211,3 +171,79 @@ def _text(tensor: np.ndarray | None) -> bytes:
         return b""
     value = tensor.reshape(-1)[0]
     return bytes(value) if isinstance(value, (bytes, bytearray)) else str(value).encode()
+
+
+# ------------------------------------------------------------------------------------ one-hop product
+
+
+class ProductRequest(NamedTuple):
+    """One request to `inspect_<product>` as its tensors (None for an input it did not send)."""
+
+    image_bytes: np.ndarray | None
+    image_raw: np.ndarray | None
+    map_format: np.ndarray | None
+    name: str = "request"
+
+
+@dataclass(frozen=True)
+class ProductPipeline:
+    """`inspect_<product>` of the cpu flavour: every step of the ensemble in one Python model.
+
+    On CPU each Python-backend hop costs a stub round trip and a copy of its tensors through shared
+    memory; four of them made the served p50 1.37x the in-process one. Here one hop runs the same
+    functions the ensemble's steps run, on the residual and seg models `repo build` baked (threshold,
+    product id and defect-type names inside), so both flavours serve the same graphs.
+
+    Args:
+        sessions: ONNX Runtime sessions (backbone, baked residual, baked seg or None).
+    """
+
+    spec: PreprocessSpec
+    max_pixels: int
+    backbone: Any
+    residual: Any
+    seg: Any | None = None
+
+    def run(self, requests: Sequence[ProductRequest]) -> list[dict[str, np.ndarray] | RequestError]:
+        """Each request's outputs (`postprocess_request`'s), or the RequestError it gets; the valid
+        requests of a batch go through the ONNX models together."""
+        answers: list[dict[str, np.ndarray] | RequestError] = []
+        valid: list[tuple[int, np.ndarray, np.ndarray, str]] = []
+        for index, request in enumerate(requests):
+            try:
+                image, size = preprocess_request(
+                    request.image_bytes, request.image_raw, self.spec, self.max_pixels, request.name
+                )
+                valid.append((index, image, size, parse_map_format(request.map_format)))
+                answers.append({})
+            except RequestError as exc:
+                answers.append(exc)
+        if not valid:
+            return answers
+        amap, score, threshold, pid, kind = self._models(np.concatenate([v[1] for v in valid]))
+        for row, (index, _, size, map_format) in enumerate(valid):
+            one = slice(row, row + 1)
+            outputs = postprocess_request(
+                amap[one], score[one], threshold[one], size, map_format, None if kind is None else kind[one]
+            )
+            answers[index] = {**outputs, RESIDUAL_OUT.product_id: pid[one]}
+        return answers
+
+    def _models(
+        self, batch: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """(B, 3, S, S) → map (B, 1, S, S), score, threshold, product id, defect name or None."""
+        features, global_map = self.backbone.run(
+            [BACKBONE.features, BACKBONE.global_map], {BACKBONE.image: batch}
+        )
+        feeds = {RESIDUAL.features: features, RESIDUAL.global_map: global_map}
+        if self.seg is None:
+            wanted = [RESIDUAL_OUT.anomaly_map, RESIDUAL_OUT.score, RESIDUAL_OUT.threshold]
+            amap, score, threshold, pid = self.residual.run([*wanted, RESIDUAL_OUT.product_id], feeds)
+            return amap, score, threshold, pid, None
+        residual, pid = self.residual.run([RESIDUAL_OUT.residual, RESIDUAL_OUT.product_id], feeds)
+        amap, score, threshold, kind = self.seg.run(
+            [SEG_OUT.anomaly_map, SEG_OUT.score, SEG_OUT.threshold, SEG_OUT.defect_name],
+            {SEG.residual: residual},
+        )
+        return amap, score, threshold, pid, np.asarray(kind, dtype=object)

@@ -108,6 +108,16 @@ def cpu_repository(served_packages: list[Path], tmp_path_factory: pytest.TempPat
 
 
 @pytest.fixture(scope="session")
+def gpu_repository(served_packages: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The gpu flavour's ensembles (built and checked here; served only where a GPU is)."""
+    from adinspect.serving.repository import build_repository
+
+    out = tmp_path_factory.mktemp("gpu") / "repo"
+    build_repository(served_packages, "gpu", out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def triton_server(cpu_repository: Path, tmp_path_factory: pytest.TempPathFactory):
     """tritonserver on free 127.0.0.1 ports over the cpu repository, for the whole session."""
     if TRITON_MISSING is not None:

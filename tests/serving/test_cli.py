@@ -44,7 +44,7 @@ def test_repo_build_flags_set_batching_and_bad_values_name_the_flag(
     out = tmp_path / "model_repository"
     base = ["repo", "build", "--models", str(served_packages[0]), "--out", str(out)]
     assert _run([*base, "--max-queue-delay-us", "750", "--threads", "1"]) == 0
-    config = (out / "backbone" / "config.pbtxt").read_text()
+    config = (out / "inspect_widget" / "config.pbtxt").read_text()
     assert "max_queue_delay_microseconds: 750" in config
     assert 'string_value: "1"' in config.split("intra_op_threads")[1]
     with pytest.raises(InputError, match="--max-batch-size"):

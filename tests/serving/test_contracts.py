@@ -30,31 +30,35 @@ def test_exported_onnx_names_are_the_contracts(served_packages: list[Path]) -> N
     ]
 
 
-def test_served_model_onnx_matches_its_config(cpu_repository: Path) -> None:
+def test_served_model_onnx_matches_its_config(gpu_repository: Path, cpu_repository: Path) -> None:
     for model in ("backbone", "residual_widget"):
-        session = ort.InferenceSession(str(cpu_repository / model / "1" / "model.onnx"))
-        inputs, outputs = _io(parse_config(cpu_repository / model / "config.pbtxt"))
+        session = ort.InferenceSession(str(gpu_repository / model / "1" / "model.onnx"))
+        inputs, outputs = _io(parse_config(gpu_repository / model / "config.pbtxt"))
         assert [i.name for i in session.get_inputs()] == inputs
         assert [o.name for o in session.get_outputs()] == outputs
-    assert _io(parse_config(cpu_repository / "residual_widget" / "config.pbtxt"))[1] == list(RESIDUAL_OUT)
+    assert _io(parse_config(gpu_repository / "residual_widget" / "config.pbtxt"))[1] == list(RESIDUAL_OUT)
+    # the cpu flavour's one-hop model runs the same baked residual graph
+    one_hop = (cpu_repository / "inspect_widget" / "1" / "model.onnx").read_bytes()
+    assert one_hop == (gpu_repository / "residual_widget" / "1" / "model.onnx").read_bytes()
 
 
-def test_config_names_are_the_serving_contracts(cpu_repository: Path) -> None:
-    ensemble = parse_config(cpu_repository / "inspect_widget" / "config.pbtxt")
-    assert _io(ensemble) == (list(INSPECT_IN), list(INSPECT_OUT))
-    pre = parse_config(cpu_repository / "preprocess" / "config.pbtxt")
+def test_config_names_are_the_serving_contracts(gpu_repository: Path, cpu_repository: Path) -> None:
+    for repo in (gpu_repository, cpu_repository):
+        config = parse_config(repo / "inspect_widget" / "config.pbtxt")
+        assert _io(config) == (list(INSPECT_IN), list(INSPECT_OUT))
+    pre = parse_config(gpu_repository / "preprocess" / "config.pbtxt")
     assert _io(pre) == ([INSPECT_IN.image_bytes, INSPECT_IN.image_raw], list(PREPROCESS_OUT))
-    post = parse_config(cpu_repository / "postprocess" / "config.pbtxt")
+    post = parse_config(gpu_repository / "postprocess" / "config.pbtxt")
     assert _io(post) == (list(POSTPROCESS_IN), list(INSPECT_OUT))
     assert PREPROCESS_OUT.image == BACKBONE.image
 
 
-def test_ensemble_steps_wire_existing_tensors(cpu_repository: Path) -> None:
+def test_ensemble_steps_wire_existing_tensors(gpu_repository: Path) -> None:
     """Every step's mapped names exist in that model's config; every read tensor is produced first."""
-    ensemble = parse_config(cpu_repository / "inspect_widget" / "config.pbtxt")
+    ensemble = parse_config(gpu_repository / "inspect_widget" / "config.pbtxt")
     available = {t.name for t in ensemble.input}
     for step, planned in zip(ensemble.ensemble_scheduling.step, ensemble_steps("widget"), strict=True):
-        inputs, outputs = _io(parse_config(cpu_repository / step.model_name / "config.pbtxt"))
+        inputs, outputs = _io(parse_config(gpu_repository / step.model_name / "config.pbtxt"))
         assert step.model_name == planned.model
         assert set(step.input_map) <= set(inputs) and set(step.output_map) <= set(outputs)
         assert set(step.input_map.values()) <= available, step.model_name

@@ -23,26 +23,26 @@ def test_a_fresh_build_verifies_and_lists_every_file(repo: Path) -> None:
     listed = set(manifest.files)
     on_disk = {p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.is_file() and p.name != MARKER}
     assert listed == on_disk
-    assert "preprocess/1/adinspect/serving/steps.py" in listed  # the library the model imports
+    assert "inspect_widget/1/adinspect/serving/steps.py" in listed  # the library the model imports
 
 
 def test_a_flipped_byte_is_named(repo: Path) -> None:
-    target = repo / "residual_widget" / "1" / "model.onnx"
+    target = repo / "inspect_widget" / "1" / "model.onnx"
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0x01
     target.write_bytes(bytes(data))
-    with pytest.raises(RepositoryIntegrityError, match=r"residual_widget/1/model.onnx differs"):
+    with pytest.raises(RepositoryIntegrityError, match=r"inspect_widget/1/model.onnx differs"):
         verify_repository(repo)
 
 
 def test_missing_and_added_files_are_named(repo: Path) -> None:
-    (repo / "postprocess" / "config.pbtxt").unlink()
-    with pytest.raises(RepositoryIntegrityError, match=r"postprocess/config.pbtxt is missing"):
+    (repo / "inspect_widget" / "1" / "monitoring.json").unlink()
+    with pytest.raises(RepositoryIntegrityError, match=r"inspect_widget/1/monitoring.json is missing"):
         verify_repository(repo)
 
 
 def test_an_added_model_file_is_refused(repo: Path) -> None:
-    (repo / "preprocess" / "1" / "adinspect" / "evil.py").write_text("import os\n")
+    (repo / "inspect_widget" / "1" / "adinspect" / "evil.py").write_text("import os\n")
     with pytest.raises(RepositoryIntegrityError, match=r"evil.py was added after"):
         verify_repository(repo)
 

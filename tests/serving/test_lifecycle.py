@@ -123,7 +123,7 @@ def test_a_refit_goes_live_without_a_failed_request(
     assert before > 0 and new == pytest.approx(3.0 * old, rel=1e-5)
     assert set(np.round(thresholds, 6)) == {round(old, 6), round(new, 6)}  # all-old or all-new, never mixed
     assert (report.old_version, report.new_version) == (1, 2)
-    assert not (repo / "residual_widget" / "1").exists() and (repo / "residual_widget" / "2").is_dir()
+    assert not (repo / "inspect_widget" / "1").exists() and (repo / "inspect_widget" / "2").is_dir()
     verify_repository(repo)  # the manifest follows the swap
 
 

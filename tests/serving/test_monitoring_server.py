@@ -1,6 +1,6 @@
 """Per-product metrics on a real tritonserver's metrics endpoint, checked against the client's results.
 
-One postprocess instance (python_instances=1), so one drift window sees every request and its
+One instance of each inspect_<product> (python_instances=1), so one drift window sees every request and its
 KS statistic can be recomputed exactly from the scores the client received.
 """
 
@@ -72,8 +72,11 @@ def by_product(samples: dict, name: str) -> dict[str, list[float]]:
 
 
 def test_repository_carries_ids_and_calibration(monitored_server, served_packages: list[Path]) -> None:
-    table = json.loads((monitored_server.repository / "postprocess" / "1" / MONITORING_FILE).read_text())
-    entries = {entry["product"]: entry for entry in table["products"]}
+    entries = {}
+    for product in ("widget", "gadget"):  # cpu flavour: each product's model has its own table
+        path = monitored_server.repository / f"inspect_{product}" / "1" / MONITORING_FILE
+        (entry,) = json.loads(path.read_text())["products"]
+        entries[entry["product"]] = entry
     assert set(entries) == {"widget", "gadget"}
     for package in served_packages:
         entry = entries[package.name]

@@ -17,7 +17,8 @@ from adinspect.serving.repository import MARKER, RepositoryError, bake_threshold
 
 from .conftest import clone_package
 
-MODELS = [
+CPU_MODELS = ["inspect_gadget", "inspect_widget"]
+GPU_MODELS = [
     "backbone",
     "inspect_gadget",
     "inspect_widget",
@@ -36,29 +37,24 @@ def parse_config(path: Path):
     return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
 
 
-@pytest.fixture(scope="module")
-def gpu_repository(served_packages: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("gpu") / "repo"
-    build_repository(served_packages, "gpu", out)
-    return out
-
-
-def test_cpu_layout_and_configs_parse(cpu_repository: Path) -> None:
-    assert sorted(p.name for p in cpu_repository.iterdir() if p.is_dir()) == MODELS
-    for model in MODELS:
+def test_cpu_layout_and_configs_parse(cpu_repository: Path, gpu_repository: Path) -> None:
+    """cpu: one Python model per product, with the ensemble's interface and everything it runs."""
+    assert sorted(p.name for p in cpu_repository.iterdir() if p.is_dir()) == CPU_MODELS
+    for model in CPU_MODELS:
         config = parse_config(cpu_repository / model / "config.pbtxt")
-        assert config.name == model
-        if model.startswith("inspect_"):
-            assert config.platform == "ensemble" and config.max_batch_size == 1
-            continue
-        assert config.backend == "python" and config.max_batch_size == 8
-        assert config.HasField("dynamic_batching")
-        assert (cpu_repository / model / "1" / "model.py").is_file()
-    for model in ("backbone", "residual_widget", "preprocess"):
-        assert parse_config(cpu_repository / model / "config.pbtxt").model_warmup
-    assert (cpu_repository / "backbone" / "1" / "model.onnx").is_file()
+        assert config.name == model and config.backend == "python" and config.max_batch_size == 8
+        assert config.HasField("dynamic_batching") and config.model_warmup
+        assert config.dynamic_batching.default_queue_policy.max_queue_size == 32
+        version = cpu_repository / model / "1"
+        files = {"model.py", "adinspect", "backbone.onnx", "model.onnx", "monitoring.json"}
+        assert {p.name for p in version.iterdir()} == files
+        assert json.loads((version / "monitoring.json").read_text())["products"][0]["product"] == model[8:]
+        ensemble = parse_config(gpu_repository / model / "config.pbtxt")
+        assert list(config.input) == list(ensemble.input) and list(config.output) == list(ensemble.output)
+        for key, value in ensemble.parameters.items():  # what clients read: the same in both flavours
+            assert config.parameters[key].string_value == value.string_value
     marker = json.loads((cpu_repository / MARKER).read_text())
-    assert marker["flavor"] == "cpu" and marker["models"] == MODELS
+    assert marker["flavor"] == "cpu" and marker["models"] == CPU_MODELS
 
 
 def test_gpu_flavour_uses_onnxruntime_with_tensorrt(gpu_repository: Path) -> None:
@@ -74,10 +70,11 @@ def test_gpu_flavour_uses_onnxruntime_with_tensorrt(gpu_repository: Path) -> Non
         assert parse_config(gpu_repository / model / "config.pbtxt").backend == "python"
 
 
-def test_ensembles_identical_in_both_flavours(cpu_repository: Path, gpu_repository: Path) -> None:
+def test_gpu_layout(gpu_repository: Path) -> None:
+    assert sorted(p.name for p in gpu_repository.iterdir() if p.is_dir()) == GPU_MODELS
     for product in ("widget", "gadget"):
-        name = f"inspect_{product}/config.pbtxt"
-        assert (cpu_repository / name).read_text() == (gpu_repository / name).read_text()
+        config = parse_config(gpu_repository / f"inspect_{product}" / "config.pbtxt")
+        assert config.platform == "ensemble" and config.max_batch_size == 1
 
 
 def test_gpu_flavour_uses_engines_when_given(served_packages, tmp_path: Path) -> None:
@@ -195,20 +192,16 @@ def seg_repositories(seg_package: Path, fitted_package: Path, tmp_path_factory) 
 
 def test_seg_model_in_both_flavours(seg_repositories: dict[str, Path]) -> None:
     cpu, gpu = seg_repositories["cpu"], seg_repositories["gpu"]
-    for repo in (cpu, gpu):
-        assert sorted(p.name for p in repo.iterdir() if p.is_dir()) == sorted([*MODELS, "seg_widget"])
-    config = parse_config(cpu / "seg_widget" / "config.pbtxt")
-    assert config.backend == "python" and config.max_batch_size == 8 and config.model_warmup
-    assert {p.name for p in (cpu / "seg_widget" / "1").iterdir()} == {"model.py", "model.onnx", "adinspect"}
+    assert sorted(p.name for p in cpu.iterdir() if p.is_dir()) == CPU_MODELS
+    assert (cpu / "inspect_widget" / "1" / "seg.onnx").is_file()
+    assert not (cpu / "inspect_gadget" / "1" / "seg.onnx").exists()
+    assert sorted(p.name for p in gpu.iterdir() if p.is_dir()) == sorted([*GPU_MODELS, "seg_widget"])
     config = parse_config(gpu / "seg_widget" / "config.pbtxt")
     assert config.platform == "onnxruntime_onnx"
     assert config.instance_group[0].kind == config.instance_group[0].KIND_GPU
     accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator[0]
     assert accelerator.name == "tensorrt"
     assert {p.name for p in (gpu / "seg_widget" / "1").iterdir()} == {"model.onnx"}
-    for product in ("widget", "gadget"):
-        name = f"inspect_{product}/config.pbtxt"
-        assert (cpu / name).read_text() == (gpu / name).read_text()
 
 
 def test_seg_ensemble_wiring_and_parameters(seg_repositories, seg_package: Path, cpu_repository) -> None:
@@ -216,7 +209,7 @@ def test_seg_ensemble_wiring_and_parameters(seg_repositories, seg_package: Path,
     from adinspect.runtime.seg import seg_info
 
     info = seg_info(ModelPackage.load(seg_package))
-    ensemble = parse_config(seg_repositories["cpu"] / "inspect_widget" / "config.pbtxt")
+    ensemble = parse_config(seg_repositories["gpu"] / "inspect_widget" / "config.pbtxt")
     steps = ensemble.ensemble_scheduling.step
     assert [s.model_name for s in steps] == [
         "preprocess",
@@ -234,7 +227,9 @@ def test_seg_ensemble_wiring_and_parameters(seg_repositories, seg_package: Path,
     assert steps[3].output_map["threshold"] == "product_threshold" and post["defect_type"] == "defect_name"
     assert float(ensemble.parameters["threshold"].string_value) == info.threshold
     assert json.loads(ensemble.parameters["defect_types"].string_value) == list(info.defect_types)
-    # The training-free product's ensemble is exactly what a build without seg writes.
+    one_hop = parse_config(seg_repositories["cpu"] / "inspect_widget" / "config.pbtxt")
+    assert json.loads(one_hop.parameters["defect_types"].string_value) == list(info.defect_types)
+    # The training-free product's model is exactly what a build without seg writes.
     gadget = "inspect_gadget/config.pbtxt"
     assert (seg_repositories["cpu"] / gadget).read_text() == (cpu_repository / gadget).read_text()
 
@@ -246,7 +241,7 @@ def test_served_seg_onnx_bakes_threshold_and_type_names(seg_repositories, seg_pa
     from adinspect.runtime.seg import seg_info
 
     info = seg_info(ModelPackage.load(seg_package))
-    model = seg_repositories["cpu"] / "seg_widget"
+    model = seg_repositories["gpu"] / "seg_widget"
     session = ort.InferenceSession(str(model / "1" / "model.onnx"))
     config = parse_config(model / "config.pbtxt")
     assert [o.name for o in session.get_outputs()] == [o.name for o in config.output]

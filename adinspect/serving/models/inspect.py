@@ -1,0 +1,92 @@
+"""Triton `inspect_<product>` (cpu flavour): the whole inspection in one Python-backend model."""
+
+import sys
+from pathlib import Path
+
+# `repo build` puts the adinspect library this repository was built with next to this file: the
+# Python stub runs its own interpreter, which sees neither PYTHONPATH nor the launcher's packages.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import json
+import os
+
+import triton_python_backend_utils as pb_utils
+
+from adinspect.runtime.preprocess import PreprocessSpec
+from adinspect.runtime.sessions import make_session
+from adinspect.serving.contracts import INSPECT_IN, INSPECT_OUT, RESIDUAL_OUT
+from adinspect.serving.monitoring import MONITORING_FILE, open_exporter
+from adinspect.serving.steps import DRAIN_FILE_ENV, ProductPipeline, ProductRequest, RequestError
+
+BACKBONE_FILE, RESIDUAL_FILE, SEG_FILE = "backbone.onnx", "model.onnx", "seg.onnx"
+
+
+def _input(request, name):
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return None if tensor is None else tensor.as_numpy()
+
+
+def _family(spec):
+    return pb_utils.MetricFamily(spec.name, spec.help, getattr(pb_utils.MetricFamily, spec.kind))
+
+
+def _log_error(text):
+    pb_utils.Logger.log_error(f"inspect: {text}")
+
+
+def _error(text, code):
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(text, code))
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        parameters = json.loads(args["model_config"])["parameters"]
+        version = Path(args["model_repository"]) / args["model_version"]
+        threads = int(parameters["intra_op_threads"]["string_value"]) or None
+        seg = version / SEG_FILE
+        self.pipeline = ProductPipeline(
+            spec=PreprocessSpec.model_validate_json(parameters["preprocess_spec"]["string_value"]),
+            max_pixels=int(parameters["max_pixels"]["string_value"]),
+            backbone=make_session(version / BACKBONE_FILE, threads),
+            residual=make_session(version / RESIDUAL_FILE, threads),
+            seg=make_session(seg, threads) if seg.is_file() else None,
+        )
+        # `adinspect serve` creates this file when it starts draining (SIGTERM): new requests then get
+        # UNAVAILABLE, which clients retry, while those already running finish.
+        self.drain_file = os.environ.get(DRAIN_FILE_ENV, "")
+        table = version / MONITORING_FILE
+        self.metrics = open_exporter(table, _family, args["model_instance_name"], _log_error)
+
+    def execute(self, requests):
+        draining = bool(self.drain_file) and os.path.exists(self.drain_file)
+        responses = [None] * len(requests)
+        live = []
+        for i, request in enumerate(requests):
+            if draining:
+                text = "server is draining (shutting down); retry"
+                responses[i] = _error(text, pb_utils.TritonError.UNAVAILABLE)
+            elif request.is_cancelled():  # the client gave up: do not spend the work
+                responses[i] = _error("request cancelled", pb_utils.TritonError.CANCELLED)
+            else:
+                live.append(i)
+        answers = self.pipeline.run(
+            [
+                ProductRequest(
+                    _input(requests[i], INSPECT_IN.image_bytes),
+                    _input(requests[i], INSPECT_IN.image_raw),
+                    _input(requests[i], INSPECT_IN.map_format),
+                    name=f"request {requests[i].request_id() or '(no id)'}",
+                )
+                for i in live
+            ]
+        )
+        served = []
+        for i, answer in zip(live, answers, strict=True):
+            if isinstance(answer, RequestError):
+                responses[i] = _error(str(answer), pb_utils.TritonError.INVALID_ARG)
+                continue
+            served.append((answer[RESIDUAL_OUT.product_id], answer))
+            responses[i] = pb_utils.InferenceResponse([pb_utils.Tensor(n, answer[n]) for n in INSPECT_OUT])
+        if self.metrics is not None:
+            self.metrics.record_served(served, _log_error)
+        return responses
