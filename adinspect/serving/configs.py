@@ -23,6 +23,7 @@ defect-type names baked in; it replaces the residual's map, score and threshold 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -220,18 +221,17 @@ def product_model(
     """`inspect_<product>` of the cpu flavour: one Python model, the ensemble's inputs and outputs.
 
     `params` are the ensemble's (for clients); the model itself reads the input spec, the pixel
-    limit and its ONNX Runtime threads.
+    limit, its ONNX Runtime threads and whether to warm up. It warms up in `initialize`, not with
+    Triton's `model_warmup`, whose requests it could not tell from a camera's in its metrics.
     """
     inputs, outputs = _ensemble_io()
     own = {
         "preprocess_spec": preprocess_spec_json,
         "max_pixels": str(settings.max_pixels),
         "intra_op_threads": str(settings.intra_op_threads),
+        "warmup": json.dumps(settings.warmup),
     }
-    config = python_model(ensemble_model(product), settings, inputs, outputs, {**params, **own})
-    if settings.warmup:
-        config["model_warmup"] = _black_image_warmup(inputs[1])
-    return config
+    return python_model(ensemble_model(product), settings, inputs, outputs, {**params, **own})
 
 
 def postprocess_model(settings: RepositorySettings, image_size: int) -> dict[str, Any]:

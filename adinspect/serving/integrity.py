@@ -120,3 +120,25 @@ def verify_repository(root: Path) -> RepositoryManifest:
                 f"{root / path} was added after `repo build` (not in {MARKER}); remove it or rebuild"
             )
     return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m adinspect.serving.integrity REPO`: the check `serve` runs, for servers started
+    another way (the Kubernetes pod runs it in an init container before tritonserver starts)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m adinspect.serving.integrity MODEL_REPOSITORY", file=sys.stderr)
+        return 2
+    try:
+        manifest = verify_repository(Path(args[0]))
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args[0]}: {len(manifest.files)} files match {MARKER}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -229,6 +229,13 @@ class ProductPipeline:
             answers[index] = {**outputs, RESIDUAL_OUT.product_id: pid[one]}
         return answers
 
+    def warm_up(self) -> None:
+        """One black 64x64 image through every step: the first camera request pays no start-up."""
+        black = ProductRequest(None, np.zeros((1, 64, 64, 3), np.uint8), None, name="warm-up")
+        (answer,) = self.run([black])
+        if isinstance(answer, RequestError):
+            raise answer
+
     def _models(
         self, batch: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:

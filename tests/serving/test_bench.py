@@ -33,7 +33,8 @@ def test_serving_bench_writes_json_table_and_plot(
         assert {"p50_ms", "p90_ms", "p95_ms", "p99_ms", "throughput"} <= set(level)
         assert level["n"] == 4 and "latencies_ms" not in level
         stages = level["stages"]
-        assert stages["inspect_widget"]["requests"] >= 4  # cpu flavour: one model, one stage
+        # cpu flavour: one model, one stage (Triton may count the last request after answering it)
+        assert set(stages) == {"inspect_widget"} and stages["inspect_widget"]["requests"] >= 3
     # in-process alternates with the concurrency-1 requests: as many of them
     assert saved["in_process"]["n"] == 4 and saved["serving_overhead_p50"] > 0
     assert out.with_suffix(".png").stat().st_size > 1000

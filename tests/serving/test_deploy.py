@@ -137,8 +137,10 @@ def test_triton_probes_ports_and_restricted_apis() -> None:
 
 def test_repository_is_delivered_by_an_init_container_and_mounted_read_only() -> None:
     pod = _one(render(K8S / "base"), "Deployment")["spec"]["template"]["spec"]
-    (init,) = pod["initContainers"]
+    init, verify = pod["initContainers"]  # in this order: copy, then the manifest check
     (triton,) = pod["containers"]
+    assert verify["command"] == ["python3", "-m", "adinspect.serving.integrity", "/models"]
+    assert verify["image"] == triton["image"]  # the adinspect that built the models checks them
     writes = next(m for m in init["volumeMounts"] if m["mountPath"] == "/models")
     reads = next(m for m in triton["volumeMounts"] if m["mountPath"] == "/models")
     assert writes["name"] == reads["name"] and reads["readOnly"] is True
@@ -154,7 +156,8 @@ def test_repository_is_delivered_by_an_init_container_and_mounted_read_only() ->
 
     assert cache["mountPath"] == RepositorySettings().trt_cache_dir
     synced = _one(render(K8S / "overlays" / "object-store"), "Deployment")["spec"]["template"]["spec"]
-    (init,) = synced["initContainers"]
+    init, verify = synced["initContainers"]
+    assert verify["name"] == "verify-repository"
     assert (
         init["command"][:3] == ["aws", "s3", "sync"]
         and init["securityContext"]["allowPrivilegeEscalation"] is False

@@ -156,7 +156,7 @@ BAD_REQUESTS = {
     "empty_batch": (lambda: [_bytes_input(np.zeros((0, 1), dtype=object))], "got 0"),
     "two_images": (
         lambda: [_bytes_input(np.array([[b"a"], [b"b"]], dtype=object))],
-        "batch-size must be <= 1",
+        "got batch 2",  # the gpu ensemble's max_batch_size 1 says "batch-size must be <= 1"
     ),
     "both_inputs": (
         lambda: [

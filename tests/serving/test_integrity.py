@@ -70,3 +70,16 @@ def test_a_crafted_marker_cannot_delete_a_sibling(fitted_package: Path, tmp_path
     with pytest.raises(RepositoryError, match="model name '../precious'"):
         build_repository([fitted_package], "cpu", out)
     assert (sibling / "data.txt").read_text() == "keep me"
+
+
+def test_the_check_runs_as_a_module_for_servers_started_another_way(repo: Path) -> None:
+    """What the Kubernetes init container runs: exit 0 on a fresh build, 1 naming the file after."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "adinspect.serving.integrity", str(repo)]
+    ok = subprocess.run(command, capture_output=True, text=True, cwd=repo.parent, check=False)
+    assert ok.returncode == 0 and "files match" in ok.stdout
+    (repo / "inspect_widget" / "1" / "model.py").write_text("# edited\n")
+    bad = subprocess.run(command, capture_output=True, text=True, cwd=repo.parent, check=False)
+    assert bad.returncode == 1 and "inspect_widget/1/model.py differs" in bad.stderr

@@ -89,6 +89,7 @@ def test_a_bad_request_gets_its_error_and_the_rest_of_the_batch_is_answered(
     assert isinstance(answers[2], RequestError) and "exactly one" in str(answers[2])
     assert isinstance(answers[3], RequestError) and "map_format" in str(answers[3])
     assert isinstance(pipeline.run([broken])[0], RequestError)  # a batch of only bad requests
+    pipeline.warm_up()  # what initialize runs: a black image through every step
 
 
 def test_with_adclick_seg_the_seg_model_answers(

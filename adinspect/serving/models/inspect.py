@@ -51,6 +51,8 @@ class TritonPythonModel:
             residual=make_session(version / RESIDUAL_FILE, threads),
             seg=make_session(seg, threads) if seg.is_file() else None,
         )
+        if json.loads(parameters["warmup"]["string_value"]):
+            self.pipeline.warm_up()  # here, not as Triton warm-up requests, which metrics would count
         # `adinspect serve` creates this file when it starts draining (SIGTERM): new requests then get
         # UNAVAILABLE, which clients retry, while those already running finish.
         self.drain_file = os.environ.get(DRAIN_FILE_ENV, "")
