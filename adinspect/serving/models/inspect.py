@@ -15,27 +15,18 @@ import triton_python_backend_utils as pb_utils
 from adinspect.runtime.preprocess import PreprocessSpec
 from adinspect.runtime.sessions import make_session
 from adinspect.serving.contracts import INSPECT_IN, INSPECT_OUT, RESIDUAL_OUT
+from adinspect.serving.models.triton_utils import (
+    cancelled_response,
+    draining_response,
+    error_logger,
+    error_response,
+    metric_family,
+    optional_input,
+)
 from adinspect.serving.monitoring import MONITORING_FILE, open_exporter
 from adinspect.serving.steps import DRAIN_FILE_ENV, ProductPipeline, ProductRequest, RequestError
 
 BACKBONE_FILE, RESIDUAL_FILE, SEG_FILE = "backbone.onnx", "model.onnx", "seg.onnx"
-
-
-def _input(request, name):
-    tensor = pb_utils.get_input_tensor_by_name(request, name)
-    return None if tensor is None else tensor.as_numpy()
-
-
-def _family(spec):
-    return pb_utils.MetricFamily(spec.name, spec.help, getattr(pb_utils.MetricFamily, spec.kind))
-
-
-def _log_error(text):
-    pb_utils.Logger.log_error(f"inspect: {text}")
-
-
-def _error(text, code):
-    return pb_utils.InferenceResponse(error=pb_utils.TritonError(text, code))
 
 
 class TritonPythonModel:
@@ -57,7 +48,8 @@ class TritonPythonModel:
         # UNAVAILABLE, which clients retry, while those already running finish.
         self.drain_file = os.environ.get(DRAIN_FILE_ENV, "")
         table = version / MONITORING_FILE
-        self.metrics = open_exporter(table, _family, args["model_instance_name"], _log_error)
+        self.log_error = error_logger(args["model_name"])
+        self.metrics = open_exporter(table, metric_family, args["model_instance_name"], self.log_error)
 
     def execute(self, requests):
         draining = bool(self.drain_file) and os.path.exists(self.drain_file)
@@ -65,18 +57,17 @@ class TritonPythonModel:
         live = []
         for i, request in enumerate(requests):
             if draining:
-                text = "server is draining (shutting down); retry"
-                responses[i] = _error(text, pb_utils.TritonError.UNAVAILABLE)
+                responses[i] = draining_response()
             elif request.is_cancelled():  # the client gave up: do not spend the work
-                responses[i] = _error("request cancelled", pb_utils.TritonError.CANCELLED)
+                responses[i] = cancelled_response()
             else:
                 live.append(i)
         answers = self.pipeline.run(
             [
                 ProductRequest(
-                    _input(requests[i], INSPECT_IN.image_bytes),
-                    _input(requests[i], INSPECT_IN.image_raw),
-                    _input(requests[i], INSPECT_IN.map_format),
+                    optional_input(requests[i], INSPECT_IN.image_bytes),
+                    optional_input(requests[i], INSPECT_IN.image_raw),
+                    optional_input(requests[i], INSPECT_IN.map_format),
                     name=f"request {requests[i].request_id() or '(no id)'}",
                 )
                 for i in live
@@ -85,10 +76,10 @@ class TritonPythonModel:
         served = []
         for i, answer in zip(live, answers, strict=True):
             if isinstance(answer, RequestError):
-                responses[i] = _error(str(answer), pb_utils.TritonError.INVALID_ARG)
+                responses[i] = error_response(str(answer), pb_utils.TritonError.INVALID_ARG)
                 continue
             served.append((answer[RESIDUAL_OUT.product_id], answer))
             responses[i] = pb_utils.InferenceResponse([pb_utils.Tensor(n, answer[n]) for n in INSPECT_OUT])
         if self.metrics is not None:
-            self.metrics.record_served(served, _log_error)
+            self.metrics.record_served(served, self.log_error)
         return responses

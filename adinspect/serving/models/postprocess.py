@@ -10,52 +10,45 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import triton_python_backend_utils as pb_utils
 
 from adinspect.serving.contracts import POSTPROCESS_IN
+from adinspect.serving.models.triton_utils import (
+    cancelled_response,
+    error_logger,
+    error_response,
+    metric_family,
+    optional_input,
+)
 from adinspect.serving.monitoring import MONITORING_FILE, open_exporter
 from adinspect.serving.steps import RequestError, parse_map_format, postprocess_request
-
-
-def _input(request, name):
-    tensor = pb_utils.get_input_tensor_by_name(request, name)
-    return None if tensor is None else tensor.as_numpy()
-
-
-def _family(spec):
-    return pb_utils.MetricFamily(spec.name, spec.help, getattr(pb_utils.MetricFamily, spec.kind))
-
-
-def _log_error(text):
-    pb_utils.Logger.log_error(f"postprocess: {text}")
 
 
 class TritonPythonModel:
     def initialize(self, args):
         # the threshold arrives with each request from residual_<product>; only metrics need a file
         table = Path(args["model_repository"]) / args["model_version"] / MONITORING_FILE
-        self.metrics = open_exporter(table, _family, args["model_instance_name"], _log_error)
+        self.log_error = error_logger("postprocess")
+        self.metrics = open_exporter(table, metric_family, args["model_instance_name"], self.log_error)
 
     def execute(self, requests):
         responses = []
         served = []
         for request in requests:
             if request.is_cancelled():  # the client gave up: do not spend the work
-                error = pb_utils.TritonError("request cancelled", pb_utils.TritonError.CANCELLED)
-                responses.append(pb_utils.InferenceResponse(error=error))
+                responses.append(cancelled_response())
                 continue
             try:
                 outputs = postprocess_request(
-                    _input(request, POSTPROCESS_IN.anomaly_map),
-                    _input(request, POSTPROCESS_IN.score),
-                    _input(request, POSTPROCESS_IN.threshold),
-                    _input(request, POSTPROCESS_IN.original_size),
-                    parse_map_format(_input(request, POSTPROCESS_IN.map_format)),
-                    _input(request, POSTPROCESS_IN.defect_type),
+                    optional_input(request, POSTPROCESS_IN.anomaly_map),
+                    optional_input(request, POSTPROCESS_IN.score),
+                    optional_input(request, POSTPROCESS_IN.threshold),
+                    optional_input(request, POSTPROCESS_IN.original_size),
+                    parse_map_format(optional_input(request, POSTPROCESS_IN.map_format)),
+                    optional_input(request, POSTPROCESS_IN.defect_type),
                 )
             except RequestError as exc:
-                error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
-                responses.append(pb_utils.InferenceResponse(error=error))
+                responses.append(error_response(str(exc), pb_utils.TritonError.INVALID_ARG))
                 continue
-            served.append((_input(request, POSTPROCESS_IN.product_id), outputs))
+            served.append((optional_input(request, POSTPROCESS_IN.product_id), outputs))
             responses.append(pb_utils.InferenceResponse([pb_utils.Tensor(k, v) for k, v in outputs.items()]))
         if self.metrics is not None:
-            self.metrics.record_served(served, _log_error)
+            self.metrics.record_served(served, self.log_error)
         return responses

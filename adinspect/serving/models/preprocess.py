@@ -14,12 +14,13 @@ import triton_python_backend_utils as pb_utils
 
 from adinspect.runtime.preprocess import PreprocessSpec
 from adinspect.serving.contracts import INSPECT_IN, PREPROCESS_OUT
+from adinspect.serving.models.triton_utils import (
+    cancelled_response,
+    draining_response,
+    error_response,
+    optional_input,
+)
 from adinspect.serving.steps import DRAIN_FILE_ENV, RequestError, preprocess_request
-
-
-def _optional_input(request, name):
-    tensor = pb_utils.get_input_tensor_by_name(request, name)
-    return None if tensor is None else tensor.as_numpy()
 
 
 class TritonPythonModel:
@@ -36,21 +37,18 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             if draining or request.is_cancelled():
-                code = pb_utils.TritonError.UNAVAILABLE if draining else pb_utils.TritonError.CANCELLED
-                text = "server is draining (shutting down); retry" if draining else "request cancelled"
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(text, code)))
+                responses.append(draining_response() if draining else cancelled_response())
                 continue
             try:
                 image, size = preprocess_request(
-                    _optional_input(request, INSPECT_IN.image_bytes),
-                    _optional_input(request, INSPECT_IN.image_raw),
+                    optional_input(request, INSPECT_IN.image_bytes),
+                    optional_input(request, INSPECT_IN.image_raw),
                     self.spec,
                     self.max_pixels,
                     name=f"request {request.request_id() or '(no id)'}",
                 )
             except RequestError as exc:
-                error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
-                responses.append(pb_utils.InferenceResponse(error=error))
+                responses.append(error_response(str(exc), pb_utils.TritonError.INVALID_ARG))
                 continue
             outputs = [
                 pb_utils.Tensor(PREPROCESS_OUT.image, image),

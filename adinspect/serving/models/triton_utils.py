@@ -1,0 +1,33 @@
+"""What the Python-backend `model.py` files share; imported only inside Triton's Python stub."""
+
+import triton_python_backend_utils as pb_utils
+
+
+def optional_input(request, name):
+    """The request's input `name` as numpy, or None when it was not sent."""
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return None if tensor is None else tensor.as_numpy()
+
+
+def metric_family(spec):
+    """A `monitoring.MetricSpec` as one of Triton's custom metric families."""
+    return pb_utils.MetricFamily(spec.name, spec.help, getattr(pb_utils.MetricFamily, spec.kind))
+
+
+def error_response(text, code):
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(text, code))
+
+
+def cancelled_response():
+    """The answer to a request its client gave up on: no work is spent on it."""
+    return error_response("request cancelled", pb_utils.TritonError.CANCELLED)
+
+
+def error_logger(model):
+    """A `log_error(text)` that prefixes the model's name (for metrics that must never raise)."""
+    return lambda text: pb_utils.Logger.log_error(f"{model}: {text}")
+
+
+def draining_response():
+    """The answer while `adinspect serve` drains (SIGTERM): UNAVAILABLE, which clients retry."""
+    return error_response("server is draining (shutting down); retry", pb_utils.TritonError.UNAVAILABLE)
