@@ -149,24 +149,26 @@ def test_repository_carries_the_external_data(external_package, synthetic_root, 
     import onnxruntime as ort
 
     from adinspect.data.datasets import open_dataset
+    from adinspect.imageio import read_image
     from adinspect.package import RESIDUAL_DATA
     from adinspect.runtime.inspector import Inspector
     from adinspect.runtime.preprocess import preprocess_batch
     from adinspect.serving.repository import build_repository
 
-    build_repository([external_package], "cpu", tmp_path / "repo")
-    version = tmp_path / "repo" / "residual_widget" / "1"
-    assert (version / RESIDUAL_DATA).read_bytes() == (external_package / RESIDUAL_DATA).read_bytes()
-    assert (version / "model.onnx").stat().st_size < 200_000
     inspector = Inspector(external_package)
     images = [s.path for s in open_dataset(synthetic_root).test][:3]
-    from adinspect.imageio import read_image
-
     batch = preprocess_batch([read_image(p) for p in images], inspector.package.preprocess)
     features, global_map = inspector.backbone.run(None, {"image": batch})
-    served = ort.InferenceSession(str(version / "model.onnx"))
-    score, threshold = served.run(["score", "threshold"], {"features": features, "global_map": global_map})
-    np.testing.assert_allclose(score, inspector.run(batch)[1], rtol=1e-5, atol=1e-6)
+    # the cpu flavour's one model per product and the gpu flavour's residual step
+    for flavor, model in (("cpu", "inspect_widget"), ("gpu", "residual_widget")):
+        build_repository([external_package], flavor, tmp_path / flavor)
+        version = tmp_path / flavor / model / "1"
+        assert (version / RESIDUAL_DATA).read_bytes() == (external_package / RESIDUAL_DATA).read_bytes()
+        assert (version / "model.onnx").stat().st_size < 200_000
+        served = ort.InferenceSession(str(version / "model.onnx"))
+        feeds = {"features": features, "global_map": global_map}
+        score, threshold = served.run(["score", "threshold"], feeds)
+        np.testing.assert_allclose(score, inspector.run(batch)[1], rtol=1e-5, atol=1e-6)
     assert np.all(threshold == np.float32(inspector.threshold))
 
 
