@@ -59,10 +59,14 @@ class AcceptBody(ImageRef):
 
 
 class TrainBody(BaseModel):
+    """train-seg options the page may set; unset ones keep train-seg's defaults."""
+
     model_config = ConfigDict(extra="forbid")
 
-    pretrain_steps: int | None = Field(default=None, ge=0)
-    finetune_steps: int | None = Field(default=None, ge=0)
+    pretrain_steps: int | None = Field(default=None, ge=0, strict=True)
+    finetune_steps: int | None = Field(default=None, ge=0, strict=True)
+    batch_size: int | None = Field(default=None, ge=1, strict=True)
+    n_synthetic: int | None = Field(default=None, ge=1, strict=True)
 
 
 def create_app(annotator: Annotator, allowed_hosts: list[str] | None = None) -> Starlette:
