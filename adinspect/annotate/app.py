@@ -34,7 +34,7 @@ from starlette.staticfiles import StaticFiles
 from adinspect.annotate.jobs import TRAIN_LOG, TrainJob, train_commands
 from adinspect.annotate.service import Annotator, ApiError
 from adinspect.annotate.store import ClickPoint
-from adinspect.imageio import encode_png
+from adinspect.imageio import encode_mask_png
 
 STATIC = Path(__file__).with_name("static")
 _PNG_URL = "data:image/png;base64,"
@@ -174,7 +174,7 @@ async def _parse(request: Request, model: type[Any]) -> Any:
 
 
 def _png_url(mask: Any) -> str:
-    return _PNG_URL + base64.b64encode(encode_png(mask.astype("uint8") * 255)).decode("ascii")
+    return _PNG_URL + base64.b64encode(encode_mask_png(mask)).decode("ascii")
 
 
 def _png_bytes(url: str) -> bytes:
