@@ -14,6 +14,7 @@ from adinspect.imageio import (
     ImageReadError,
     decode_image,
     decode_mask,
+    encode_mask_png,
     encode_png,
     read_image,
     read_mask,
@@ -264,6 +265,22 @@ def test_encode_png_is_decodable_by_opencv_and_validates_input() -> None:
         encode_png(rgb.astype(np.float32))
     with pytest.raises(ValueError, match=r"got \(48, 64, 2\)"):
         encode_png(rgb[:, :, :2])
+
+
+def test_encode_mask_png_is_a_1_bit_png_that_decodes_to_the_mask() -> None:
+    rng = np.random.default_rng(0)
+    mask = rng.random((37, 53)) > 0.6  # odd width: rows are padded to whole bytes
+    data = encode_mask_png(mask)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    assert (data[24], data[25]) == (1, 0)  # bit depth 1, grayscale
+    np.testing.assert_array_equal(decode_mask(data), mask)
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert decoded.dtype == np.uint8 and set(np.unique(decoded)) == {0, 255}
+    np.testing.assert_array_equal(decode_mask(encode_mask_png(mask.astype(np.float32) * 0.3)), mask)
+    with pytest.raises(ValueError, match=r"got \(0, 4\)"):
+        encode_mask_png(np.zeros((0, 4), bool))
+    with pytest.raises(ValueError, match=r"got \(4, 4, 3\)"):
+        encode_mask_png(np.zeros((4, 4, 3), bool))
 
 
 # --------------------------------------------------------------------------- masks

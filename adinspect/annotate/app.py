@@ -34,7 +34,7 @@ from starlette.staticfiles import StaticFiles
 from adinspect.annotate.jobs import TRAIN_LOG, TrainJob, train_commands
 from adinspect.annotate.service import Annotator, ApiError
 from adinspect.annotate.store import ClickPoint
-from adinspect.imageio import encode_png
+from adinspect.imageio import encode_mask_png
 
 STATIC = Path(__file__).with_name("static")
 _PNG_URL = "data:image/png;base64,"
@@ -59,10 +59,14 @@ class AcceptBody(ImageRef):
 
 
 class TrainBody(BaseModel):
+    """train-seg options the page may set; unset ones keep train-seg's defaults."""
+
     model_config = ConfigDict(extra="forbid")
 
-    pretrain_steps: int | None = Field(default=None, ge=0)
-    finetune_steps: int | None = Field(default=None, ge=0)
+    pretrain_steps: int | None = Field(default=None, ge=0, strict=True)
+    finetune_steps: int | None = Field(default=None, ge=0, strict=True)
+    batch_size: int | None = Field(default=None, ge=1, strict=True)
+    n_synthetic: int | None = Field(default=None, ge=1, strict=True)
 
 
 def create_app(annotator: Annotator, allowed_hosts: list[str] | None = None) -> Starlette:
@@ -170,7 +174,7 @@ async def _parse(request: Request, model: type[Any]) -> Any:
 
 
 def _png_url(mask: Any) -> str:
-    return _PNG_URL + base64.b64encode(encode_png(mask.astype("uint8") * 255)).decode("ascii")
+    return _PNG_URL + base64.b64encode(encode_mask_png(mask)).decode("ascii")
 
 
 def _png_bytes(url: str) -> bytes:

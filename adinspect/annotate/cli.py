@@ -1,7 +1,8 @@
 """`adinspect annotate` and `adinspect bench-annotate` (wired into `adinspect` by `register`).
 
     adinspect annotate       --model DIR --data DIR [--out LABELS_DIR] [--host 127.0.0.1] [--port 8765]
-                             [--train [--pretrain-steps N] [--finetune-steps N]]
+                             [--train [--pretrain-steps N] [--finetune-steps N] [--batch-size N]
+                                      [--n-synthetic N]]
     adinspect bench-annotate --model DIR --data DIR --json OUT.json [--subset eval] [--max-clicks 20]
 
 The web framework is imported only when a command runs; without the `annotate` extra the command
@@ -62,8 +63,9 @@ def _train(args: argparse.Namespace) -> int:
     store = LabelStore(_labels_dir(args), args.data)
     if not any(d.state == "accepted" for d in store.load().images.values()):
         raise InputError(f"{store.root}: nothing accepted yet; label images with `adinspect annotate` first")
-    steps = {"pretrain-steps": args.pretrain_steps, "finetune-steps": args.finetune_steps}
-    seg_args = [f"--{k}={v}" for k, v in steps.items() if v is not None]
+    options = {"pretrain-steps": args.pretrain_steps, "finetune-steps": args.finetune_steps,
+               "batch-size": args.batch_size, "n-synthetic": args.n_synthetic}  # fmt: skip
+    seg_args = [f"--{k}={v}" for k, v in options.items() if v is not None]
     job = TrainJob(train_commands(args.model, args.data, store.root, seg_args), store.root / TRAIN_LOG)
     last = ""
     while job.wait(1.0) == "running":
@@ -102,6 +104,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--pretrain-steps", type=int, help="with --train: train-seg --pretrain-steps")
     p.add_argument("--finetune-steps", type=int, help="with --train: train-seg --finetune-steps")
+    p.add_argument("--batch-size", type=int, help="with --train: train-seg --batch-size")
+    p.add_argument("--n-synthetic", type=int, help="with --train: train-seg --n-synthetic")
     p.set_defaults(func=run_annotate)
 
     p = subparsers.add_parser(

@@ -36,7 +36,7 @@ class TrainJob:
         self.commands = commands
         self.log_path = Path(log_path)
         self.state = "running"  # running → done | failed
-        self.step = 0
+        self.step = 1  # the command running (1-based); the first from the start, so status() names it
         self.started = time.time()
         self.finished: float | None = None
         self.returncode: int | None = None
@@ -68,7 +68,7 @@ class TrainJob:
         except OSError:
             text = ""
         lines = [seg.strip() for line in text.splitlines() for seg in line.split("\r")[-1:] if seg.strip()]
-        name = self.commands[self.step - 1][3] if self.step else ""
+        name = self.commands[self.step - 1][3]
         return {
             "state": self.state,
             "step": self.step,
@@ -77,5 +77,5 @@ class TrainJob:
             "last_line": lines[-1] if lines else "",
             "seconds": round((self.finished or time.time()) - self.started, 1),
             "returncode": self.returncode,
-            "log": self.log_path.name,
+            "log": str(self.log_path),
         }

@@ -177,3 +177,44 @@ def test_page_on_a_real_bottle_image(driver, click_package: Path, bottle_root: P
     gt = _gt_at(bottle_root / "ground_truth" / "broken_large" / "000_mask.png", 256)
     with ServerThread(Annotator(click_package, folder, tmp_path / "labels")) as url:
         label_three_clicks(driver, url, tmp_path / "labels", 0, gt, "crack", "bottle")
+
+
+def test_train_button_shows_progress_and_a_failure(  # type: ignore[no-untyped-def]
+    driver, click_package: Path, synthetic_root: Path, tmp_path: Path
+) -> None:
+    """Train with an accepted image deleted since: the page shows the running step, then the
+    failure and the command's error line; the button is usable again."""
+    from selenium.webdriver.common.by import By
+
+    from adinspect.annotate.server import ServerThread
+    from adinspect.annotate.service import Annotator
+
+    from .test_train import accept_simulated
+
+    data = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+    with ServerThread(Annotator(click_package, data, tmp_path / "labels")) as url:
+        (gone, *_) = accept_simulated(url, data)
+        (data / gone).unlink()
+        driver.get(url + "/")
+        _wait(
+            driver,
+            "return window.adinspect && window.adinspect.idle() && window.adinspect.state.img !== null",
+        )
+        driver.execute_script(  # every text the status line shows, in order
+            "window.trainSeen = []; const el = document.getElementById('train-status');"
+            "new MutationObserver(() => window.trainSeen.push(el.textContent))"
+            ".observe(el, {childList: true, characterData: true, subtree: true});"
+        )
+        driver.find_element(By.ID, "train").click()
+        _wait(
+            driver, "return document.getElementById('train-status').dataset.state === 'failed'", timeout=120
+        )
+        seen = driver.execute_script("return window.trainSeen")
+        error = driver.find_element(By.ID, "error").text
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "annotate_train_failed.png"))
+        assert seen[0].startswith("running: step 1/2 label"), seen
+        assert seen[-1].startswith("failed: step 1/2 label") and "error:" in seen[-1], seen
+        assert error.startswith("training failed in label (exit 2): error:") and "no file" in error, error
+        assert str((tmp_path / "labels" / "train.log").resolve()) in error
+        assert driver.find_element(By.ID, "train").is_enabled()

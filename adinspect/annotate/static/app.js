@@ -264,19 +264,33 @@
   const go = (d) => { const id = S.id + d; if (id >= 0 && id < S.list.images.length) openImage(id); };
 
   async function train() {
+    $("train").disabled = true;
     try {
-      await api("/api/train", {});
-      pollTrain();
+      showTrain(await api("/api/train", {}));
+      setTimeout(pollTrain, 1000);
     } catch (e) {
       showError(e);
+      $("train").disabled = false;
+    }
+  }
+  function showTrain(st) {  // progress while running; a failure also goes to the error line
+    $("train-status").textContent = st.state === "idle" ? "" :
+      `${st.state}: step ${st.step}/${st.steps} ${st.command} (${st.seconds} s) ${st.last_line}`;
+    $("train-status").dataset.state = st.state;
+    $("train").disabled = st.state === "running";
+    if (st.state === "failed") {
+      showError(`training failed in ${st.command} (exit ${st.returncode}): ${st.last_line} — see ${st.log}`);
     }
   }
   async function pollTrain() {
-    const st = await api("/api/train");
-    $("train-status").textContent = st.state === "idle" ? "" :
-      `${st.state}: step ${st.step}/${st.steps} ${st.command} (${st.seconds} s) ${st.last_line}`;
-    $("train").disabled = st.state === "running";
-    if (st.state === "running") setTimeout(pollTrain, 1000);
+    try {
+      const st = await api("/api/train");
+      showTrain(st);
+      if (st.state === "running") setTimeout(pollTrain, 1000);
+    } catch (e) {  // the server went away: say so, keep the button usable
+      showError(`training status: ${e.message || e}`);
+      $("train").disabled = false;
+    }
   }
 
   // ---------------------------------------------------------------- events
