@@ -237,8 +237,12 @@ def fit_embedded(
     )
     hold_names = [str(goods[i]) for i in hold_idx]
     calibration = calibrate(hold_scores, hold_names, config.calibration.std_factor)
-    calibration.holdout_files = [Path(os.path.relpath(goods[i], data_dir)).as_posix() for i in hold_idx]
-    calibration.holdout_sha256 = [sha256_of(goods[i]) for i in hold_idx]
+    held = [goods[i] for i in hold_idx]
+    # Features generated at the preset's shapes (`bench-scale --generated-features`) have no image
+    # files behind them: nothing for `repo verify` to replay, so nothing is recorded.
+    if all(path.is_file() for path in held):
+        calibration.holdout_files = [Path(os.path.relpath(p, data_dir)).as_posix() for p in held]
+        calibration.holdout_sha256 = [sha256_of(p) for p in held]
     seconds["bank_and_calibration"] = time.perf_counter() - t1
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -235,3 +235,18 @@ def test_max_references_caps_the_bank(synthetic_root, tmp_path):
     package = ModelPackage.load(out)
     assert package.manifest.n_references == 10
     assert package.config.scale.max_references == 10
+
+
+def test_bench_scale_with_generated_features_fits_and_times(synthetic_root, tmp_path):
+    """`bench-scale --generated-features`: a fit without image files behind its features (the
+    held-out images it cannot record for `repo verify` are left out), then real inference."""
+    pytest.importorskip("torch")
+    from adinspect.scale_bench import run_scale_bench
+
+    results = run_scale_bench(synthetic_root, tmp_path, ["cpu"], [8], n_images=2, warmup=1, generated=["cpu"])
+    (point,) = results["points"]
+    assert "error" not in point, point
+    assert point["features"] == "generated" and point["references"] == 8
+    assert point["latency"]["p50_ms"] > 0 and point["package_mb"]["residual.onnx"] > 0
+    calibration = json.loads((tmp_path / "models" / "cpu_8" / "calibration.json").read_text())
+    assert calibration["holdout_files"] == [] and len(calibration["holdout_scores"]) > 0
