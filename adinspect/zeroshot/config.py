@@ -48,8 +48,13 @@ class ZeroShotConfig(_Frozen):
         default=(1, 2, 3), min_length=1, description="RsCIN neighbourhood sizes (self included)."
     )
     blur_sigma: float = Field(default=2.0, ge=0.0, description="Gaussian blur of the map, pixels at S.")
-    block_mb: int = Field(
-        default=256, ge=8, description="Memory budget of one chunk of patch-to-patch similarities."
+    block_kb: int = Field(
+        default=1024,
+        ge=4,
+        description="Size of one block of patch-to-patch similarities; small enough to stay in cache.",
+    )
+    workers: int | None = Field(
+        default=None, ge=1, description="Threads scoring image pairs; None = torch.get_num_threads()."
     )
     batch_size: int = Field(default=8, ge=1, description="Images per backbone forward pass.")
 

