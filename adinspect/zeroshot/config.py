@@ -9,6 +9,7 @@ are indices into that backbone's feature maps (EfficientNet-Lite0: 0, 1, 2 = str
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -43,6 +44,11 @@ class ZeroShotConfig(_Frozen):
     )
     lowest: tuple[float, float] = Field(
         default=(0.0, 0.3), description="MSM: mean over this interval of the sorted per-image distances."
+    )
+    rscin_feature: Literal["embedding", "pooled_map"] = Field(
+        default="embedding",
+        description="RsCIN image similarity from the backbone classifier's pooled embedding (as the "
+        "authors use CLIP's image embedding) or from the average-pooled last feature map.",
     )
     rscin_k: tuple[int, ...] = Field(
         default=(1, 2, 3), min_length=1, description="RsCIN neighbourhood sizes (self included)."
