@@ -82,6 +82,7 @@ def mutual_maps(features: PatchFeatures, config: ZeroShotConfig) -> torch.Tensor
         g = features.grids[layer]
         dist = nearest_distances(z, config.block_kb, workers)
         scores = interval_mean(dist, config.lowest, workers).view(-1, 1, g, g)
+        del dist  # one (N, N, P) table at a time: the next one is allocated before `dist` is rebound
         if g != grid:
             scores = F.interpolate(scores, size=(grid, grid), mode="bilinear", align_corners=False)
         total = scores if total is None else total + scores
