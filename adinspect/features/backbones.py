@@ -104,6 +104,37 @@ def _entry(name: str) -> _Entry:
     return _REGISTRY[name]
 
 
+_HEADS: dict[str, Callable[[Path | None, bool], nn.Module]] = {}
+
+
+def register_image_head(name: str):
+    """Decorator registering `(weights, allow_random) -> head` for a registered backbone."""
+
+    def wrap(build: Callable[[Path | None, bool], nn.Module]):
+        if name in _HEADS:
+            raise ValueError(f"image head of {name!r} is already registered")
+        _HEADS[name] = build
+        return build
+
+    return wrap
+
+
+def create_image_head(name: str, *, weights: Path | None = None, allow_random: bool = False) -> nn.Module:
+    """The rest of the backbone's ImageNet classifier after the extractor's last map, in eval mode.
+
+    Maps the last feature map (N, C_last, h, w) to the pooled embedding the classifier's final
+    linear layer reads (pre-logits, (N, D)): a whole-image descriptor that costs only the
+    network's remaining stages, run on the map the extractor already computed. Same weights as
+    `create_backbone(name, weights=...)`.
+    """
+    _entry(name)
+    if name not in _HEADS:
+        raise ConfigError(
+            f"backbone {name!r} has no image head; backbones with one: {', '.join(sorted(_HEADS))}"
+        )
+    return _HEADS[name](Path(weights) if weights is not None else None, allow_random).eval()
+
+
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist; pass an existing file with --weights")
@@ -230,6 +261,16 @@ def _build_lite0(weights: Path | None, allow_random: bool) -> tuple[nn.Module, W
     return extractor, info
 
 
+@register_image_head("efficientnet_lite0")
+def _lite0_head(weights: Path | None, allow_random: bool) -> nn.Module:
+    """blocks.5-6, conv_head + BN-ReLU6 and global average pooling: (N, 112, h, w) → (N, 1280)."""
+    classifier, _ = efficientnet_lite0_classifier(weights, allow_random)
+    part = classifier.get_submodule
+    return nn.Sequential(
+        *list(part("blocks").children())[5:], part("conv_head"), part("bn2"), part("global_pool")
+    )
+
+
 # --- WideResNet50-2 (torchvision) ------------------------------------------------------------------
 
 
@@ -251,8 +292,24 @@ def wrn50_cached_weights() -> Path | None:
     )
 )
 def _build_wrn50(weights: Path | None, allow_random: bool) -> tuple[nn.Module, WeightsInfo]:
-    from torchvision.models import wide_resnet50_2
     from torchvision.models.feature_extraction import create_feature_extractor
+
+    model, info = _wrn50_classifier(weights, allow_random)
+    extractor = create_feature_extractor(
+        model.eval(), return_nodes={"layer1": "0", "layer2": "1", "layer3": "2"}
+    )
+    return _ListOutput(extractor), info
+
+
+@register_image_head("wide_resnet50_2")
+def _wrn50_head(weights: Path | None, allow_random: bool) -> nn.Module:
+    """layer4 and global average pooling: (N, 1024, h, w) → (N, 2048)."""
+    model, _ = _wrn50_classifier(weights, allow_random)
+    return nn.Sequential(model.get_submodule("layer4"), model.get_submodule("avgpool"), nn.Flatten(1))
+
+
+def _wrn50_classifier(weights: Path | None, allow_random: bool) -> tuple[nn.Module, WeightsInfo]:
+    from torchvision.models import wide_resnet50_2
 
     path = _resolve(
         weights,
@@ -266,10 +323,7 @@ def _build_wrn50(weights: Path | None, allow_random: bool) -> tuple[nn.Module, W
     if path is not None:
         _load_strict(model, _load_state_dict(path), path, "wide_resnet50_2")
         info = WeightsInfo(str(path), sha256_of(path), False)
-    extractor = create_feature_extractor(
-        model.eval(), return_nodes={"layer1": "0", "layer2": "1", "layer3": "2"}
-    )
-    return _ListOutput(extractor), info
+    return model.eval(), info
 
 
 class _ListOutput(nn.Module):

@@ -71,8 +71,7 @@ def score_images(images: Sequence[np.ndarray], config: ZeroShotConfig | None = N
     check_batch_size(len(images))
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    extractor, spec, _ = load_backbone(config)
-    features = embed_images(images, extractor, spec, config)
+    features = embed_images(images, load_backbone(config), config)
     seconds["features"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     with torch.no_grad():

@@ -28,13 +28,16 @@ def estimate_bytes(
     n: int, config: ZeroShotConfig, channels: tuple[int, ...], strides: tuple[int, ...]
 ) -> dict:
     """Memory that grows with the batch: patch features of every (layer, degree) and one distance table."""
+    import torch
+
     grids = {layer: min(config.image_size // strides[layer], config.max_grid) for layer in config.layers}
     features = sum(
         4 * n * grids[layer] ** 2 * (config.feature_dim or channels[layer]) * len(config.degrees)
         for layer in config.layers
     )
     table = 4 * n * n * max(grids.values()) ** 2
-    return {"features": features, "distance_table": table, "block": config.block_mb * 2**20}
+    blocks = config.block_kb * 1024 * (config.workers or torch.get_num_threads())
+    return {"features": features, "distance_table": table, "block": blocks}
 
 
 def _run_one(paths: list[str], config_json: str, queue) -> None:

@@ -9,6 +9,7 @@ are indices into that backbone's feature maps (EfficientNet-Lite0: 0, 1, 2 = str
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -44,12 +45,22 @@ class ZeroShotConfig(_Frozen):
     lowest: tuple[float, float] = Field(
         default=(0.0, 0.3), description="MSM: mean over this interval of the sorted per-image distances."
     )
+    rscin_feature: Literal["embedding", "pooled_map"] = Field(
+        default="embedding",
+        description="RsCIN image similarity from the backbone classifier's pooled embedding (as the "
+        "authors use CLIP's image embedding) or from the average-pooled last feature map.",
+    )
     rscin_k: tuple[int, ...] = Field(
         default=(1, 2, 3), min_length=1, description="RsCIN neighbourhood sizes (self included)."
     )
     blur_sigma: float = Field(default=2.0, ge=0.0, description="Gaussian blur of the map, pixels at S.")
-    block_mb: int = Field(
-        default=256, ge=8, description="Memory budget of one chunk of patch-to-patch similarities."
+    block_kb: int = Field(
+        default=1024,
+        ge=4,
+        description="Size of one block of patch-to-patch similarities; small enough to stay in cache.",
+    )
+    workers: int | None = Field(
+        default=None, ge=1, description="Threads scoring image pairs; None = torch.get_num_threads()."
     )
     batch_size: int = Field(default=8, ge=1, description="Images per backbone forward pass.")
 

@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adinspect.features.backbones import BackboneSpec, WeightsInfo, create_backbone
+from adinspect.features.backbones import BackboneSpec, WeightsInfo, create_backbone, create_image_head
 from adinspect.runtime.preprocess import PreprocessSpec, preprocess_batch
 from adinspect.zeroshot.config import ZeroShotConfig, ZeroShotError
+from adinspect.zeroshot.parallel import map_in_threads, worker_count
 
 
 @dataclass
@@ -30,7 +31,8 @@ class PatchFeatures:
     Attributes:
         patches: {(layer, r): (N, P_layer, d) float32, L2-normalised rows}.
         grids: {layer: side of its square grid}, P_layer = grid².
-        image_features: (N, c) L2-normalised global-average-pooled deepest map (for RsCIN).
+        image_features: (N, c) L2-normalised image descriptors for RsCIN (`rscin_feature`; the
+            pooled last map when RsCIN is off).
     """
 
     patches: dict[tuple[int, int], torch.Tensor]
@@ -38,7 +40,17 @@ class PatchFeatures:
     image_features: torch.Tensor
 
 
-def load_backbone(config: ZeroShotConfig) -> tuple[nn.Module, BackboneSpec, WeightsInfo]:
+@dataclass
+class ZeroShotBackbone:
+    """The registered backbone's extractor, its image head (None unless RsCIN uses it) and facts."""
+
+    extractor: nn.Module
+    head: nn.Module | None
+    spec: BackboneSpec
+    weights: WeightsInfo
+
+
+def load_backbone(config: ZeroShotConfig) -> ZeroShotBackbone:
     """The registered backbone, with the configured layers checked against it."""
     extractor, spec, weights = create_backbone(config.backbone, weights=config.weights)
     if max(config.layers) >= len(spec.channels):
@@ -46,7 +58,10 @@ def load_backbone(config: ZeroShotConfig) -> tuple[nn.Module, BackboneSpec, Weig
             f"layers {config.layers}: backbone {spec.name} has {len(spec.channels)} feature maps "
             f"(indices 0..{len(spec.channels) - 1}, strides {spec.strides})"
         )
-    return extractor, spec, weights
+    head = None
+    if config.rscin_feature == "embedding" and max(config.rscin_k) > 1:  # k = 1 only: RsCIN is off
+        head = create_image_head(config.backbone, weights=config.weights)
+    return ZeroShotBackbone(extractor, head, spec, weights)
 
 
 def lnamd(fmap: torch.Tensor, r: int, dim: int) -> torch.Tensor:
@@ -77,21 +92,35 @@ def _layer_maps(maps: Sequence[torch.Tensor], config: ZeroShotConfig) -> dict[in
 
 
 def embed_images(
-    images: Sequence[np.ndarray], extractor: nn.Module, spec: BackboneSpec, config: ZeroShotConfig
+    images: Sequence[np.ndarray], backbone: ZeroShotBackbone, config: ZeroShotConfig
 ) -> PatchFeatures:
-    """(H_i, W_i, 3) uint8 RGB images (any sizes; resized to S x S as in fit) → PatchFeatures."""
+    """(H_i, W_i, 3) uint8 RGB images (any sizes; resized to S x S as in fit) → PatchFeatures.
+
+    Batches of `batch_size` images go to the worker threads (`parallel.py`), results kept in order.
+    """
+    spec = backbone.spec
     pre = PreprocessSpec(image_size=config.image_size, mean=spec.mean, std=spec.std)
-    patches: dict[tuple[int, int], list[torch.Tensor]] = {}
-    grids: dict[int, int] = {}
-    globals_ = []
-    for start in range(0, len(images), config.batch_size):
+    # channels-last: the backbone's depthwise convolutions run ~1.7x faster on CPU (same values)
+    extractor = backbone.extractor.to(memory_format=torch.channels_last)
+    head = backbone.head.to(memory_format=torch.channels_last) if backbone.head is not None else None
+
+    def embed_batch(start: int) -> tuple[dict[tuple[int, int], torch.Tensor], dict[int, int], torch.Tensor]:
         batch = torch.from_numpy(preprocess_batch(images[start : start + config.batch_size], pre))
-        with torch.no_grad():
-            maps = extractor(batch)
-            for layer, fmap in _layer_maps(maps, config).items():
-                grids[layer] = fmap.shape[-1]
-                for r in config.degrees:
-                    dim = config.feature_dim or fmap.shape[1]
-                    patches.setdefault((layer, r), []).append(lnamd(fmap, r, dim))
-            globals_.append(F.normalize(maps[-1].mean(dim=(2, 3)), dim=-1))
-    return PatchFeatures({k: torch.cat(v) for k, v in patches.items()}, grids, torch.cat(globals_))
+        with torch.no_grad():  # grad mode is per thread
+            maps = extractor(batch.contiguous(memory_format=torch.channels_last))
+            layer_maps = _layer_maps(maps, config)
+            patches = {
+                (layer, r): lnamd(fmap, r, config.feature_dim or fmap.shape[1])
+                for layer, fmap in layer_maps.items()
+                for r in config.degrees
+            }
+            image = head(maps[-1]) if head is not None else maps[-1].mean(dim=(2, 3))
+        return (
+            patches,
+            {layer: fmap.shape[-1] for layer, fmap in layer_maps.items()},
+            F.normalize(image, dim=-1),
+        )
+
+    parts = map_in_threads(embed_batch, range(0, len(images), config.batch_size), worker_count(config))
+    patches = {key: torch.cat([part[0][key] for part in parts]) for key in parts[0][0]}
+    return PatchFeatures(patches, parts[0][1], torch.cat([part[2] for part in parts]))

@@ -97,3 +97,40 @@ def test_weights_for_another_architecture_are_rejected(tmp_path):
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(WeightsError, match="cannot read weights file"):
         create_backbone("efficientnet_lite0", weights=garbage)
+
+
+def test_image_head_continues_the_extractor_to_the_classifiers_embedding():
+    _needs_lite0()
+    from adinspect.features.backbones import create_image_head
+
+    extractor, _, _ = create_backbone("efficientnet_lite0")
+    head = create_image_head("efficientnet_lite0")
+    classifier, _ = efficientnet_lite0_classifier()
+    x = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        embedding = head(extractor(x)[-1])
+        expected = classifier.forward_head(classifier.forward_features(x), pre_logits=True)
+    assert embedding.shape == (2, 1280)
+    torch.testing.assert_close(embedding, expected)
+
+
+def test_wrn50_image_head_uses_the_same_weights(tmp_path):
+    from torchvision.models import wide_resnet50_2
+
+    from adinspect.features.backbones import create_image_head
+
+    model = wide_resnet50_2(weights=None).eval()
+    torch.save(model.state_dict(), tmp_path / "wrn.pth")
+    extractor, _, _ = create_backbone("wide_resnet50_2", weights=tmp_path / "wrn.pth")
+    head = create_image_head("wide_resnet50_2", weights=tmp_path / "wrn.pth")
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.fc = torch.nn.Identity()  # the classifier up to its pre-logits embedding
+        torch.testing.assert_close(head(extractor(x)[-1]), model(x))
+
+
+def test_image_head_of_an_unknown_backbone_names_the_known_ones():
+    from adinspect.features.backbones import create_image_head
+
+    with pytest.raises(ValueError, match="unknown backbone 'resnet9'"):
+        create_image_head("resnet9")

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from adinspect.zeroshot.msm import block_images, interval_mean, nearest_distances
+from adinspect.zeroshot.msm import block_shape, interval_mean, nearest_distances
 
 
 def _patches(n: int, p: int, d: int, seed: int = 0) -> torch.Tensor:
@@ -16,26 +16,33 @@ def _patches(n: int, p: int, d: int, seed: int = 0) -> torch.Tensor:
 
 def test_one_block_equals_brute_force():
     z = _patches(7, 16, 8)
-    assert block_images(16, 8) >= 7  # the whole batch in one block
+    assert block_shape(16, 4) == (16, 4)  # 16 rows of 4 images' 16 patches = 4 KB
     brute = torch.cdist(z[:, None], z[None, :]).amin(dim=-1)  # (N, N, P): min over the other's patches
     brute[torch.arange(7), torch.arange(7)] = float("inf")
-    torch.testing.assert_close(nearest_distances(z, block_mb=8), brute, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(nearest_distances(z, block_kb=4), brute, atol=1e-5, rtol=1e-5)
 
 
-def test_block_size_follows_the_memory_budget():
-    assert block_images(1024, 256) == 8  # 8·1024 rows and columns of float32 = 256 MB
-    assert block_images(1024, 8) == 1
+def test_block_size_follows_the_cache_budget():
+    assert block_shape(1024, 1024) == (256, 1)  # 256 rows x 1024 patches of float32 = 1 MB
+    assert block_shape(256, 1024) == (256, 4)  # small grids: several images per block
+    assert block_shape(1024, 4) == (1, 1)
 
 
-def test_chunked_equals_unchunked(monkeypatch):
+@pytest.mark.parametrize("shape", [(2, 1), (3, 2), (25, 1), (7, 3)])  # uneven last row and image blocks
+def test_chunked_equals_unchunked(monkeypatch, shape):
     from adinspect.zeroshot import msm
 
     z = _patches(9, 25, 6, seed=1)
-    whole = nearest_distances(z, block_mb=512)
-    monkeypatch.setattr(msm, "block_images", lambda n_patches, block_mb: 2)  # uneven last block
-    torch.testing.assert_close(nearest_distances(z, block_mb=512), whole)
-    monkeypatch.setattr(msm, "block_images", lambda n_patches, block_mb: 1)
-    torch.testing.assert_close(nearest_distances(z, block_mb=512), whole)
+    whole = nearest_distances(z, block_kb=4096)
+    monkeypatch.setattr(msm, "block_shape", lambda n_patches, block_kb: shape)
+    torch.testing.assert_close(nearest_distances(z, block_kb=4096), whole)
+
+
+def test_threads_give_the_same_table():
+    z = _patches(11, 30, 5, seed=3)
+    threads = torch.get_num_threads()
+    torch.testing.assert_close(nearest_distances(z, workers=3), nearest_distances(z, workers=1))
+    assert torch.get_num_threads() == threads  # the workers' single-thread setting stays in the workers
 
 
 def test_interval_mean_is_the_mean_of_the_lowest_fraction_of_the_others():
