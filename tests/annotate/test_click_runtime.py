@@ -166,3 +166,23 @@ def test_click_model_written_before_the_image_branch_still_loads_and_runs(
     prob = ClickRuntime(old).open(image).probability(clicks, "crack")
     assert np.abs(prob - reference).max() < 1e-4
     assert np.array_equal(prob, ClickRuntime(click_package).open(image).probability(clicks, "crack"))
+
+
+def test_evaluate_clicks_and_label_run_the_image_branch(
+    image_click_package: Path, synthetic_root: Path, tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    from adinspect.cli import main
+
+    model = tmp_path / "widget"
+    shutil.copytree(image_click_package, model)
+    common = ["--model", str(model), "--data", str(synthetic_root), "--quiet"]
+    out = tmp_path / "clicks.json"
+    assert main(["evaluate-clicks", *common, "--json", str(out), "--max-clicks", "2"]) == 0
+    result = json.loads(out.read_text())
+    assert result["n_images"] > 0 and len(result["iou_at_k"]) == 2
+    assert main(["label", *common, "--simulate", "2"]) == 0
+    labels = json.loads((model / "labels" / "labels.json").read_text())
+    assert labels["images"] and all(len(r["clicks"]) <= 2 for r in labels["images"])
