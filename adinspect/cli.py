@@ -195,7 +195,13 @@ def cmd_backbones(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from adinspect.data.synthetic import make_synthetic_dataset
 
-    root = make_synthetic_dataset(args.out, kind=args.kind, seed=args.seed)
+    try:
+        root = make_synthetic_dataset(
+            args.out, kind=args.kind, seed=args.seed, n_test_defect=args.n_test_defect,
+            capture_shift=args.capture_shift,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
     print(f"wrote synthetic {args.kind} dataset to {root}")
     return 0
 
@@ -320,6 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--kind", choices=["object", "texture"], default="object")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-test-defect", type=int, default=12, help="defective test images (cycling the types)")
+    p.add_argument(
+        "--capture-shift",
+        type=float,
+        default=0.0,
+        metavar="STRENGTH",
+        help="photograph the defective test images with another gain and an illumination gradient "
+        "(0.3: gain 1 ± 0.15-0.3, gradient ± 0.15-0.3); 0 = none",
+    )
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("demo", help="fit, evaluate, predict, bench (and serve on Triton) in one go")

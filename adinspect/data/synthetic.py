@@ -10,7 +10,10 @@ Good images differ by mild pose jitter (a couple of pixels shift, a small rotati
 brightness change and Gaussian sensor noise. Defects (``DEFECT_TYPES``) are drawn into a clean
 rendering through a mask, so the mask covers exactly the changed pixels; sensor noise is added
 afterwards. Everything is deterministic in ``seed``, and each image has its own random stream
-(changing ``n_train`` does not change the test images).
+(changing ``n_train`` does not change the test images). With ``capture_shift`` > 0 the defective
+test images are photographed under another gain and an illumination gradient
+(``data.capture``), drawn from their own random stream, so the good images and the defects stay
+the same as without it.
 
 Run ``python -m adinspect.data.synthetic OUT_DIR --kind texture`` to write a dataset.
 """
@@ -27,6 +30,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from adinspect.data.capture import random_capture_shift
 from adinspect.imageio import write_mask, write_png
 
 __all__ = ["DEFECT_TYPES", "Kind", "draw_defect", "finish_image", "make_synthetic_dataset", "render_good"]
@@ -35,7 +39,7 @@ Kind = Literal["object", "texture"]
 DEFECT_TYPES: tuple[str, ...] = ("scratch", "spot", "crack")
 _KINDS: tuple[str, ...] = ("object", "texture")
 _MARKER = "synthetic.json"
-_SPLIT_TRAIN, _SPLIT_TEST_GOOD, _SPLIT_TEST_DEFECT = 0, 1, 2
+_SPLIT_TRAIN, _SPLIT_TEST_GOOD, _SPLIT_TEST_DEFECT, _SHIFT = 0, 1, 2, 3
 
 
 # --------------------------------------------------------------------------- good images
@@ -217,6 +221,7 @@ def make_synthetic_dataset(
     size: int = 256,
     seed: int = 0,
     overwrite: bool = False,
+    capture_shift: float = 0.0,
 ) -> Path:
     """Write a synthetic product in the MVTec AD layout.
 
@@ -233,6 +238,8 @@ def make_synthetic_dataset(
         size: image side in pixels.
         seed: the dataset is a deterministic function of all arguments.
         overwrite: replace an earlier synthetic dataset in ``out_dir``.
+        capture_shift: strength of the capture shift of the defective test images (0 = none;
+            0.3 means a gain of 1 ± 0.15–0.3 and an illumination gradient of ± 0.15–0.3).
 
     Returns:
         ``out_dir`` as a Path.
@@ -246,6 +253,8 @@ def make_synthetic_dataset(
         )
     if size < 32:
         raise ValueError(f"size must be at least 32 pixels, got {size}")
+    if not 0.0 <= capture_shift < 1.0:
+        raise ValueError(f"capture_shift must be in [0, 1), got {capture_shift}")
     out = Path(out_dir)
     _prepare_out_dir(out, overwrite)
 
@@ -260,6 +269,7 @@ def make_synthetic_dataset(
         rng = np.random.default_rng([seed, _SPLIT_TEST_DEFECT, i])
         image, mask = draw_defect(render_good(kind, size, rng), defect, kind, rng)
         idx, per_type[defect] = per_type[defect], per_type[defect] + 1
+        image = random_capture_shift(image, capture_shift, np.random.default_rng([seed, _SHIFT, i]))
         write_png(out / "test" / defect / f"{idx:03d}.png", finish_image(image, rng))
         write_mask(out / "ground_truth" / defect / f"{idx:03d}_mask.png", mask)
 
@@ -273,6 +283,8 @@ def make_synthetic_dataset(
         "n_test_good": n_test_good,
         "n_test_defect": {d: n for d, n in per_type.items() if n},
     }
+    if capture_shift:
+        meta["capture_shift"] = capture_shift
     (out / _MARKER).write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
@@ -290,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier synthetic dataset")
+    parser.add_argument(
+        "--capture-shift", type=float, default=0.0, help="defective images' gain/gradient shift"
+    )
     args = parser.parse_args(argv)
     try:
         out = make_synthetic_dataset(
@@ -301,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             size=args.size,
             seed=args.seed,
             overwrite=args.overwrite,
+            capture_shift=args.capture_shift,
         )
     except (ValueError, FileExistsError) as exc:
         parser.error(str(exc))

@@ -6,6 +6,13 @@ training-free map, given explicitly so a light network need not rediscover it) i
 a conv with kernel = stride = S/h) added to it. Then `len(dims)` transformer stages (see
 `blocks.py`), each followed by PWAM fusion with V_lang (LAVT), halving the grid between stages.
 
+Image branch (optional, `image_stem` > 0; issue 9 item 10): the paper's language-vision branch
+sees the image, not only R. A small strided conv stem on the normalised image (B, 3, S, S), down
+to the grid, is added to the embedded residual before the click embedding and the language
+fusion, and the refinement conv also sees the image area-pooled to the head resolution. Where R
+lights up everywhere (a capture shift the good images do not cover), the clicks can still find a
+defect's boundary in the image. Models without it (older packages) have no `image` input.
+
 ADClick head: SegFormer-style MLP decoder (per-stage linear → resize to the grid → concat → MLP)
 → pixel shuffle to (h·s, w·s) → a small conv refinement that also sees the previous mask and the
 click maps area-pooled to that resolution → bilinear to S x S. Output: mask logits (B, 1, S, S)
@@ -50,6 +57,7 @@ class ADClickConfig:
     decoder_dim: int = 64
     out_scale: int = 4  # head resolution = grid * out_scale, then bilinear to image_size
     pwam_heads: int = 1
+    image_stem: int = 0  # channels of the image branch's conv stem; 0 = residual only (older models)
 
     def __post_init__(self) -> None:
         if not len(self.dims) == len(self.depths) == len(self.heads):
@@ -69,15 +77,25 @@ class ADClickConfig:
 
     @classmethod
     def for_preset(
-        cls, preset: str, in_channels: int, lang_dim: int, grid: int, image_size: int
+        cls,
+        preset: str,
+        in_channels: int,
+        lang_dim: int,
+        grid: int,
+        image_size: int,
+        image_branch: bool = False,
     ) -> ADClickConfig:
-        """Named sizes: 'cpu' trains on 2 cores in minutes; 'paper' is Swin-T sized (4 stages)."""
+        """Named sizes: 'cpu' trains on 2 cores in minutes; 'paper' is Swin-T sized (4 stages).
+        `image_branch` adds the image stem (32 channels for cpu, 64 for paper)."""
         if preset == "cpu":
-            return cls(in_channels, lang_dim, grid, image_size, preset="cpu")
+            return cls(
+                in_channels, lang_dim, grid, image_size, preset="cpu", image_stem=32 if image_branch else 0
+            )
         if preset == "paper":
             return cls(
                 in_channels, lang_dim, grid, image_size, preset="paper", dims=(96, 192, 384, 768),
                 depths=(2, 2, 6, 2), heads=(3, 6, 12, 24), decoder_dim=256, out_scale=4, pwam_heads=1,
+                image_stem=64 if image_branch else 0,
             )  # fmt: skip
         raise ValueError(f"unknown ADClick preset {preset!r}; known: cpu, paper")
 
@@ -86,7 +104,7 @@ class ADClickConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ADClickConfig:
-        d = dict(d)
+        d = dict(d)  # dicts written before the image branch have no image_stem: residual only
         for k in ("dims", "depths", "heads"):
             d[k] = tuple(d[k])
         return cls(**d)
@@ -181,15 +199,46 @@ class MLPDecoder(nn.Module):
         return F.pixel_shuffle(self.head(x), self.scale)
 
 
+class ImageStem(nn.Module):
+    """Normalised image (B, 3, S, S) → (B, C_1, h, w): stride-2 3x3 convs down to the grid, then 1x1.
+
+    Four stride-2 convs at most (S/h = 8 for the cpu preset needs three); any rest is area-pooled."""
+
+    def __init__(self, cfg: ADClickConfig) -> None:
+        super().__init__()
+        c, patch = cfg.image_stem, cfg.image_size // cfg.grid
+        n = min(max(int(patch).bit_length() - 1, 1), 4)
+        layers: list[nn.Module] = []
+        for i in range(n):
+            layers += [nn.Conv2d(3 if i == 0 else c, c, 3, stride=2, padding=1), nn.GELU()]
+        self.convs = nn.Sequential(*layers)
+        self.pool = patch // 2**n
+        self.out = nn.Conv2d(c, cfg.dims[0], 1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = self.convs(image)
+        if self.pool > 1:
+            x = F.avg_pool2d(x, self.pool)
+        return self.out(x)
+
+
 class ADClick(nn.Module):
-    """Φ(R, M_{t−1}, C_t, V_lang) → mask logits (B, 1, S, S) (Eq. 1)."""
+    """Φ(R, [I,] M_{t−1}, C_t, V_lang) → mask logits (B, 1, S, S) (Eq. 1)."""
 
     def __init__(self, cfg: ADClickConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.encoder = ResidualEncoder(cfg)
         self.decoder = MLPDecoder(cfg)
-        self.refine = nn.Sequential(nn.Conv2d(4, 16, 3, padding=1), nn.GELU(), nn.Conv2d(16, 1, 3, padding=1))
+        self.image_embed = ImageStem(cfg) if cfg.image_stem else None
+        refine_in = 4 + (3 if cfg.image_stem else 0)
+        self.refine = nn.Sequential(
+            nn.Conv2d(refine_in, 16, 3, padding=1), nn.GELU(), nn.Conv2d(16, 1, 3, padding=1)
+        )
+
+    @property
+    def takes_image(self) -> bool:
+        return self.image_embed is not None
 
     def forward(
         self,
@@ -198,14 +247,23 @@ class ADClick(nn.Module):
         clicks: torch.Tensor,
         words: torch.Tensor,
         word_mask: torch.Tensor,
+        image: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """residual (B, d_f, h, w); prev_mask (B, 1, S, S) in [0, 1]; clicks (B, 2, S, S) positive and
-        negative discs; words (B, Z, Q); word_mask (B, Z) → logits (B, 1, S, S)."""
+        negative discs; words (B, Z, Q); word_mask (B, Z); image (B, 3, S, S) normalised, required
+        when the model has the image branch (ignored otherwise) → logits (B, 1, S, S)."""
         maps = torch.cat([prev_mask, clicks], 1)
-        feats = self.encoder(self.encoder.embed_residual(residual), maps, words, word_mask)
-        coarse = self.decoder.logits(self.decoder.fused(feats))  # (B, 1, h·s, w·s)
+        embedded = self.encoder.embed_residual(residual)
         side, size = self.cfg.grid * self.cfg.out_scale, self.cfg.image_size
-        small = F.avg_pool2d(maps, size // side) if side != size else maps
+        extra = maps
+        if self.image_embed is not None:
+            if image is None:
+                raise ValueError("this ADClick has the image branch: pass the normalised image (B, 3, S, S)")
+            embedded = embedded + self.image_embed(image)
+            extra = torch.cat([maps, image], 1)
+        feats = self.encoder(embedded, maps, words, word_mask)
+        coarse = self.decoder.logits(self.decoder.fused(feats))  # (B, 1, h·s, w·s)
+        small = F.avg_pool2d(extra, size // side) if side != size else extra
         return resize(coarse + self.refine(torch.cat([coarse, small], 1)), size, side)
 
 

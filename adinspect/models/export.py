@@ -3,7 +3,8 @@
 `SegGraph` wraps ADClick-Seg with V_lang (P, Z, Q) and the word mask as buffers, so the exported
 `seg.onnx` takes only the residual and returns the max over the P defect types (Eq. 7) and the
 winning type. `ClickGraph` wraps ADClick with the same constants and picks V_lang by a
-defect-type index input (a Gather), so `click.onnx` never needs the text encoder.
+defect-type index input (a Gather), so `click.onnx` never needs the text encoder; an ADClick with
+the image branch adds one input, the normalised `image` (the backbone's input name and tensor).
 Both use the TorchScript exporter (`dynamo=False`, as the foundation's exporter) with a dynamic
 batch axis; all other shapes are static.
 """
@@ -18,7 +19,7 @@ import onnx
 import torch
 from torch import nn
 
-from adinspect.contracts import SEG  # seg.onnx names, shared with the inspector and Triton
+from adinspect.contracts import BACKBONE, SEG  # names shared with the inspector, runtime and Triton
 from adinspect.models.adclick import ADClick, ADClickSeg
 from adinspect.residual.model import gaussian_blur, gaussian_kernel
 
@@ -67,7 +68,7 @@ class SegGraph(nn.Module):
 
 
 class ClickGraph(nn.Module):
-    """residual, prev_mask, clicks, defect_type → mask probability (B, 1, S, S)."""
+    """residual, prev_mask, clicks, defect_type[, image] → mask probability (B, 1, S, S)."""
 
     v_lang: torch.Tensor
     word_mask: torch.Tensor
@@ -78,11 +79,24 @@ class ClickGraph(nn.Module):
         self.register_buffer("v_lang", v_lang.float())
         self.register_buffer("word_mask", word_mask.float())
 
+    @property
+    def input_names(self) -> list[str]:
+        """click.onnx's inputs: the four of `ClickIO`, then `image` when the model takes it."""
+        names = [CLICK.residual, CLICK.prev_mask, CLICK.clicks, CLICK.defect_type]
+        return names + [BACKBONE.image] if self.model.takes_image else names
+
     def forward(
-        self, residual: torch.Tensor, prev_mask: torch.Tensor, clicks: torch.Tensor, defect_type: torch.Tensor
+        self,
+        residual: torch.Tensor,
+        prev_mask: torch.Tensor,
+        clicks: torch.Tensor,
+        defect_type: torch.Tensor,
+        image: torch.Tensor | None = None,
     ) -> torch.Tensor:
         words = self.v_lang[defect_type]
-        return torch.sigmoid(self.model(residual, prev_mask, clicks, words, self.word_mask[defect_type]))
+        return torch.sigmoid(
+            self.model(residual, prev_mask, clicks, words, self.word_mask[defect_type], image)
+        )
 
 
 def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str]) -> None:
@@ -121,8 +135,10 @@ def export_seg(graph: SegGraph, residual: torch.Tensor, path: Path) -> dict[str,
 
 
 def export_click(graph: ClickGraph, example: tuple[torch.Tensor, ...], path: Path) -> dict[str, float]:
-    """Export `graph` with example (residual, prev_mask, clicks, defect_type); returns parity."""
-    names = [CLICK.residual, CLICK.prev_mask, CLICK.clicks, CLICK.defect_type]
+    """Export `graph` with example (residual, prev_mask, clicks, defect_type[, image]); returns parity."""
+    names = graph.input_names
+    if len(example) != len(names):
+        raise ValueError(f"example has {len(example)} tensors, click.onnx takes {names}")
     _export(graph, example, path, names, [CLICK.mask])
     with torch.no_grad():
         ref = graph(*example)

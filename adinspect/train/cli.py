@@ -1,7 +1,8 @@
 """Command-line entry points of the training commands (wired into `adinspect` by `add_parser`).
 
     adinspect train-click     --model DIR --data DIR [--prompts FILE] [--encoder DIR] [--steps N] [--resume]
-                              [--init OTHER_MODEL_DIR] [--no-foreground]
+                              [--init OTHER_MODEL_DIR] [--no-foreground] [--image-branch]
+                              [--capture-shift-aug FRACTION]
     adinspect label           --model DIR --data DIR (--clicks FILE | --simulate N) [--subset labelled]
     adinspect train-seg       --model DIR --data DIR [--pretrain-steps N] [--finetune-steps N] [--resume]
                               [--init OTHER_MODEL_DIR] [--no-foreground]
@@ -59,7 +60,9 @@ def run_train_click(args: argparse.Namespace) -> int:
     for field in ("steps", "batch_size", "lr", "n_synthetic"):
         if getattr(args, field) is not None:
             settings = replace(settings, **{field: getattr(args, field)})
-    settings = replace(settings, foreground=not args.no_foreground)
+    settings = replace(settings, foreground=not args.no_foreground, image_branch=args.image_branch)
+    if args.capture_shift_aug is not None:
+        settings = replace(settings, capture_shift_aug=args.capture_shift_aug)
     report = train_click(
         args.model, args.data, settings, args.prompts, args.encoder, args.resume, not args.quiet, args.init
     )
@@ -164,6 +167,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--n-synthetic", type=int, help="synthetic anomalies to generate (cached)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument(
+        "--image-branch",
+        action="store_true",
+        help="ADClick also sees the image (click.onnx gets an `image` input); off by default, see README",
+    )
+    p.add_argument(
+        "--capture-shift-aug",
+        type=float,
+        metavar="FRACTION",
+        help="this fraction of the synthetic anomalies under a random gain/illumination gradient (default 0)",
+    )
     _foreground_flag(p)
     _init_flag(p)
     p.set_defaults(func=run_train_click)

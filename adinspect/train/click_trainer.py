@@ -11,6 +11,10 @@ rest stay visible in R), which teaches the network to follow the clicks rather t
 every residual peak. AdamW (default lr 5e-4, larger than the paper's 3e-5 because the network
 starts from scratch on a CPU budget; `--init` starts from another package), linear warm-up +
 cosine decay, EMA of the weights, checkpoint every `checkpoint_every` steps and `--resume`.
+With `image_branch` the network also sees the painted image (normalised as served) and click.onnx
+takes an `image` input; `capture_shift_aug` photographs that fraction of the synthetic anomalies
+under a random gain / illumination gradient, so their residual lights up beyond the defect and
+the boundary must come from the image.
 Writes into the package: click_model.safetensors (EMA weights + metadata), click_model.json and
 click.onnx.
 """
@@ -57,6 +61,7 @@ from adinspect.train.residual_data import (
     ResidualContext,
     augment,
     load_context,
+    normalise_images,
     residual_scale,
     synthetic_residuals,
     training_goods,
@@ -84,11 +89,15 @@ class ClickTrainSettings:
     synthetic_language: str = "generic"  # "generic" description, or "random_type" (earlier behaviour)
     checkpoint_every: int = 100
     seed: int = 0
+    image_branch: bool = False  # ADClick also sees the image (issue 9 item 10); off: see README
+    capture_shift_aug: float = 0.0  # fraction of synthetic anomalies under a random capture shift
 
 
-def model_config(ctx: ResidualContext, lang: LanguageFeatures) -> ADClickConfig:
-    """Network sizes for this package: its preset, d_f, grid, S, and the encoder width Q."""
-    return ADClickConfig.for_preset(ctx.preset, ctx.feature_dim, lang.width, ctx.grid, ctx.image_size)
+def model_config(ctx: ResidualContext, lang: LanguageFeatures, image_branch: bool = False) -> ADClickConfig:
+    """Network sizes for this package: its preset, d_f, grid, S, the encoder width Q, image branch."""
+    return ADClickConfig.for_preset(
+        ctx.preset, ctx.feature_dim, lang.width, ctx.grid, ctx.image_size, image_branch
+    )
 
 
 def identity(kind: str, ctx: ResidualContext, cfg: ADClickConfig, lang: LanguageFeatures) -> dict:
@@ -152,17 +161,22 @@ def synthetic_types(tl: TrainingLanguage, n: int, how: str, rng: np.random.Gener
     raise ValueError(f"synthetic_language {how!r}, expected 'generic' or 'random_type'")
 
 
-def _batch(anomalous, rng: np.random.Generator, settings: ClickTrainSettings, tl: TrainingLanguage) -> tuple:
+def _batch(
+    anomalous, rng: np.random.Generator, settings: ClickTrainSettings, tl: TrainingLanguage, spec
+) -> tuple:
     idx = torch.from_numpy(rng.integers(len(anomalous), size=settings.batch_size))
-    r, m = augment(anomalous.residual[idx].float(), anomalous.masks[idx], rng)
+    images = normalise_images(anomalous.images[idx], spec) if settings.image_branch else None
+    r, m, images = augment(anomalous.residual[idx].float(), anomalous.masks[idx], rng, images)
     types = synthetic_types(tl, settings.batch_size, settings.synthetic_language, rng)
     words, wmask = tl.sample(types, rng, settings.single_prompt_fraction)
-    return r, m.contiguous(), words, wmask
+    return r, m.contiguous(), words, wmask, images
 
 
 def train_step(model, batch: tuple, rng: np.random.Generator, settings: ClickTrainSettings, radius: float):
-    """One iterative-click training step on (residual, masks, words, word mask); returns the loss."""
-    residual, masks, words, wmask = batch
+    """One iterative-click training step on (residual, masks, words, word mask[, image]); returns
+    the loss."""
+    residual, masks, words, wmask = batch[:4]
+    image = batch[4] if len(batch) > 4 else None
     gts = np.stack(
         [target_subset(g, rng) if rng.random() < settings.target_subset_prob else g for g in masks.numpy()]
     )
@@ -172,13 +186,13 @@ def train_step(model, batch: tuple, rng: np.random.Generator, settings: ClickTra
     prev = torch.zeros(len(gts), 1, size, size)
     with torch.no_grad():
         for _ in range(int(rng.integers(0, settings.max_correction_clicks + 1))):
-            prob = torch.sigmoid(model(residual, prev, render(clicks, size, radius), words, wmask))
+            prob = torch.sigmoid(model(residual, prev, render(clicks, size, radius), words, wmask, image))
             for b, g in enumerate(gts):
                 c = next_click(g, prob[b, 0].numpy() > PRED_THRESHOLD)
                 if c is not None:
                     clicks[b].append(c)
             prev = prob
-    logits = model(residual, prev, render(clicks, size, radius), words, wmask)
+    logits = model(residual, prev, render(clicks, size, radius), words, wmask, image)
     return normalized_focal_loss(logits, masks[:, None].float())
 
 
@@ -202,10 +216,11 @@ def train_click(
     work = Path(model_dir) / WORK_DIR
     anomalous, _ = synthetic_residuals(
         ctx, goods, settings.n_synthetic, settings.seed, settings.n_folds, cache_dir=work, progress=progress,
-        foreground=settings.foreground,
+        foreground=settings.foreground, keep_images=settings.image_branch,
+        capture_shift=settings.capture_shift_aug,
     )  # fmt: skip
     t_data = time.perf_counter() - t0
-    cfg = model_config(ctx, lang)
+    cfg = model_config(ctx, lang, settings.image_branch)
     model = ADClick(cfg)
     init_from = "scratch"
     if init is not None:
@@ -223,7 +238,7 @@ def train_click(
     tl = training_language(ctx, lang, work)
 
     def loss_at(step: int) -> torch.Tensor:
-        return train_step(model, _batch(anomalous, rng, settings, tl), rng, settings, radius)
+        return train_step(model, _batch(anomalous, rng, settings, tl, ctx.preprocess), rng, settings, radius)
 
     result = run_loop(
         model, ema, optimizer, total=settings.steps, loss_at=loss_at,
@@ -245,17 +260,18 @@ def train_click(
     root = Path(model_dir)
     staged = {name: staging(root, name) for name in (CLICK_WEIGHTS, CLICK_ONNX, CLICK_META)}
     save_weights(staged[CLICK_WEIGHTS], ema.model, {**ident, "steps": settings.steps})
-    report["parity"] = _export_click(ema.model, anomalous, lang, lang_t, staged[CLICK_ONNX])
+    report["parity"] = _export_click(ema.model, anomalous, lang, lang_t, staged[CLICK_ONNX], ctx.preprocess)
     report["seconds"]["total"] = time.perf_counter() - t0
     write_json(staged[CLICK_META], {**ident, **report})
     commit_files(root, staged)  # not an optional *served* model: click.onnx is for labelling
     return report
 
 
-def _export_click(model: ADClick, anomalous, lang: LanguageFeatures, lang_t: tuple, path: Path) -> dict:
-    """Export click.onnx to `path`, with an example that clicks and uses the first and last type."""
+def _export_click(model: ADClick, anomalous, lang: LanguageFeatures, lang_t: tuple, path: Path, spec) -> dict:
+    """Export click.onnx to `path`, with an example that clicks and uses the first and last type
+    (and the painted images when the model takes the image)."""
     s = model.cfg.image_size
-    example = (
+    example: tuple[torch.Tensor, ...] = (
         anomalous.residual[:2].float(),
         torch.zeros(2, 1, s, s),
         torch.zeros(2, 2, s, s),
@@ -263,6 +279,8 @@ def _export_click(model: ADClick, anomalous, lang: LanguageFeatures, lang_t: tup
     )
     example[2][:, 0, s // 2 - 3 : s // 2 + 3, s // 2 - 3 : s // 2 + 3] = 1
     example[3][1] = lang.num_types - 1
+    if model.takes_image:
+        example = (*example, normalise_images(anomalous.images[:2], spec))
     return export_click(ClickGraph(model, *lang_t), example, path)
 
 
@@ -276,5 +294,8 @@ def load_click_model(ctx: ResidualContext, lang: LanguageFeatures) -> ADClick:
     meta = read_meta(path)
     cfg = ADClickConfig.from_dict(meta.get("arch", {})) if meta.get("arch") else model_config(ctx, lang)
     model = ADClick(cfg)
-    load_weights(path, model, identity("click", ctx, model_config(ctx, lang), lang))
+    expected = identity("click", ctx, model_config(ctx, lang, cfg.image_stem > 0), lang)
+    if "image_stem" not in meta.get("arch", {}):  # written before the image branch: residual only
+        expected["arch"].pop("image_stem")
+    load_weights(path, model, expected)
     return model.eval()

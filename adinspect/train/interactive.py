@@ -30,7 +30,7 @@ from adinspect.models.adclick import ADClick
 from adinspect.train.click_trainer import load_click_model
 from adinspect.train.clicks import MAX_CLICKS, Click, click_maps, click_metrics, click_radius, simulate_clicks
 from adinspect.train.common import language_tensors, prepare_language
-from adinspect.train.residual_data import ResidualContext, load_context, residuals_of
+from adinspect.train.residual_data import ResidualContext, images_of, load_context, residuals_of
 
 SUBSETS = ("all", "labelled", "eval")
 
@@ -39,10 +39,16 @@ class ClickPredictor:
     """ADClick for one image: (previous probability (S, S), clicks so far) → probability (S, S)."""
 
     def __init__(
-        self, model: ADClick, residual: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor
+        self,
+        model: ADClick,
+        residual: torch.Tensor,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
+        image: torch.Tensor | None = None,
     ) -> None:
         self.model = model
         self.residual = residual  # (1, d_f, h, w)
+        self.image = image  # (1, 3, S, S) normalised; used by models with the image branch
         self.words, self.word_mask = words[None], word_mask[None]
         self.size = model.cfg.image_size
         self.radius = click_radius(self.size)
@@ -51,7 +57,7 @@ class ClickPredictor:
     def __call__(self, prev: np.ndarray, clicks: list[Click]) -> np.ndarray:
         maps = torch.from_numpy(click_maps(clicks, (self.size, self.size), self.radius))[None]
         prev_t = torch.from_numpy(prev.astype(np.float32))[None, None]
-        logits = self.model(self.residual, prev_t, maps, self.words, self.word_mask)
+        logits = self.model(self.residual, prev_t, maps, self.words, self.word_mask, self.image)
         return torch.sigmoid(logits)[0, 0].numpy()
 
     def run(self, clicks: list[Click]) -> np.ndarray:
@@ -145,12 +151,25 @@ class RealImages:
     residual: torch.Tensor  # (N, d_f, h, w)
     masks: np.ndarray  # (N, S, S) bool
     types: list[int]  # index into the language features
+    images: torch.Tensor | None = None  # (N, 3, S, S) normalised, when asked for (image branch)
+
+    def predictor(
+        self, model: ADClick, i: int, words: torch.Tensor, word_mask: torch.Tensor
+    ) -> ClickPredictor:
+        """ADClick on image i with the given language (and the image when there is one)."""
+        image = self.images[i : i + 1] if self.images is not None else None
+        return ClickPredictor(model, self.residual[i : i + 1], words, word_mask, image)
 
 
 def load_real(
-    ctx: ResidualContext, lang: LanguageFeatures, samples: list[Sample], progress: bool = True
+    ctx: ResidualContext,
+    lang: LanguageFeatures,
+    samples: list[Sample],
+    progress: bool = True,
+    with_images: bool = False,
 ) -> RealImages:
-    """Residuals (full bank), masks at S and defect-type indices of labelled samples."""
+    """Residuals (full bank), masks at S and defect-type indices of labelled samples, and with
+    `with_images` the normalised images (ADClick's image branch)."""
     s = ctx.image_size
     images, masks = [], []
     for sample in tqdm(samples, desc="reading defective images", disable=not progress):
@@ -158,7 +177,8 @@ def load_real(
         images.append(image)
         masks.append(load_mask_at(sample, image.shape[:2], s))
     types = [lang.index(x.defect_type) for x in samples]
-    return RealImages(samples, residuals_of(ctx, images), np.stack(masks), types)
+    normalised = images_of(ctx, images) if with_images else None
+    return RealImages(samples, residuals_of(ctx, images), np.stack(masks), types, normalised)
 
 
 def evaluate_clicks(
@@ -175,14 +195,15 @@ def evaluate_clicks(
     model = load_click_model(ctx, lang)
     v_lang, word_mask = language_tensors(lang)
     pool = defective_pool(data_dir, ctx.image_size, seed)
-    real = load_real(ctx, lang, pool.subset(subset), progress)
+    real = load_real(ctx, lang, pool.subset(subset), progress, with_images=model.takes_image)
     all_ious: list[list[float]] = []
     after: dict[int, list[np.ndarray]] = {3: [], 5: []}
     per_image = []
     for i in tqdm(range(len(real.samples)), desc="simulating clicks", disable=not progress):
         t = real.types[i]
-        predictor = ClickPredictor(model, real.residual[i : i + 1], v_lang[t], word_mask[t])
-        session = simulate_clicks(predictor, real.masks[i], max_clicks)
+        session = simulate_clicks(
+            real.predictor(model, i, v_lang[t], word_mask[t]), real.masks[i], max_clicks
+        )
         all_ious.append(session.ious)
         for k in after:
             after[k].append(session.probs[min(k, len(session.probs)) - 1])

@@ -38,7 +38,7 @@ from adinspect.train.clicks import Click, check_clicks, click_radius, iou, scale
 from adinspect.train.common import language_tensors, prepare_language
 from adinspect.train.interactive import ClickPredictor, defective_pool, load_real
 from adinspect.train.pseudo_labels import click_corrected
-from adinspect.train.residual_data import load_context, residuals_of
+from adinspect.train.residual_data import images_of, load_context, residuals_of
 
 PSEUDO_LABELS = "pseudo_labels.safetensors"
 
@@ -111,9 +111,12 @@ def label(
     if clicks_file is not None:
         requests = parse_click_file(clicks_file, data_dir, lang.defect_types, size)
         residual = residuals_of(ctx, [r.image for r in requests])
+        images = images_of(ctx, [r.image for r in requests]) if model.takes_image else None
         for i, req in enumerate(tqdm(requests, desc="labelling", disable=not progress)):
             t = lang.index(req.defect_type)
-            prob = ClickPredictor(model, residual[i : i + 1], v_lang[t], word_mask[t]).run(req.scaled)
+            image = images[i : i + 1] if images is not None else None
+            predictor = ClickPredictor(model, residual[i : i + 1], v_lang[t], word_mask[t], image)
+            prob = predictor.run(req.scaled)
             softs.append(click_corrected(prob, req.scaled, distance))
             records.append(_record(req.path, req.defect_type, req.scaled, req.original))
             masks_out.append(req.image.shape[:2])
@@ -124,11 +127,12 @@ def label(
         pool = defective_pool(data_dir, size, seed)
         samples: list[Sample] = pool.subset(subset)
         skipped = pool.skipped
-        real = load_real(ctx, lang, samples, progress)
+        real = load_real(ctx, lang, samples, progress, with_images=model.takes_image)
         for i, sample in enumerate(tqdm(samples, desc="labelling (simulated clicks)", disable=not progress)):
             t = real.types[i]
-            predictor = ClickPredictor(model, real.residual[i : i + 1], v_lang[t], word_mask[t])
-            session = simulate_clicks(predictor, real.masks[i], n_clicks)
+            session = simulate_clicks(
+                real.predictor(model, i, v_lang[t], word_mask[t]), real.masks[i], n_clicks
+            )
             soft = click_corrected(session.probs[-1], session.clicks, distance)
             softs.append(soft)
             rec = _record(sample.path, sample.defect_type, session.clicks, None)

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from adinspect.data.anomalies import AnomalySettings, synthesize_anomaly
+from adinspect.data.capture import random_capture_shift
 from adinspect.data.datasets import open_dataset
 from adinspect.data.foreground import product_foregrounds
 from adinspect.errors import InputError
@@ -99,11 +100,13 @@ def residuals_of(ctx: ResidualContext, images: list[np.ndarray], batch: int = 16
 
 @dataclass
 class ResidualSet:
-    """Training samples: residual (N, d_f, h, w) float16 and masks (N, S, S) bool."""
+    """Training samples: residual (N, d_f, h, w) float16 and masks (N, S, S) bool; with `images`
+    the painted images (N, S, S, 3) uint8 the residuals were computed from (ADClick's image branch)."""
 
     residual: torch.Tensor
     masks: torch.Tensor
     on_foreground: bool = False  # synthetic defects were confined to the object's foreground
+    images: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.residual.shape[0]
@@ -175,11 +178,16 @@ def synthetic_residuals(
     cache_dir: Path | None = None,
     progress: bool = True,
     foreground: bool = True,
+    keep_images: bool = False,
+    capture_shift: float = 0.0,
 ) -> tuple[ResidualSet, ResidualSet]:
     """Synthetic anomalies on the good images and the good images themselves, as residuals.
 
     With `foreground`, an object product's anomalies are painted only on the object
-    (`data.foreground`); a texture's anywhere.
+    (`data.foreground`); a texture's anywhere. `keep_images` also returns (and caches) the painted
+    images. `capture_shift` > 0: that fraction of the anomalies is photographed with a random
+    capture shift of strength 0–0.4 (`data.capture`) before its residual is computed, so their
+    residual lights up beyond the defect.
 
     Returns:
         (anomalous set with n_samples masks, good set with one empty mask per good image).
@@ -187,13 +195,17 @@ def synthetic_residuals(
     if len(goods) < n_folds:
         raise TrainDataError(f"{len(goods)} good images are too few for {n_folds}-fold residuals; give more")
     settings = settings or AnomalySettings()
-    key = _cache_key(ctx, goods, n=n_samples, seed=seed, folds=n_folds, settings=settings, fg=foreground)
+    shift = {"shift": capture_shift} if capture_shift else {}  # keeps earlier caches' keys
+    key = _cache_key(
+        ctx, goods, n=n_samples, seed=seed, folds=n_folds, settings=settings, fg=foreground, **shift
+    )
     cache = Path(cache_dir) / f"synthetic-{key}.safetensors" if cache_dir else None
     if cache is not None and cache.is_file():
         t = load_file(str(cache))
-        on_fg = bool(t["on_foreground"].item()) if "on_foreground" in t else False
-        anomalous = ResidualSet(t["anomalous"], t["anomalous_masks"], on_fg)
-        return anomalous, ResidualSet(t["good"], t["good_masks"])
+        if not keep_images or "anomalous_images" in t:
+            on_fg = bool(t["on_foreground"].item()) if "on_foreground" in t else False
+            anomalous = ResidualSet(t["anomalous"], t["anomalous_masks"], on_fg, t.get("anomalous_images"))
+            return anomalous, ResidualSet(t["good"], t["good_masks"])
     s = ctx.image_size
     images = [
         resize_to_model(read_image(p), s)
@@ -205,15 +217,20 @@ def synthetic_residuals(
     folds = rng.permutation(np.arange(len(images)) % n_folds)
     models = _fold_models(ctx, feats, gmaps, folds)
     good = _by_fold(models, folds, feats, gmaps)
-    residual, masks = [], []
+    residual, masks, kept = [], [], []
     batch = 16
     for start in tqdm(range(0, n_samples, batch), desc="synthetic anomalies", disable=not progress):
         src = [int(rng.integers(len(images))) for _ in range(min(batch, n_samples - start))]
         painted = [_paint(images, i, fgs, rng, settings) for i in src]
-        f, g = embed(ctx, [p[0] for p in painted])
+        shown = [_shifted(p[0], capture_shift, rng) for p in painted]
+        f, g = embed(ctx, shown)
         residual.append(_by_fold(models, folds[src], f, g).half())
         masks += [torch.from_numpy(p[1].astype(bool)) for p in painted]
-    anomalous = ResidualSet(torch.cat(residual), torch.stack(masks), fgs is not None)
+        if keep_images:
+            kept += [torch.from_numpy(np.ascontiguousarray(im)) for im in shown]
+    anomalous = ResidualSet(
+        torch.cat(residual), torch.stack(masks), fgs is not None, torch.stack(kept) if keep_images else None
+    )
     goods_set = ResidualSet(good.half(), torch.zeros(len(images), s, s, dtype=torch.bool))
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -225,6 +242,7 @@ def synthetic_residuals(
                 "good": goods_set.residual.contiguous(),
                 "good_masks": goods_set.masks.contiguous(),
                 "on_foreground": torch.tensor(anomalous.on_foreground),
+                **({"anomalous_images": anomalous.images} if anomalous.images is not None else {}),
             },
             str(tmp),
         )
@@ -243,16 +261,39 @@ def _paint(images: list[np.ndarray], i: int, fgs: list[np.ndarray] | None, rng, 
     return synthesize_anomaly(images[i], rng, settings, donors=images)
 
 
+def _shifted(image: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """With probability `fraction`, the image under a random capture shift (no draw when 0)."""
+    if fraction <= 0 or rng.random() >= fraction:
+        return image
+    return random_capture_shift(image, float(rng.uniform(0.1, 0.4)), rng)
+
+
 def augment(
-    residual: torch.Tensor, masks: torch.Tensor, rng: np.random.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same random flip / 90° rotation of a batch of residuals (B, d, h, w) and masks (B, S, S)."""
+    residual: torch.Tensor, masks: torch.Tensor, rng: np.random.Generator, images: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The same random flip / 90° rotation of a batch of residuals (B, d, h, w), masks (B, S, S)
+    and, when given, images (B, 3, S, S)."""
     k = int(rng.integers(4))
     if k:
         residual, masks = torch.rot90(residual, k, (-2, -1)), torch.rot90(masks, k, (-2, -1))
+        images = torch.rot90(images, k, (-2, -1)) if images is not None else None
     if rng.random() < 0.5:
         residual, masks = residual.flip(-1), masks.flip(-1)
-    return residual, masks
+        images = images.flip(-1) if images is not None else None
+    return residual, masks, images
+
+
+def normalise_images(images: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
+    """(B, S, S, 3) uint8 at the model size → (B, 3, S, S) float32, as `preprocess` normalises."""
+    mean = torch.tensor(spec.mean, dtype=torch.float32)[None, :, None, None]
+    std = torch.tensor(spec.std, dtype=torch.float32)[None, :, None, None]
+    return (images.permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+
+
+@torch.no_grad()
+def images_of(ctx: ResidualContext, images: list[np.ndarray]) -> torch.Tensor:
+    """Normalised model inputs (N, 3, S, S) float32 of images of any size, as served."""
+    return torch.from_numpy(preprocess_batch(images, ctx.preprocess))
 
 
 def residual_scale(residual: torch.Tensor) -> float:

@@ -95,7 +95,7 @@ class SegTrainSettings:
 
 def _sample(data: ResidualSet, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     idx = torch.from_numpy(rng.integers(len(data), size=n))
-    r, m = augment(data.residual[idx].float(), data.masks[idx].float(), rng)
+    r, m, _ = augment(data.residual[idx].float(), data.masks[idx].float(), rng)
     return r, m
 
 
@@ -118,7 +118,7 @@ def _batch(
     ]
     if n_pseudo:
         idx = rng.integers(len(sets["pseudo"]), size=n_pseudo)
-        r, soft = augment(sets["pseudo"].residual[idx].float(), sets["pseudo"].masks[idx], rng)
+        r, soft, _ = augment(sets["pseudo"].residual[idx].float(), sets["pseudo"].masks[idx], rng)
         parts.append((r, tri_valued(soft, sample_delta(rng, s.max_delta))))
         types.append(sets["pseudo_types"][idx].numpy())
     residual = torch.cat([p[0] for p in parts])
@@ -175,7 +175,9 @@ def _initialise(model: ADClickSeg, ctx, lang, model_dir: Path, s: SegTrainSettin
     (shared encoder and decoder; the click embedding then only contributes its bias), else none."""
     if init is not None:
         arch = json.loads(json.dumps(model.cfg.to_dict()))
-        state, source = warm_start_weights(ctx, init, (SEG_WEIGHTS, CLICK_WEIGHTS), arch)
+        state, source = warm_start_weights(
+            ctx, init, (SEG_WEIGHTS, CLICK_WEIGHTS), arch, check_image_stem=False
+        )  # the seg model has no image branch; a click model's is ignored (strict=False)
         model.load_state_dict(state, strict=source.endswith(SEG_WEIGHTS))
         return source
     if s.init_from_click and (model_dir / CLICK_WEIGHTS).is_file():

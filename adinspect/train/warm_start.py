@@ -22,9 +22,10 @@ from adinspect.train.residual_data import ResidualContext
 
 
 def warm_start_weights(
-    ctx: ResidualContext, other_dir: Path, names: tuple[str, ...], arch: dict
+    ctx: ResidualContext, other_dir: Path, names: tuple[str, ...], arch: dict, check_image_stem: bool = True
 ) -> tuple[dict[str, torch.Tensor], str]:
-    """The first of `names` (weights files) present in package `other_dir`, checked against this run.
+    """The first of `names` (weights files) present in package `other_dir`, checked against this run
+    (ADClick's image branch too, unless the caller loads non-strictly and ignores it).
 
     Returns:
         (state dict, "<other_dir>/<file>") for the report.
@@ -48,9 +49,18 @@ def warm_start_weights(
     path = other.path(name)
     got = read_meta(path).get("arch")
     keys = ("in_channels", "lang_dim", "grid", "image_size", "dims", "depths", "heads", "decoder_dim")
-    if got is None or any(got.get(k) != arch.get(k) for k in keys):
+    if (
+        got is None
+        or any(got.get(k) != arch.get(k) for k in keys)
+        or (check_image_stem and _stem(got) != _stem(arch))
+    ):
         raise InputError(
             f"--init {path}: network sizes {got} differ from this run's {arch}; "
             "use a package trained with the same preset and text encoder"
         )
     return load_file(str(path)), f"{other_dir}/{name}"
+
+
+def _stem(arch: dict) -> int:
+    """ADClick's image-branch width; 0 for models written before it existed (and ADClick-Seg)."""
+    return int(arch.get("image_stem", 0))

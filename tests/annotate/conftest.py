@@ -36,6 +36,26 @@ def click_package(
     return model
 
 
+@pytest.fixture(scope="session")
+def image_click_package(
+    fitted_package: Path, tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path
+) -> Path:
+    """As `click_package`, with ADClick's image branch (click.onnx takes the image too) and half the
+    synthetic anomalies under a capture shift."""
+    from adinspect.train import cli
+
+    model = tmp_path_factory.mktemp("image_click_package") / "widget"
+    shutil.copytree(fitted_package, model)
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(
+        ["train-click", "--model", str(model), "--data", str(synthetic_root), "--quiet", "--image-branch"]
+        + ["--capture-shift-aug", "0.5", "--steps", "2", "--batch-size", "2", "--n-synthetic", "8"]
+    )
+    assert args.func(args) == 0
+    return model
+
+
 @pytest.fixture()
 def labels_dir(tmp_path: Path) -> Path:
     return tmp_path / "labels"

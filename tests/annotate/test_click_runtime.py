@@ -95,3 +95,94 @@ def test_click_onnx_inputs_are_the_contract(click_package: Path) -> None:
     session = ort.InferenceSession(str(click_package / "click.onnx"), providers=["CPUExecutionProvider"])
     assert {i.name for i in session.get_inputs()} <= {*CLICK, BACKBONE.image}
     assert [o.name for o in session.get_outputs()] == [CLICK.mask]
+
+
+def _torch_reference(package: Path, synthetic_root: Path, image: np.ndarray, clicks: list[Click], kind: str):
+    from adinspect.train.click_trainer import load_click_model
+    from adinspect.train.common import language_tensors, prepare_language
+    from adinspect.train.interactive import ClickPredictor
+    from adinspect.train.residual_data import images_of, load_context, residuals_of
+
+    ctx = load_context(package)
+    lang = prepare_language(ctx, synthetic_root)
+    v_lang, word_mask = language_tensors(lang)
+    t = lang.index(kind)
+    model = load_click_model(ctx, lang)
+    normalised = images_of(ctx, [image]) if model.takes_image else None
+    predictor = ClickPredictor(model, residuals_of(ctx, [image]), v_lang[t], word_mask[t], normalised)
+    return predictor.run(scale_clicks(clicks, image.shape[:2], ctx.image_size))
+
+
+def test_image_branch_click_onnx_takes_the_image_and_the_runtime_feeds_it(
+    image_click_package: Path, synthetic_root: Path
+) -> None:
+    import onnxruntime as ort
+
+    from adinspect.contracts import BACKBONE, CLICK
+    from adinspect.runtime.click import ClickRuntime
+
+    session = ort.InferenceSession(
+        str(image_click_package / "click.onnx"), providers=["CPUExecutionProvider"]
+    )
+    assert [i.name for i in session.get_inputs()] == [*CLICK[:4], BACKBONE.image]
+    image = read_image(next((synthetic_root / "test" / "spot").glob("*.png")))
+    clicks = [Click(100, 120, True), Click(40, 30, False)]
+    runtime = ClickRuntime(image_click_package)
+    opened = runtime.open(image)
+    prob = opened.probability(clicks, "spot")
+    reference = _torch_reference(image_click_package, synthetic_root, image, clicks, "spot")
+    assert np.abs(prob - reference).max() < 1e-4
+    opened.image = np.zeros_like(opened.image)  # the runtime feeds what the session holds
+    opened._cache.clear()
+    assert np.abs(opened.probability(clicks, "spot") - prob).max() > 1e-6
+
+
+def test_click_model_written_before_the_image_branch_still_loads_and_runs(
+    click_package: Path, synthetic_root: Path, tmp_path: Path
+) -> None:
+    """A package whose click_model.safetensors has no `image_stem` in its arch (older code) and whose
+    click.onnx has the four inputs: torch (`label`, `evaluate-clicks`) and the runtime still run."""
+    import json
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from adinspect.runtime.click import ClickRuntime
+    from adinspect.train.click_trainer import CLICK_WEIGHTS
+    from adinspect.train.common import register_files
+
+    old = tmp_path / "old"
+    shutil.copytree(click_package, old)
+    with safe_open(str(old / CLICK_WEIGHTS), "pt") as fh:
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open is no mapping)
+        meta = json.loads(fh.metadata()["meta"])
+    meta["arch"].pop("image_stem")
+    save_file(tensors, str(old / CLICK_WEIGHTS), metadata={"meta": json.dumps(meta)})
+    register_files(old, [CLICK_WEIGHTS])
+    image = read_image(next((synthetic_root / "test" / "crack").glob("*.png")))
+    clicks = [Click(100, 120, True), Click(40, 30, False)]
+    reference = _torch_reference(old, synthetic_root, image, clicks, "crack")
+    prob = ClickRuntime(old).open(image).probability(clicks, "crack")
+    assert np.abs(prob - reference).max() < 1e-4
+    assert np.array_equal(prob, ClickRuntime(click_package).open(image).probability(clicks, "crack"))
+
+
+def test_evaluate_clicks_and_label_run_the_image_branch(
+    image_click_package: Path, synthetic_root: Path, tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    from adinspect.cli import main
+
+    model = tmp_path / "widget"
+    shutil.copytree(image_click_package, model)
+    common = ["--model", str(model), "--data", str(synthetic_root), "--quiet"]
+    out = tmp_path / "clicks.json"
+    assert main(["evaluate-clicks", *common, "--json", str(out), "--max-clicks", "2"]) == 0
+    result = json.loads(out.read_text())
+    assert result["n_images"] > 0 and len(result["iou_at_k"]) == 2
+    assert main(["label", *common, "--simulate", "2"]) == 0
+    labels = json.loads((model / "labels" / "labels.json").read_text())
+    assert labels["images"] and all(len(r["clicks"]) <= 2 for r in labels["images"])

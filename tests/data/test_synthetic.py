@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -187,3 +188,36 @@ def test_command_line_entry_point(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert len(ds.train) == 3 and len(ds.test) == 4
     with pytest.raises(SystemExit):
         main([str(out)])  # non-empty folder without --overwrite: argparse error, exit code 2
+
+
+def test_capture_shift_changes_only_the_defective_images(tmp_path: Path) -> None:
+    plain = _tree_bytes(make_synthetic_dataset(tmp_path / "plain", seed=3, **SMALL))
+    shifted_root = make_synthetic_dataset(tmp_path / "shifted", seed=3, capture_shift=0.3, **SMALL)
+    shifted = _tree_bytes(shifted_root)
+    same = {k for k in plain if k != "synthetic.json" and plain[k] == shifted.get(k)}
+    changed = {k for k in plain if k != "synthetic.json"} - same
+    assert changed and all(k.startswith("test/") and "/good/" not in k for k in changed)
+    assert all(k.startswith(("train/", "test/good/", "ground_truth/")) for k in same)  # masks unchanged
+    ratios = []
+    for k in sorted(changed):
+        a, b = read_image(tmp_path / "plain" / k).astype(float), read_image(shifted_root / k).astype(float)
+        ratios.append(b.mean() / a.mean())
+        ratio = b / np.maximum(a, 1)
+        halves = np.array_split(ratio, 2, axis=0) + np.array_split(ratio, 2, axis=1)
+        assert max(h.mean() for h in halves) - min(h.mean() for h in halves) > 0.04  # a gradient
+    assert min(abs(r - 1) for r in ratios) > 0.08  # another gain, every image
+    assert json.loads((shifted_root / "synthetic.json").read_text())["capture_shift"] == 0.3
+    with pytest.raises(ValueError, match="capture_shift"):
+        make_synthetic_dataset(tmp_path / "bad", capture_shift=1.5, **SMALL)
+
+
+def test_capture_shift_function_is_gain_times_gradient() -> None:
+    from adinspect.data.capture import capture_shift, random_capture_shift
+
+    flat = np.full((8, 8, 3), 100, np.uint8)
+    assert np.array_equal(capture_shift(flat, 1.2, 0.0, 0.0), np.full((8, 8, 3), 120, np.uint8))
+    ramp = capture_shift(flat.astype(np.float32), 1.0, 0.5, 0.0)  # along x
+    np.testing.assert_allclose(ramp[:, 0], 50, atol=1e-4)
+    np.testing.assert_allclose(ramp[:, -1], 150, atol=1e-4)
+    rng = np.random.default_rng(0)
+    assert random_capture_shift(flat, 0.0, rng) is flat and rng.random() == np.random.default_rng(0).random()

@@ -128,3 +128,48 @@ def test_paper_sizes_build_and_run() -> None:
     with torch.no_grad():
         out = model(torch.randn(1, 512, 64, 64), torch.randn(2, 6, 384), torch.ones(2, 6))
     assert out.anomaly_map.shape == (1, 1, 512, 512) and out.type_scores.shape == (1, 2)
+
+
+def _with_image(cfg: ADClickConfig) -> ADClickConfig:
+    return ADClickConfig.from_dict({**cfg.to_dict(), "image_stem": 8})
+
+
+def test_image_branch_shape_gradient_and_the_image_matters(cfg: ADClickConfig) -> None:
+    torch.manual_seed(0)
+    model = ADClick(_with_image(cfg))
+    assert model.takes_image and model.image_embed is not None
+    image = torch.randn(2, 3, S, S)
+    assert model.image_embed(image).shape == (2, cfg.dims[0], GRID, GRID)
+    logits = model(*_inputs(2), image=image)
+    assert logits.shape == (2, 1, S, S)
+    logits.square().mean().backward()
+    dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert dead == []
+    model.eval()
+    with torch.no_grad():
+        a = model(*_inputs(1), image=image[:1])
+        b = model(*_inputs(1), image=image[1:])
+    assert (a - b).abs().max() > 1e-4  # same residual, clicks and words; another image
+    with pytest.raises(ValueError, match="image branch"):
+        model(*_inputs(1))
+
+
+def test_residual_only_model_ignores_an_image_and_old_configs_load_as_residual_only(
+    cfg: ADClickConfig,
+) -> None:
+    old = {k: v for k, v in cfg.to_dict().items() if k != "image_stem"}  # written before the branch
+    loaded = ADClickConfig.from_dict(old)
+    assert loaded == cfg and loaded.image_stem == 0
+    torch.manual_seed(0)
+    model = ADClick(loaded).eval()
+    assert not model.takes_image and model.image_embed is None
+    with torch.no_grad():
+        assert torch.equal(model(*_inputs(1)), model(*_inputs(1), image=torch.randn(1, 3, S, S)))
+
+
+def test_cpu_preset_image_branch_reaches_the_grid() -> None:
+    cfg = ADClickConfig.for_preset("cpu", 32, 16, 32, 256, image_branch=True)
+    assert cfg.image_stem == 32
+    model = ADClick(cfg)
+    assert model.image_embed is not None
+    assert model.image_embed(torch.zeros(1, 3, 256, 256)).shape == (1, 64, 32, 32)

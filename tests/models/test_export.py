@@ -76,3 +76,34 @@ def test_seg_graph_blurs_the_max_map_like_the_training_free_map(tmp_path: Path) 
     assert b[2].tolist() == a[2].tolist()  # the winning type is decided before the blur
     parity = export_seg(blurred, x, tmp_path / "seg.onnx")
     assert parity["map_max_abs_diff"] < 1e-4
+
+
+def test_click_export_with_the_image_branch_adds_only_the_image_input(tmp_path: Path) -> None:
+    from adinspect.contracts import BACKBONE
+
+    torch.manual_seed(0)
+    v_lang = torch.randn(P, Z, Q)
+    cfg = ADClickConfig.from_dict({**_cfg().to_dict(), "image_stem": 8})
+    model = ADClick(cfg).eval()
+    graph = ClickGraph(model, v_lang, torch.ones(P, Z))
+    residual, prev = torch.randn(2, D_F, GRID, GRID), torch.rand(2, 1, S, S)
+    clicks = torch.zeros(2, 2, S, S)
+    clicks[:, 0, 30:34, 30:34] = 1
+    image = torch.randn(2, 3, S, S)
+    parity = export_click(
+        graph, (residual, prev, clicks, torch.tensor([0, 2]), image), tmp_path / "click.onnx"
+    )
+    assert parity["mask_max_abs_diff"] < 1e-4
+    names = [i.name for i in onnx.load(str(tmp_path / "click.onnx")).graph.input]
+    assert names == [CLICK.residual, CLICK.prev_mask, CLICK.clicks, CLICK.defect_type, BACKBONE.image]
+    session = ort.InferenceSession(str(tmp_path / "click.onnx"))
+    other = torch.randn(3, 3, S, S)  # another batch size and other images
+    r3, p3, c3 = torch.randn(3, D_F, GRID, GRID), torch.rand(3, 1, S, S), clicks[:1].repeat(3, 1, 1, 1)
+    feeds = {CLICK.residual: r3.numpy(), CLICK.prev_mask: p3.numpy(), CLICK.clicks: c3.numpy(),
+             CLICK.defect_type: np.array([2, 1, 0]), BACKBONE.image: other.numpy()}  # fmt: skip
+    got = session.run(None, feeds)[0]
+    with torch.no_grad():
+        ref = torch.sigmoid(model(r3, p3, c3, v_lang[[2, 1, 0]], torch.ones(3, Z), other))
+    np.testing.assert_allclose(got, ref.numpy(), atol=1e-4)
+    with pytest.raises(ValueError, match="takes"):
+        export_click(graph, (residual, prev, clicks, torch.tensor([0, 2])), tmp_path / "short.onnx")

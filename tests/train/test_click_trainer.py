@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from adinspect.package import MANIFEST, sha256_of
 from adinspect.train.click_trainer import initial_clicks, render, target_subset
@@ -71,3 +72,31 @@ def test_commit_files_moves_staged_files_and_registers_them(tmp_path: Path) -> N
     written = json.loads((tmp_path / MANIFEST).read_text())
     assert written["files"]["seg.onnx"] == sha256_of(tmp_path / "seg.onnx")
     assert written["optional_models"] == ["seg"] and not staged["seg.onnx"].exists()
+
+
+def test_augment_turns_images_with_the_residual_and_masks() -> None:
+    from adinspect.train.residual_data import augment
+
+    residual = torch.zeros(1, 1, 4, 4)
+    residual[0, 0, 0, 1] = 1
+    masks = torch.zeros(1, 16, 16, dtype=torch.bool)
+    masks[0, 0:4, 4:8] = True
+    images = torch.zeros(1, 3, 16, 16)
+    images[0, :, 0:4, 4:8] = 1
+    for seed in range(8):
+        r, m, im = augment(residual, masks, np.random.default_rng(seed), images)
+        assert im is not None and torch.equal(im[0, 0] > 0, m[0]) and torch.equal(im[0, 1], im[0, 2])
+        big = torch.nn.functional.interpolate(r, scale_factor=4)[0, 0] > 0
+        assert torch.equal(big, m[0])
+    r2, m2, none = augment(residual, masks, np.random.default_rng(0))
+    assert none is None and r2.shape == residual.shape
+
+
+def test_normalise_images_is_the_served_preprocess() -> None:
+    from adinspect.runtime.preprocess import PreprocessSpec, preprocess
+    from adinspect.train.residual_data import normalise_images
+
+    spec = PreprocessSpec(image_size=32, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    got = normalise_images(torch.from_numpy(image)[None], spec)[0].numpy()
+    np.testing.assert_allclose(got, preprocess(image, spec), atol=1e-6)
