@@ -43,27 +43,37 @@ def fitted_package(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactor
     return out
 
 
+def trained_copy(source: Path, model: Path, command: str, data: Path, *options: str) -> Path:
+    """A copy of package `source` at `model`, then `adinspect <command> --model model --data data
+    --quiet <options>` (train-click, train-seg) through the train CLI, as a user would run it."""
+    import argparse
+    import shutil
+
+    from adinspect.train import cli
+
+    shutil.copytree(source, model)
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args([command, "--model", str(model), "--data", str(data), "--quiet", *options])
+    assert args.func(args) == 0
+    return model
+
+
+@pytest.fixture(scope="session")
+def train_package():
+    """`trained_copy`, for conftests below this one (they cannot import this module by name)."""
+    return trained_copy
+
+
 @pytest.fixture(scope="session")
 def seg_package(fitted_package: Path, synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The fitted package plus an ADClick-Seg from `adinspect train-seg` (2 synthetic steps, ~20 s).
 
     Accuracy is irrelevant here: the serving paths must reproduce whatever seg.onnx computes.
     """
-    import argparse
-    import shutil
-
-    from adinspect.train import cli
-
     model = tmp_path_factory.mktemp("seg_package") / "widget"
-    shutil.copytree(fitted_package, model)
-    parser = argparse.ArgumentParser()
-    cli.add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(
-        ["train-seg", "--model", str(model), "--data", str(synthetic_root), "--quiet", "--no-finetune"]
-        + ["--pretrain-steps", "2", "--batch-size", "4", "--n-synthetic", "8"]
-    )
-    assert args.func(args) == 0
-    return model
+    options = ["--no-finetune", "--pretrain-steps", "2", "--batch-size", "4", "--n-synthetic", "8"]
+    return trained_copy(fitted_package, model, "train-seg", synthetic_root, *options)
 
 
 def poison_package(source: Path, target: Path, product: str = "poisoned") -> Path:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -15,45 +13,29 @@ import pytest
 pytest.importorskip("starlette", reason="the annotate extra (starlette, uvicorn) is not installed")
 
 
+CHEAPEST = ["--steps", "2", "--batch-size", "2", "--n-synthetic", "8"]
+
+
 @pytest.fixture(scope="session")
 def click_package(
-    fitted_package: Path, tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path
+    fitted_package: Path, tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path, train_package
 ) -> Path:
     """The synthetic package plus click.onnx from `adinspect train-click` with the cheapest settings
     (2 steps of batch 2 on 8 synthetic anomalies, ~10 s): the tests check that the tool reproduces
     whatever click.onnx computes, not its accuracy."""
-    from adinspect.train import cli
-
     model = tmp_path_factory.mktemp("click_package") / "widget"
-    shutil.copytree(fitted_package, model)
-    parser = argparse.ArgumentParser()
-    cli.add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(
-        ["train-click", "--model", str(model), "--data", str(synthetic_root), "--quiet"]
-        + ["--steps", "2", "--batch-size", "2", "--n-synthetic", "8"]
-    )
-    assert args.func(args) == 0
-    return model
+    return train_package(fitted_package, model, "train-click", synthetic_root, *CHEAPEST)
 
 
 @pytest.fixture(scope="session")
 def image_click_package(
-    fitted_package: Path, tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path
+    fitted_package: Path, tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path, train_package
 ) -> Path:
     """As `click_package`, with ADClick's image branch (click.onnx takes the image too) and half the
     synthetic anomalies under a capture shift."""
-    from adinspect.train import cli
-
     model = tmp_path_factory.mktemp("image_click_package") / "widget"
-    shutil.copytree(fitted_package, model)
-    parser = argparse.ArgumentParser()
-    cli.add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(
-        ["train-click", "--model", str(model), "--data", str(synthetic_root), "--quiet", "--image-branch"]
-        + ["--capture-shift-aug", "0.5", "--steps", "2", "--batch-size", "2", "--n-synthetic", "8"]
-    )
-    assert args.func(args) == 0
-    return model
+    options = ["--image-branch", "--capture-shift-aug", "0.5", *CHEAPEST]
+    return train_package(fitted_package, model, "train-click", synthetic_root, *options)
 
 
 @pytest.fixture()
