@@ -1,7 +1,8 @@
 """The work behind each Python-backend model, as plain functions (numpy, opencv, onnxruntime).
 
-Each Triton `model.py` parses its config once and calls exactly one of these per request (or per
-batch), so everything here is testable without a server. Bad input raises `RequestError`, which
+Each Triton `model.py` parses its config once and hands its requests to these (gpu: `preprocess`
+and `postprocess` per request; cpu: `ProductPipeline` per batch, which chains all of them), so
+everything here is testable without a server. Bad input raises `RequestError`, which
 `model.py` turns into a per-request INVALID_ARGUMENT; anything else is a bug.
 """
 
