@@ -198,7 +198,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     try:
         root = make_synthetic_dataset(
             args.out, kind=args.kind, seed=args.seed, n_test_defect=args.n_test_defect,
-            capture_shift=args.capture_shift,
+            capture_shift=args.capture_shift, misalign=args.misalign,
         )  # fmt: skip
     except ValueError as exc:
         raise InputError(str(exc)) from exc
@@ -334,6 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STRENGTH",
         help="photograph the defective test images with another gain and an illumination gradient "
         "(0.3: gain 1 ± 0.15-0.3, gradient ± 0.15-0.3); 0 = none",
+    )
+    p.add_argument(
+        "--misalign",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="the defective test parts sit (0.5-1)·FRACTION of the side away from where the good "
+        "parts sit (a fixture that did not hold them); their masks move with them; 0 = none",
     )
     p.set_defaults(func=cmd_synth)
 

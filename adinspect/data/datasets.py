@@ -83,6 +83,8 @@ class Dataset:
         train: defect-free reference images.
         test: labelled test images (empty for plain folders).
         train_defective: defective training images for weak supervision (KSDD2 only).
+        unlabelled: images whose label is unknown, kept out of every split (KSDD2 images without
+            their ``_GT`` mask, loaded with ``require_masks=False``); listed so callers can say so.
     """
 
     name: str
@@ -91,6 +93,7 @@ class Dataset:
     train: list[Path]
     test: list[Sample] = field(default_factory=list)
     train_defective: list[Sample] = field(default_factory=list)
+    unlabelled: list[Path] = field(default_factory=list)
 
     @property
     def defect_types(self) -> list[str]:
@@ -219,26 +222,30 @@ def _mvtec_mask(root: Path, defect: str, image: Path, require: bool) -> Path | N
 # --------------------------------------------------------------------------- KolektorSDD2
 
 
-def load_ksdd2(root: str | os.PathLike[str]) -> Dataset:
+def load_ksdd2(root: str | os.PathLike[str], require_masks: bool = True) -> Dataset:
     """Read KolektorSDD2: ``root/{train,test}/<id>.png`` with masks ``<id>_GT.png``.
 
     A sample is defective when its mask has a nonzero pixel (every mask is read once). Defect-free
     training images form ``train``; defective ones go to ``train_defective`` for weak supervision.
+    An image without its mask has no known label: an error by default, else it goes to
+    ``unlabelled`` and into no split (it may be defective, so it cannot be a good image either).
 
     Raises:
-        DatasetError: no training images, or an image without its ``_GT`` mask.
+        DatasetError: no training images, or (``require_masks``) an image without its ``_GT`` mask.
     """
     path = _require_dir(root)
-    train_samples = _ksdd2_split(path / "train")
-    if not train_samples:
+    train_samples, unlabelled = _ksdd2_split(path / "train", require_masks)
+    if not train_samples and not unlabelled:
         raise _no_images(path / "train")
+    test, unlabelled_test = _ksdd2_split(path / "test", require_masks)
     return Dataset(
         name=path.name,
         root=path,
         layout="ksdd2",
         train=[s.path for s in train_samples if s.label == 0],
-        test=_ksdd2_split(path / "test"),
+        test=test,
         train_defective=[s for s in train_samples if s.label == 1],
+        unlabelled=unlabelled + unlabelled_test,
     )
 
 
@@ -246,15 +253,19 @@ def _is_ksdd2_mask(path: Path) -> bool:
     return path.stem.endswith("_GT")
 
 
-def _ksdd2_split(folder: Path) -> list[Sample]:
-    """Samples of one KSDD2 split folder; labels come from the masks' content."""
-    samples = []
+def _ksdd2_split(folder: Path, require_masks: bool = True) -> tuple[list[Sample], list[Path]]:
+    """Samples of one KSDD2 split folder (labels come from the masks' content), and the images
+    without a mask (only when not `require_masks`)."""
+    samples, unlabelled = [], []
     for image in list_images(folder):
         if _is_ksdd2_mask(image):
             continue
         mask = next(
             (m for ext in IMAGE_EXTENSIONS if (m := folder / f"{image.stem}_GT{ext}").is_file()), None
         )
+        if mask is None and not require_masks:
+            unlabelled.append(image)
+            continue
         if mask is None:
             raise DatasetError(
                 f"KolektorSDD2 image {image} has no mask: expected {folder / (image.stem + '_GT.png')} "
@@ -264,7 +275,7 @@ def _ksdd2_split(folder: Path) -> list[Sample]:
             samples.append(Sample(image, 1, KSDD2_DEFECT, mask))
         else:
             samples.append(Sample(image, 0, GOOD, None))
-    return samples
+    return samples, unlabelled
 
 
 # --------------------------------------------------------------------------- plain folders
@@ -314,7 +325,7 @@ def open_dataset(root: str | os.PathLike[str], require_masks: bool = True) -> Da
 
     Args:
         root: the data folder.
-        require_masks: passed to :func:`load_mvtec`.
+        require_masks: passed to :func:`load_mvtec` and :func:`load_ksdd2`.
 
     Raises:
         DatasetError: missing folder, no images, or an inconsistent layout.
@@ -323,5 +334,5 @@ def open_dataset(root: str | os.PathLike[str], require_masks: bool = True) -> Da
     if layout == "mvtec":
         return load_mvtec(root, require_masks=require_masks)
     if layout == "ksdd2":
-        return load_ksdd2(root)
+        return load_ksdd2(root, require_masks=require_masks)
     return load_folder(root)

@@ -11,9 +11,9 @@ brightness change and Gaussian sensor noise. Defects (``DEFECT_TYPES``) are draw
 rendering through a mask, so the mask covers exactly the changed pixels; sensor noise is added
 afterwards. Everything is deterministic in ``seed``, and each image has its own random stream
 (changing ``n_train`` does not change the test images). With ``capture_shift`` > 0 the defective
-test images are photographed under another gain and an illumination gradient
-(``data.capture``), drawn from their own random stream, so the good images and the defects stay
-the same as without it.
+test images are photographed under another gain and an illumination gradient, and with
+``misalign`` > 0 the part (and its mask) sits elsewhere in the frame (``data.capture``); both are
+drawn from their own random streams, so the good images and the defects stay the same as without.
 
 Run ``python -m adinspect.data.synthetic OUT_DIR --kind texture`` to write a dataset.
 """
@@ -30,7 +30,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from adinspect.data.capture import random_capture_shift
+from adinspect.data.capture import misalign as move_part
+from adinspect.data.capture import random_capture_shift, random_offset
 from adinspect.imageio import write_mask, write_png
 
 __all__ = ["DEFECT_TYPES", "Kind", "draw_defect", "finish_image", "make_synthetic_dataset", "render_good"]
@@ -39,7 +40,7 @@ Kind = Literal["object", "texture"]
 DEFECT_TYPES: tuple[str, ...] = ("scratch", "spot", "crack")
 _KINDS: tuple[str, ...] = ("object", "texture")
 _MARKER = "synthetic.json"
-_SPLIT_TRAIN, _SPLIT_TEST_GOOD, _SPLIT_TEST_DEFECT, _SHIFT = 0, 1, 2, 3
+_SPLIT_TRAIN, _SPLIT_TEST_GOOD, _SPLIT_TEST_DEFECT, _SHIFT, _MISALIGN = 0, 1, 2, 3, 4
 
 
 # --------------------------------------------------------------------------- good images
@@ -222,6 +223,7 @@ def make_synthetic_dataset(
     seed: int = 0,
     overwrite: bool = False,
     capture_shift: float = 0.0,
+    misalign: float = 0.0,
 ) -> Path:
     """Write a synthetic product in the MVTec AD layout.
 
@@ -240,6 +242,8 @@ def make_synthetic_dataset(
         overwrite: replace an earlier synthetic dataset in ``out_dir``.
         capture_shift: strength of the capture shift of the defective test images (0 = none;
             0.3 means a gain of 1 ± 0.15–0.3 and an illumination gradient of ± 0.15–0.3).
+        misalign: the defective test parts sit (0.5–1)·misalign·size pixels away from where the
+            good parts sit, in a random direction (0 = where the good ones are).
 
     Returns:
         ``out_dir`` as a Path.
@@ -255,6 +259,8 @@ def make_synthetic_dataset(
         raise ValueError(f"size must be at least 32 pixels, got {size}")
     if not 0.0 <= capture_shift < 1.0:
         raise ValueError(f"capture_shift must be in [0, 1), got {capture_shift}")
+    if not 0.0 <= misalign <= 0.5:
+        raise ValueError(f"misalign must be in [0, 0.5] (a fraction of the side), got {misalign}")
     out = Path(out_dir)
     _prepare_out_dir(out, overwrite)
 
@@ -270,6 +276,8 @@ def make_synthetic_dataset(
         image, mask = draw_defect(render_good(kind, size, rng), defect, kind, rng)
         idx, per_type[defect] = per_type[defect], per_type[defect] + 1
         image = random_capture_shift(image, capture_shift, np.random.default_rng([seed, _SHIFT, i]))
+        offset = random_offset(misalign, size, np.random.default_rng([seed, _MISALIGN, i]))
+        image, mask = move_part(image, offset), move_part(mask, offset)
         write_png(out / "test" / defect / f"{idx:03d}.png", finish_image(image, rng))
         write_mask(out / "ground_truth" / defect / f"{idx:03d}_mask.png", mask)
 
@@ -285,6 +293,8 @@ def make_synthetic_dataset(
     }
     if capture_shift:
         meta["capture_shift"] = capture_shift
+    if misalign:
+        meta["misalign"] = misalign
     (out / _MARKER).write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
@@ -305,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--capture-shift", type=float, default=0.0, help="defective images' gain/gradient shift"
     )
+    parser.add_argument(
+        "--misalign", type=float, default=0.0, help="defective parts' offset, a fraction of the side"
+    )
     args = parser.parse_args(argv)
     try:
         out = make_synthetic_dataset(
@@ -317,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             overwrite=args.overwrite,
             capture_shift=args.capture_shift,
+            misalign=args.misalign,
         )
     except (ValueError, FileExistsError) as exc:
         parser.error(str(exc))

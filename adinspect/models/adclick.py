@@ -9,7 +9,8 @@ a conv with kernel = stride = S/h) added to it. Then `len(dims)` transformer sta
 Image branch (optional, `image_stem` > 0; issue 9 item 10): the paper's language-vision branch
 sees the image, not only R. A small strided conv stem on the normalised image (B, 3, S, S), down
 to the grid, is added to the embedded residual before the click embedding and the language
-fusion, and the refinement conv also sees the image area-pooled to the head resolution. Where R
+fusion, and the refinement convs run at full resolution S x S on the coarse logits, the clicks
+and the image itself (`refine_full`), so a boundary can follow the pixels. Where R
 lights up everywhere (a capture shift the good images do not cover), the clicks can still find a
 defect's boundary in the image. Models without it (older packages) have no `image` input.
 
@@ -58,6 +59,7 @@ class ADClickConfig:
     out_scale: int = 4  # head resolution = grid * out_scale, then bilinear to image_size
     pwam_heads: int = 1
     image_stem: int = 0  # channels of the image branch's conv stem; 0 = residual only (older models)
+    refine_full: bool = False  # the refinement runs at S x S (image branch: boundaries from pixels)
 
     def __post_init__(self) -> None:
         if not len(self.dims) == len(self.depths) == len(self.heads):
@@ -86,16 +88,18 @@ class ADClickConfig:
         image_branch: bool = False,
     ) -> ADClickConfig:
         """Named sizes: 'cpu' trains on 2 cores in minutes; 'paper' is Swin-T sized (4 stages).
-        `image_branch` adds the image stem (32 channels for cpu, 64 for paper)."""
+        `image_branch` adds the image stem (32 channels for cpu, 64 for paper) and moves the
+        refinement to full resolution."""
         if preset == "cpu":
             return cls(
-                in_channels, lang_dim, grid, image_size, preset="cpu", image_stem=32 if image_branch else 0
-            )
+                in_channels, lang_dim, grid, image_size, preset="cpu", image_stem=32 if image_branch else 0,
+                refine_full=image_branch,
+            )  # fmt: skip
         if preset == "paper":
             return cls(
                 in_channels, lang_dim, grid, image_size, preset="paper", dims=(96, 192, 384, 768),
                 depths=(2, 2, 6, 2), heads=(3, 6, 12, 24), decoder_dim=256, out_scale=4, pwam_heads=1,
-                image_stem=64 if image_branch else 0,
+                image_stem=64 if image_branch else 0, refine_full=image_branch,
             )  # fmt: skip
         raise ValueError(f"unknown ADClick preset {preset!r}; known: cpu, paper")
 
@@ -104,7 +108,7 @@ class ADClickConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ADClickConfig:
-        d = dict(d)  # dicts written before the image branch have no image_stem: residual only
+        d = dict(d)  # older dicts lack image_stem / refine_full: the defaults are what they ran
         for k in ("dims", "depths", "heads"):
             d[k] = tuple(d[k])
         return cls(**d)
@@ -232,9 +236,11 @@ class ADClick(nn.Module):
         self.decoder = MLPDecoder(cfg)
         self.image_embed = ImageStem(cfg) if cfg.image_stem else None
         refine_in = 4 + (3 if cfg.image_stem else 0)
-        self.refine = nn.Sequential(
-            nn.Conv2d(refine_in, 16, 3, padding=1), nn.GELU(), nn.Conv2d(16, 1, 3, padding=1)
-        )
+        width = 16
+        layers: list[nn.Module] = [nn.Conv2d(refine_in, width, 3, padding=1), nn.GELU()]
+        if cfg.refine_full:  # at S x S one more layer widens the view to 7 px around a boundary
+            layers += [nn.Conv2d(width, width, 3, padding=1), nn.GELU()]
+        self.refine = nn.Sequential(*layers, nn.Conv2d(width, 1, 3, padding=1))
 
     @property
     def takes_image(self) -> bool:
@@ -263,6 +269,9 @@ class ADClick(nn.Module):
             extra = torch.cat([maps, image], 1)
         feats = self.encoder(embedded, maps, words, word_mask)
         coarse = self.decoder.logits(self.decoder.fused(feats))  # (B, 1, h·s, w·s)
+        if self.cfg.refine_full:  # thin defects (1-3 px) need the image's own pixels
+            coarse = resize(coarse, size, side)
+            return coarse + self.refine(torch.cat([coarse, extra], 1))
         small = F.avg_pool2d(extra, size // side) if side != size else extra
         return resize(coarse + self.refine(torch.cat([coarse, small], 1)), size, side)
 

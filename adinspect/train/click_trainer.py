@@ -295,7 +295,8 @@ def load_click_model(ctx: ResidualContext, lang: LanguageFeatures) -> ADClick:
     cfg = ADClickConfig.from_dict(meta.get("arch", {})) if meta.get("arch") else model_config(ctx, lang)
     model = ADClick(cfg)
     expected = identity("click", ctx, model_config(ctx, lang, cfg.image_stem > 0), lang)
-    if "image_stem" not in meta.get("arch", {}):  # written before the image branch: residual only
-        expected["arch"].pop("image_stem")
+    for field in ("image_stem", "refine_full"):  # written before these existed: their defaults ran
+        if field not in meta.get("arch", {}):
+            expected["arch"].pop(field)
     load_weights(path, model, expected)
     return model.eval()

@@ -130,6 +130,7 @@ def defective_pool(data_dir: Path, size: int, seed: int = 0) -> DefectivePool:
     test, skipped = usable([s for s in ds.test if s.label == 1], size)
     train, skipped_train = usable(ds.train_defective, size)
     skipped += skipped_train
+    skipped += [{"image": str(p), "reason": "no _GT mask: label unknown"} for p in ds.unlabelled]
     if skipped:
         names = ", ".join(f"{x['image']} ({x['reason']})" for x in skipped)
         print(f"warning: skipped {len(skipped)} defective image(s) without a usable mask: {names}",

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from adinspect.data.anomalies import AnomalySettings, synthesize_anomaly
-from adinspect.data.capture import random_capture_shift
+from adinspect.data.capture import misalign, random_capture_shift, random_offset
 from adinspect.data.datasets import open_dataset
 from adinspect.data.foreground import product_foregrounds
 from adinspect.errors import InputError
@@ -186,8 +186,9 @@ def synthetic_residuals(
     With `foreground`, an object product's anomalies are painted only on the object
     (`data.foreground`); a texture's anywhere. `keep_images` also returns (and caches) the painted
     images. `capture_shift` > 0: that fraction of the anomalies is photographed with a random
-    capture shift of strength 0–0.4 (`data.capture`) before its residual is computed, so their
-    residual lights up beyond the defect.
+    capture shift (`data.capture`: light of strength 0.1–0.4 and the part moved by up to 20 % of
+    the side, its mask with it) before its residual is computed, so their residual lights up
+    beyond the defect.
 
     Returns:
         (anomalous set with n_samples masks, good set with one empty mask per good image).
@@ -195,7 +196,7 @@ def synthetic_residuals(
     if len(goods) < n_folds:
         raise TrainDataError(f"{len(goods)} good images are too few for {n_folds}-fold residuals; give more")
     settings = settings or AnomalySettings()
-    shift = {"shift": capture_shift} if capture_shift else {}  # keeps earlier caches' keys
+    shift = {"shift": capture_shift, "shift_kind": "light+pose"} if capture_shift else {}
     key = _cache_key(
         ctx, goods, n=n_samples, seed=seed, folds=n_folds, settings=settings, fg=foreground, **shift
     )
@@ -221,8 +222,8 @@ def synthetic_residuals(
     batch = 16
     for start in tqdm(range(0, n_samples, batch), desc="synthetic anomalies", disable=not progress):
         src = [int(rng.integers(len(images))) for _ in range(min(batch, n_samples - start))]
-        painted = [_paint(images, i, fgs, rng, settings) for i in src]
-        shown = [_shifted(p[0], capture_shift, rng) for p in painted]
+        painted = [_shifted(*_paint(images, i, fgs, rng, settings), capture_shift, rng) for i in src]
+        shown = [p[0] for p in painted]
         f, g = embed(ctx, shown)
         residual.append(_by_fold(models, folds[src], f, g).half())
         masks += [torch.from_numpy(p[1].astype(bool)) for p in painted]
@@ -250,22 +251,33 @@ def synthetic_residuals(
     return anomalous, goods_set
 
 
-def _paint(images: list[np.ndarray], i: int, fgs: list[np.ndarray] | None, rng, settings) -> tuple:
-    """One synthetic anomaly on images[i], on its foreground when there is one (the whole image
-    when no Perlin mask fits a very small foreground)."""
+def _paint(
+    images: list[np.ndarray], i: int, fgs: list[np.ndarray] | None, rng, settings
+) -> tuple[np.ndarray, np.ndarray]:
+    """One synthetic anomaly on images[i] → (image, mask), on its foreground when there is one (the
+    whole image when no Perlin mask fits a very small foreground)."""
     if fgs is not None:
         try:
-            return synthesize_anomaly(images[i], rng, settings, foreground=fgs[i], donors=images)
+            return synthesize_anomaly(images[i], rng, settings, foreground=fgs[i], donors=images)[:2]
         except RuntimeError:
             pass
-    return synthesize_anomaly(images[i], rng, settings, donors=images)
+    return synthesize_anomaly(images[i], rng, settings, donors=images)[:2]
 
 
-def _shifted(image: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """With probability `fraction`, the image under a random capture shift (no draw when 0)."""
+def _shifted(
+    image: np.ndarray, mask: np.ndarray, fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """With probability `fraction`, the image under a random capture shift: another light and the
+    part moved (its mask with it, unless that would push the defect out of the frame); no draw
+    when `fraction` is 0."""
     if fraction <= 0 or rng.random() >= fraction:
-        return image
-    return random_capture_shift(image, float(rng.uniform(0.1, 0.4)), rng)
+        return image, mask
+    image = random_capture_shift(image, float(rng.uniform(0.1, 0.4)), rng)
+    offset = random_offset(float(rng.uniform(0.0, 0.2)), image.shape[0], rng)
+    moved = misalign(mask.astype(bool), offset)
+    if not moved.any():
+        return image, mask
+    return misalign(image, offset), moved
 
 
 def augment(

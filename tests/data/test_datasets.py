@@ -254,3 +254,11 @@ def test_load_real_mvtec_bottle() -> None:
     sample = next(s for s in ds.test if s.label == 1)
     assert sample.mask_path is not None
     assert read_mask(sample.mask_path, expected_shape=read_image(sample.path).shape[:2]).any()
+
+
+def test_ksdd2_image_without_mask_is_unlabelled_when_masks_are_optional(tmp_path: Path) -> None:
+    root = _ksdd2_tree(tmp_path / "ksdd2")
+    (root / "test" / "10001_GT.png").unlink()
+    ds = open_dataset(root, require_masks=False)
+    assert ds.unlabelled == [root / "test" / "10001.png"]
+    assert root / "test" / "10001.png" not in [s.path for s in ds.test] + ds.train

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from adinspect.data import load_mvtec
+from adinspect.data.capture import misalign, random_offset
 from adinspect.data.synthetic import (
     DEFECT_TYPES,
     draw_defect,
@@ -221,3 +222,35 @@ def test_capture_shift_function_is_gain_times_gradient() -> None:
     np.testing.assert_allclose(ramp[:, -1], 150, atol=1e-4)
     rng = np.random.default_rng(0)
     assert random_capture_shift(flat, 0.0, rng) is flat and rng.random() == np.random.default_rng(0).random()
+
+
+def test_misalign_moves_the_defective_parts_and_their_masks_together(tmp_path: Path) -> None:
+    plain_root = make_synthetic_dataset(tmp_path / "plain", seed=3, **SMALL)
+    moved_root = make_synthetic_dataset(tmp_path / "moved", seed=3, misalign=0.2, **SMALL)
+    plain, moved = _tree_bytes(plain_root), _tree_bytes(moved_root)
+    changed = {k for k in plain if k != "synthetic.json" and plain[k] != moved.get(k)}
+    assert all(k.startswith(("test/", "ground_truth/")) and "/good/" not in k for k in changed)
+    masks = sorted(k for k in changed if k.startswith("ground_truth/"))
+    assert masks and len(masks) == len([k for k in plain if k.startswith("ground_truth/")])
+    for k in masks:
+        a = read_image(plain_root / k)[..., 0] > 127
+        b = read_image(moved_root / k)[..., 0] > 127
+        reach = range(-14, 15)  # 0.2 x 64 px, rounded up
+        offsets = [(dy, dx) for dy in reach for dx in reach if np.array_equal(misalign(a, (dy, dx)), b)]
+        assert offsets, f"{k}: the moved mask is not the plain one moved by whole pixels"
+        assert any(0.1 * 64 - 1 <= np.hypot(*o) <= 0.2 * 64 + 1 for o in offsets)  # (0.5-1) x 0.2
+    assert json.loads((moved_root / "synthetic.json").read_text())["misalign"] == 0.2
+    with pytest.raises(ValueError, match="misalign"):
+        make_synthetic_dataset(tmp_path / "bad", misalign=0.7, **SMALL)
+
+
+def test_misalign_repeats_the_border_into_view_and_keeps_masks_inside_the_frame() -> None:
+    image = np.arange(16, dtype=np.uint8).reshape(4, 4)
+    moved = misalign(image, (1, -2))
+    assert np.array_equal(moved[1:, :2], image[:3, 2:]) and np.array_equal(moved[0], moved[1])
+    mask = np.zeros((4, 4), bool)
+    mask[0, 3] = True
+    assert not misalign(mask, (0, 1)).any()  # pushed out of the frame: gone, not smeared
+    assert misalign(image, (0, 0)) is image
+    rng = np.random.default_rng(0)
+    assert random_offset(0.0, 64, rng) == (0, 0) and rng.random() == np.random.default_rng(0).random()

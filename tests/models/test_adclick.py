@@ -173,3 +173,21 @@ def test_cpu_preset_image_branch_reaches_the_grid() -> None:
     model = ADClick(cfg)
     assert model.image_embed is not None
     assert model.image_embed(torch.zeros(1, 3, 256, 256)).shape == (1, 64, 32, 32)
+
+
+def test_full_resolution_refinement_follows_a_one_pixel_edge_of_the_image(cfg: ADClickConfig) -> None:
+    """With `refine_full` the output can change at single pixels of the image; the head-resolution
+    refinement (older image-branch models, loaded from dicts without the field) cannot."""
+    full = ADClickConfig.from_dict({**cfg.to_dict(), "image_stem": 8, "refine_full": True})
+    old = {k: v for k, v in full.to_dict().items() if k != "refine_full"}
+    assert ADClickConfig.from_dict(old).refine_full is False
+    torch.manual_seed(0)
+    model = ADClick(full).eval()
+    image = torch.zeros(1, 3, S, S)
+    poked = image.clone()
+    poked[0, :, S // 2, S // 2 + 1] = 3.0  # one pixel
+    with torch.no_grad():
+        diff = (model(*_inputs(1), image=image) - model(*_inputs(1), image=poked)).abs()[0, 0]
+    assert diff[S // 2, S // 2 + 1] > 0
+    assert diff[S // 2, S // 2 + 1] >= diff.max() * 0.5  # the change is at the pixel, not smeared
+    assert diff[S // 2 + 4 :, :].max() < diff.max() * 0.5  # beyond the refinement's 3 px reach: small

@@ -100,3 +100,23 @@ def test_normalise_images_is_the_served_preprocess() -> None:
     image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     got = normalise_images(torch.from_numpy(image)[None], spec)[0].numpy()
     np.testing.assert_allclose(got, preprocess(image, spec), atol=1e-6)
+
+
+def test_capture_shift_augmentation_moves_the_part_and_its_mask_together() -> None:
+    """`--capture-shift-aug`: another light and the part moved; the mask follows the defect."""
+    from adinspect.train.residual_data import _shifted
+
+    rng = np.random.default_rng(0)
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[20:30, 20:30] = 200  # the defect, and nothing else is bright
+    mask = np.zeros((64, 64), bool)
+    mask[20:30, 20:30] = True
+    moved = 0
+    for _ in range(20):
+        shown, target = _shifted(image, mask, 1.0, rng)
+        assert target.sum() > 0 and np.all(shown[target].mean(1) > 50)  # the mask is on the defect
+        assert not np.any(shown[~target].mean(1) > 50)
+        moved += not np.array_equal(target, mask)
+    assert moved >= 15  # up to 20 % of the side, in a random direction
+    same, target = _shifted(image, mask, 0.0, rng)
+    assert same is image and target is mask

@@ -94,3 +94,19 @@ def test_ksdd2_labels_the_defective_training_images(mvtec: Path, tmp_path: Path)
     assert [s.path.parent.name for s in pool.subset("labelled")] == ["train", "train"]
     assert len(pool.subset("eval")) == 4 and pool.subset("all") == pool.subset("eval")
     assert all(s.path.parent.name == "test" for s in pool.subset("eval"))
+
+
+def test_ksdd2_image_without_its_gt_mask_is_skipped_not_fatal(
+    mvtec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Real KSDD2 copies lose a `_GT` file now and then: its label is unknown, so the image is in no
+    split (not even good) and one warning names it; the rest of the run goes on."""
+    root = ksdd2_layout(mvtec, tmp_path / "ksdd2", n_train_defective=2)
+    lost = sorted((root / "test").glob("*_GT.png"))[-1]  # a defective test image's mask
+    lost.unlink()
+    image = lost.with_name(lost.name.replace("_GT", ""))
+    pool = defective_pool(root, size=64)
+    assert {s["image"]: s["reason"] for s in pool.skipped} == {str(image): "no _GT mask: label unknown"}
+    assert image not in [s.path for s in pool.subset("all")] and len(pool.subset("eval")) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(image) in err[0] and err[0].startswith("warning: skipped 1")
