@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,6 +51,19 @@ class TritonPythonModel:
             responses.append(pb_utils.InferenceResponse([out]))
         return responses
 """
+
+
+@contextlib.contextmanager
+def serve_process(command: list[str], **popen: object) -> Iterator[subprocess.Popen]:
+    """`adinspect serve` (or any server command) as a child process that is killed on the way out
+    if the test did not stop it itself, so a failing assertion never leaves a Triton running."""
+    serve = subprocess.Popen(command, **popen)  # type: ignore[call-overload]
+    try:
+        yield serve
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
 
 
 def write_identity_repository(root: Path) -> Path:

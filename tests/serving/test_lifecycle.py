@@ -20,7 +20,7 @@ from adinspect.serving.integrity import verify_repository
 from adinspect.serving.repository import build_repository
 from adinspect.serving.server import TritonServer, free_port
 
-from .conftest import TRITON_MISSING, clone_package, needs_triton
+from .conftest import TRITON_MISSING, clone_package, needs_triton, serve_process
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow, needs_triton]
 
@@ -209,10 +209,11 @@ def test_serve_restarts_a_killed_server_and_cleans_its_shared_memory(
         str(metrics_port),
     ]
     command += ["--restart", "on-failure"]
-    with open(log, "w") as sink:
-        serve = subprocess.Popen(command, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT)
     url = f"127.0.0.1:{grpc_port}"
-    try:
+    with (
+        open(log, "w") as sink,
+        serve_process(command, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT) as serve,
+    ):
         with InspectionClient(url, deadline_s=30) as client:
             client.wait_until_ready("widget", timeout_s=240)
             assert client.inspect(images[0], "widget").verdict in ("pass", "fail")
@@ -229,9 +230,5 @@ def test_serve_restarts_a_killed_server_and_cleans_its_shared_memory(
         assert "restart 1/5" in log.read_text()
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=90) == 0
-    finally:
-        if serve.poll() is None:
-            serve.kill()
-            serve.wait()
     assert not _regions(second), "a stopped server leaves none"
     assert _pid_of_child(serve.pid, "tritonserver") is None

@@ -15,7 +15,7 @@ import pytest
 
 from adinspect.serving.server import find_backend_env, free_port
 
-from .conftest import needs_triton
+from .conftest import needs_triton, serve_process
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow, needs_triton]
 
@@ -77,7 +77,7 @@ def test_the_installed_wheel_serves_from_any_folder(
     adinspect = str(venv / "bin" / "adinspect")
     _run([adinspect, "repo", "build", "--models", str(fitted_package), "--out", "repo"], work, env)
     ports = [str(free_port()) for _ in range(3)]
-    serve = subprocess.Popen(
+    with serve_process(
         [adinspect, "serve", "--repo", "repo", "--quiet", "--grpc-port", ports[0], "--http-port", ports[1]]
         + ["--metrics-port", ports[2]],
         cwd=work,
@@ -85,8 +85,7 @@ def test_the_installed_wheel_serves_from_any_folder(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-    )
-    try:
+    ) as serve:
         assert serve.stdout is not None
         for line in serve.stdout:
             if "Triton ready" in line or "error" in line.lower():
@@ -114,7 +113,3 @@ def test_the_installed_wheel_serves_from_any_folder(
         assert result["verdict"] in ("pass", "fail") and result["product"] == "widget"
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=90) == 0
-    finally:
-        if serve.poll() is None:
-            serve.kill()
-            serve.wait()
