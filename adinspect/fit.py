@@ -169,6 +169,7 @@ class Embedded:
     pre: PreprocessSpec
     plan: MemoryPlan
     cleaning: CleaningReport | None = None  # with `fit --clean`: what was dropped and why
+    from_files: bool = True  # False: features generated at the preset's shapes (`bench-scale`)
 
 
 def fit_product(
@@ -238,9 +239,9 @@ def fit_embedded(
     hold_names = [str(goods[i]) for i in hold_idx]
     calibration = calibrate(hold_scores, hold_names, config.calibration.std_factor)
     held = [goods[i] for i in hold_idx]
-    # Features generated at the preset's shapes (`bench-scale --generated-features`) have no image
-    # files behind them: nothing for `repo verify` to replay, so nothing is recorded.
-    if all(path.is_file() for path in held):
+    # Generated features (`bench-scale --generated-features`) have no image files behind them:
+    # nothing for `repo verify` to replay, so nothing is recorded.
+    if embedded.from_files:
         calibration.holdout_files = [Path(os.path.relpath(p, data_dir)).as_posix() for p in held]
         calibration.holdout_sha256 = [sha256_of(p) for p in held]
     seconds["bank_and_calibration"] = time.perf_counter() - t1

@@ -132,7 +132,7 @@ def _fit_generated_child(queue: Any, n_images: int, out: str, preset: str, rando
         gmaps = torch.randn(n_images, shapes.global_channels, gg, gg, generator=gen)
         pre = PreprocessSpec(image_size=config.method.image_size, mean=spec.mean, std=spec.std)
         goods = [Path(f"generated/{i:04d}") for i in range(n_images)]
-        embedded = Embedded(goods, feats, gmaps, embedder, spec.name, weights, pre, plan)
+        embedded = Embedded(goods, feats, gmaps, embedder, spec.name, weights, pre, plan, from_files=False)
         del feats, gmaps
         t = time.perf_counter()
         report = fit_embedded(embedded, config, Path("generated"), Path(out), {})
