@@ -3,7 +3,9 @@
 `adinspect train-seg` writes seg.onnx and seg_model.json into the package and lists 'seg' in the
 manifest's `optional_models`. The seg score is a probability, on another scale than the residual
 score, so a package with seg is judged by the seg model's own calibrated threshold; its
-`defect_type` output indexes the package's defect-type list. This module is the one place that
+`defect_type` output indexes the package's defect-type list, named in results only when training
+found the model can tell the types apart (`defect_type_claim` in seg_model.json; packages written
+before that was recorded keep naming them). This module is the one place that
 reads those facts; the in-process inspector and the Triton repository builder both use it.
 """
 
@@ -28,14 +30,15 @@ class SegInfo:
     onnx: Path
     threshold: float
     defect_types: tuple[str, ...]
+    names_types: bool = True  # False: the model cannot tell its types apart; results name none
 
-    def type_name(self, index: int) -> str:
-        """Defect-type name of a `defect_type` output index."""
+    def type_name(self, index: int) -> str | None:
+        """Defect-type name of a `defect_type` output index; None when the package names no type."""
         if not 0 <= index < len(self.defect_types):
             raise ValueError(
                 f"defect-type index {index} out of range, expected 0..{len(self.defect_types) - 1}"
             )
-        return self.defect_types[index]
+        return self.defect_types[index] if self.names_types else None
 
 
 def seg_info(package: ModelPackage) -> SegInfo | None:
@@ -52,6 +55,7 @@ def seg_info(package: ModelPackage) -> SegInfo | None:
         meta = json.loads(meta_path.read_text())
         threshold = float(meta["calibration"]["threshold"])
         types = tuple(str(name) for name in meta["defect_types"])
+        names_types = bool(meta.get("defect_type_claim", {}).get("claimed", True))
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise PackageError(
             f"{meta_path}: expected JSON with calibration.threshold and defect_types ({exc!r}); "
@@ -62,4 +66,4 @@ def seg_info(package: ModelPackage) -> SegInfo | None:
             f"{meta_path}: threshold {threshold!r} and defect types {list(types)} are not usable; "
             "re-run `adinspect train-seg`"
         )
-    return SegInfo(onnx_path, threshold, types)
+    return SegInfo(onnx_path, threshold, types, names_types)

@@ -204,13 +204,15 @@ def bake_threshold(residual_onnx: Path, threshold: float, product: str) -> bytes
 def bake_seg(info: SegInfo) -> bytes:
     """seg.onnx with extra outputs `threshold` (B,) float32, the seg model's calibrated threshold,
     and `defect_name` (B,) string, the name of the `defect_type` index (a Gather over the
-    package's defect-type names), so `postprocess` stays shared and knows no product."""
+    package's defect-type names, all empty when the package names no type), so `postprocess`
+    stays shared and knows no product."""
     onnx, helper, numpy_helper = _onnx_modules()
     model = onnx.load(str(info.onnx))
     expected = [SEG_OUT.anomaly_map, SEG_OUT.score, SEG_OUT.defect_type, SEG_OUT.type_scores]
     _check_outputs(info.onnx, model, expected, [SEG_OUT.threshold, SEG_OUT.defect_name])
     _add_batch_constant(model, SEG_OUT.score, SEG_OUT.threshold, info.threshold)
-    table = numpy_helper.from_array(np.array([n.encode() for n in info.defect_types], dtype=object), "names")
+    names = [(info.type_name(i) or "").encode() for i in range(len(info.defect_types))]
+    table = numpy_helper.from_array(np.array(names, dtype=object), "names")
     model.graph.initializer.append(table)
     model.graph.node.append(
         helper.make_node(

@@ -12,6 +12,12 @@ The rule:
 and at least `calibration.seg_floor` when that is set (None by default: an earlier default of
 0.5 had been chosen after looking at good *test* images). The pseudo-labelled images were
 trained on, so d is optimistic; the middle of the gap leaves half of it for that.
+
+Whether results may name a defect type is decided from the same images (`defect_type_claim`):
+the type whose language gives the highest seg score must match the labelled type of the
+pseudo-labelled images clearly more often than always answering their commonest type would.
+They were trained on, so this accuracy is an upper bound: a model that fails it on them cannot
+tell the types apart, and its results then carry no `defect_type`.
 """
 
 from __future__ import annotations
@@ -67,3 +73,27 @@ def seg_threshold(
         list(defective_names),
         [float(s) for s in defective],
     )
+
+
+CLAIM_MARGIN = 0.25  # accuracy over chance the pseudo-labelled images must show before a type is named
+
+
+def defect_type_claim(predicted: np.ndarray, labelled: np.ndarray, n_types: int) -> dict:
+    """May results name a defect type? predicted / labelled (M,) type indices of the
+    pseudo-labelled images. One type: yes (nothing to tell apart). Otherwise yes when there are
+    at least two labelled types and accuracy >= chance + CLAIM_MARGIN, chance being the commonest
+    labelled type's share."""
+    n = len(labelled)
+    if n_types == 1:
+        return {"claimed": True, "rule": "one defect type", "n": n}
+    if n == 0 or len(np.unique(labelled)) < 2:
+        return {"claimed": False, "rule": "fewer than two types among the pseudo-labelled images", "n": n}
+    accuracy = float(np.mean(predicted == labelled))
+    chance = float(np.bincount(labelled).max() / n)
+    return {
+        "claimed": accuracy >= chance + CLAIM_MARGIN,
+        "rule": f"accuracy >= chance + {CLAIM_MARGIN:g} on the pseudo-labelled images (an upper bound)",
+        "accuracy": accuracy,
+        "chance": chance,
+        "n": n,
+    }

@@ -62,7 +62,7 @@ from adinspect.train.residual_data import (
     synthetic_residuals,
     training_goods,
 )
-from adinspect.train.seg_calibration import seg_threshold
+from adinspect.train.seg_calibration import defect_type_claim, seg_threshold
 from adinspect.train.warm_start import warm_start_weights
 
 SEG_WEIGHTS = "seg_model.safetensors"
@@ -144,8 +144,15 @@ def _pseudo_set(ctx, lang, model_dir: Path, progress: bool) -> tuple[ResidualSet
     return ResidualSet(residuals_of(ctx, images).half(), soft), types, recs
 
 
-def calibrate_seg(ctx, graph: SegGraph, pseudo: ResidualSet | None, pseudo_names: list[str]) -> dict:
-    """The seg threshold from training-time images only (rule: `seg_calibration`).
+def calibrate_seg(
+    ctx,
+    graph: SegGraph,
+    pseudo: ResidualSet | None,
+    pseudo_names: list[str],
+    pseudo_types: torch.Tensor | None,
+) -> tuple[dict, dict]:
+    """The seg threshold, and whether results may name a defect type, from training-time images
+    only (rules: `seg_calibration`).
 
     The seg score is a probability, on another scale than the residual score, so the served
     verdict uses this threshold when seg_<product> is in the pipeline.
@@ -164,10 +171,13 @@ def calibrate_seg(ctx, graph: SegGraph, pseudo: ResidualSet | None, pseudo_names
         )
     with torch.no_grad():
         good = graph(residuals_of(ctx, [read_image(p) for p in paths]))[1].numpy()
-        bad = graph(pseudo.residual.float())[1].numpy() if pseudo is not None else np.zeros(0)
+        outs = graph(pseudo.residual.float()) if pseudo is not None else None
+    bad = outs[1].numpy() if outs is not None else np.zeros(0)
     rules = ctx.package.config.calibration
     cal = seg_threshold(good, [str(p) for p in paths], bad, pseudo_names, rules.std_factor, rules.seg_floor)
-    return cal.to_dict()
+    predicted = outs[2].numpy() if outs is not None else np.zeros(0, np.int64)
+    labelled = pseudo_types.numpy() if pseudo_types is not None else np.zeros(0, np.int64)
+    return cal.to_dict(), defect_type_claim(predicted, labelled, len(graph.v_lang))
 
 
 def _initialise(model: ADClickSeg, ctx, lang, model_dir: Path, s: SegTrainSettings, init: Path | None) -> str:
@@ -257,7 +267,9 @@ def train_seg(
     save_weights(staged[SEG_WEIGHTS], ema.model, {**ident, "steps": total})
     graph = SegGraph(ema.model, v_lang, word_mask, ctx.package.config.method.blur_sigma).eval()
     pseudo_names = [r["image"] for r in sets.get("pseudo_meta", [])]
-    report["calibration"] = calibrate_seg(ctx, graph, sets.get("pseudo"), pseudo_names)
+    report["calibration"], report["defect_type_claim"] = calibrate_seg(
+        ctx, graph, sets.get("pseudo"), pseudo_names, sets.get("pseudo_types")
+    )
     report["parity"] = export_seg(graph, anomalous.residual[:2].float(), staged[SEG_ONNX])
     report["seconds"]["total"] = time.perf_counter() - t0
     write_json(staged[SEG_META], {**ident, **report})

@@ -251,7 +251,7 @@ def test_served_seg_onnx_bakes_threshold_and_type_names(seg_repositories, seg_pa
     names = [o.name for o in session.get_outputs()]
     out = dict(zip(names, session.run(None, {"residual": residual}), strict=True))
     np.testing.assert_allclose(out["threshold"], info.threshold, rtol=1e-6)
-    assert list(out["defect_name"]) == [info.defect_types[int(i)] for i in out["defect_type"]]
+    assert list(out["defect_name"]) == [info.type_name(int(i)) or "" for i in out["defect_type"]]
     assert out["type_scores"].shape == (3, len(info.defect_types))
     reference = ort.InferenceSession(str(seg_package / "seg.onnx")).run(None, {"residual": residual})
     np.testing.assert_array_equal(out["seg_score"], reference[1])
@@ -264,3 +264,28 @@ def test_unknown_optional_model_refused(fitted_package: Path, tmp_path: Path) ->
     write_manifest(package, Manifest.model_validate(manifest))
     with pytest.raises(RepositoryError, match="only 'seg'"):
         build_repository([package], "cpu", tmp_path / "repo")
+
+
+def test_baked_type_names_are_empty_when_the_package_names_no_type(seg_package: Path) -> None:
+    """A seg model that could not tell its types apart on its pseudo-labelled images serves ""
+    (the client's None) as every result's defect type; one that could serves the names."""
+    import dataclasses
+
+    import onnx
+    import onnxruntime as ort
+
+    from adinspect.package import ModelPackage
+    from adinspect.runtime.seg import seg_info
+    from adinspect.serving.repository import bake_seg
+
+    info = seg_info(ModelPackage.load(seg_package))
+    assert info is not None
+    dims = onnx.load(str(info.onnx)).graph.input[0].type.tensor_type.shape.dim
+    residual = np.random.default_rng(0).normal(size=(2, *[d.dim_value for d in dims[1:]])).astype(np.float32)
+    for names_types in (True, False):
+        baked = bake_seg(dataclasses.replace(info, names_types=names_types))
+        session = ort.InferenceSession(baked)
+        names = [o.name for o in session.get_outputs()]
+        out = dict(zip(names, session.run(None, {"residual": residual}), strict=True))
+        expected = [info.defect_types[int(i)] if names_types else "" for i in out["defect_type"]]
+        assert list(out["defect_name"]) == expected

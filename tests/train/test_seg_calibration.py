@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -31,3 +33,29 @@ def test_floor_only_raises_and_no_goods_is_an_error() -> None:
     assert cal.threshold == 0.5 and cal.rule.startswith("floor 0.5")
     with pytest.raises(ValueError, match="no held-out good images"):
         seg_threshold(np.zeros(0), [], np.array([0.9]), ["x"], 3.0)
+
+
+def test_a_type_is_named_only_when_the_pseudo_labelled_images_show_it_clearly() -> None:
+    from adinspect.train.seg_calibration import defect_type_claim
+
+    labelled = np.array([0, 0, 0, 0, 1, 1, 2, 2])  # chance: the commonest type's share, 0.5
+    assert defect_type_claim(labelled, labelled, 3)["claimed"]  # 1.0 >= 0.75
+    bottle_like = np.array([2, 2, 2, 2, 2, 2, 0, 2])  # 0.125: below chance, the scores cannot tell
+    claim = defect_type_claim(bottle_like, labelled, 3)
+    assert not claim["claimed"] and claim["accuracy"] == 0.125 and claim["chance"] == 0.5
+    five_of_eight = np.array([0, 0, 0, 1, 1, 1, 0, 0])  # 0.625 < 0.75: above chance, not clearly
+    assert not defect_type_claim(five_of_eight, labelled, 3)["claimed"]
+    assert defect_type_claim(np.zeros(0, int), np.zeros(0, int), 1)["claimed"]  # one type: nothing to tell
+    assert not defect_type_claim(np.zeros(0, int), np.zeros(0, int), 3)["claimed"]  # never saw a real type
+    assert not defect_type_claim(np.array([1, 1]), np.array([1, 1]), 3)["claimed"]  # one type labelled
+
+
+def test_seg_info_names_no_type_when_training_said_so(tmp_path: Path) -> None:
+    from adinspect.runtime.seg import SegInfo
+
+    named = SegInfo(tmp_path / "seg.onnx", 0.5, ("crack", "spot"))
+    assert named.type_name(1) == "spot"
+    silent = SegInfo(tmp_path / "seg.onnx", 0.5, ("crack", "spot"), names_types=False)
+    assert silent.type_name(1) is None
+    with pytest.raises(ValueError, match="out of range"):
+        silent.type_name(2)
