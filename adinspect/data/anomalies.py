@@ -1,8 +1,10 @@
 """Synthetic anomalies on defect-free images (DRAEM / CPR style), for training ADClick and ADClick-Seg.
 
 A Perlin-noise field (scale 2^k cells, k random) is thresholded and rotated into an irregular
-mask of which one to `max_regions` connected blobs are kept; the masked pixels are replaced by
-a blend of the image and a foreign fill:
+mask of which one to `max_regions` connected blobs are kept; with probability `thin_fraction` the
+mask is instead a thin bent stroke (`scar_mask`: CutPaste's "scar", bent like a scratch or a
+crack), since Perlin blobs are never 1-3 px wide and real lines have such defects. The masked
+pixels are replaced by a blend of the image and a foreign fill:
 
 - ``texture``: procedural texture (coloured Perlin noise, stripes or speckle);
 - ``colour``: a flat colour with mild noise (stains, contamination);
@@ -14,7 +16,7 @@ the original). Numpy/OpenCV only; every call is seeded through a `numpy.random.G
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -35,6 +37,8 @@ class AnomalySettings:
     beta_range: tuple[float, float] = (0.0, 0.6)
     max_regions: int = 3
     max_tries: int = 100
+    # share of thin strokes; repr=False keeps the synthetic caches' keys of the default settings
+    thin_fraction: float = field(default=0.0, repr=False)
 
     def __post_init__(self) -> None:
         unknown = [k for k in self.kinds if k not in KINDS]
@@ -42,6 +46,8 @@ class AnomalySettings:
             raise ValueError(f"anomaly kinds {self.kinds} invalid; choose from {KINDS}")
         if not 0 <= self.min_area < self.max_area <= 1:
             raise ValueError(f"need 0 <= min_area < max_area <= 1, got {self.min_area}, {self.max_area}")
+        if not 0 <= self.thin_fraction <= 1:
+            raise ValueError(f"thin_fraction must be in [0, 1], got {self.thin_fraction}")
 
 
 def perlin_noise(shape: tuple[int, int], res: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -103,6 +109,38 @@ def perlin_mask(
     )
 
 
+def scar_mask(
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    foreground: np.ndarray | None = None,
+    max_tries: int = 100,
+) -> np.ndarray:
+    """A thin bent stroke (H, W) bool: a random walk of 3–10 segments of 3–8 % of the side, turning
+    up to ±0.5 rad per segment, 1–3 px wide at 256 px, starting inside the region and at least
+    mostly inside it.
+
+    Raises RuntimeError when `max_tries` strokes all leave the region (e.g. a tiny foreground).
+    """
+    h, w = shape
+    region = np.ones(shape, bool) if foreground is None else foreground.astype(bool)
+    ys, xs = np.nonzero(region)
+    side = min(h, w)
+    for _ in range(max_tries if len(ys) else 0):
+        i = int(rng.integers(len(ys)))
+        points, heading = [np.array([xs[i], ys[i]], float)], float(rng.uniform(0, 2 * np.pi))
+        for _ in range(int(rng.integers(3, 11))):
+            heading += float(rng.uniform(-0.5, 0.5))
+            step = float(rng.uniform(0.03, 0.08)) * side
+            points.append(points[-1] + step * np.array([np.cos(heading), np.sin(heading)]))
+        thickness = max(1, int(round(float(rng.uniform(1.0, 3.0)) * side / 256)))
+        stroke = np.zeros(shape, np.uint8)
+        cv2.polylines(stroke, [np.rint(np.array(points)).astype(np.int32)], False, 1, thickness)
+        mask = stroke.astype(bool) & region
+        if mask.sum() >= max(10, 0.7 * stroke.sum()):
+            return mask
+    raise RuntimeError(f"no thin stroke stays inside the region ({len(ys)} px) after {max_tries} tries")
+
+
 def _texture(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     h, w = shape
     style = int(rng.integers(3))
@@ -161,7 +199,10 @@ def synthesize_anomaly(
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
     shape = image.shape[:2]
-    mask = perlin_mask(shape, rng, settings, foreground)
+    if settings.thin_fraction > 0 and rng.random() < settings.thin_fraction:  # no draw when 0
+        mask = scar_mask(shape, rng, foreground, settings.max_tries)
+    else:
+        mask = perlin_mask(shape, rng, settings, foreground)
     kind = settings.kinds[int(rng.integers(len(settings.kinds)))]
     if kind == "texture":
         fill = _texture(shape, rng)

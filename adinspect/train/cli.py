@@ -2,7 +2,7 @@
 
     adinspect train-click     --model DIR --data DIR [--prompts FILE] [--encoder DIR] [--steps N] [--resume]
                               [--init OTHER_MODEL_DIR] [--no-foreground] [--image-branch]
-                              [--capture-shift-aug FRACTION]
+                              [--capture-shift-aug FRACTION] [--thin-anomalies FRACTION]
     adinspect label           --model DIR --data DIR (--clicks FILE | --simulate N) [--subset labelled]
     adinspect train-seg       --model DIR --data DIR [--pretrain-steps N] [--finetune-steps N] [--resume]
                               [--init OTHER_MODEL_DIR] [--no-foreground]
@@ -63,6 +63,8 @@ def run_train_click(args: argparse.Namespace) -> int:
     settings = replace(settings, foreground=not args.no_foreground, image_branch=args.image_branch)
     if args.capture_shift_aug is not None:
         settings = replace(settings, capture_shift_aug=args.capture_shift_aug)
+    if args.thin_anomalies is not None:
+        settings = replace(settings, thin_anomalies=args.thin_anomalies)
     report = train_click(
         args.model, args.data, settings, args.prompts, args.encoder, args.resume, not args.quiet, args.init
     )
@@ -176,7 +178,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--capture-shift-aug",
         type=float,
         metavar="FRACTION",
-        help="this fraction of the synthetic anomalies under a random gain/illumination gradient (default 0)",
+        help="this fraction of the synthetic anomalies under a random gain/illumination gradient and "
+        "moved by up to 20 %% of the side (default 0)",
+    )
+    p.add_argument(
+        "--thin-anomalies",
+        type=float,
+        metavar="FRACTION",
+        help="this fraction of the synthetic anomalies are thin bent strokes, 1-3 px wide (scratches, "
+        "cracks), instead of Perlin blobs (default 0)",
     )
     _foreground_flag(p)
     _init_flag(p)

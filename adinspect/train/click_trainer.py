@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 import torch
 
+from adinspect.data.anomalies import AnomalySettings
 from adinspect.language.encoder import LanguageFeatures
 from adinspect.language.training import TrainingLanguage
 from adinspect.models.adclick import ADClick, ADClickConfig
@@ -91,6 +92,7 @@ class ClickTrainSettings:
     seed: int = 0
     image_branch: bool = False  # ADClick also sees the image (issue 9 item 10); off: see README
     capture_shift_aug: float = 0.0  # fraction of synthetic anomalies under a random capture shift
+    thin_anomalies: float = 0.0  # fraction of synthetic anomalies that are thin strokes (scratches)
 
 
 def model_config(ctx: ResidualContext, lang: LanguageFeatures, image_branch: bool = False) -> ADClickConfig:
@@ -214,9 +216,10 @@ def train_click(
     goods = training_goods(ctx, data_dir)
     lang = prepare_language(ctx, data_dir, prompts_file, encoder, seed=settings.seed)
     work = Path(model_dir) / WORK_DIR
+    shapes = AnomalySettings(thin_fraction=settings.thin_anomalies)
     anomalous, _ = synthetic_residuals(
-        ctx, goods, settings.n_synthetic, settings.seed, settings.n_folds, cache_dir=work, progress=progress,
-        foreground=settings.foreground, keep_images=settings.image_branch,
+        ctx, goods, settings.n_synthetic, settings.seed, settings.n_folds, shapes, cache_dir=work,
+        progress=progress, foreground=settings.foreground, keep_images=settings.image_branch,
         capture_shift=settings.capture_shift_aug,
     )  # fmt: skip
     t_data = time.perf_counter() - t0

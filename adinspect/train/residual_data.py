@@ -197,6 +197,8 @@ def synthetic_residuals(
         raise TrainDataError(f"{len(goods)} good images are too few for {n_folds}-fold residuals; give more")
     settings = settings or AnomalySettings()
     shift = {"shift": capture_shift, "shift_kind": "light+pose"} if capture_shift else {}
+    if settings.thin_fraction:  # not in the settings' repr, so default caches keep their keys
+        shift["thin"] = settings.thin_fraction
     key = _cache_key(
         ctx, goods, n=n_samples, seed=seed, folds=n_folds, settings=settings, fg=foreground, **shift
     )

@@ -54,3 +54,30 @@ def test_bad_inputs_are_errors() -> None:
         synthesize_anomaly(np.zeros((8, 8), np.uint8), np.random.default_rng(0))
     with pytest.raises(ValueError, match="kinds"):
         AnomalySettings(kinds=("smoke",))
+
+
+def test_thin_strokes_are_thin_long_and_on_the_foreground() -> None:
+    """`thin_fraction`: scratch-like strokes 1-3 px wide, which Perlin blobs never are."""
+    import cv2
+
+    image = np.full((256, 256, 3), 120, np.uint8)
+    foreground = np.zeros((256, 256), bool)
+    foreground[40:216, 40:216] = True
+    settings = AnomalySettings(thin_fraction=1.0)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        _, mask, _ = synthesize_anomaly(image, rng, settings, foreground=foreground)
+        mask = mask.astype(bool)
+        assert mask.sum() >= 10 and not (mask & ~foreground).any()
+        width = 2 * cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5).max()
+        assert width <= 6  # 1-3 px strokes (a bend may thicken a joint): no point 3 px from the background
+        ys, xs = np.nonzero(mask)
+        assert max(np.ptp(ys), np.ptp(xs)) >= 0.05 * 256  # long, not a speck
+    blobs = AnomalySettings()
+    rng_a, rng_b = np.random.default_rng(1), np.random.default_rng(1)
+    a = synthesize_anomaly(image, rng_a, blobs)[1]
+    b = synthesize_anomaly(image, rng_b, AnomalySettings(thin_fraction=0.0))[1]
+    assert np.array_equal(a, b) and rng_a.random() == rng_b.random()  # 0: the old stream, untouched
+    assert "thin_fraction" not in repr(blobs)  # earlier synthetic caches keep their keys
+    with pytest.raises(ValueError, match="thin_fraction"):
+        AnomalySettings(thin_fraction=1.5)
