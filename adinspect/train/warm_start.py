@@ -25,7 +25,8 @@ def warm_start_weights(
     ctx: ResidualContext, other_dir: Path, names: tuple[str, ...], arch: dict, check_image_stem: bool = True
 ) -> tuple[dict[str, torch.Tensor], str]:
     """The first of `names` (weights files) present in package `other_dir`, checked against this run
-    (ADClick's image branch too, unless the caller loads non-strictly and ignores it).
+    (ADClick's image branch and refinement too, unless the caller loads non-strictly and ignores
+    them).
 
     Returns:
         (state dict, "<other_dir>/<file>") for the report.
@@ -52,7 +53,7 @@ def warm_start_weights(
     if (
         got is None
         or any(got.get(k) != arch.get(k) for k in keys)
-        or (check_image_stem and _stem(got) != _stem(arch))
+        or (check_image_stem and _image_branch(got) != _image_branch(arch))
     ):
         raise InputError(
             f"--init {path}: network sizes {got} differ from this run's {arch}; "
@@ -61,6 +62,7 @@ def warm_start_weights(
     return load_file(str(path)), f"{other_dir}/{name}"
 
 
-def _stem(arch: dict) -> int:
-    """ADClick's image-branch width; 0 for models written before it existed (and ADClick-Seg)."""
-    return int(arch.get("image_stem", 0))
+def _image_branch(arch: dict) -> tuple[int, bool]:
+    """ADClick's image-branch width and refinement resolution; the defaults for models written
+    before they existed (and for ADClick-Seg, which has neither)."""
+    return int(arch.get("image_stem", 0)), bool(arch.get("refine_full", False))

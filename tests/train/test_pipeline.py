@@ -202,3 +202,7 @@ def test_init_checks_the_network_sizes(trained: Path, fitted_package: Path) -> N
     assert source.endswith("click_model.safetensors") and state
     with pytest.raises(InputError, match="network sizes"):
         warm_start_weights(ctx, trained, ("click_model.safetensors",), {**arch, "dims": [8, 16, 32]})
+    image_branch = {**arch, "image_stem": 32, "refine_full": True}  # a residual-only model into it
+    with pytest.raises(InputError, match="network sizes"):
+        warm_start_weights(ctx, trained, ("click_model.safetensors",), image_branch)
+    assert warm_start_weights(ctx, trained, ("click_model.safetensors",), image_branch, False)[0]
