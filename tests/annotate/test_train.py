@@ -125,7 +125,8 @@ def test_train_button_makes_a_seg_model_the_inspector_runs(
     inspector = Inspector(own_package)
     assert inspector.seg is not None and inspector.threshold == info.threshold
     result = inspector.inspect_file(own_data / accepted[0]).result
-    assert result.defect_type in info.defect_types and np.isfinite(result.score)
+    assert result.defect_type in (info.defect_types if info.names_types else (None,))
+    assert np.isfinite(result.score)
     assert result.threshold == info.threshold and result.verdict in ("pass", "fail")
 
 
