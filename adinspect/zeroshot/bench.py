@@ -28,7 +28,7 @@ def estimate_bytes(
     n: int, config: ZeroShotConfig, channels: tuple[int, ...], strides: tuple[int, ...]
 ) -> dict:
     """Memory that grows with the batch: patch features of every (layer, degree) and one distance table."""
-    import torch
+    from adinspect.zeroshot.parallel import worker_count  # imports torch: only when estimating
 
     grids = {layer: min(config.image_size // strides[layer], config.max_grid) for layer in config.layers}
     features = sum(
@@ -36,7 +36,7 @@ def estimate_bytes(
         for layer in config.layers
     )
     table = 4 * n * n * max(grids.values()) ** 2
-    blocks = config.block_kb * 1024 * (config.workers or torch.get_num_threads())
+    blocks = config.block_kb * 1024 * worker_count(config)  # one similarity block per worker
     return {"features": features, "distance_table": table, "block": blocks}
 
 
