@@ -55,10 +55,12 @@ def seg_info(package: ModelPackage) -> SegInfo | None:
         meta = json.loads(meta_path.read_text())
         threshold = float(meta["calibration"]["threshold"])
         types = tuple(str(name) for name in meta["defect_types"])
-        names_types = bool(meta.get("defect_type_claim", {}).get("claimed", True))
+        # dict(): a claim that is not an object raises TypeError / ValueError, reported below
+        names_types = bool(dict(meta.get("defect_type_claim", {})).get("claimed", True))
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise PackageError(
-            f"{meta_path}: expected JSON with calibration.threshold and defect_types ({exc!r}); "
+            f"{meta_path}: expected JSON with calibration.threshold, defect_types and (optional) a "
+            f"defect_type_claim object ({exc!r}); "
             "re-run `adinspect train-seg`"
         ) from exc
     if not math.isfinite(threshold) or not types:

@@ -44,6 +44,11 @@ def test_seg_info_refuses_incomplete_metadata(seg_package: Path, tmp_path: Path)
     (broken / "seg_model.json").write_text(json.dumps(meta))
     with pytest.raises(PackageError, match="calibration.threshold"):
         seg_info(ModelPackage.load(broken, verify=False))
+    meta = json.loads((seg_package / "seg_model.json").read_text())
+    meta["defect_type_claim"] = "yes"  # not an object
+    (broken / "seg_model.json").write_text(json.dumps(meta))
+    with pytest.raises(PackageError, match="defect_type_claim"):
+        seg_info(ModelPackage.load(broken, verify=False))
 
 
 def test_inspector_uses_the_seg_model(seg_package: Path, images: list[np.ndarray]) -> None:
