@@ -1,5 +1,7 @@
-"""The images a person labels: the defective test images of an MVTec/KolektorSDD2 layout, or
-every image of a plain folder. An image is addressed by its position in this fixed, sorted list,
+"""The images a person labels: the defective test images of an MVTec/KolektorSDD2 layout (with
+KolektorSDD2's defective training images), then the images whose label is unknown (KolektorSDD2
+images without a `_GT` file: a person decides, defect or `no_defect`), or every image of a plain
+folder. An image is addressed by its position in this fixed, sorted list,
 never by a path from a request, so a request can only reach the dataset's own images."""
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def build_queue(data_dir: Path) -> list[QueueItem]:
         entries = [(p, None) for p in list_images(root, recursive=True)]
     else:
         entries = [(s.path, s.defect_type) for s in dataset.test + dataset.train_defective if s.label == 1]
+        entries += [(p, None) for p in dataset.unlabelled]
     if not entries:
         raise DatasetError(f"{root}: no defective images to label (expected test/<defect>/ images)")
     return [

@@ -262,3 +262,15 @@ def test_ksdd2_image_without_mask_is_unlabelled_when_masks_are_optional(tmp_path
     ds = open_dataset(root, require_masks=False)
     assert ds.unlabelled == [root / "test" / "10001.png"]
     assert root / "test" / "10001.png" not in [s.path for s in ds.test] + ds.train
+
+
+def test_unlabelled_ksdd2_images_join_the_labelling_queue_after_the_defective_ones(tmp_path: Path) -> None:
+    """An image without `_GT` cannot train or evaluate anything; a person can say what it is."""
+    from adinspect.annotate.queue import build_queue
+
+    root = _ksdd2_tree(tmp_path / "ksdd2")
+    (root / "test" / "10001_GT.png").unlink()
+    queue = build_queue(root)
+    assert [(it.rel, it.folder_type) for it in queue][-1] == ("test/10001.png", None)
+    assert [it.id for it in queue] == list(range(len(queue)))
+    assert sum(it.folder_type is not None for it in queue) == 3  # 1 defective train + 2 defective test
