@@ -8,6 +8,10 @@ Per sample, with p_t the probability of the true class and valid pixels V:
 and the batch loss is the mean over samples. RITM's defaults: γ = 2, α = 0.5. The masked NFL
 ignores pixels whose label is 0.5 (the "abandoned" band of the tri-valued pseudo labels, Eq. 9).
 log p_t is computed as logsigmoid(±logit) for numerical stability.
+
+`soft_iou_loss` (1 − soft IoU per sample, Rahman & Wang 2016) can be added to the NFL: it scores
+the whole mask as the IoU metric does, so a thin defect traced at probabilities just under the
+0.49 cut (IoU 0 after the cut) still costs most of its range.
 """
 
 from __future__ import annotations
@@ -49,3 +53,15 @@ def normalized_focal_loss(
 def masked_normalized_focal_loss(logits: torch.Tensor, target: torch.Tensor, **kwargs: float) -> torch.Tensor:
     """Eq. 10: NFL over pixels whose tri-valued pseudo label is 0 or 1; 0.5 is ignored."""
     return normalized_focal_loss(logits, target, ignore_value=IGNORE_LABEL, **kwargs)
+
+
+def soft_iou_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Mean over samples of 1 − Σ p·t / Σ (p + t − p·t) for logits and binary targets (B, 1, H, W);
+    eps (one pixel) keeps empty targets finite."""
+    if logits.shape != target.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ in shape")
+    p, t = torch.sigmoid(logits), (target > 0.5).to(logits.dtype)
+    dims = tuple(range(1, logits.dim()))
+    inter = (p * t).sum(dim=dims)
+    union = (p + t - p * t).sum(dim=dims)
+    return (1.0 - (inter + eps) / (union + eps)).mean()

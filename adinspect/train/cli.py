@@ -65,6 +65,8 @@ def run_train_click(args: argparse.Namespace) -> int:
         settings = replace(settings, capture_shift_aug=args.capture_shift_aug)
     if args.thin_anomalies is not None:
         settings = replace(settings, thin_anomalies=args.thin_anomalies)
+    if args.iou_loss is not None:
+        settings = replace(settings, iou_loss=args.iou_loss)
     report = train_click(
         args.model, args.data, settings, args.prompts, args.encoder, args.resume, not args.quiet, args.init
     )
@@ -187,6 +189,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="FRACTION",
         help="this fraction of the synthetic anomalies are thin bent strokes, 1-3 px wide (scratches, "
         "cracks), instead of Perlin blobs (default 0)",
+    )
+    p.add_argument(
+        "--iou-loss",
+        type=float,
+        metavar="WEIGHT",
+        help="add WEIGHT x (1 - soft IoU) to the focal loss, so that thin defects are traced above the "
+        "0.49 cut (default 0)",
     )
     _foreground_flag(p)
     _init_flag(p)

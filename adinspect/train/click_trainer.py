@@ -36,7 +36,7 @@ from adinspect.language.encoder import LanguageFeatures
 from adinspect.language.training import TrainingLanguage
 from adinspect.models.adclick import ADClick, ADClickConfig
 from adinspect.models.export import ClickGraph, export_click
-from adinspect.models.losses import normalized_focal_loss
+from adinspect.models.losses import normalized_focal_loss, soft_iou_loss
 from adinspect.runtime.click import CLICK_META, CLICK_ONNX  # the names the labelling tool reads
 from adinspect.train.checkpoint import (
     EMA,
@@ -93,6 +93,7 @@ class ClickTrainSettings:
     image_branch: bool = False  # ADClick also sees the image (issue 9 item 10); off: see README
     capture_shift_aug: float = 0.0  # fraction of synthetic anomalies under a random capture shift
     thin_anomalies: float = 0.0  # fraction of synthetic anomalies that are thin strokes (scratches)
+    iou_loss: float = 0.0  # weight of the soft-IoU term added to the NFL (thin defects); see README
 
 
 def model_config(ctx: ResidualContext, lang: LanguageFeatures, image_branch: bool = False) -> ADClickConfig:
@@ -195,7 +196,11 @@ def train_step(model, batch: tuple, rng: np.random.Generator, settings: ClickTra
                     clicks[b].append(c)
             prev = prob
     logits = model(residual, prev, render(clicks, size, radius), words, wmask, image)
-    return normalized_focal_loss(logits, masks[:, None].float())
+    target = masks[:, None].float()
+    loss = normalized_focal_loss(logits, target)
+    if settings.iou_loss > 0:
+        loss = loss + settings.iou_loss * soft_iou_loss(logits, target)
+    return loss
 
 
 def train_click(
