@@ -1,7 +1,8 @@
 """`inspect_<product>` with `seg_<product>` on a real tritonserver against the in-process inspector.
 
 One extra server (cpu flavour, 127.0.0.1, free ports, stopped by its context manager) over a
-repository of `widget` with ADClick-Seg and the training-free `gadget`.
+repository of `widget` with ADClick-Seg, `widget_named` (the same model, claiming it can tell
+its defect types apart, so results name one) and the training-free `gadget`.
 
 Tolerance: seg scores and maps from Triton must equal the in-process inspector's within 1e-5
 absolute (they are probabilities in [0, 1]; same ONNX files and ONNX Runtime version, so they
@@ -19,7 +20,7 @@ from adinspect.client import InspectionClient
 from adinspect.imageio import read_image
 from adinspect.runtime.inspector import Inspector
 
-from .conftest import TRITON_MISSING, clone_package
+from .conftest import TRITON_MISSING, claiming_types, clone_package
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
@@ -35,8 +36,9 @@ def seg_server(seg_package: Path, fitted_package: Path, tmp_path_factory: pytest
 
     root = tmp_path_factory.mktemp("seg_served")
     gadget = clone_package(fitted_package, root / "gadget", "gadget")
+    named = claiming_types(seg_package, root / "widget_named", "widget_named")
     settings = RepositorySettings(python_instances=1, intra_op_threads=1)
-    repo = build_repository([seg_package, gadget], "cpu", root / "repo", settings).out_dir
+    repo = build_repository([seg_package, named, gadget], "cpu", root / "repo", settings).out_dir
     with TritonServer(repo, log_file=root / "tritonserver.log", startup_timeout=180) as server:
         yield server
 
@@ -82,3 +84,19 @@ def test_training_free_product_beside_it_has_no_defect_type(
     assert result.defect_type is None and seg_client.product_info("gadget").defect_types == ()
     assert result.score == pytest.approx(expected.score, abs=1e-4)
     assert result.threshold == pytest.approx(expected.threshold, rel=1e-6)
+
+
+def test_a_model_that_claims_its_types_names_them_as_in_process(
+    seg_client, seg_server, synthetic_root: Path
+) -> None:
+    named = seg_server.repository.parent / "widget_named"  # beside the repository (fixture)
+    inspector = Inspector(named, threads=1)
+    assert inspector.seg_info is not None and inspector.seg_info.names_types
+    info = seg_client.product_info("widget_named")
+    defective = sorted(p for p in (synthetic_root / "test").rglob("*.png") if p.parent.name != "good")[:3]
+    for path in defective:
+        expected = inspector.inspect(read_image(path), name=str(path))
+        result = seg_client.inspect(path, "widget_named")
+        assert expected.result.defect_type in info.defect_types  # a name, not None
+        assert result.defect_type == expected.result.defect_type
+        assert result.score == pytest.approx(expected.result.score, abs=ATOL)
