@@ -167,6 +167,22 @@ def _draw_mask_outline(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return cv2.drawContours(rgb.copy(), contours, -1, (0, 255, 0), 1)
 
 
+def click_session_panel(
+    rgb: np.ndarray, truth: np.ndarray, prob: np.ndarray, clicks: Iterable, cut: float = 0.49
+) -> np.ndarray:
+    """One simulated click session side by side, all (S, S): the image; the ground truth in red;
+    the mask after the last click (prob > cut) in green with the clicks (positive yellow, negative
+    magenta); the probability in grey. Where a defect is found but not outlined shows here."""
+    image = _check_rgb(rgb, "rgb")
+    truth_panel, mask_panel = image.copy(), image.copy()
+    truth_panel[np.asarray(truth, bool)] = (255, 0, 0)
+    mask_panel[np.asarray(prob) > cut] = (0, 255, 0)
+    for c in clicks:
+        cv2.circle(mask_panel, (int(c.x), int(c.y)), 2, (255, 255, 0) if c.positive else (255, 0, 255), -1)
+    grey = np.clip(np.rint(np.asarray(prob, np.float32) * 255), 0, 255).astype(np.uint8)
+    return np.hstack([image, truth_panel, mask_panel, np.repeat(grey[..., None], 3, axis=2)])
+
+
 def plot_overlay_grid(
     images: Sequence[np.ndarray],
     maps: Sequence[np.ndarray],

@@ -7,6 +7,7 @@
     adinspect train-seg       --model DIR --data DIR [--pretrain-steps N] [--finetune-steps N] [--resume]
                               [--init OTHER_MODEL_DIR] [--no-foreground]
     adinspect evaluate-clicks --model DIR --data DIR --json OUT.json [--subset all|labelled|eval]
+                              [--panels DIR]
     adinspect evaluate-seg    --model DIR --data DIR --json OUT.json [--subset eval]
 
 Each command imports torch lazily and returns an exit code; bad input raises `InputError`, which
@@ -130,7 +131,9 @@ def run_train_seg(args: argparse.Namespace) -> int:
 def run_evaluate_clicks(args: argparse.Namespace) -> int:
     from adinspect.train.interactive import evaluate_clicks
 
-    out = evaluate_clicks(args.model, args.data, args.subset, args.seed, args.max_clicks, not args.quiet)
+    out = evaluate_clicks(
+        args.model, args.data, args.subset, args.seed, args.max_clicks, not args.quiet, args.panels
+    )
     ious = out["iou_at_k"]
     print(
         f"{out['n_images']} images ({out['subset']}): NoC@80 {out['noc80']:.2f}  NoC@85 {out['noc85']:.2f}  "
@@ -239,6 +242,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--subset", default="all", choices=["all", "labelled", "eval"])
     p.add_argument("--max-clicks", type=int, default=20)
+    p.add_argument(
+        "--panels",
+        type=Path,
+        metavar="DIR",
+        help="draw each session: image | ground truth | mask after the last click and the clicks | "
+        "probability",
+    )
     p.set_defaults(func=run_evaluate_clicks)
 
     p = subparsers.add_parser("evaluate-seg", help="ADClick-Seg vs the training-free map on held-out images")

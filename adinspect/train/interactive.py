@@ -23,12 +23,21 @@ from tqdm import tqdm
 from adinspect.data.datasets import Sample, open_dataset
 from adinspect.errors import InputError
 from adinspect.evaluation import load_mask_at
-from adinspect.imageio import read_image, read_mask
+from adinspect.imageio import read_image, read_mask, write_png
 from adinspect.language.encoder import LanguageFeatures
 from adinspect.metrics import aupro, pixel_ap, pixel_auroc
 from adinspect.models.adclick import ADClick
+from adinspect.plots import click_session_panel
 from adinspect.train.click_trainer import load_click_model
-from adinspect.train.clicks import MAX_CLICKS, Click, click_maps, click_metrics, click_radius, simulate_clicks
+from adinspect.train.clicks import (
+    MAX_CLICKS,
+    Click,
+    ClickSession,
+    click_maps,
+    click_metrics,
+    click_radius,
+    simulate_clicks,
+)
 from adinspect.train.common import language_tensors, prepare_language
 from adinspect.train.residual_data import ResidualContext, images_of, load_context, residuals_of
 
@@ -182,14 +191,22 @@ def load_real(
     return RealImages(samples, residuals_of(ctx, images), np.stack(masks), types, normalised)
 
 
+def _write_panel(folder: Path, sample: Sample, truth: np.ndarray, session: ClickSession) -> None:
+    size = truth.shape[0]
+    rgb = cv2.resize(read_image(sample.path), (size, size), interpolation=cv2.INTER_AREA)
+    panel = click_session_panel(rgb, truth, session.probs[-1], session.clicks)
+    write_png(Path(folder) / f"{sample.defect_type}_{sample.path.stem}.png", panel)
+
+
 def evaluate_clicks(
     model_dir: Path, data_dir: Path, subset: str = "all", seed: int = 0, max_clicks: int = MAX_CLICKS,
-    progress: bool = True,
+    progress: bool = True, panels: Path | None = None,
 ) -> dict:  # fmt: skip
     """Simulate up to `max_clicks` clicks per defective test image and report NoC@80/85/90,
     IoU@k (k = 1..max_clicks) and, as the paper's Table 1, pixel AP, pixel AUROC and AUPRO (30 %
     FPR) of the probability maps after 3 and 5 clicks. Images without a usable mask are skipped
-    (listed under `skipped`, counted in `n_skipped`)."""
+    (listed under `skipped`, counted in `n_skipped`). With `panels`, each session is also drawn
+    there as `<defect type>_<image stem>.png` (`plots.click_session_panel`)."""
     t0 = time.perf_counter()
     ctx = load_context(model_dir)
     lang = prepare_language(ctx, data_dir)
@@ -206,6 +223,8 @@ def evaluate_clicks(
             real.predictor(model, i, v_lang[t], word_mask[t]), real.masks[i], max_clicks
         )
         all_ious.append(session.ious)
+        if panels is not None:
+            _write_panel(panels, real.samples[i], real.masks[i], session)
         for k in after:
             after[k].append(session.probs[min(k, len(session.probs)) - 1])
         per_image.append({"image": str(real.samples[i].path), "defect_type": real.samples[i].defect_type,

@@ -15,6 +15,7 @@ import pytest
 
 from adinspect.cli import main as adinspect_main
 from adinspect.errors import InputError
+from adinspect.imageio import read_image
 from adinspect.package import ModelPackage
 from adinspect.train import cli
 
@@ -83,9 +84,21 @@ def test_label_train_seg_and_evaluate(trained: Path, synthetic_root: Path, tmp_p
     assert calibration["pseudo_labelled"] == [r["image"] for r in labels["images"]]
     assert len(calibration["pseudo_scores"]) == len(labels["images"])
 
-    out = tmp_path / "clicks.json"
-    assert _run("evaluate-clicks", *common, "--json", str(out), "--max-clicks", "3") == 0
+    out, panels = tmp_path / "clicks.json", tmp_path / "panels"
+    assert (
+        _run("evaluate-clicks", *common, "--json", str(out), "--max-clicks", "3", "--panels", str(panels))
+        == 0
+    )
     metrics = json.loads(out.read_text())
+    drawn = sorted(panels.glob("*.png"))
+    assert [p.name for p in drawn] == sorted(
+        f"{Path(m['image']).parent.name}_{Path(m['image']).stem}.png" for m in metrics["images"]
+    )
+    panel = read_image(drawn[0])
+    size = panel.shape[0]
+    assert panel.shape == (size, 4 * size, 3)  # image | truth | mask and clicks | probability
+    truth = panel[:, size : 2 * size]
+    assert ((truth == (255, 0, 0)).all(-1)).any()
     after = {f"{m}_{k}" for m in ("ap", "pixel_auroc", "aupro") for k in (3, 5)}
     assert {"noc80", "noc85", "noc90", *after} <= set(metrics) and len(metrics["iou_at_k"]) == 3
     assert all(0 <= metrics[k] <= 1 for k in after) and metrics["n_skipped"] == 0
