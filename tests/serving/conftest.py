@@ -111,18 +111,15 @@ def claiming_types(source: Path, target: Path, product: str) -> Path:
     """A clone of a package with ADClick-Seg whose seg_model.json says the model can tell its
     defect types apart, resealed: the served seg graph then carries the type names (the tiny
     test seg models never earn the claim by training)."""
-    import hashlib
     import json
 
-    from adinspect.package import Manifest, write_manifest
+    from adinspect.train.common import register_files
 
     clone_package(source, target, product)
     meta = json.loads((target / "seg_model.json").read_text())
     meta["defect_type_claim"] = {"claimed": True, "rule": "set by the test", "n": 0}
     (target / "seg_model.json").write_text(json.dumps(meta, indent=2))
-    manifest = json.loads((target / "package.json").read_text())
-    manifest["files"]["seg_model.json"] = hashlib.sha256((target / "seg_model.json").read_bytes()).hexdigest()
-    write_manifest(target, Manifest.model_validate(manifest))
+    register_files(target, ["seg_model.json"])  # reseal: the manifest holds every file's SHA-256
     return target
 
 
