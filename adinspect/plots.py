@@ -168,7 +168,7 @@ def _draw_mask_outline(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def click_session_panel(
-    rgb: np.ndarray, truth: np.ndarray, prob: np.ndarray, clicks: Iterable, cut: float = 0.49
+    rgb: np.ndarray, truth: np.ndarray, prob: np.ndarray, clicks: Iterable, cut: float
 ) -> np.ndarray:
     """One simulated click session side by side, all (S, S): the image; the ground truth in red;
     the mask after the last click (prob > cut) in green with the clicks (positive yellow, negative

@@ -31,6 +31,7 @@ from adinspect.plots import click_session_panel
 from adinspect.train.click_trainer import load_click_model
 from adinspect.train.clicks import (
     MAX_CLICKS,
+    PRED_THRESHOLD,
     Click,
     ClickSession,
     click_maps,
@@ -194,7 +195,7 @@ def load_real(
 def _write_panel(folder: Path, sample: Sample, truth: np.ndarray, session: ClickSession) -> None:
     size = truth.shape[0]
     rgb = cv2.resize(read_image(sample.path), (size, size), interpolation=cv2.INTER_AREA)
-    panel = click_session_panel(rgb, truth, session.probs[-1], session.clicks)
+    panel = click_session_panel(rgb, truth, session.probs[-1], session.clicks, PRED_THRESHOLD)
     write_png(Path(folder) / f"{sample.defect_type}_{sample.path.stem}.png", panel)
 
 
