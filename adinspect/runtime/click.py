@@ -5,8 +5,9 @@ the training-free anomaly map; every `ClickSession.probability(clicks, defect_ty
 only click.onnx. Clicks arrive in the original image's pixels and are scaled to S x S exactly as
 `adinspect label --clicks` scales them (`train.clicks.scale_clicks`), and they are fed one by one,
 each prediction becoming the next previous mask, as `evaluate-clicks` and `label` do, so the same
-clicks give the same masks. Predictions for every click prefix are cached, so a new click (or an
-undo) costs one click.onnx run.
+clicks give the same masks; when the package says so (click_model.json "snap"), each prediction
+is snapped to the image (`runtime.snap`) there as here. Predictions for every click prefix are
+cached, so a new click (or an undo) costs one click.onnx run.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from adinspect.package import ModelPackage, PackageError
 from adinspect.runtime.postprocess import resize_map
 from adinspect.runtime.preprocess import check_rgb, preprocess
 from adinspect.runtime.sessions import make_session
+from adinspect.runtime.snap import snap_rgb, snap_to_image
 from adinspect.train.clicks import PRED_THRESHOLD, Click, check_clicks, click_maps, click_radius, scale_clicks
 
 CLICK_ONNX = "click.onnx"
@@ -49,9 +51,11 @@ class ClickRuntime:
         self.residual = make_session(self.package.path("residual.onnx"), threads)
         self.click = None
         self.defect_types: list[str] = []
+        self.snap = False
         if self.package.has(CLICK_ONNX):
             self.click = make_session(self.package.path(CLICK_ONNX), threads)
             self.defect_types = _defect_types(self.package.path(CLICK_META))
+            self.snap = snap_setting(self.package.path(CLICK_META))
             self.input_names = [i.name for i in self.click.get_inputs()]
             unknown = set(self.input_names) - {*CLICK, BACKBONE.image}
             if unknown:
@@ -75,17 +79,25 @@ class ClickRuntime:
             [RESIDUAL.residual, RESIDUAL.anomaly_map],
             {RESIDUAL.features: features, RESIDUAL.global_map: global_map},
         )
-        return ClickSession(self, x, residual, amap[0, 0], (image.shape[0], image.shape[1]))
+        rgb = snap_rgb(image, self.size) if self.snap else None
+        return ClickSession(self, x, residual, amap[0, 0], (image.shape[0], image.shape[1]), rgb)
 
 
 class ClickSession:
     """One opened image: its residual (1, d_f, h, w), anomaly map (S, S) and cached predictions."""
 
     def __init__(
-        self, runtime: ClickRuntime, image: np.ndarray, residual: np.ndarray, amap: np.ndarray, shape: tuple
+        self,
+        runtime: ClickRuntime,
+        image: np.ndarray,
+        residual: np.ndarray,
+        amap: np.ndarray,
+        shape: tuple,
+        rgb: np.ndarray | None = None,
     ) -> None:
         self.runtime = runtime
         self.image = image  # (1, 3, S, S) float32, fed when click.onnx takes the image too
+        self.rgb = rgb  # (S, S, 3) uint8 when predictions are snapped to the image
         self.residual = residual
         self.anomaly_map = amap
         self.shape: tuple[int, int] = shape
@@ -148,7 +160,20 @@ class ClickSession:
         if session is None:  # checked by `probability`; keeps the type checker honest
             raise NoClickModel(f"{self.runtime.package.root}: no click model")
         (out,) = session.run([CLICK.mask], {n: feeds[n] for n in self.runtime.input_names})
-        return out[0, 0]
+        return out[0, 0] if self.rgb is None else snap_to_image(out[0, 0], self.rgb, clicks)
+
+
+def snap_setting(meta_path: Path) -> bool:
+    """Whether the click model's masks are snapped to the image: click_model.json "snap" "enabled"
+    (written by `adinspect choose-snap`; absent in packages from before it: off)."""
+    try:
+        snap = json.loads(Path(meta_path).read_text()).get("snap") or {}
+    except (OSError, json.JSONDecodeError, AttributeError) as exc:
+        raise PackageError(f"{meta_path}: unreadable ({exc!r}); re-run `adinspect train-click`") from exc
+    enabled = snap.get("enabled", False) if isinstance(snap, dict) else None
+    if not isinstance(enabled, bool):
+        raise PackageError(f"{meta_path}: snap {snap!r} is not {{'enabled': true|false, ...}}")
+    return enabled
 
 
 def _defect_types(meta_path: Path) -> list[str]:

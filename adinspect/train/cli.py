@@ -2,12 +2,13 @@
 
     adinspect train-click     --model DIR --data DIR [--prompts FILE] [--encoder DIR] [--steps N] [--resume]
                               [--init OTHER_MODEL_DIR] [--no-foreground] [--image-branch]
-                              [--capture-shift-aug FRACTION] [--thin-anomalies FRACTION]
+                              [--capture-shift-aug FRACTION] [--thin-anomalies FRACTION] [--snap auto|on|off]
+    adinspect choose-snap     --model DIR --data DIR [--snap auto|on|off]
     adinspect label           --model DIR --data DIR (--clicks FILE | --simulate N) [--subset labelled]
     adinspect train-seg       --model DIR --data DIR [--pretrain-steps N] [--finetune-steps N] [--resume]
                               [--init OTHER_MODEL_DIR] [--no-foreground]
     adinspect evaluate-clicks --model DIR --data DIR --json OUT.json [--subset all|labelled|eval]
-                              [--panels DIR]
+                              [--panels DIR] [--snap package|on|off]
     adinspect evaluate-seg    --model DIR --data DIR --json OUT.json [--subset eval]
 
 Each command imports torch lazily and returns an exit code; bad input raises `InputError`, which
@@ -48,6 +49,16 @@ def _foreground_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _snap_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--snap",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="snap click masks to the image (GrabCut): auto = when it raises IoU after 5 simulated "
+        "clicks on the labelled defective images (default), or force it on/off",
+    )
+
+
 def _write_json(obj: dict, path: Path | None) -> None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,6 +85,17 @@ def run_train_click(args: argparse.Namespace) -> int:
     s = report["seconds"]
     print(f"ADClick trained: {report['steps']} steps, data {s['data']:.0f} s, training {s['train']:.0f} s; "
           f"click.onnx parity max |Δ| {report['parity']['mask_max_abs_diff']:.1e}")  # fmt: skip
+    return run_choose_snap(args)
+
+
+def run_choose_snap(args: argparse.Namespace) -> int:
+    from adinspect.train.snap_choice import CLICKS, choose_snap
+
+    d = choose_snap(args.model, args.data, args.snap, args.seed, not args.quiet)
+    m = d[f"mean_iou_at_{CLICKS}"]
+    figures = (f"mean IoU@{CLICKS} on {d['n_labelled_images']} labelled images: {m['off']:.3f} as predicted, "
+               f"{m['on']:.3f} snapped" if m else "no labelled defective images to measure on")  # fmt: skip
+    print(f"snap to the image: {'on' if d['enabled'] else 'off'} ({args.snap}; {figures})")
     return 0
 
 
@@ -131,12 +153,14 @@ def run_train_seg(args: argparse.Namespace) -> int:
 def run_evaluate_clicks(args: argparse.Namespace) -> int:
     from adinspect.train.interactive import evaluate_clicks
 
+    snap = None if args.snap == "package" else args.snap == "on"
     out = evaluate_clicks(
-        args.model, args.data, args.subset, args.seed, args.max_clicks, not args.quiet, args.panels
+        args.model, args.data, args.subset, args.seed, args.max_clicks, not args.quiet, args.panels, snap
     )
     ious = out["iou_at_k"]
     print(
-        f"{out['n_images']} images ({out['subset']}): NoC@80 {out['noc80']:.2f}  NoC@85 {out['noc85']:.2f}  "
+        f"{out['n_images']} images ({out['subset']}, snap {'on' if out['snap'] else 'off'}): "
+        f"NoC@80 {out['noc80']:.2f}  NoC@85 {out['noc85']:.2f}  "
         f"NoC@90 {out['noc90']:.2f}  IoU@1 {ious[0]:.3f}  IoU@{len(ious)} {ious[-1]:.3f}"
         + (f"; {out['n_skipped']} skipped (no usable mask)" if out["n_skipped"] else "")
     )
@@ -164,7 +188,7 @@ def run_evaluate_seg(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register train-click, label, train-seg, evaluate-clicks and evaluate-seg."""
+    """Register train-click, choose-snap, label, train-seg, evaluate-clicks and evaluate-seg."""
     p = subparsers.add_parser("train-click", help="train ADClick on synthetic anomalies (writes click.onnx)")
     _common(p)
     p.add_argument("--prompts", type=Path, help="YAML of defect types and prompts (default: templates)")
@@ -200,9 +224,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="add WEIGHT x (1 - soft IoU) to the focal loss, so that thin defects are traced above the "
         "0.49 cut (default 0)",
     )
+    _snap_flag(p)
     _foreground_flag(p)
     _init_flag(p)
     p.set_defaults(func=run_train_click)
+
+    p = subparsers.add_parser(
+        "choose-snap", help="measure snapping click masks to the image on the labelled images; record it"
+    )
+    _common(p)
+    _snap_flag(p)
+    p.set_defaults(func=run_choose_snap)
 
     p = subparsers.add_parser("label", help="clicks (file or simulated) → ADClick masks → pseudo labels")
     _common(p)
@@ -248,6 +280,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="draw each session: image | ground truth | mask after the last click and the clicks | "
         "probability",
+    )
+    p.add_argument(
+        "--snap",
+        default="package",
+        choices=["package", "on", "off"],
+        help="snap each prediction to the image (GrabCut): as the package says (default), or force it",
     )
     p.set_defaults(func=run_evaluate_clicks)
 

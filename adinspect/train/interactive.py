@@ -28,6 +28,8 @@ from adinspect.language.encoder import LanguageFeatures
 from adinspect.metrics import aupro, pixel_ap, pixel_auroc
 from adinspect.models.adclick import ADClick
 from adinspect.plots import click_session_panel
+from adinspect.runtime.click import CLICK_META, snap_setting
+from adinspect.runtime.snap import snap_rgb, snap_to_image
 from adinspect.train.click_trainer import load_click_model
 from adinspect.train.clicks import (
     MAX_CLICKS,
@@ -55,6 +57,7 @@ class ClickPredictor:
         words: torch.Tensor,
         word_mask: torch.Tensor,
         image: torch.Tensor | None = None,
+        snap_rgb: np.ndarray | None = None,
     ) -> None:
         self.model = model
         self.residual = residual  # (1, d_f, h, w)
@@ -62,13 +65,15 @@ class ClickPredictor:
         self.words, self.word_mask = words[None], word_mask[None]
         self.size = model.cfg.image_size
         self.radius = click_radius(self.size)
+        self.snap_rgb = snap_rgb  # (S, S, 3) uint8: snap each prediction to the image (runtime.snap)
 
     @torch.no_grad()
     def __call__(self, prev: np.ndarray, clicks: list[Click]) -> np.ndarray:
         maps = torch.from_numpy(click_maps(clicks, (self.size, self.size), self.radius))[None]
         prev_t = torch.from_numpy(prev.astype(np.float32))[None, None]
         logits = self.model(self.residual, prev_t, maps, self.words, self.word_mask, self.image)
-        return torch.sigmoid(logits)[0, 0].numpy()
+        prob = torch.sigmoid(logits)[0, 0].numpy()
+        return prob if self.snap_rgb is None else snap_to_image(prob, self.snap_rgb, clicks)
 
     def run(self, clicks: list[Click]) -> np.ndarray:
         """Feed the clicks one by one (each prediction is the next previous mask); final probability."""
@@ -162,14 +167,17 @@ class RealImages:
     residual: torch.Tensor  # (N, d_f, h, w)
     masks: np.ndarray  # (N, S, S) bool
     types: list[int]  # index into the language features
+    rgb: np.ndarray  # (N, S, S, 3) uint8: the images at S (snapping, panels)
     images: torch.Tensor | None = None  # (N, 3, S, S) normalised, when asked for (image branch)
 
     def predictor(
-        self, model: ADClick, i: int, words: torch.Tensor, word_mask: torch.Tensor
+        self, model: ADClick, i: int, words: torch.Tensor, word_mask: torch.Tensor, snap: bool = False
     ) -> ClickPredictor:
-        """ADClick on image i with the given language (and the image when there is one)."""
+        """ADClick on image i with the given language (and the image when there is one), its
+        predictions snapped to the image when `snap`."""
         image = self.images[i : i + 1] if self.images is not None else None
-        return ClickPredictor(model, self.residual[i : i + 1], words, word_mask, image)
+        rgb = self.rgb[i] if snap else None
+        return ClickPredictor(model, self.residual[i : i + 1], words, word_mask, image, rgb)
 
 
 def load_real(
@@ -189,29 +197,32 @@ def load_real(
         masks.append(load_mask_at(sample, image.shape[:2], s))
     types = [lang.index(x.defect_type) for x in samples]
     normalised = images_of(ctx, images) if with_images else None
-    return RealImages(samples, residuals_of(ctx, images), np.stack(masks), types, normalised)
+    rgb = np.stack([snap_rgb(im, s) for im in images])
+    return RealImages(samples, residuals_of(ctx, images), np.stack(masks), types, rgb, normalised)
 
 
-def _write_panel(folder: Path, sample: Sample, truth: np.ndarray, session: ClickSession) -> None:
-    size = truth.shape[0]
-    rgb = cv2.resize(read_image(sample.path), (size, size), interpolation=cv2.INTER_AREA)
+def _write_panel(
+    folder: Path, sample: Sample, rgb: np.ndarray, truth: np.ndarray, session: ClickSession
+) -> None:
     panel = click_session_panel(rgb, truth, session.probs[-1], session.clicks, PRED_THRESHOLD)
     write_png(Path(folder) / f"{sample.defect_type}_{sample.path.stem}.png", panel)
 
 
 def evaluate_clicks(
     model_dir: Path, data_dir: Path, subset: str = "all", seed: int = 0, max_clicks: int = MAX_CLICKS,
-    progress: bool = True, panels: Path | None = None,
+    progress: bool = True, panels: Path | None = None, snap: bool | None = None,
 ) -> dict:  # fmt: skip
     """Simulate up to `max_clicks` clicks per defective test image and report NoC@80/85/90,
     IoU@k (k = 1..max_clicks) and, as the paper's Table 1, pixel AP, pixel AUROC and AUPRO (30 %
     FPR) of the probability maps after 3 and 5 clicks. Images without a usable mask are skipped
     (listed under `skipped`, counted in `n_skipped`). With `panels`, each session is also drawn
-    there as `<defect type>_<image stem>.png` (`plots.click_session_panel`)."""
+    there as `<defect type>_<image stem>.png` (`plots.click_session_panel`). `snap` (None: as the
+    package says) snaps each prediction to the image (`runtime.snap`)."""
     t0 = time.perf_counter()
     ctx = load_context(model_dir)
     lang = prepare_language(ctx, data_dir)
     model = load_click_model(ctx, lang)
+    snap = snap_setting(ctx.package.root / CLICK_META) if snap is None else snap
     v_lang, word_mask = language_tensors(lang)
     pool = defective_pool(data_dir, ctx.image_size, seed)
     real = load_real(ctx, lang, pool.subset(subset), progress, with_images=model.takes_image)
@@ -221,11 +232,11 @@ def evaluate_clicks(
     for i in tqdm(range(len(real.samples)), desc="simulating clicks", disable=not progress):
         t = real.types[i]
         session = simulate_clicks(
-            real.predictor(model, i, v_lang[t], word_mask[t]), real.masks[i], max_clicks
+            real.predictor(model, i, v_lang[t], word_mask[t], snap), real.masks[i], max_clicks
         )
         all_ious.append(session.ious)
         if panels is not None:
-            _write_panel(panels, real.samples[i], real.masks[i], session)
+            _write_panel(panels, real.samples[i], real.rgb[i], real.masks[i], session)
         for k in after:
             after[k].append(session.probs[min(k, len(session.probs)) - 1])
         per_image.append({"image": str(real.samples[i].path), "defect_type": real.samples[i].defect_type,
@@ -236,6 +247,6 @@ def evaluate_clicks(
         out[f"ap_{k}"] = pixel_ap(maps, real.masks)
         out[f"pixel_auroc_{k}"] = pixel_auroc(maps, real.masks)
         out[f"aupro_{k}"] = aupro(maps, real.masks)
-    out.update(n_images=len(real.samples), subset=subset, n_skipped=len(pool.skipped), skipped=pool.skipped,
-               seconds=time.perf_counter() - t0, images=per_image)  # fmt: skip
+    out.update(n_images=len(real.samples), subset=subset, snap=snap, n_skipped=len(pool.skipped),
+               skipped=pool.skipped, seconds=time.perf_counter() - t0, images=per_image)  # fmt: skip
     return out

@@ -33,6 +33,8 @@ from adinspect.data.datasets import Sample
 from adinspect.errors import InputError
 from adinspect.imageio import read_image, write_mask
 from adinspect.package import LABELS_DIR, LABELS_JSON
+from adinspect.runtime.click import CLICK_META, snap_setting
+from adinspect.runtime.snap import snap_rgb
 from adinspect.train.click_trainer import load_click_model
 from adinspect.train.clicks import Click, check_clicks, click_radius, iou, scale_clicks, simulate_clicks
 from adinspect.train.common import language_tensors, prepare_language
@@ -104,6 +106,7 @@ def label(
     ctx = load_context(model_dir)
     lang = prepare_language(ctx, data_dir)
     model = load_click_model(ctx, lang)
+    snap = snap_setting(ctx.package.root / CLICK_META)  # as the labelling tool does
     v_lang, word_mask = language_tensors(lang)
     size = ctx.image_size
     distance = 2 * click_radius(size) if distance is None else distance
@@ -115,7 +118,8 @@ def label(
         for i, req in enumerate(tqdm(requests, desc="labelling", disable=not progress)):
             t = lang.index(req.defect_type)
             image = images[i : i + 1] if images is not None else None
-            predictor = ClickPredictor(model, residual[i : i + 1], v_lang[t], word_mask[t], image)
+            rgb = snap_rgb(req.image, size) if snap else None
+            predictor = ClickPredictor(model, residual[i : i + 1], v_lang[t], word_mask[t], image, rgb)
             prob = predictor.run(req.scaled)
             softs.append(click_corrected(prob, req.scaled, distance))
             records.append(_record(req.path, req.defect_type, req.scaled, req.original))
@@ -131,7 +135,7 @@ def label(
         for i, sample in enumerate(tqdm(samples, desc="labelling (simulated clicks)", disable=not progress)):
             t = real.types[i]
             session = simulate_clicks(
-                real.predictor(model, i, v_lang[t], word_mask[t]), real.masks[i], n_clicks
+                real.predictor(model, i, v_lang[t], word_mask[t], snap), real.masks[i], n_clicks
             )
             soft = click_corrected(session.probs[-1], session.clicks, distance)
             softs.append(soft)

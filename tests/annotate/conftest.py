@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("starlette", reason="the annotate extra (starlette, uvicorn) is not installed")
 
 
-CHEAPEST = ["--steps", "2", "--batch-size", "2", "--n-synthetic", "8"]
+CHEAPEST = ["--steps", "2", "--batch-size", "2", "--n-synthetic", "8", "--snap", "off"]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,80 @@
+"""Whether a package snaps its click masks to the image (`runtime.snap`), decided on labelled images.
+
+Rule: on the labelled defective images only (the half a user labels, or KolektorSDD2's defective
+training images; never the evaluation half), simulate `CLICKS` clicks with and without snapping;
+snap when that raises the mean IoU after `CLICKS` clicks. With no labelled images there is nothing
+to judge by and snapping stays off. The choice, the rule and both figures go into click_model.json
+(resealed in the manifest), which `evaluate-clicks`, `label` and the labelling tool read.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from adinspect.errors import InputError
+from adinspect.runtime.click import CLICK_META
+from adinspect.train.click_trainer import load_click_model
+from adinspect.train.clicks import padded_ious, simulate_clicks
+from adinspect.train.common import commit_files, language_tensors, prepare_language, staging, write_json
+from adinspect.train.interactive import defective_pool, load_real
+from adinspect.train.residual_data import load_context
+
+CLICKS = 5
+RULE = (
+    f"snap when it raises the mean IoU after {CLICKS} simulated clicks on the labelled defective "
+    "images (never the evaluation half); off without labelled images"
+)
+CHOICES = ("auto", "on", "off")
+
+
+def choose_snap(
+    model_dir: Path, data_dir: Path, how: str = "auto", seed: int = 0, progress: bool = True
+) -> dict:
+    """Measure snapping on the labelled images, decide (`how`: auto by the rule, or forced on/off),
+    record the decision in click_model.json and return it."""
+    if how not in CHOICES:
+        raise InputError(f"--snap {how!r}: choose one of {CHOICES}")
+    t0 = time.perf_counter()
+    ctx = load_context(model_dir)
+    lang = prepare_language(ctx, data_dir)
+    model = load_click_model(ctx, lang)
+    v_lang, word_mask = language_tensors(lang)
+    try:
+        samples = defective_pool(data_dir, ctx.image_size, seed).subset("labelled")
+    except InputError:  # no defective image with a mask
+        samples = []
+    measured: dict[str, float] = {}
+    if samples:
+        real = load_real(ctx, lang, samples, progress, with_images=model.takes_image)
+        for snap in (False, True):
+            ious = [
+                padded_ious(
+                    simulate_clicks(
+                        real.predictor(model, i, v_lang[t], word_mask[t], snap), real.masks[i], CLICKS
+                    ).ious,
+                    CLICKS,
+                )[-1]
+                for i, t in enumerate(real.types)
+            ]
+            measured["on" if snap else "off"] = round(float(np.mean(ious)), 4)
+    if how == "auto":
+        enabled = bool(measured) and measured["on"] > measured["off"]
+    else:
+        enabled = how == "on"
+    decision = {
+        "enabled": enabled,
+        "how": how,
+        "rule": RULE,
+        "n_labelled_images": len(samples),
+        f"mean_iou_at_{CLICKS}": measured,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    root = Path(model_dir)
+    staged = staging(root, CLICK_META)
+    write_json(staged, {**json.loads((root / CLICK_META).read_text()), "snap": decision})
+    commit_files(root, {CLICK_META: staged})
+    return decision
