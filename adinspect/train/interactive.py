@@ -57,7 +57,7 @@ class ClickPredictor:
         words: torch.Tensor,
         word_mask: torch.Tensor,
         image: torch.Tensor | None = None,
-        snap_rgb: np.ndarray | None = None,
+        rgb: np.ndarray | None = None,
     ) -> None:
         self.model = model
         self.residual = residual  # (1, d_f, h, w)
@@ -65,7 +65,7 @@ class ClickPredictor:
         self.words, self.word_mask = words[None], word_mask[None]
         self.size = model.cfg.image_size
         self.radius = click_radius(self.size)
-        self.snap_rgb = snap_rgb  # (S, S, 3) uint8: snap each prediction to the image (runtime.snap)
+        self.rgb = rgb  # (S, S, 3) uint8: when given, each prediction is snapped to it (runtime.snap)
 
     @torch.no_grad()
     def __call__(self, prev: np.ndarray, clicks: list[Click]) -> np.ndarray:
@@ -73,7 +73,7 @@ class ClickPredictor:
         prev_t = torch.from_numpy(prev.astype(np.float32))[None, None]
         logits = self.model(self.residual, prev_t, maps, self.words, self.word_mask, self.image)
         prob = torch.sigmoid(logits)[0, 0].numpy()
-        return prob if self.snap_rgb is None else snap_to_image(prob, self.snap_rgb, clicks)
+        return prob if self.rgb is None else snap_to_image(prob, self.rgb, clicks)
 
     def run(self, clicks: list[Click]) -> np.ndarray:
         """Feed the clicks one by one (each prediction is the next previous mask); final probability."""
