@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from adinspect.data.anomalies import AnomalySettings
+from adinspect.errors import InputError
 from adinspect.language.encoder import LanguageFeatures
 from adinspect.language.training import TrainingLanguage
 from adinspect.models.adclick import ADClick, ADClickConfig
@@ -94,6 +95,18 @@ class ClickTrainSettings:
     capture_shift_aug: float = 0.0  # fraction of synthetic anomalies under a random capture shift
     thin_anomalies: float = 0.0  # fraction of synthetic anomalies that are thin strokes (scratches)
     iou_loss: float = 0.0  # weight of the soft-IoU term added to the NFL (thin defects); see README
+
+    def __post_init__(self) -> None:
+        for name in ("capture_shift_aug", "thin_anomalies"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InputError(f"{name} must be a fraction in [0, 1], got {getattr(self, name)}")
+        if not self.iou_loss >= 0.0:  # also refuses NaN
+            raise InputError(f"iou_loss must be a weight >= 0, got {self.iou_loss}")
+        if self.steps < 1 or self.batch_size < 1 or self.n_synthetic < 1:
+            raise InputError(
+                f"steps, batch_size and n_synthetic must be >= 1, got {self.steps}, {self.batch_size}, "
+                f"{self.n_synthetic}"
+            )
 
 
 def model_config(ctx: ResidualContext, lang: LanguageFeatures, image_branch: bool = False) -> ADClickConfig:

@@ -98,3 +98,23 @@ def test_predict_with_missing_package(tmp_path, capsys):
 def test_listing_commands(argv, capsys):
     assert main(argv) == 0
     assert "efficientnet_lite0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "field"),
+    [
+        ("--iou-loss", "-1", "iou_loss"),
+        ("--iou-loss", "nan", "iou_loss"),
+        ("--thin-anomalies", "1.5", "thin_anomalies"),
+        ("--capture-shift-aug", "-0.1", "capture_shift_aug"),
+        ("--steps", "0", "steps"),
+    ],
+)
+def test_train_click_refuses_out_of_range_settings_before_touching_the_package(
+    tmp_path, capsys, option, value, field
+):
+    """Checked when the settings are made: no data generated, no package file changed."""
+    model = tmp_path / "m"
+    model.mkdir()
+    _fails(capsys, ["train-click", "--model", str(model), "--data", str(tmp_path), option, value], field)
+    assert not any(model.iterdir())
