@@ -15,7 +15,8 @@ It pays where defects differ in colour from their surroundings (cracks, stains o
 and costs IoU where they do not (MVTec bottle's breaks and contamination), so a package turns it
 on only when it measured better on labelled images (`train.snap_choice`). The result replaces the
 probability (0.5·p + 0.5·cut), so the cut decides the mask at the 0.49 threshold and the next click
-sees it as its previous mask. numpy + OpenCV only: the labelling tool runs it.
+sees it as its previous mask. OpenCV's RNG is seeded before each cut: the same clicks give the same
+mask in every process and thread. numpy + OpenCV only: the labelling tool runs it.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def snap_to_image(prob: np.ndarray, rgb: np.ndarray, clicks: Sequence[Click]) ->
     for c in clicks:
         cv2.circle(labels, (c.x, c.y), 1, cv2.GC_FGD if c.positive else cv2.GC_BGD, -1)
     background, foreground = np.zeros((1, 65)), np.zeros((1, 65))
+    cv2.setRNGSeed(0)  # GrabCut's k-means start draws from OpenCV's (per-thread) global RNG
     try:
         cv2.grabCut(
             cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),

@@ -40,6 +40,20 @@ def test_snapping_traces_a_thin_crack_the_network_only_blurs() -> None:
     assert iou(truth, snapped > PRED_THRESHOLD) > 0.8
 
 
+def test_the_same_input_gives_the_same_cut_whatever_opencv_drew_before() -> None:
+    """GrabCut seeds its colour models by k-means from OpenCV's global RNG; the labelling tool and
+    `evaluate-clicks` must still agree click for click."""
+    rgb, truth, prob = _crack_scene()
+    noisy = np.random.default_rng(0).uniform(0, 0.3, prob.shape).astype(np.float32) * (prob > 0.05)
+    prob = np.clip(prob + noisy, 0, 1)
+    y, x = np.argwhere(truth)[10]
+    cuts = []
+    for seed in range(6):
+        cv2.setRNGSeed(seed)
+        cuts.append(snap_to_image(prob, rgb, [Click(int(y), int(x), True)]))
+    assert all(np.array_equal(c, cuts[0]) for c in cuts)
+
+
 def test_sure_pixels_and_clicks_stand_against_the_colours() -> None:
     rgb, truth, prob = _crack_scene()
     sure = np.zeros_like(prob)
