@@ -93,9 +93,14 @@ def run_choose_snap(args: argparse.Namespace) -> int:
 
     d = choose_snap(args.model, args.data, args.snap, args.seed, not args.quiet)
     m = d[f"mean_iou_at_{CLICKS}"]
-    figures = (f"mean IoU@{CLICKS} on {d['n_labelled_images']} labelled images: {m['off']:.3f} as predicted, "
-               f"{m['on']:.3f} snapped" if m else "no labelled defective images to measure on")  # fmt: skip
-    print(f"snap to the image: {'on' if d['enabled'] else 'off'} ({args.snap}; {figures})")
+    if args.snap != "auto":
+        figures = f"forced by --snap {args.snap}"
+    elif m:
+        figures = (f"auto; mean IoU@{CLICKS} on {d['n_labelled_images']} labelled images: {m['off']:.3f} "
+                   f"as predicted, {m['on']:.3f} snapped")  # fmt: skip
+    else:
+        figures = "auto; no labelled defective images to measure on"
+    print(f"snap to the image: {'on' if d['enabled'] else 'off'} ({figures})")
     return 0
 
 

@@ -34,8 +34,8 @@ CHOICES = ("auto", "on", "off")
 def choose_snap(
     model_dir: Path, data_dir: Path, how: str = "auto", seed: int = 0, progress: bool = True
 ) -> dict:
-    """Measure snapping on the labelled images, decide (`how`: auto by the rule, or forced on/off),
-    record the decision in click_model.json and return it."""
+    """Decide (`how`: "auto" measures on the labelled images by the rule; "on"/"off" force it
+    without measuring), record the decision in click_model.json and return it."""
     if how not in CHOICES:
         raise InputError(f"--snap {how!r}: choose one of {CHOICES}")
     t0 = time.perf_counter()
@@ -43,10 +43,12 @@ def choose_snap(
     lang = prepare_language(ctx, data_dir)
     model = load_click_model(ctx, lang)
     v_lang, word_mask = language_tensors(lang)
-    try:
-        samples = defective_pool(data_dir, ctx.image_size, seed).subset("labelled")
-    except InputError:  # no defective image with a mask
-        samples = []
+    samples = []
+    if how == "auto":
+        try:
+            samples = defective_pool(data_dir, ctx.image_size, seed).subset("labelled")
+        except InputError:  # no defective image with a mask
+            pass
     measured: dict[str, float] = {}
     if samples:
         real = load_real(ctx, lang, samples, progress, with_images=model.takes_image)

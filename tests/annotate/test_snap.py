@@ -137,3 +137,18 @@ def test_a_malformed_snap_entry_is_a_package_error(tmp_path: Path) -> None:
     meta.write_text(json.dumps({"snap": {"enabled": "yes"}}))
     with pytest.raises(PackageError, match="snap"):
         snap_setting(meta)
+
+
+def test_choose_snap_without_labelled_defects_stays_off(
+    click_package: Path, synthetic_root: Path, tmp_path: Path
+) -> None:
+    """Good images only: nothing to judge by, so off, with no figures claimed."""
+    from adinspect.cli import main
+
+    model, data = tmp_path / "widget", tmp_path / "goods_only"
+    shutil.copytree(click_package, model)
+    shutil.copytree(synthetic_root, data, ignore=shutil.ignore_patterns("crack", "scratch", "spot"))
+    assert main(["choose-snap", "--model", str(model), "--data", str(data), "--quiet"]) == 0
+    decision = json.loads((model / "click_model.json").read_text())["snap"]
+    assert decision["enabled"] is False and decision["n_labelled_images"] == 0
+    assert decision["mean_iou_at_5"] == {}
