@@ -68,16 +68,9 @@ def snap_to_image(prob: np.ndarray, rgb: np.ndarray, clicks: Sequence[Click]) ->
         cv2.circle(labels, (c.x, c.y), 1, cv2.GC_FGD if c.positive else cv2.GC_BGD, -1)
     background, foreground = np.zeros((1, 65)), np.zeros((1, 65))
     cv2.setRNGSeed(0)  # GrabCut's k-means start draws from OpenCV's (per-thread) global RNG
+    bgr, whole = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), (0, 0, size, size)  # the rect: unused with a mask
     try:
-        cv2.grabCut(
-            cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-            labels,
-            (0, 0, size, size),
-            background,
-            foreground,
-            ITERATIONS,
-            cv2.GC_INIT_WITH_MASK,
-        )  # fmt: skip (the rect is unused)
+        cv2.grabCut(bgr, labels, whole, background, foreground, ITERATIONS, cv2.GC_INIT_WITH_MASK)
     except cv2.error:  # too few pixels of a label for its colour model
         return prob
     cut = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,16 +169,26 @@ class RealImages:
     masks: np.ndarray  # (N, S, S) bool
     types: list[int]  # index into the language features
     rgb: np.ndarray  # (N, S, S, 3) uint8: the images at S (snapping, panels)
+    shapes: list[tuple[int, int]]  # (H, W) of each original image
     images: torch.Tensor | None = None  # (N, 3, S, S) normalised, when asked for (image branch)
 
-    def predictor(
-        self, model: ADClick, i: int, words: torch.Tensor, word_mask: torch.Tensor, snap: bool = False
-    ) -> ClickPredictor:
-        """ADClick on image i with the given language (and the image when there is one), its
-        predictions snapped to the image when `snap`."""
-        image = self.images[i : i + 1] if self.images is not None else None
-        rgb = self.rgb[i] if snap else None
-        return ClickPredictor(model, self.residual[i : i + 1], words, word_mask, image, rgb)
+    def sessions(
+        self,
+        model: ADClick,
+        v_lang: torch.Tensor,
+        word_mask: torch.Tensor,
+        max_clicks: int,
+        snap: bool = False,
+        progress: bool = False,
+    ) -> Iterator[ClickSession]:
+        """Simulated clicking on each image in order, with its defect type's language (and the
+        image when the model takes it), each prediction snapped to the image when `snap`."""
+        for i in tqdm(range(len(self.samples)), desc="simulating clicks", disable=not progress):
+            t = self.types[i]
+            image = self.images[i : i + 1] if self.images is not None else None
+            rgb = self.rgb[i] if snap else None
+            predict = ClickPredictor(model, self.residual[i : i + 1], v_lang[t], word_mask[t], image, rgb)
+            yield simulate_clicks(predict, self.masks[i], max_clicks)
 
 
 def load_real(
@@ -198,7 +209,8 @@ def load_real(
     types = [lang.index(x.defect_type) for x in samples]
     normalised = images_of(ctx, images) if with_images else None
     rgb = np.stack([snap_rgb(im, s) for im in images])
-    return RealImages(samples, residuals_of(ctx, images), np.stack(masks), types, rgb, normalised)
+    shapes = [(im.shape[0], im.shape[1]) for im in images]
+    return RealImages(samples, residuals_of(ctx, images), np.stack(masks), types, rgb, shapes, normalised)
 
 
 def _write_panel(
@@ -229,11 +241,7 @@ def evaluate_clicks(
     all_ious: list[list[float]] = []
     after: dict[int, list[np.ndarray]] = {3: [], 5: []}
     per_image = []
-    for i in tqdm(range(len(real.samples)), desc="simulating clicks", disable=not progress):
-        t = real.types[i]
-        session = simulate_clicks(
-            real.predictor(model, i, v_lang[t], word_mask[t], snap), real.masks[i], max_clicks
-        )
+    for i, session in enumerate(real.sessions(model, v_lang, word_mask, max_clicks, snap, progress)):
         all_ious.append(session.ious)
         if panels is not None:
             _write_panel(panels, real.samples[i], real.rgb[i], real.masks[i], session)

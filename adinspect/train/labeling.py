@@ -36,7 +36,7 @@ from adinspect.package import LABELS_DIR, LABELS_JSON
 from adinspect.runtime.click import CLICK_META, snap_setting
 from adinspect.runtime.snap import snap_rgb
 from adinspect.train.click_trainer import load_click_model
-from adinspect.train.clicks import Click, check_clicks, click_radius, iou, scale_clicks, simulate_clicks
+from adinspect.train.clicks import Click, check_clicks, click_radius, iou, scale_clicks
 from adinspect.train.common import language_tensors, prepare_language
 from adinspect.train.interactive import ClickPredictor, defective_pool, load_real
 from adinspect.train.pseudo_labels import click_corrected
@@ -132,17 +132,14 @@ def label(
         samples: list[Sample] = pool.subset(subset)
         skipped = pool.skipped
         real = load_real(ctx, lang, samples, progress, with_images=model.takes_image)
-        for i, sample in enumerate(tqdm(samples, desc="labelling (simulated clicks)", disable=not progress)):
-            t = real.types[i]
-            session = simulate_clicks(
-                real.predictor(model, i, v_lang[t], word_mask[t], snap), real.masks[i], n_clicks
-            )
+        for i, session in enumerate(real.sessions(model, v_lang, word_mask, n_clicks, snap, progress)):
+            sample = samples[i]
             soft = click_corrected(session.probs[-1], session.clicks, distance)
             softs.append(soft)
             rec = _record(sample.path, sample.defect_type, session.clicks, None)
             rec["iou_vs_ground_truth"] = round(iou(real.masks[i], soft > 0.5), 4)
             records.append(rec)
-            masks_out.append(read_image(sample.path).shape[:2])
+            masks_out.append(real.shapes[i])
         weak = pool.weak and subset == "labelled"
         split = "defective training images" if weak else f"{subset} subset, seed {seed}"
         source = f"{n_clicks} clicks simulated from the ground truth ({split})"

@@ -18,7 +18,7 @@ import numpy as np
 from adinspect.errors import InputError
 from adinspect.runtime.click import CLICK_META
 from adinspect.train.click_trainer import load_click_model
-from adinspect.train.clicks import padded_ious, simulate_clicks
+from adinspect.train.clicks import padded_ious
 from adinspect.train.common import commit_files, language_tensors, prepare_language, staging, write_json
 from adinspect.train.interactive import defective_pool, load_real
 from adinspect.train.residual_data import load_context
@@ -39,44 +39,43 @@ def choose_snap(
     if how not in CHOICES:
         raise InputError(f"--snap {how!r}: choose one of {CHOICES}")
     t0 = time.perf_counter()
-    ctx = load_context(model_dir)
-    lang = prepare_language(ctx, data_dir)
-    model = load_click_model(ctx, lang)
-    v_lang, word_mask = language_tensors(lang)
-    samples = []
-    if how == "auto":
-        try:
-            samples = defective_pool(data_dir, ctx.image_size, seed).subset("labelled")
-        except InputError:  # no defective image with a mask
-            pass
-    measured: dict[str, float] = {}
-    if samples:
-        real = load_real(ctx, lang, samples, progress, with_images=model.takes_image)
-        for snap in (False, True):
-            ious = [
-                padded_ious(
-                    simulate_clicks(
-                        real.predictor(model, i, v_lang[t], word_mask[t], snap), real.masks[i], CLICKS
-                    ).ious,
-                    CLICKS,
-                )[-1]
-                for i, t in enumerate(real.types)
-            ]
-            measured["on" if snap else "off"] = round(float(np.mean(ious)), 4)
-    if how == "auto":
-        enabled = bool(measured) and measured["on"] > measured["off"]
-    else:
-        enabled = how == "on"
+    root = Path(model_dir)
+    if not (root / CLICK_META).is_file():
+        raise InputError(f"{root}: no click model ({CLICK_META}); run `adinspect train-click` first")
+    n_images, measured = measure_snap(root, Path(data_dir), seed, progress) if how == "auto" else (0, {})
+    enabled = (bool(measured) and measured["on"] > measured["off"]) if how == "auto" else how == "on"
     decision = {
         "enabled": enabled,
         "how": how,
         "rule": RULE,
-        "n_labelled_images": len(samples),
+        "n_labelled_images": n_images,
         f"mean_iou_at_{CLICKS}": measured,
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    root = Path(model_dir)
     staged = staging(root, CLICK_META)
     write_json(staged, {**json.loads((root / CLICK_META).read_text()), "snap": decision})
     commit_files(root, {CLICK_META: staged})
     return decision
+
+
+def measure_snap(model_dir: Path, data_dir: Path, seed: int, progress: bool) -> tuple[int, dict[str, float]]:
+    """(labelled images, mean IoU after `CLICKS` clicks without / with snapping as {"off", "on"});
+    (0, {}) when the dataset has no labelled defective image with a mask."""
+    ctx = load_context(model_dir)
+    try:
+        samples = defective_pool(data_dir, ctx.image_size, seed).subset("labelled")
+    except InputError:  # no defective image with a mask
+        return 0, {}
+    if not samples:
+        return 0, {}
+    lang = prepare_language(ctx, data_dir)
+    model = load_click_model(ctx, lang)
+    v_lang, word_mask = language_tensors(lang)
+    real = load_real(ctx, lang, samples, progress, with_images=model.takes_image)
+    measured = {}
+    for snap in (False, True):
+        last = [
+            padded_ious(s.ious, CLICKS)[-1] for s in real.sessions(model, v_lang, word_mask, CLICKS, snap)
+        ]
+        measured["on" if snap else "off"] = round(float(np.mean(last)), 4)
+    return len(samples), measured
