@@ -88,6 +88,7 @@ def test_choose_snap_measures_on_labelled_images_and_every_path_follows_it(
     from adinspect.train.common import language_tensors, prepare_language
     from adinspect.train.interactive import ClickPredictor
     from adinspect.train.residual_data import load_context, residuals_of
+    from adinspect.train.snap_choice import snap_pays
 
     model = tmp_path / "widget"
     shutil.copytree(click_package, model)
@@ -95,7 +96,7 @@ def test_choose_snap_measures_on_labelled_images_and_every_path_follows_it(
     assert main(["choose-snap", *common]) == 0
     auto = json.loads((model / "click_model.json").read_text())["snap"]
     assert auto["how"] == "auto" and auto["n_labelled_images"] > 0
-    assert auto["enabled"] == (auto["mean_iou_at_5"]["on"] > auto["mean_iou_at_5"]["off"])
+    assert auto["enabled"] == snap_pays(auto["mean_iou_at_5"])
     ModelPackage.load(model)  # the manifest was resealed
 
     assert main(["choose-snap", *common, "--snap", "on"]) == 0
@@ -152,3 +153,16 @@ def test_choose_snap_without_labelled_defects_stays_off(
     decision = json.loads((model / "click_model.json").read_text())["snap"]
     assert decision["enabled"] is False and decision["n_labelled_images"] == 0
     assert decision["mean_iou_at_5"] == {}
+
+
+def test_snapping_needs_a_real_gain_not_noise() -> None:
+    """The rule's margin: a gain in the third decimal (bottle's 0.7378 -> 0.7387) keeps snapping
+    off, a gain of at least 0.01 turns it on, nothing measured keeps it off."""
+    pytest.importorskip("torch")
+    from adinspect.train.snap_choice import MIN_GAIN, snap_pays
+
+    assert not snap_pays({})
+    assert not snap_pays({"off": 0.7378, "on": 0.7387})
+    assert not snap_pays({"off": 0.80, "on": 0.70})
+    assert snap_pays({"off": 0.62, "on": 0.82})
+    assert snap_pays({"off": 0.5, "on": 0.5 + MIN_GAIN})
