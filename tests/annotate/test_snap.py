@@ -166,3 +166,4 @@ def test_snapping_needs_a_real_gain_not_noise() -> None:
     assert not snap_pays({"off": 0.80, "on": 0.70})
     assert snap_pays({"off": 0.62, "on": 0.82})
     assert snap_pays({"off": 0.5, "on": 0.5 + MIN_GAIN})
+    assert snap_pays({"off": 0.7032, "on": 0.7132})  # exactly the margin (0.00999... unrounded)
