@@ -1,12 +1,12 @@
 """Command-line entry points of the training commands (wired into `adinspect` by `add_parser`).
 
     adinspect train-click     --model DIR --data DIR [--prompts FILE] [--encoder DIR] [--steps N] [--resume]
-                              [--init OTHER_MODEL_DIR] [--no-foreground] [--image-branch]
+                              [--init OTHER_MODEL_DIR] [--foreground] [--image-branch]
                               [--capture-shift-aug FRACTION] [--thin-anomalies FRACTION] [--snap auto|on|off]
     adinspect choose-snap     --model DIR --data DIR [--snap auto|on|off]
     adinspect label           --model DIR --data DIR (--clicks FILE | --simulate N) [--subset labelled]
     adinspect train-seg       --model DIR --data DIR [--pretrain-steps N] [--finetune-steps N] [--resume]
-                              [--init OTHER_MODEL_DIR] [--no-foreground]
+                              [--init OTHER_MODEL_DIR] [--foreground]
     adinspect evaluate-clicks --model DIR --data DIR --json OUT.json [--subset all|labelled|eval]
                               [--panels DIR] [--snap package|on|off]
     adinspect evaluate-seg    --model DIR --data DIR --json OUT.json [--subset eval]
@@ -43,9 +43,11 @@ def _init_flag(p: argparse.ArgumentParser) -> None:
 
 def _foreground_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--no-foreground",
-        action="store_true",
-        help="paint synthetic defects anywhere (default: on the object's foreground for object products)",
+        "--foreground",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="paint synthetic defects only on the object's foreground for object products (default: "
+        "anywhere; confining them cost bottle's clicks NoC@85 12.4-12.5 against 10.65, see README)",
     )
 
 
@@ -72,7 +74,7 @@ def run_train_click(args: argparse.Namespace) -> int:
     for field in ("steps", "batch_size", "lr", "n_synthetic"):
         if getattr(args, field) is not None:
             settings = replace(settings, **{field: getattr(args, field)})
-    settings = replace(settings, foreground=not args.no_foreground, image_branch=args.image_branch)
+    settings = replace(settings, foreground=args.foreground, image_branch=args.image_branch)
     if args.capture_shift_aug is not None:
         settings = replace(settings, capture_shift_aug=args.capture_shift_aug)
     if args.thin_anomalies is not None:
@@ -146,7 +148,7 @@ def run_train_seg(args: argparse.Namespace) -> int:
             settings = replace(settings, **{field: getattr(args, field)})
     if args.no_finetune:
         settings = replace(settings, finetune_steps=0)
-    settings = replace(settings, foreground=not args.no_foreground)
+    settings = replace(settings, foreground=args.foreground)
     report = train_seg(args.model, args.data, settings, args.resume, not args.quiet, args.init)
     s = report["seconds"]
     parity = report["parity"]["map_max_abs_diff"]

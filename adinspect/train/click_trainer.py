@@ -86,7 +86,7 @@ class ClickTrainSettings:
     n_folds: int = 4
     max_correction_clicks: int = 3
     target_subset_prob: float = 0.25
-    foreground: bool = True  # object products: synthetic defects only on the object
+    foreground: bool = False  # True: object products' synthetic defects only on the object (README)
     single_prompt_fraction: float = 0.5  # paper: half averaged V_lang (Eq. 6), half one prompt
     synthetic_language: str = "generic"  # "generic" description, or "random_type" (earlier behaviour)
     checkpoint_every: int = 100

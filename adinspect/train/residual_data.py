@@ -177,7 +177,7 @@ def synthetic_residuals(
     settings: AnomalySettings | None = None,
     cache_dir: Path | None = None,
     progress: bool = True,
-    foreground: bool = True,
+    foreground: bool = False,
     keep_images: bool = False,
     capture_shift: float = 0.0,
 ) -> tuple[ResidualSet, ResidualSet]:

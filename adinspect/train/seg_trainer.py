@@ -84,7 +84,7 @@ class SegTrainSettings:
     pseudo_fraction: float = 0.5
     max_delta: float = 0.1
     init_from_click: bool = True
-    foreground: bool = True  # object products: synthetic defects only on the object
+    foreground: bool = False  # True: object products' synthetic defects only on the object (README)
     single_prompt_fraction: float = 0.5  # paper: half averaged V_lang (Eq. 6), half one prompt
     iis_clicks: int = 3  # IIS-manner training: up to this many simulated clicks (0: never)
     iis_fraction: float = 0.5  # share of samples that get clicks
