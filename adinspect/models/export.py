@@ -1,16 +1,18 @@
 """ONNX export of ADClick-Seg and ADClick with the language tensors as constants.
 
 `SegGraph` wraps ADClick-Seg with V_lang (P, Z, Q) and the word mask as buffers, so the exported
-`seg.onnx` takes only the residual and returns the max over the P defect types (Eq. 7) and the
-winning type. `ClickGraph` wraps ADClick with the same constants and picks V_lang by a
-defect-type index input (a Gather), so `click.onnx` never needs the text encoder; an ADClick with
-the image branch adds one input, the normalised `image` (the backbone's input name and tensor).
+`seg.onnx` takes only the residual and returns the max over the P defect types (Eq. 7), by
+default fused with the training-free map of the same residual, and the winning type.
+`ClickGraph` wraps ADClick with the same constants and picks V_lang by a defect-type index
+input (a Gather), so `click.onnx` never needs the text encoder; an ADClick with the image branch
+adds one input, the normalised `image` (the backbone's input name and tensor).
 Both use the TorchScript exporter (`dynamo=False`, as the foundation's exporter) with a dynamic
 batch axis; all other shapes are static.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,7 +23,7 @@ from torch import nn
 
 from adinspect.contracts import BACKBONE, SEG  # names shared with the inspector, runtime and Triton
 from adinspect.models.adclick import ADClick, ADClickSeg
-from adinspect.residual.model import gaussian_blur, gaussian_kernel
+from adinspect.residual.model import gaussian_blur, gaussian_kernel, residual_norm_map
 
 OPSET = 17
 BATCH = "batch"
@@ -46,6 +48,13 @@ class SegGraph(nn.Module):
     The max-over-types map gets the same separable Gaussian blur (reflect padding) as the
     training-free map (`method.blur_sigma`); the score is the max of the blurred map. The blur is
     a fixed-size convolution, so the graph keeps static shapes.
+
+    With `free_threshold` t (the package's calibrated training-free threshold) the served map is
+    the geometric mean of the seg probability p and the training-free map a in units of t,
+    sqrt(p · a / t), computed from the same residual: a pixel scores high only where both agree,
+    so the seg network's confident blobs on a moderate residual (a reflection) are damped and the
+    residual's image-level ranking is kept. No constant is tuned: t comes from the fit's held-out
+    good images. The map is then not a probability; the seg threshold is calibrated on it.
     """
 
     v_lang: torch.Tensor
@@ -53,10 +62,18 @@ class SegGraph(nn.Module):
     blur: torch.Tensor
 
     def __init__(
-        self, model: ADClickSeg, v_lang: torch.Tensor, word_mask: torch.Tensor, blur_sigma: float = 0.0
+        self,
+        model: ADClickSeg,
+        v_lang: torch.Tensor,
+        word_mask: torch.Tensor,
+        blur_sigma: float = 0.0,
+        free_threshold: float | None = None,
     ):
         super().__init__()
+        if free_threshold is not None and not (math.isfinite(free_threshold) and free_threshold > 0):
+            raise ValueError(f"free_threshold must be a finite positive number, got {free_threshold!r}")
         self.model = model
+        self.free_threshold = free_threshold
         self.register_buffer("v_lang", v_lang.float())
         self.register_buffer("word_mask", word_mask.float())
         self.register_buffer("blur", gaussian_kernel(blur_sigma))
@@ -64,6 +81,9 @@ class SegGraph(nn.Module):
     def forward(self, residual: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.model(residual, self.v_lang, self.word_mask)
         amap = gaussian_blur(out.anomaly_map, self.blur)
+        if self.free_threshold is not None:
+            free = residual_norm_map(residual, amap.shape[-1], self.blur)
+            amap = torch.sqrt(amap * free / self.free_threshold)  # NaN in, NaN out: fails closed
         return amap, amap.amax(dim=(1, 2, 3)), out.defect_type, out.type_scores
 
 

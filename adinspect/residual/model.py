@@ -155,12 +155,8 @@ class ResidualModel(nn.Module):
         return picked.reshape(b, h, w, d).permute(0, 3, 1, 2)
 
     def anomaly_map(self, residual: torch.Tensor) -> torch.Tensor:
-        """(B, d_f, h, w) → (B, 1, S, S): ‖r‖₂ upsampled bilinearly and Gaussian-blurred."""
-        norm = torch.sqrt((residual**2).sum(1, keepdim=True))
-        amap = F.interpolate(
-            norm, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False
-        )
-        return gaussian_blur(amap, self.blur_kernel)
+        """(B, d_f, h, w) → (B, 1, S, S): `residual_norm_map` at the package's S and blur."""
+        return residual_norm_map(residual, self.image_size, self.blur_kernel)
 
     def score(self, amap: torch.Tensor) -> torch.Tensor:
         flat = amap.flatten(1)
@@ -175,6 +171,14 @@ class ResidualModel(nn.Module):
         residual = self.match(features, neighbours) - features
         amap = self.anomaly_map(residual)
         return residual, amap, self.score(amap)
+
+
+def residual_norm_map(residual: torch.Tensor, image_size: int, kernel: torch.Tensor) -> torch.Tensor:
+    """The training-free anomaly map: (B, d_f, h, w) → (B, 1, S, S), ‖r‖₂ upsampled bilinearly
+    and Gaussian-blurred with `kernel`."""
+    norm = torch.sqrt((residual**2).sum(1, keepdim=True))
+    amap = F.interpolate(norm, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    return gaussian_blur(amap, kernel)
 
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:

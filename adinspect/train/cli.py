@@ -6,7 +6,7 @@
     adinspect choose-snap     --model DIR --data DIR [--snap auto|on|off]
     adinspect label           --model DIR --data DIR (--clicks FILE | --simulate N) [--subset labelled]
     adinspect train-seg       --model DIR --data DIR [--pretrain-steps N] [--finetune-steps N] [--resume]
-                              [--init OTHER_MODEL_DIR] [--foreground]
+                              [--init OTHER_MODEL_DIR] [--foreground] [--fusion geometric|none]
     adinspect evaluate-clicks --model DIR --data DIR --json OUT.json [--subset all|labelled|eval]
                               [--panels DIR] [--snap package|on|off]
     adinspect evaluate-seg    --model DIR --data DIR --json OUT.json [--subset eval]
@@ -148,7 +148,7 @@ def run_train_seg(args: argparse.Namespace) -> int:
             settings = replace(settings, **{field: getattr(args, field)})
     if args.no_finetune:
         settings = replace(settings, finetune_steps=0)
-    settings = replace(settings, foreground=args.foreground)
+    settings = replace(settings, foreground=args.foreground, fusion=args.fusion)
     report = train_seg(args.model, args.data, settings, args.resume, not args.quiet, args.init)
     s = report["seconds"]
     parity = report["parity"]["map_max_abs_diff"]
@@ -268,6 +268,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--iis-clicks", type=int, help="IIS-manner training: up to N simulated clicks per sample (0: none; 3)"
+    )
+    p.add_argument(
+        "--fusion",
+        default="geometric",
+        choices=["geometric", "none"],
+        help="served map: geometric mean of the seg probability and the training-free map over its "
+        "threshold (default; bottle: pixel AP, AUPRO and image AUROC all higher, see README), or the "
+        "seg probability alone",
     )
     p.add_argument("--resume", action="store_true")
     _foreground_flag(p)

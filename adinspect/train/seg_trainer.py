@@ -68,6 +68,9 @@ from adinspect.train.warm_start import warm_start_weights
 SEG_WEIGHTS = "seg_model.safetensors"
 
 
+FUSIONS = ("geometric", "none")
+
+
 @dataclass(frozen=True)
 class SegTrainSettings:
     pretrain_steps: int = 500
@@ -89,6 +92,7 @@ class SegTrainSettings:
     iis_clicks: int = 3  # IIS-manner training: up to this many simulated clicks (0: never)
     iis_fraction: float = 0.5  # share of samples that get clicks
     synthetic_language: str = "generic"  # "generic" description, or "random_type" (earlier behaviour)
+    fusion: str = "geometric"  # served map sqrt(p · a / t) with the training-free map a (SegGraph), or "none"
     checkpoint_every: int = 100
     seed: int = 0
 
@@ -154,8 +158,9 @@ def calibrate_seg(
     """The seg threshold, and whether results may name a defect type, from training-time images
     only (rules: `seg_calibration`).
 
-    The seg score is a probability, on another scale than the residual score, so the served
-    verdict uses this threshold when seg_<product> is in the pipeline.
+    The seg score (a probability, or fused with the training-free map) is on another scale than
+    the residual score, so the served verdict uses this threshold when seg_<product> is in the
+    pipeline.
     """
     from adinspect.imageio import read_image
 
@@ -204,6 +209,8 @@ def train_seg(
 ) -> dict:  # fmt: skip
     """Train ADClick-Seg for a fitted package; pseudo labels (from `label`) enable phase 2. `init`
     names another package to start from (its ADClick-Seg, else its ADClick weights)."""
+    if settings.fusion not in FUSIONS:  # checked before any training time is spent
+        raise InputError(f"fusion {settings.fusion!r}: expected one of {FUSIONS}")
     t0 = time.perf_counter()
     rng = seed_everything(settings.seed)
     model_dir = Path(model_dir)
@@ -265,7 +272,12 @@ def train_seg(
     }
     staged = {name: staging(model_dir, name) for name in (SEG_WEIGHTS, SEG_ONNX, SEG_META)}
     save_weights(staged[SEG_WEIGHTS], ema.model, {**ident, "steps": total})
-    graph = SegGraph(ema.model, v_lang, word_mask, ctx.package.config.method.blur_sigma).eval()
+    free_threshold = ctx.package.threshold if settings.fusion == "geometric" else None
+    blur = ctx.package.config.method.blur_sigma
+    graph = SegGraph(ema.model, v_lang, word_mask, blur, free_threshold).eval()
+    fused = "sqrt(seg probability * training-free map / free_threshold)"
+    rule = fused if free_threshold else "seg probability"
+    report["fusion"] = {"kind": settings.fusion, "rule": rule, "free_threshold": free_threshold}
     pseudo_names = [r["image"] for r in sets.get("pseudo_meta", [])]
     report["calibration"], report["defect_type_claim"] = calibrate_seg(
         ctx, graph, sets.get("pseudo"), pseudo_names, sets.get("pseudo_types")

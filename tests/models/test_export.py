@@ -78,6 +78,36 @@ def test_seg_graph_blurs_the_max_map_like_the_training_free_map(tmp_path: Path) 
     assert parity["map_max_abs_diff"] < 1e-4
 
 
+def test_fused_seg_map_is_the_geometric_mean_with_the_training_free_map(tmp_path: Path) -> None:
+    from adinspect.residual.model import gaussian_kernel, residual_norm_map
+
+    torch.manual_seed(0)
+    model = ADClickSeg(_cfg()).eval()
+    v_lang, mask = torch.randn(P, Z, Q), torch.ones(P, Z)
+    t = 20.0  # about 4 times the plain residual norm (sqrt(D_F)), under the corner's
+    plain, fused = SegGraph(model, v_lang, mask, 2.0), SegGraph(model, v_lang, mask, 2.0, free_threshold=t)
+    x = torch.randn(2, D_F, GRID, GRID)
+    x[1, :, :4, :4] *= 6  # a strong residual in one corner of the second image
+    with torch.no_grad():
+        p, f = plain(x), fused(x)
+    free = residual_norm_map(x, S, gaussian_kernel(2.0))
+    torch.testing.assert_close(f[0], torch.sqrt(p[0] * free / t))
+    torch.testing.assert_close(f[1], f[0].amax(dim=(1, 2, 3)))
+    assert f[2].tolist() == p[2].tolist()  # the defect type is the seg model's alone
+    # where the residual is strong the fused map rises over the seg probability, where weak it falls
+    corner = f[0][1, 0, :8, :8].mean() / p[0][1, 0, :8, :8].mean()
+    assert corner > 1 > f[0][1, 0, 32, 32] / p[0][1, 0, 32, 32]
+    parity = export_seg(fused, x, tmp_path / "seg.onnx")
+    assert parity["map_max_abs_diff"] < 1e-4
+    bad = x.clone()
+    bad[0, 0, 5, 5] = float("nan")
+    got = ort.InferenceSession(str(tmp_path / "seg.onnx")).run(None, {SEG.residual: bad.numpy()})
+    assert np.isnan(got[1][0]) and np.isfinite(got[1][1])  # a NaN residual gives a NaN score: fails closed
+    for wrong in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="free_threshold"):
+            SegGraph(model, v_lang, mask, free_threshold=wrong)
+
+
 def test_click_export_with_the_image_branch_adds_only_the_image_input(tmp_path: Path) -> None:
     from adinspect.contracts import BACKBONE
 

@@ -79,6 +79,7 @@ def test_label_train_seg_and_evaluate(trained: Path, synthetic_root: Path, tmp_p
         labels["images"]
     )
     assert report["parity"]["map_max_abs_diff"] < 1e-4
+    assert report["fusion"]["kind"] == "geometric" and report["fusion"]["free_threshold"] == package.threshold
     calibration = report["calibration"]
     assert 0 <= max(calibration["holdout_scores"]) <= calibration["threshold"]
     assert calibration["pseudo_labelled"] == [r["image"] for r in labels["images"]]
@@ -120,6 +121,25 @@ def test_label_train_seg_and_evaluate(trained: Path, synthetic_root: Path, tmp_p
     whole = tmp_path / "metrics.json"
     assert adinspect_main(["evaluate", *common, "--json", str(whole)]) == 0
     assert json.loads(whole.read_text())["n_pseudo_labelled"] == len(labels["images"])
+
+
+def test_seg_fusion_none_serves_the_probability_and_an_unknown_fusion_is_refused_first(
+    trained: Path, synthetic_root: Path, tmp_path: Path
+) -> None:
+    from adinspect.train.seg_trainer import SegTrainSettings, train_seg
+
+    model = tmp_path / "plain"
+    shutil.copytree(trained, model)
+    common = ["--model", str(model), "--data", str(synthetic_root), "--quiet"]
+    seg = ["--pretrain-steps", "2", "--no-finetune", "--batch-size", "4", "--n-synthetic", "8"]
+    assert _run("train-seg", *common, *seg, "--fusion", "none") == 0
+    report = json.loads((model / "seg_model.json").read_text())
+    assert report["fusion"] == {"kind": "none", "rule": "seg probability", "free_threshold": None}
+    assert 0 <= report["calibration"]["threshold"] <= 1  # a probability again
+    before = (model / "seg_model.json").read_bytes()
+    with pytest.raises(InputError, match="fusion 'mean'"):
+        train_seg(model, synthetic_root, SegTrainSettings(fusion="mean"), progress=False)
+    assert (model / "seg_model.json").read_bytes() == before
 
 
 def test_bad_click_file_writes_nothing(trained: Path, synthetic_root: Path, tmp_path: Path) -> None:
