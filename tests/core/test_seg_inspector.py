@@ -61,8 +61,8 @@ def test_inspector_uses_the_seg_model(seg_package: Path, images: list[np.ndarray
     batch = preprocess_batch(images, inspector.package.preprocess)
     features, global_map = inspector.backbone.run(None, {"image": batch})
     residual_session = ort.InferenceSession(str(seg_package / "residual.onnx"))
-    (residual,) = residual_session.run(
-        [RESIDUAL.residual], {RESIDUAL.features: features, RESIDUAL.global_map: global_map}
+    residual, free_scores = residual_session.run(
+        [RESIDUAL.residual, RESIDUAL.score], {RESIDUAL.features: features, RESIDUAL.global_map: global_map}
     )
     seg_session = ort.InferenceSession(str(seg_package / "seg.onnx"))
     ref_map, ref_score, ref_type = seg_session.run(
@@ -71,7 +71,8 @@ def test_inspector_uses_the_seg_model(seg_package: Path, images: list[np.ndarray
     maps, scores = inspector.run(batch)
     np.testing.assert_allclose(maps, ref_map[:, 0], atol=1e-5, rtol=0)
     np.testing.assert_allclose(scores, ref_score, atol=1e-5, rtol=0)
-    assert np.all((0 <= scores) & (scores <= 1))  # probabilities, not residual norms
+    # the seg model's scores (fused with the residual by default), not the residual's own
+    assert np.all(scores >= 0) and not np.allclose(scores, free_scores, rtol=0.01)
     inspections = inspector.inspect_batch(images, [f"im{i}" for i in range(len(images))])
     for inspection, image, score, index in zip(inspections, images, ref_score, ref_type, strict=True):
         result = inspection.result
