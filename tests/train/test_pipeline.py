@@ -18,6 +18,7 @@ from adinspect.errors import InputError
 from adinspect.imageio import read_image
 from adinspect.package import ModelPackage
 from adinspect.train import cli
+from adinspect.train.seg_trainer import SegTrainSettings, train_seg
 
 pytestmark = pytest.mark.slow
 
@@ -124,15 +125,10 @@ def test_label_train_seg_and_evaluate(trained: Path, synthetic_root: Path, tmp_p
 
 
 def test_seg_fusion_none_serves_the_probability_and_an_unknown_fusion_is_refused_first(
-    trained: Path, synthetic_root: Path, tmp_path: Path
+    trained: Path, synthetic_root: Path, tmp_path: Path, train_package
 ) -> None:
-    from adinspect.train.seg_trainer import SegTrainSettings, train_seg
-
-    model = tmp_path / "plain"
-    shutil.copytree(trained, model)
-    common = ["--model", str(model), "--data", str(synthetic_root), "--quiet"]
     seg = ["--pretrain-steps", "2", "--no-finetune", "--batch-size", "4", "--n-synthetic", "8"]
-    assert _run("train-seg", *common, *seg, "--fusion", "none") == 0
+    model = train_package(trained, tmp_path / "plain", "train-seg", synthetic_root, *seg, "--fusion", "none")
     report = json.loads((model / "seg_model.json").read_text())
     assert report["fusion"] == {"kind": "none", "rule": "seg probability", "free_threshold": None}
     assert 0 <= report["calibration"]["threshold"] <= 1  # a probability again
