@@ -69,10 +69,12 @@ def train_package():
 def seg_package(fitted_package: Path, synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The fitted package plus an ADClick-Seg from `adinspect train-seg` (2 synthetic steps, ~20 s).
 
-    Accuracy is irrelevant here: the serving paths must reproduce whatever seg.onnx computes.
+    Accuracy is irrelevant here: the serving paths must reproduce whatever seg.onnx computes. The
+    map is fused with the training-free one (the larger of the two graphs `train-seg` may write).
     """
     model = tmp_path_factory.mktemp("seg_package") / "widget"
-    options = ["--no-finetune", "--pretrain-steps", "2", "--batch-size", "4", "--n-synthetic", "8"]
+    options = ["--no-finetune", "--pretrain-steps", "2", "--batch-size", "4", "--n-synthetic", "8",
+               "--fusion", "geometric"]  # fmt: skip
     return trained_copy(fitted_package, model, "train-seg", synthetic_root, *options)
 
 

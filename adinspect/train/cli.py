@@ -6,7 +6,7 @@
     adinspect choose-snap     --model DIR --data DIR [--snap auto|on|off]
     adinspect label           --model DIR --data DIR (--clicks FILE | --simulate N) [--subset labelled]
     adinspect train-seg       --model DIR --data DIR [--pretrain-steps N] [--finetune-steps N] [--resume]
-                              [--init OTHER_MODEL_DIR] [--foreground] [--fusion geometric|none]
+                              [--init OTHER_MODEL_DIR] [--foreground] [--fusion auto|geometric|none]
     adinspect evaluate-clicks --model DIR --data DIR --json OUT.json [--subset all|labelled|eval]
                               [--panels DIR] [--snap package|on|off]
     adinspect evaluate-seg    --model DIR --data DIR --json OUT.json [--subset eval]
@@ -271,11 +271,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--fusion",
-        default="geometric",
-        choices=["geometric", "none"],
+        default="auto",
+        choices=["auto", "geometric", "none"],
         help="served map: geometric mean of the seg probability and the training-free map over its "
-        "threshold (default; bottle: pixel AP, AUPRO and image AUROC all higher, see README), or the "
-        "seg probability alone",
+        "threshold, or the seg probability alone; auto (default) chooses on the pseudo-labelled "
+        "images (README: Fusing the seg map with the residual)",
     )
     p.add_argument("--resume", action="store_true")
     _foreground_flag(p)

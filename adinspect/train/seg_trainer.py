@@ -63,12 +63,11 @@ from adinspect.train.residual_data import (
     training_goods,
 )
 from adinspect.train.seg_calibration import defect_type_claim, seg_threshold
+from adinspect.train.seg_fusion import CHOICES as FUSION_CHOICES
+from adinspect.train.seg_fusion import choose_fusion
 from adinspect.train.warm_start import warm_start_weights
 
 SEG_WEIGHTS = "seg_model.safetensors"
-
-
-FUSIONS = ("geometric", "none")
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,7 @@ class SegTrainSettings:
     iis_clicks: int = 3  # IIS-manner training: up to this many simulated clicks (0: never)
     iis_fraction: float = 0.5  # share of samples that get clicks
     synthetic_language: str = "generic"  # "generic" description, or "random_type" (earlier behaviour)
-    fusion: str = "geometric"  # served map sqrt(p · a / t) with the training-free map a (SegGraph), or "none"
+    fusion: str = "auto"  # map fused with the training-free one? auto (rule: seg_fusion), geometric, none
     checkpoint_every: int = 100
     seed: int = 0
 
@@ -148,20 +147,8 @@ def _pseudo_set(ctx, lang, model_dir: Path, progress: bool) -> tuple[ResidualSet
     return ResidualSet(residuals_of(ctx, images).half(), soft), types, recs
 
 
-def calibrate_seg(
-    ctx,
-    graph: SegGraph,
-    pseudo: ResidualSet | None,
-    pseudo_names: list[str],
-    pseudo_types: torch.Tensor | None,
-) -> tuple[dict, dict]:
-    """The seg threshold, and whether results may name a defect type, from training-time images
-    only (rules: `seg_calibration`).
-
-    The seg score (a probability, or fused with the training-free map) is on another scale than
-    the residual score, so the served verdict uses this threshold when seg_<product> is in the
-    pipeline.
-    """
+def holdout_residuals(ctx) -> tuple[list[Path], torch.Tensor]:
+    """The fit's held-out good training images and their residuals against the full bank."""
     from adinspect.imageio import read_image
 
     paths = holdout_images(ctx)
@@ -175,11 +162,53 @@ def calibrate_seg(
             f"held-out good image {missing[0]} (from calibration.json) is missing; restore the data"
         )
     with torch.no_grad():
-        good = graph(residuals_of(ctx, [read_image(p) for p in paths]))[1].numpy()
+        return paths, residuals_of(ctx, [read_image(p) for p in paths])
+
+
+def _maps(graph: SegGraph, residual: torch.Tensor, batch: int = 16) -> np.ndarray:
+    """Served maps (N, S, S) of `residual`, `batch` images at a time."""
+    with torch.no_grad():
+        chunks = [graph(residual[i : i + batch].float())[0][:, 0] for i in range(0, len(residual), batch)]
+    return torch.cat(chunks).numpy()
+
+
+def decide_fusion(
+    plain: SegGraph, fused: SegGraph, good_residual: torch.Tensor, pseudo: ResidualSet | None, how: str
+) -> dict:
+    """`seg_fusion.choose_fusion` on the pseudo-labelled images (their pseudo labels) and the
+    held-out good images, both candidate maps computed here."""
+    if how != "auto" or pseudo is None:
+        return choose_fusion(None, None, None, how)
+    residual = torch.cat([pseudo.residual.float(), good_residual])
+    s = pseudo.masks.shape[-1]
+    masks = torch.cat([pseudo.masks > 0.5, torch.zeros(len(good_residual), s, s, dtype=torch.bool)])
+    return choose_fusion(_maps(plain, residual), _maps(fused, residual), masks.numpy(), how)
+
+
+def calibrate_seg(
+    ctx,
+    graph: SegGraph,
+    good: tuple[list[Path], torch.Tensor],
+    pseudo: ResidualSet | None,
+    pseudo_names: list[str],
+    pseudo_types: torch.Tensor | None,
+) -> tuple[dict, dict]:
+    """The seg threshold, and whether results may name a defect type, from training-time images
+    only (rules: `seg_calibration`); `good` is `holdout_residuals(ctx)`.
+
+    The seg score (a probability, or fused with the training-free map) is on another scale than
+    the residual score, so the served verdict uses this threshold when seg_<product> is in the
+    pipeline.
+    """
+    paths, good_residual = good
+    with torch.no_grad():
+        good_scores = graph(good_residual)[1].numpy()
         outs = graph(pseudo.residual.float()) if pseudo is not None else None
     bad = outs[1].numpy() if outs is not None else np.zeros(0)
     rules = ctx.package.config.calibration
-    cal = seg_threshold(good, [str(p) for p in paths], bad, pseudo_names, rules.std_factor, rules.seg_floor)
+    cal = seg_threshold(
+        good_scores, [str(p) for p in paths], bad, pseudo_names, rules.std_factor, rules.seg_floor
+    )
     predicted = outs[2].numpy() if outs is not None else np.zeros(0, np.int64)
     labelled = pseudo_types.numpy() if pseudo_types is not None else np.zeros(0, np.int64)
     return cal.to_dict(), defect_type_claim(predicted, labelled, len(graph.v_lang))
@@ -209,8 +238,8 @@ def train_seg(
 ) -> dict:  # fmt: skip
     """Train ADClick-Seg for a fitted package; pseudo labels (from `label`) enable phase 2. `init`
     names another package to start from (its ADClick-Seg, else its ADClick weights)."""
-    if settings.fusion not in FUSIONS:  # checked before any training time is spent
-        raise InputError(f"fusion {settings.fusion!r}: expected one of {FUSIONS}")
+    if settings.fusion not in FUSION_CHOICES:  # checked before any training time is spent
+        raise InputError(f"fusion {settings.fusion!r}: expected one of {FUSION_CHOICES}")
     t0 = time.perf_counter()
     rng = seed_everything(settings.seed)
     model_dir = Path(model_dir)
@@ -272,15 +301,19 @@ def train_seg(
     }
     staged = {name: staging(model_dir, name) for name in (SEG_WEIGHTS, SEG_ONNX, SEG_META)}
     save_weights(staged[SEG_WEIGHTS], ema.model, {**ident, "steps": total})
-    free_threshold = ctx.package.threshold if settings.fusion == "geometric" else None
-    blur = ctx.package.config.method.blur_sigma
-    graph = SegGraph(ema.model, v_lang, word_mask, blur, free_threshold).eval()
-    fused = "sqrt(seg probability * training-free map / free_threshold)"
-    rule = fused if free_threshold else "seg probability"
-    report["fusion"] = {"kind": settings.fusion, "rule": rule, "free_threshold": free_threshold}
+    blur, t = ctx.package.config.method.blur_sigma, ctx.package.threshold
+    plain = SegGraph(ema.model, v_lang, word_mask, blur).eval()
+    fused = SegGraph(ema.model, v_lang, word_mask, blur, free_threshold=t).eval()
+    holdout = holdout_residuals(ctx)
+    fusion = decide_fusion(plain, fused, holdout[1], sets.get("pseudo"), settings.fusion)
+    graph = fused if fusion["kind"] == "geometric" else plain
+    served = "seg probability"
+    if graph is fused:
+        served = "sqrt(seg probability * training-free map / free_threshold)"
+    report["fusion"] = {**fusion, "map": served, "free_threshold": t if graph is fused else None}
     pseudo_names = [r["image"] for r in sets.get("pseudo_meta", [])]
     report["calibration"], report["defect_type_claim"] = calibrate_seg(
-        ctx, graph, sets.get("pseudo"), pseudo_names, sets.get("pseudo_types")
+        ctx, graph, holdout, sets.get("pseudo"), pseudo_names, sets.get("pseudo_types")
     )
     report["parity"] = export_seg(graph, anomalous.residual[:2].float(), staged[SEG_ONNX])
     report["seconds"]["total"] = time.perf_counter() - t0

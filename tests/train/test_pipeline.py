@@ -80,7 +80,10 @@ def test_label_train_seg_and_evaluate(trained: Path, synthetic_root: Path, tmp_p
         labels["images"]
     )
     assert report["parity"]["map_max_abs_diff"] < 1e-4
-    assert report["fusion"]["kind"] == "geometric" and report["fusion"]["free_threshold"] == package.threshold
+    fusion = report["fusion"]  # chosen on the pseudo-labelled images by the rule of seg_fusion
+    fused = round(fusion["pixel_ap"]["none"] - fusion["pixel_ap"]["geometric"], 4) <= 0.01
+    assert fusion["how"] == "auto" and fusion["kind"] == ("geometric" if fused else "none")
+    assert fusion["free_threshold"] == (package.threshold if fused else None)
     calibration = report["calibration"]
     assert 0 <= max(calibration["holdout_scores"]) <= calibration["threshold"]
     assert calibration["pseudo_labelled"] == [r["image"] for r in labels["images"]]
@@ -130,7 +133,8 @@ def test_seg_fusion_none_serves_the_probability_and_an_unknown_fusion_is_refused
     seg = ["--pretrain-steps", "2", "--no-finetune", "--batch-size", "4", "--n-synthetic", "8"]
     model = train_package(trained, tmp_path / "plain", "train-seg", synthetic_root, *seg, "--fusion", "none")
     report = json.loads((model / "seg_model.json").read_text())
-    assert report["fusion"] == {"kind": "none", "rule": "seg probability", "free_threshold": None}
+    assert report["fusion"] == {"how": "none", "rule": "set by the user", "kind": "none",
+                                "map": "seg probability", "free_threshold": None}  # fmt: skip
     assert 0 <= report["calibration"]["threshold"] <= 1  # a probability again
     before = (model / "seg_model.json").read_bytes()
     with pytest.raises(InputError, match="fusion 'mean'"):
