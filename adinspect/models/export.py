@@ -1,8 +1,8 @@
 """ONNX export of ADClick-Seg and ADClick with the language tensors as constants.
 
 `SegGraph` wraps ADClick-Seg with V_lang (P, Z, Q) and the word mask as buffers, so the exported
-`seg.onnx` takes only the residual and returns the max over the P defect types (Eq. 7), by
-default fused with the training-free map of the same residual, and the winning type.
+`seg.onnx` takes only the residual and returns the max over the P defect types (Eq. 7), when
+`train-seg` chose so fused with the training-free map of the same residual, and the winning type.
 `ClickGraph` wraps ADClick with the same constants and picks V_lang by a defect-type index
 input (a Gather), so `click.onnx` never needs the text encoder; an ADClick with the image branch
 adds one input, the normalised `image` (the backbone's input name and tensor).
@@ -82,9 +82,15 @@ class SegGraph(nn.Module):
         out = self.model(residual, self.v_lang, self.word_mask)
         amap = gaussian_blur(out.anomaly_map, self.blur)
         if self.free_threshold is not None:
-            free = residual_norm_map(residual, amap.shape[-1], self.blur)
-            amap = torch.sqrt(amap * free / self.free_threshold)  # NaN in, NaN out: fails closed
+            amap = self.fuse(amap, residual)
         return amap, amap.amax(dim=(1, 2, 3)), out.defect_type, out.type_scores
+
+    def fuse(self, amap: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """Blurred seg map (B, 1, S, S) of `residual` → sqrt(p · a / t); NaN in, NaN out (fails closed)."""
+        if self.free_threshold is None:
+            raise ValueError("this SegGraph serves the seg probability alone (no free_threshold)")
+        free = residual_norm_map(residual, amap.shape[-1], self.blur)
+        return torch.sqrt(amap * free / self.free_threshold)
 
 
 class ClickGraph(nn.Module):

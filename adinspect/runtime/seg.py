@@ -2,8 +2,8 @@
 
 `adinspect train-seg` writes seg.onnx and seg_model.json into the package and lists 'seg' in the
 manifest's `optional_models`. The seg score is on another scale than the residual score (the seg
-probability, or by default its geometric mean with the training-free map over the package
-threshold: `models/export.py: SegGraph`), so a package with seg is judged by the seg model's
+probability, or its geometric mean with the training-free map over the package threshold when
+`train-seg` chose that: `models/export.py: SegGraph`), so a package with seg is judged by the seg model's
 own calibrated threshold; its
 `defect_type` output indexes the package's defect-type list, named in results only when training
 found the model can tell the types apart (`defect_type_claim` in seg_model.json; packages written

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from adinspect.metrics.ranking import ap_from_curve, binary_curve
+from adinspect.metrics import get_metric
 
 TOLERANCE = 0.01
 CHOICES = ("auto", "geometric", "none")
@@ -27,11 +27,6 @@ RULE = (
     f"fuse when it lowers pixel AP on the pseudo-labelled images (their pseudo labels; held-out good "
     f"images as negatives) by at most {TOLERANCE}; p alone without pseudo-labelled images"
 )
-
-
-def pixel_ap(maps: np.ndarray, masks: np.ndarray) -> float:
-    """Pixel AP of maps (N, S, S) against binary masks (N, S, S)."""
-    return ap_from_curve(binary_curve(maps.ravel(), masks.ravel().astype(bool)))
 
 
 def choose_fusion(
@@ -47,6 +42,7 @@ def choose_fusion(
         return {**decision, "kind": how}
     if plain is None or fused is None or masks is None or not masks.any():
         return {**decision, "kind": "none", "pixel_ap": None}
+    pixel_ap = get_metric("pixel_ap")  # the metric `evaluate` reports; non-finite maps raise
     measured = {"none": pixel_ap(plain, masks), "geometric": pixel_ap(fused, masks)}
     # rounded as the figures are reported, so a loss of exactly the margin is not refused by 1e-17
     fuse = round(measured["none"] - measured["geometric"], 4) <= TOLERANCE

@@ -165,11 +165,18 @@ def holdout_residuals(ctx) -> tuple[list[Path], torch.Tensor]:
         return paths, residuals_of(ctx, [read_image(p) for p in paths])
 
 
-def _maps(graph: SegGraph, residual: torch.Tensor, batch: int = 16) -> np.ndarray:
-    """Served maps (N, S, S) of `residual`, `batch` images at a time."""
+def _candidate_maps(plain: SegGraph, fused: SegGraph, sources: list[torch.Tensor], batch: int = 16) -> tuple:
+    """The seg network once per image, `batch` at a time: its map (N, S, S) and the same map fused
+    (`SegGraph.fuse`), as numpy."""
+    p_maps, f_maps = [], []
     with torch.no_grad():
-        chunks = [graph(residual[i : i + batch].float())[0][:, 0] for i in range(0, len(residual), batch)]
-    return torch.cat(chunks).numpy()
+        for source in sources:
+            for i in range(0, len(source), batch):
+                residual = source[i : i + batch].float()
+                amap = plain(residual)[0]
+                p_maps.append(amap[:, 0])
+                f_maps.append(fused.fuse(amap, residual)[:, 0])
+    return torch.cat(p_maps).numpy(), torch.cat(f_maps).numpy()
 
 
 def decide_fusion(
@@ -179,10 +186,10 @@ def decide_fusion(
     held-out good images, both candidate maps computed here."""
     if how != "auto" or pseudo is None:
         return choose_fusion(None, None, None, how)
-    residual = torch.cat([pseudo.residual.float(), good_residual])
     s = pseudo.masks.shape[-1]
     masks = torch.cat([pseudo.masks > 0.5, torch.zeros(len(good_residual), s, s, dtype=torch.bool)])
-    return choose_fusion(_maps(plain, residual), _maps(fused, residual), masks.numpy(), how)
+    p_maps, f_maps = _candidate_maps(plain, fused, [pseudo.residual, good_residual])
+    return choose_fusion(p_maps, f_maps, masks.numpy(), how)
 
 
 def calibrate_seg(

@@ -92,6 +92,9 @@ def test_fused_seg_map_is_the_geometric_mean_with_the_training_free_map(tmp_path
         p, f = plain(x), fused(x)
     free = residual_norm_map(x, S, gaussian_kernel(2.0))
     torch.testing.assert_close(f[0], torch.sqrt(p[0] * free / t))
+    torch.testing.assert_close(fused.fuse(p[0], x), f[0])  # what train-seg's choice computes from p
+    with pytest.raises(ValueError, match="no free_threshold"):
+        plain.fuse(p[0], x)
     torch.testing.assert_close(f[1], f[0].amax(dim=(1, 2, 3)))
     assert f[2].tolist() == p[2].tolist()  # the defect type is the seg model's alone
     # where the residual is strong the fused map rises over the seg probability, where weak it falls

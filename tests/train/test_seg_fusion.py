@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from adinspect.train.seg_fusion import TOLERANCE, choose_fusion, pixel_ap
+from adinspect.metrics import get_metric
+from adinspect.train.seg_fusion import TOLERANCE, choose_fusion
+
+pixel_ap = get_metric("pixel_ap")
 
 
 def _labelled(n: int = 6, s: int = 32) -> tuple[np.ndarray, np.ndarray]:
