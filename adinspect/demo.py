@@ -22,12 +22,12 @@ def _step(title: str) -> float:
 
 def run_demo(out: Path, data: Path | None = None, preset: str = "cpu", serve: bool = True) -> dict:
     """Run the demo; returns a summary dict (also written to out/summary.json)."""
-    from adinspect.bench import bench_inprocess, write_bench
+    from adinspect.benchmarks.inprocess import bench_inprocess, write_bench
     from adinspect.data.datasets import open_dataset
     from adinspect.data.synthetic import make_synthetic_dataset
-    from adinspect.evaluation import evaluate_package
-    from adinspect.fit import fit_product
-    from adinspect.predict import predict
+    from adinspect.evaluation.evaluate import evaluate_package
+    from adinspect.evaluation.predict import predict
+    from adinspect.fitting.fit import fit_product
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -81,8 +81,31 @@ def run_demo(out: Path, data: Path | None = None, preset: str = "cpu", serve: bo
 def _serve(model: Path, data: Path, out: Path) -> dict:
     """Build a Triton repository, serve it on loopback, inspect over gRPC, bench (needs the serving extra)."""
     try:
-        from adinspect.serving.demo import serve_demo
+        from adinspect.benchmarks.serving import format_table, run_serving_bench
+        from adinspect.client import InspectionClient
+        from adinspect.repository.build import build_repository
+        from adinspect.server.launch import TritonServer
     except ImportError as exc:
         print(f"\n(skipping the Triton steps: {exc}; install the serving extra)")
         return {"skipped": str(exc)}
-    return serve_demo(model, data, out)
+    from adinspect.data.datasets import open_dataset
+    from adinspect.package import ModelPackage
+
+    product = ModelPackage.load(model, verify=False).product
+    repo = out / "model_repository"
+    print(f"\n== build the Triton repository (cpu flavour) in {repo}")
+    build_repository([model], "cpu", repo)
+    test = open_dataset(data).test
+    images = [s.path for s in test[:: max(1, len(test) // 20)]][:20]
+    with TritonServer(repo, log_file=out / "triton.log") as server:
+        print(
+            f"== tritonserver ready on {server.grpc_url} (gRPC, loopback only); log in {out / 'triton.log'}"
+        )
+        with InspectionClient(server.grpc_url) as client:
+            for path in images[:6]:
+                r = client.inspect(path.read_bytes(), product, name=path.name)
+                print(f"  {r.verdict.upper():4} {r.score:8.3f}  {len(r.regions)} regions  {r.image}")
+        print("== bench: in-process vs Triton at concurrency 1, 2, 4, 8, and perf_analyzer")
+        results = run_serving_bench(model, images, server.grpc_url, out / "bench_serving.json")
+    print(format_table(results))
+    return {"repository": str(repo), "bench": str(out / "bench_serving.json")}

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from adinspect.contracts import RESIDUAL
-from adinspect.serving.gpu import PRECISIONS, PlanRecord, default_opt_batch, record_path, write_record
+from adinspect.repository.gpu import PRECISIONS, PlanRecord, default_opt_batch, record_path, write_record
 
 EXIT_BAD_INPUT = 2
 

@@ -1,4 +1,6 @@
-"""Shared fixtures: a synthetic dataset and a small fitted model package (session-scoped, built once)."""
+"""Shared fixtures: a synthetic dataset, a small fitted model package (session-scoped, built once),
+and the Triton repositories and server the repository, server, client and benchmark tests share
+(helpers in tests/servers.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from servers import clone_package, running, write_identity_repository
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,7 +39,7 @@ def fitted_package(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactor
     """A cpu-preset package fitted on the synthetic dataset with the real offline backbone."""
     pytest.importorskip("torch")
     from adinspect.config import preset_config
-    from adinspect.fit import fit_product
+    from adinspect.fitting.fit import fit_product
 
     out = tmp_path_factory.mktemp("packages") / "widget"
     fit_product(synthetic_root, preset_config("cpu", "widget"), out, progress=False)
@@ -53,7 +56,7 @@ def trained_copy(source: Path, model: Path, command: str, data: Path, *options: 
 
     shutil.copytree(source, model)
     parser = argparse.ArgumentParser()
-    cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    cli.add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args([command, "--model", str(model), "--data", str(data), "--quiet", *options])
     assert args.func(args) == 0
     return model
@@ -76,6 +79,32 @@ def seg_package(fitted_package: Path, synthetic_root: Path, tmp_path_factory: py
     options = ["--no-finetune", "--pretrain-steps", "2", "--batch-size", "4", "--n-synthetic", "8",
                "--fusion", "geometric"]  # fmt: skip
     return trained_copy(fitted_package, model, "train-seg", synthetic_root, *options)
+
+
+# the cheapest train-click: the tests check that tools reproduce click.onnx, not its accuracy
+CHEAPEST = ["--steps", "2", "--batch-size", "2", "--n-synthetic", "8", "--snap", "off"]
+
+
+@pytest.fixture(scope="session")
+def click_package(
+    fitted_package: Path, tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path, train_package
+) -> Path:
+    """The synthetic package plus click.onnx from `adinspect train-click` with the cheapest settings
+    (2 steps of batch 2 on 8 synthetic anomalies, ~10 s): the tests check that the tool reproduces
+    whatever click.onnx computes, not its accuracy."""
+    model = tmp_path_factory.mktemp("click_package") / "widget"
+    return train_package(fitted_package, model, "train-click", synthetic_root, *CHEAPEST)
+
+
+@pytest.fixture(scope="session")
+def image_click_package(
+    fitted_package: Path, tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path, train_package
+) -> Path:
+    """As `click_package`, with ADClick's image branch (click.onnx takes the image too) and half the
+    synthetic anomalies under a capture shift."""
+    model = tmp_path_factory.mktemp("image_click_package") / "widget"
+    options = ["--image-branch", "--capture-shift-aug", "0.5", *CHEAPEST]
+    return train_package(fitted_package, model, "train-click", synthetic_root, *options)
 
 
 def poison_package(source: Path, target: Path, product: str = "poisoned") -> Path:
@@ -111,3 +140,45 @@ def poison_package(source: Path, target: Path, product: str = "poisoned") -> Pat
 @pytest.fixture(scope="session")
 def poisoned_package(fitted_package: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return poison_package(fitted_package, tmp_path_factory.mktemp("poisoned") / "poisoned")
+
+
+# ----------------------------------------------------------------------------- served packages
+
+
+@pytest.fixture(scope="module")
+def identity_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_identity_repository(tmp_path_factory.mktemp("identity_repo"))
+
+
+@pytest.fixture(scope="session")
+def served_packages(fitted_package: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two products on one backbone: the fitted `widget` and `gadget` (half its threshold)."""
+    root = tmp_path_factory.mktemp("served_packages")
+    return [fitted_package, clone_package(fitted_package, root / "gadget", "gadget", threshold_scale=0.5)]
+
+
+@pytest.fixture(scope="session")
+def cpu_repository(served_packages: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from adinspect.repository.build import build_repository
+
+    out = tmp_path_factory.mktemp("repo") / "model_repository"
+    build_repository(served_packages, "cpu", out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def gpu_repository(served_packages: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The gpu flavour's ensembles (built and checked here; served only where a GPU is)."""
+    from adinspect.repository.build import build_repository
+
+    out = tmp_path_factory.mktemp("gpu") / "repo"
+    build_repository(served_packages, "gpu", out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def triton_server(cpu_repository: Path, tmp_path_factory: pytest.TempPathFactory):
+    """tritonserver on free 127.0.0.1 ports over the cpu repository, for the whole session."""
+    log = tmp_path_factory.mktemp("triton_log") / "tritonserver.log"
+    with running(cpu_repository, log, startup_timeout=180) as server:
+        yield server

@@ -1,4 +1,4 @@
-"""`adinspect annotate` and `adinspect bench-annotate` (wired into `adinspect` by `register`).
+"""`adinspect annotate` (wired into `adinspect` by `add_commands`), and what `bench-annotate` needs.
 
     adinspect annotate       --model DIR --data DIR [--out LABELS_DIR] [--host 127.0.0.1] [--port 8765]
                              [--train [--pretrain-steps N] [--finetune-steps N] [--batch-size N]
@@ -12,13 +12,12 @@ says how to install it.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from adinspect.errors import InputError
 
 
-def _need_web() -> None:
+def need_web() -> None:
     try:
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
@@ -35,7 +34,7 @@ def _labels_dir(args: argparse.Namespace) -> Path:
 def run_annotate(args: argparse.Namespace) -> int:
     if args.train:
         return _train(args)
-    _need_web()
+    need_web()
     from adinspect.annotate.server import LOOPBACK, make_server
     from adinspect.annotate.service import Annotator
 
@@ -78,20 +77,8 @@ def _train(args: argparse.Namespace) -> int:
     return 0 if status["state"] == "done" else 1
 
 
-def run_bench_annotate(args: argparse.Namespace) -> int:
-    _need_web()
-    from adinspect.annotate.bench import bench_annotate, format_table
-
-    out = bench_annotate(args.model, args.data, args.subset, args.seed, args.max_clicks, args.threads,
-                         compare=args.compare, progress=not args.quiet)  # fmt: skip
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(out, indent=2) + "\n")
-    print(format_table(out))
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the annotate and bench-annotate commands."""
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add the annotate command."""
     p = subparsers.add_parser("annotate", help="label real defects in the browser with ADClick clicks")
     p.add_argument("--model", type=Path, required=True, help="fitted package with click.onnx (train-click)")
     p.add_argument("--data", type=Path, required=True, help="MVTec/KolektorSDD2 root or a folder of images")
@@ -107,17 +94,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help="with --train: train-seg --batch-size")
     p.add_argument("--n-synthetic", type=int, help="with --train: train-seg --n-synthetic")
     p.set_defaults(func=run_annotate)
-
-    p = subparsers.add_parser(
-        "bench-annotate", help="a scripted annotator drives the annotate API (NoC, latency)"
-    )
-    p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--json", type=Path, required=True)
-    p.add_argument("--subset", default="eval", help="all, labelled or eval (as evaluate-clicks)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-clicks", type=int, default=20)
-    p.add_argument("--threads", type=int)
-    p.add_argument("--compare", type=Path, help="an evaluate-clicks JSON of the same model to check against")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=run_bench_annotate)

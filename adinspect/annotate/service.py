@@ -21,7 +21,7 @@ from adinspect.annotate.store import ClickPoint, ConflictError, Decision, LabelS
 from adinspect.errors import InputError
 from adinspect.imageio import decode_mask, encode_png, read_image
 from adinspect.runtime.click import ClickRuntime, ClickSession, NoClickModel
-from adinspect.train.clicks import Click
+from adinspect.runtime.clicks import Click
 
 _OPEN_IMAGES = 4  # residuals kept in memory (a few back-and-forth images)
 

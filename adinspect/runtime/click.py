@@ -20,12 +20,19 @@ from pathlib import Path
 import numpy as np
 
 from adinspect.contracts import BACKBONE, CLICK, RESIDUAL
+from adinspect.geometry import check_rgb, preprocess
 from adinspect.package import ModelPackage, PackageError
+from adinspect.runtime.clicks import (
+    PRED_THRESHOLD,
+    Click,
+    check_clicks,
+    click_maps,
+    click_radius,
+    scale_clicks,
+)
 from adinspect.runtime.postprocess import resize_map
-from adinspect.runtime.preprocess import check_rgb, preprocess
 from adinspect.runtime.sessions import make_session
 from adinspect.runtime.snap import snap_rgb, snap_to_image
-from adinspect.train.clicks import PRED_THRESHOLD, Click, check_clicks, click_maps, click_radius, scale_clicks
 
 CLICK_ONNX = "click.onnx"
 CLICK_META = "click_model.json"

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from adinspect.contracts import BACKBONE, RESIDUAL, SEG
+from adinspect.geometry import check_rgb, preprocess_batch
 from adinspect.imageio import read_image
 from adinspect.package import ModelPackage
 from adinspect.results import InspectionResult
 from adinspect.runtime.postprocess import find_regions, resize_map, verdict_of
-from adinspect.runtime.preprocess import check_rgb, preprocess_batch
 from adinspect.runtime.seg import seg_info
 from adinspect.runtime.sessions import make_session
 

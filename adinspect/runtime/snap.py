@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from adinspect.train.clicks import Click
+from adinspect.runtime.clicks import Click
 
 SURE = 0.7  # the network's calls above this stand
 SEED = 0.1  # probability from which a pixel is part of the region GrabCut looks at

@@ -1,4 +1,4 @@
-"""Command-line entry points of the training commands (wired into `adinspect` by `add_parser`).
+"""Command-line entry points of the training commands (wired into `adinspect` by `add_commands`).
 
     adinspect train-click     --model DIR --data DIR [--prompts FILE] [--encoder DIR] [--steps N] [--resume]
                               [--init OTHER_MODEL_DIR] [--foreground] [--image-branch]
@@ -194,7 +194,7 @@ def run_evaluate_seg(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register train-click, choose-snap, label, train-seg, evaluate-clicks and evaluate-seg."""
     p = subparsers.add_parser("train-click", help="train ADClick on synthetic anomalies (writes click.onnx)")
     _common(p)

@@ -39,6 +39,7 @@ from adinspect.models.adclick import ADClick, ADClickConfig
 from adinspect.models.export import ClickGraph, export_click
 from adinspect.models.losses import normalized_focal_loss, soft_iou_loss
 from adinspect.runtime.click import CLICK_META, CLICK_ONNX  # the names the labelling tool reads
+from adinspect.runtime.clicks import PRED_THRESHOLD, Click, click_maps, click_radius
 from adinspect.train.checkpoint import (
     EMA,
     CheckpointError,
@@ -46,7 +47,7 @@ from adinspect.train.checkpoint import (
     read_meta,
     save_weights,
 )
-from adinspect.train.clicks import PRED_THRESHOLD, Click, click_maps, click_radius, next_click
+from adinspect.train.clicks import next_click
 from adinspect.train.common import (
     commit_files,
     language_tensors,

@@ -18,23 +18,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from adinspect.runtime.clicks import PRED_THRESHOLD, Click
+
 MAX_CLICKS = 20
 NOC_THRESHOLDS = (0.80, 0.85, 0.90)
-PRED_THRESHOLD = 0.49  # RITM binarises probabilities at 0.49
-
-
-@dataclass(frozen=True)
-class Click:
-    """One click at pixel (y, x) of the S x S image; positive marks the defect."""
-
-    y: int
-    x: int
-    positive: bool
-
-
-def click_radius(image_size: int) -> float:
-    """Disc radius in pixels: 5 px at 512, scaled with the image side (at least 1.5 px)."""
-    return max(1.5, 5.0 * image_size / 512)
 
 
 def next_click(gt: np.ndarray, pred: np.ndarray, clicked: np.ndarray | None = None) -> Click | None:
@@ -60,40 +47,6 @@ def next_click(gt: np.ndarray, pred: np.ndarray, clicked: np.ndarray | None = No
     dt = fn_dt if positive else fp_dt
     flat = int(np.argmax(dt))  # first maximum, row-major
     return Click(flat // dt.shape[1], flat % dt.shape[1], positive)
-
-
-def check_clicks(clicks: Sequence[Click], size: tuple[int, int], name: str = "clicks") -> None:
-    """Raise ValueError naming the first click outside an (H, W) image."""
-    h, w = size
-    for i, c in enumerate(clicks):
-        if not (0 <= c.y < h and 0 <= c.x < w):
-            raise ValueError(f"{name}: click {i} at (y={c.y}, x={c.x}) lies outside the {w}x{h} image")
-
-
-def scale_clicks(clicks: Sequence[Click], shape: tuple[int, int], size: int) -> list[Click]:
-    """Clicks in an (H, W) image's pixels → the S x S model pixels (`label --clicks`, `annotate`)."""
-    h, w = shape
-    return [Click(min(size - 1, c.y * size // h), min(size - 1, c.x * size // w), c.positive) for c in clicks]
-
-
-def unscale_click(click: Click, shape: tuple[int, int], size: int) -> Click:
-    """The smallest original (H, W) pixel that `scale_clicks` maps to an S x S click.
-
-    Exact when H, W >= S (every model pixel has an original pixel); for smaller images the model
-    pixels between two original ones are unreachable and the nearest original pixel is returned.
-    """
-    h, w = shape
-    return Click(min(h - 1, -(-click.y * h // size)), min(w - 1, -(-click.x * w // size)), click.positive)
-
-
-def click_maps(clicks: Sequence[Click], size: tuple[int, int], radius: float) -> np.ndarray:
-    """Discs around the clicks: (2, H, W) float32, channel 0 positive, channel 1 negative."""
-    check_clicks(clicks, size)
-    maps = np.zeros((2, *size), np.float32)
-    yy, xx = np.ogrid[: size[0], : size[1]]
-    for c in clicks:
-        maps[0 if c.positive else 1][(yy - c.y) ** 2 + (xx - c.x) ** 2 <= radius * radius] = 1.0
-    return maps
 
 
 def iou(gt: np.ndarray, pred: np.ndarray) -> float:

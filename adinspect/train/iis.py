@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from adinspect.train.clicks import Click, click_maps
+from adinspect.runtime.clicks import Click, click_maps
 
 
 def sample_clicks(gt: np.ndarray, n: int, rng: np.random.Generator) -> list[Click]:

@@ -23,25 +23,17 @@ from tqdm import tqdm
 
 from adinspect.data.datasets import Sample, open_dataset
 from adinspect.errors import InputError
-from adinspect.evaluation import load_mask_at
+from adinspect.evaluation.evaluate import load_mask_at
+from adinspect.evaluation.plots import click_session_panel
 from adinspect.imageio import read_image, read_mask, write_png
 from adinspect.language.encoder import LanguageFeatures
 from adinspect.metrics import aupro, pixel_ap, pixel_auroc
 from adinspect.models.adclick import ADClick
-from adinspect.plots import click_session_panel
 from adinspect.runtime.click import CLICK_META, snap_setting
+from adinspect.runtime.clicks import PRED_THRESHOLD, Click, click_maps, click_radius
 from adinspect.runtime.snap import snap_rgb, snap_to_image
 from adinspect.train.click_trainer import load_click_model
-from adinspect.train.clicks import (
-    MAX_CLICKS,
-    PRED_THRESHOLD,
-    Click,
-    ClickSession,
-    click_maps,
-    click_metrics,
-    click_radius,
-    simulate_clicks,
-)
+from adinspect.train.clicks import MAX_CLICKS, ClickSession, click_metrics, simulate_clicks
 from adinspect.train.common import language_tensors, prepare_language
 from adinspect.train.residual_data import ResidualContext, images_of, load_context, residuals_of
 

@@ -34,9 +34,10 @@ from adinspect.errors import InputError
 from adinspect.imageio import read_image, write_mask
 from adinspect.package import LABELS_DIR, LABELS_JSON
 from adinspect.runtime.click import CLICK_META, snap_setting
+from adinspect.runtime.clicks import Click, check_clicks, click_radius, scale_clicks
 from adinspect.runtime.snap import snap_rgb
 from adinspect.train.click_trainer import load_click_model
-from adinspect.train.clicks import Click, check_clicks, click_radius, iou, scale_clicks
+from adinspect.train.clicks import iou
 from adinspect.train.common import language_tensors, prepare_language
 from adinspect.train.interactive import ClickPredictor, defective_pool, load_real
 from adinspect.train.pseudo_labels import click_corrected

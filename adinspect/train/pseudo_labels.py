@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from adinspect.models.losses import IGNORE_LABEL
-from adinspect.train.clicks import Click, check_clicks
+from adinspect.runtime.clicks import Click, check_clicks
 
 MAX_DELTA = 0.1
 

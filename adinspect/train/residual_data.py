@@ -25,11 +25,11 @@ from adinspect.data.capture import misalign, random_capture_shift, random_offset
 from adinspect.data.datasets import open_dataset
 from adinspect.data.foreground import product_foregrounds
 from adinspect.errors import InputError
+from adinspect.fitting.pipeline import TorchPipeline
+from adinspect.geometry import PreprocessSpec, preprocess_batch
 from adinspect.imageio import read_image
 from adinspect.package import ModelPackage
-from adinspect.pipeline import TorchPipeline
 from adinspect.residual.model import BankTensors, ResidualModel, window_descriptors
-from adinspect.runtime.preprocess import PreprocessSpec, preprocess_batch
 
 
 class TrainDataError(InputError):

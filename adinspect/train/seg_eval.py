@@ -18,7 +18,7 @@ from tqdm import tqdm
 from adinspect.contracts import SEG
 from adinspect.data.datasets import open_dataset
 from adinspect.errors import InputError
-from adinspect.evaluation import load_mask_at
+from adinspect.evaluation.evaluate import load_mask_at
 from adinspect.imageio import read_image
 from adinspect.metrics import compute_metrics
 from adinspect.runtime.seg import SEG_ONNX

@@ -33,10 +33,10 @@ from adinspect.language.training import TrainingLanguage
 from adinspect.models.adclick import ADClickSeg
 from adinspect.models.export import SegGraph, export_seg
 from adinspect.models.losses import masked_normalized_focal_loss
+from adinspect.runtime.clicks import click_radius
 from adinspect.runtime.seg import SEG_META, SEG_ONNX  # the names the inspector and Triton read
 from adinspect.train.checkpoint import EMA, save_weights
 from adinspect.train.click_trainer import CLICK_WEIGHTS, WORK_DIR, identity, model_config, synthetic_types
-from adinspect.train.clicks import click_radius
 from adinspect.train.common import (
     commit_files,
     language_tensors,

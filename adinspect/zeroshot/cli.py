@@ -1,4 +1,4 @@
-"""`adinspect zero-shot` and `bench-zero-shot`: parsers and handlers (adinspect.cli registers them)."""
+"""`adinspect zero-shot` and `bench-zero-shot`: parsers and handlers (wired in by `add_commands`)."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def _add_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--options", help='JSON overrides, e.g. \'{"layers": [1, 2], "degrees": [1, 3, 5]}\'')
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "zero-shot", help="score an unlabelled batch against itself (MuSc); metrics on a labelled dataset"
     )

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adinspect.features.backbones import BackboneSpec, WeightsInfo, create_backbone, create_image_head
-from adinspect.runtime.preprocess import PreprocessSpec, preprocess_batch
+from adinspect.geometry import PreprocessSpec, preprocess_batch
 from adinspect.zeroshot.config import ZeroShotConfig, ZeroShotError
 from adinspect.zeroshot.parallel import map_in_threads, worker_count
 

@@ -35,7 +35,7 @@ class Batch:
 
 def list_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[Sample] | None]:
     """One MVTec/KolektorSDD2 folder with a test split → its labelled test samples; else image files."""
-    from adinspect.predict import expand_inputs
+    from adinspect.evaluation.predict import expand_inputs
 
     if len(inputs) == 1 and Path(inputs[0]).is_dir() and detect_layout(inputs[0]) != "folder":
         test = open_dataset(inputs[0]).test
@@ -90,9 +90,9 @@ def run_zero_shot(
 
 def labelled_metrics(batch: Batch, result: ZeroShotResult, out_dir: Path, size: int) -> dict:
     """The registry's metrics (as `evaluate`) against the ground truth, and the ROC/PR plot."""
-    from adinspect.evaluation import load_mask_at
+    from adinspect.evaluation.evaluate import load_mask_at
+    from adinspect.evaluation.plots import plot_roc_pr
     from adinspect.metrics import compute_metrics
-    from adinspect.plots import plot_roc_pr
 
     assert batch.samples is not None
     labels = np.array([s.label for s in batch.samples])
@@ -111,7 +111,7 @@ def labelled_metrics(batch: Batch, result: ZeroShotResult, out_dir: Path, size: 
 
 
 def _rows(batch: Batch, result: ZeroShotResult) -> list[dict]:
-    from adinspect.predict import overlay_name
+    from adinspect.evaluation.predict import overlay_name
 
     used: set[str] = set()
     rows = []
@@ -138,7 +138,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 def _write_overlays(out_dir: Path, batch: Batch, result: ZeroShotResult, rows: list[dict]) -> None:
     """One colour scale for the whole batch: median map value (blue) to the largest (red)."""
-    from adinspect.plots import overlay_heatmap
+    from adinspect.evaluation.plots import overlay_heatmap
 
     vmin, vmax = float(np.median(result.maps)), float(result.maps.max())
     vmax = vmax if vmax > vmin else vmin + 1e-6

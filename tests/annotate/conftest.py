@@ -1,4 +1,5 @@
-"""Fixtures of the labelling tool's tests: a package with a tiny ADClick and a running server."""
+"""Fixtures of the labelling tool's tests: a running server over the package with a tiny ADClick
+(click_package, in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,31 +12,6 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("starlette", reason="the annotate extra (starlette, uvicorn) is not installed")
-
-
-CHEAPEST = ["--steps", "2", "--batch-size", "2", "--n-synthetic", "8", "--snap", "off"]
-
-
-@pytest.fixture(scope="session")
-def click_package(
-    fitted_package: Path, tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path, train_package
-) -> Path:
-    """The synthetic package plus click.onnx from `adinspect train-click` with the cheapest settings
-    (2 steps of batch 2 on 8 synthetic anomalies, ~10 s): the tests check that the tool reproduces
-    whatever click.onnx computes, not its accuracy."""
-    model = tmp_path_factory.mktemp("click_package") / "widget"
-    return train_package(fitted_package, model, "train-click", synthetic_root, *CHEAPEST)
-
-
-@pytest.fixture(scope="session")
-def image_click_package(
-    fitted_package: Path, tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path, train_package
-) -> Path:
-    """As `click_package`, with ADClick's image branch (click.onnx takes the image too) and half the
-    synthetic anomalies under a capture shift."""
-    model = tmp_path_factory.mktemp("image_click_package") / "widget"
-    options = ["--image-branch", "--capture-shift-aug", "0.5", *CHEAPEST]
-    return train_package(fitted_package, model, "train-click", synthetic_root, *options)
 
 
 @pytest.fixture()

@@ -50,7 +50,7 @@ def test_queue_lists_the_defective_images_with_progress(server: str, synthetic_r
 def test_segment_equals_the_click_runtime(server: str, click_package: Path, synthetic_root: Path) -> None:
     from adinspect.imageio import read_image
     from adinspect.runtime.click import ClickRuntime
-    from adinspect.train.clicks import Click
+    from adinspect.runtime.clicks import Click
 
     _, listing = request(f"{server}/api/images")
     item = listing["images"][3]  # type: ignore[index]
@@ -126,7 +126,7 @@ def test_other_host_headers_are_refused(server: str) -> None:
 def test_accept_writes_mvtec_mask_and_a_click_file_label_reads(
     server: str, labels_dir: Path, synthetic_root: Path, click_package: Path
 ) -> None:
-    from adinspect.train.clicks import Click, scale_clicks
+    from adinspect.runtime.clicks import Click, scale_clicks
     from adinspect.train.labeling import parse_click_file
 
     _, listing = request(f"{server}/api/images")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from adinspect.imageio import read_image
-from adinspect.train.clicks import PRED_THRESHOLD, Click, scale_clicks, unscale_click
+from adinspect.runtime.clicks import PRED_THRESHOLD, Click, scale_clicks, unscale_click
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from adinspect.imageio import decode_mask, read_image, read_mask
-from adinspect.train.clicks import Click, next_click, scale_clicks
+from adinspect.runtime.clicks import Click, scale_clicks
+from adinspect.train.clicks import next_click
 
 from .conftest import request
 

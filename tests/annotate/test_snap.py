@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from adinspect.imageio import read_image
+from adinspect.runtime.clicks import PRED_THRESHOLD, Click, scale_clicks
 from adinspect.runtime.snap import snap_to_image
-from adinspect.train.clicks import PRED_THRESHOLD, Click, iou, scale_clicks
+from adinspect.train.clicks import iou
 
 
 def _crack_scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -93,7 +93,7 @@ def test_augment_turns_images_with_the_residual_and_masks() -> None:
 
 
 def test_normalise_images_is_the_served_preprocess() -> None:
-    from adinspect.runtime.preprocess import PreprocessSpec, preprocess
+    from adinspect.geometry import PreprocessSpec, preprocess
     from adinspect.train.residual_data import normalise_images
 
     spec = PreprocessSpec(image_size=32, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))

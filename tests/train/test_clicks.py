@@ -5,15 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from adinspect.train.clicks import (
-    Click,
-    click_maps,
-    click_metrics,
-    click_radius,
-    next_click,
-    number_of_clicks,
-    simulate_clicks,
-)
+from adinspect.runtime.clicks import Click, click_maps, click_radius
+from adinspect.train.clicks import click_metrics, next_click, number_of_clicks, simulate_clicks
 
 
 def test_first_click_is_the_deepest_point_of_the_defect() -> None:

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 def test_label_and_train_seg_use_the_defective_training_images(tmp_path: Path) -> None:
     from adinspect.config import preset_config
-    from adinspect.fit import fit_product
+    from adinspect.fitting.fit import fit_product
 
     mvtec = make_synthetic_dataset(tmp_path / "mvtec", n_train=16, n_test_good=3, n_test_defect=6, size=128)
     data = ksdd2_layout(mvtec, tmp_path / "ksdd2", n_train_defective=3)

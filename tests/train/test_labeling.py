@@ -10,7 +10,7 @@ import pytest
 
 from adinspect.errors import InputError
 from adinspect.imageio import write_png
-from adinspect.train.clicks import Click
+from adinspect.runtime.clicks import Click
 from adinspect.train.labeling import parse_click_file
 
 

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 def _run(*argv: str) -> int:
     parser = argparse.ArgumentParser()
-    cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    cli.add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(list(argv))
     return args.func(args)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from adinspect.train.clicks import Click
+from adinspect.runtime.clicks import Click
 from adinspect.train.pseudo_labels import click_corrected, sample_delta, tri_valued
 
 

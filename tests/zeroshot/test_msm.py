@@ -73,7 +73,7 @@ def test_patch_seen_nowhere_else_scores_highest():
 @pytest.fixture(scope="module")
 def synthetic_batch(synthetic_root):
     from adinspect.data.datasets import open_dataset
-    from adinspect.evaluation import load_mask_at
+    from adinspect.evaluation.evaluate import load_mask_at
     from adinspect.imageio import read_image
 
     test = open_dataset(synthetic_root).test

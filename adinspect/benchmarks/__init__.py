@@ -1,0 +1,1 @@
+"""Measuring: in-process, scale, serving, labelling and reliability (soak, fault, malformed) benchmarks."""

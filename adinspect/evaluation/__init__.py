@@ -1,0 +1,1 @@
+"""Inspection and evaluation in-process: predict, evaluate on a labelled test set, plots."""

@@ -1,0 +1,129 @@
+"""`adinspect evaluate`: run a package on a labelled test set and compute the metrics of DESIGN.md §1.
+
+Maps are compared with the ground truth at the model's input resolution S x S (masks resized
+with nearest neighbour), as anomalib and the ADClick authors' code do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from adinspect.data.datasets import Sample, open_dataset
+from adinspect.geometry import preprocess_batch
+from adinspect.imageio import read_image, read_mask
+from adinspect.metrics import compute_metrics
+from adinspect.package import LABELS_DIR, LABELS_JSON
+
+
+@dataclass
+class EvalData:
+    """Model outputs over a test set, all at S x S."""
+
+    samples: list[Sample]
+    scores: np.ndarray  # (N,)
+    maps: np.ndarray  # (N, S, S) float32
+    masks: np.ndarray  # (N, S, S) bool
+    images: list[np.ndarray] = field(default_factory=list)  # (S, S, 3) uint8, kept for plots
+
+
+def load_mask_at(sample: Sample, image_shape: tuple[int, int], size: int) -> np.ndarray:
+    """The sample's mask (all False for good images) checked against its image and resized to size²."""
+    if sample.mask_path is None:
+        return np.zeros((size, size), bool)
+    mask = read_mask(sample.mask_path, expected_shape=image_shape)
+    return cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0
+
+
+def collect(
+    runner,
+    samples: Sequence[Sample],
+    size: int,
+    preprocess_spec,
+    batch_size: int = 8,
+    keep_images: bool = False,
+    progress: bool = True,
+) -> EvalData:
+    """Run `runner.run((B,3,S,S)) -> (maps, scores)` over samples, with their masks."""
+    scores, maps, masks, images = [], [], [], []
+    for start in tqdm(
+        range(0, len(samples), batch_size), desc="evaluating", unit="batch", disable=not progress
+    ):
+        chunk = samples[start : start + batch_size]
+        rgb = [read_image(s.path) for s in chunk]
+        masks += [load_mask_at(s, im.shape[:2], size) for s, im in zip(chunk, rgb, strict=True)]
+        m, sc = runner.run(preprocess_batch(rgb, preprocess_spec))
+        maps.append(m)
+        scores.append(sc)
+        if keep_images:
+            images += [cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in rgb]
+    return EvalData(list(samples), np.concatenate(scores), np.concatenate(maps), np.stack(masks), images)
+
+
+def evaluate_package(
+    model_dir: Path, data_dir: Path, plots_dir: Path | None = None, progress: bool = True
+) -> dict[str, float]:
+    """Metrics of a package on the test split of `data_dir` (MVTec or KolektorSDD2 layout)."""
+    from adinspect.runtime.inspector import Inspector
+
+    inspector = Inspector(model_dir)
+    dataset = open_dataset(Path(data_dir))
+    if not dataset.test:
+        raise ValueError(f"{data_dir}: no test images (expected test/good and test/<defect> folders)")
+    pre = inspector.package.preprocess
+    data = collect(
+        inspector, dataset.test, pre.image_size, pre, keep_images=plots_dir is not None, progress=progress
+    )
+    labels = np.array([s.label for s in data.samples])
+    metrics = compute_metrics(data.scores, labels, data.maps, data.masks)
+    verdict_fail = data.scores > inspector.threshold
+    metrics["false_reject_rate"] = float(verdict_fail[labels == 0].mean()) if (labels == 0).any() else 0.0
+    metrics["miss_rate"] = float((~verdict_fail[labels == 1]).mean()) if (labels == 1).any() else 0.0
+    metrics["n_images"] = len(data.samples)
+    metrics["n_defective"] = int(labels.sum())
+    if inspector.seg is not None:
+        # ADClick-Seg was fine-tuned on pseudo labels of some test images: say how many are in here
+        trained_on = _pseudo_labelled(Path(model_dir))
+        metrics["n_pseudo_labelled"] = sum(_key(Path(s.path)) in trained_on for s in data.samples)
+    if plots_dir is not None:
+        _plots(Path(plots_dir), data, labels, inspector.threshold)
+    return metrics
+
+
+def _key(path: Path) -> tuple[str, str]:
+    """(defect folder, file name): labels.json keeps paths as given, relative to where `label` ran."""
+    return path.parent.name, path.name
+
+
+def _pseudo_labelled(model_dir: Path) -> set[tuple[str, str]]:
+    """Images `adinspect label` wrote pseudo labels for (labels/labels.json; empty when absent)."""
+    import json
+
+    path = model_dir / LABELS_DIR / LABELS_JSON
+    if not path.is_file():
+        return set()
+    return {_key(Path(entry["image"])) for entry in json.loads(path.read_text()).get("images", [])}
+
+
+def _plots(out: Path, data: EvalData, labels: np.ndarray, threshold: float) -> None:
+    from adinspect.evaluation.plots import plot_overlay_grid, plot_roc_pr
+
+    out.mkdir(parents=True, exist_ok=True)
+    plot_roc_pr(data.scores, labels, data.maps, data.masks, out / "roc_pr.png")
+    order = np.argsort(-data.scores)
+    pick = list(order[:12]) + list(order[-4:])
+    titles = [f"{data.samples[i].defect_type} {data.scores[i]:.2f}" for i in pick]
+    plot_overlay_grid(
+        [data.images[i] for i in pick],
+        [data.maps[i] for i in pick],
+        [data.masks[i] for i in pick],
+        titles,
+        out / "overlays.png",
+        vmin=0.0,
+        vmax=float(threshold) * 1.5,
+    )

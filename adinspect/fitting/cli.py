@@ -1,0 +1,142 @@
+"""`adinspect fit` (wired into `adinspect` by `add_commands`). Imports what it needs when it runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Add `fit`."""
+    p = sub.add_parser("fit", help="fit a product on good images and write its model package")
+    p.add_argument(
+        "--data", type=Path, required=True, help="MVTec/KolektorSDD2 root or a folder of good images"
+    )
+    p.add_argument("--out", type=Path, required=True, help="model package directory to write")
+    p.add_argument("--preset", default="cpu", help="named defaults: cpu or paper")
+    p.add_argument("--config", type=Path, help="a full config (JSON/YAML) instead of --preset")
+    p.add_argument("--product", help="product name (default: the data folder's name)")
+    p.add_argument("--backbone", help="override the preset's backbone")
+    p.add_argument("--weights", type=Path, help="backbone weights file")
+    p.add_argument(
+        "--random-weights", action="store_true", help="allow a random backbone (results labelled so)"
+    )
+    p.add_argument("--method", help="JSON overrides of method fields, e.g. '{\"k_neighbors\": 8}'")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--memory-budget",
+        type=positive_int("--memory-budget"),
+        metavar="MB",
+        help="peak memory fit may plan for (default: 70%% of the available RAM); checked before any work",
+    )
+    p.add_argument(
+        "--max-references",
+        type=positive_int("--max-references"),
+        metavar="N",
+        help="keep at most N references: a k-center greedy subset in the retrieval space",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing package (only once the new one is complete)",
+    )
+    p.add_argument(
+        "--clean",
+        action="store_true",
+        help="drop good images whose zero-shot mutual score stands out before fitting (robust z-score)",
+    )
+    p.add_argument("--clean-z", type=float, default=3.0, help="--clean drops images with z above this")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_fit)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from adinspect.config import load_config, preset_config, validate_config
+    from adinspect.fitting.fit import fit_product
+
+    if args.config is not None:
+        config = load_config(args.config)
+    else:
+        backbone: dict = {}
+        if args.backbone:
+            backbone["name"] = args.backbone
+        if args.weights:
+            backbone["weights"] = str(args.weights)
+        if args.random_weights:
+            backbone["allow_random"] = True
+        method = _json_arg(args.method, "--method") if args.method else {}
+        config = preset_config(
+            args.preset,
+            args.product or _product_name(args.data),
+            backbone=backbone,
+            method=method,
+            seed=args.seed,
+        )
+    scale = {
+        key: value
+        for key, value in (("memory_budget_mb", args.memory_budget), ("max_references", args.max_references))
+        if value is not None
+    }
+    if scale:
+        raw = json.loads(config.model_dump_json())
+        config = validate_config({**raw, "scale": {**raw["scale"], **scale}}, source="fit's command line")
+    clean = None
+    if args.clean:
+        from adinspect.config import ConfigError
+        from adinspect.zeroshot.config import CleanConfig
+
+        if not args.clean_z > 0:
+            raise ConfigError(f"--clean-z: expected a positive z-score limit, got {args.clean_z}")
+        clean = CleanConfig(z_max=args.clean_z)
+    report = fit_product(
+        args.data, config, args.out, overwrite=args.overwrite, progress=not args.quiet, clean=clean
+    )
+    print(
+        f"wrote {report.out_dir}: {report.n_references} references, {report.n_holdout} held out, "
+        f"threshold {report.threshold:.4g}"
+    )
+    print("fit time (s): " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
+    print(
+        f"parity ONNX Runtime vs torch: max |Δmap| {report.parity['map_max_abs_diff']:.2e}, "
+        f"max |Δscore| {report.parity['score_max_abs_diff']:.2e}"
+    )
+    m = report.memory
+    print(
+        f"memory: peak resident {m['peak_rss_mb']:.0f} MB (estimate {m['estimate_mb']:.0f} MB, "
+        f"budget {m['budget_mb']:.0f} MB, bank {m['bank_mb']:.0f} MB)"
+    )
+    return 0
+
+
+def _json_arg(text: str, flag: str) -> dict:
+    from adinspect.config import ConfigError
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{flag}: not valid JSON ({exc}); e.g. {flag} '{{\"k_neighbors\": 8}}'") from exc
+    if not isinstance(value, dict):
+        raise ConfigError(f"{flag}: expected a JSON object, got {text!r}")
+    return value
+
+
+def positive_int(flag: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{flag} expects a positive integer, got {text!r}")
+        return value
+
+    return parse
+
+
+def _product_name(data: Path) -> str:
+    import re
+
+    name = re.sub(r"[^a-z0-9_]", "_", Path(data).resolve().name.lower()).strip("_") or "product"
+    return name if name[0].isalpha() else f"p_{name}"

@@ -1,0 +1,433 @@
+"""`adinspect fit`: good images → a model package (DESIGN.md §5).
+
+Orchestration only: read images, embed them, split off held-out good images, fit the bank,
+calibrate the threshold on the held-out scores, export ONNX, check parity, write the package.
+Memory is planned before any work (`residual.budget`): features are kept in fp16, every batch
+through torch and ONNX Runtime is a chunk sized by the budget, and the bank exists once at a time.
+The package is assembled in a temporary sibling directory and moved into place only when
+complete, so a failed fit never leaves a half-written package or destroys an existing one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from adinspect import __version__
+from adinspect.config import PipelineConfig, save_config
+from adinspect.contracts import RESIDUAL
+from adinspect.data.datasets import open_dataset
+from adinspect.errors import InputError
+from adinspect.features.backbones import WeightsInfo, create_backbone
+from adinspect.features.embedder import FeatureEmbedder
+from adinspect.fitting.export import export_backbone, export_residual, max_abs_diff
+from adinspect.geometry import PreprocessSpec, preprocess_batch
+from adinspect.imageio import read_image
+from adinspect.package import (
+    FORMAT_VERSION,
+    MANIFEST,
+    BackboneRecord,
+    Manifest,
+    ModelPackage,
+    sha256_of,
+    write_manifest,
+)
+from adinspect.package.card import write_model_card
+from adinspect.residual.bank import fit_bank, representative_subset, save_bank
+from adinspect.residual.budget import MB, MemoryPlan, Shapes, peak_rss_bytes, plan_memory
+from adinspect.residual.model import BankTensors, ResidualModel
+from adinspect.zeroshot.clean import CleaningReport, clean_training_set, write_cleaning
+from adinspect.zeroshot.config import CleanConfig
+
+
+class FitError(InputError):
+    """Fitting cannot proceed (too few images, existing output, ...); the message says what to do."""
+
+
+@dataclass
+class Calibration:
+    """What calibration.json records. `holdout_files` (relative to the fitted data folder) and
+    `holdout_sha256` let `adinspect repo verify --data DIR` find the same images on another host
+    and prove they are the same bytes."""
+
+    rule: str
+    threshold: float
+    holdout: list[str]
+    holdout_scores: list[float]
+    holdout_files: list[str] = field(default_factory=list)
+    holdout_sha256: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FitReport:
+    out_dir: Path
+    n_references: int
+    n_holdout: int
+    threshold: float
+    seconds: dict[str, float]
+    parity: dict[str, float]
+    memory: dict[str, float]  # peak_rss_mb (this process), estimate_mb, budget_mb, bank_mb, chunk sizes
+
+
+def embed_paths(
+    embedder: FeatureEmbedder,
+    paths: Sequence[Path],
+    spec: PreprocessSpec,
+    shapes: Shapes,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read, preprocess and embed images chunk by chunk → features (N, d_f, h, w) fp16, global
+    maps (N, c_1, H, W) fp32, written into arrays allocated once (no list of fp32 batches)."""
+    n, g = len(paths), shapes.grid
+    feats = torch.empty(n, shapes.feature_dim, g, g, dtype=torch.float16)
+    gmaps = torch.empty(n, shapes.global_channels, shapes.global_grid, shapes.global_grid)
+    for start in tqdm(range(0, n, batch_size), desc="embedding", unit="batch", disable=not progress):
+        chunk = paths[start : start + batch_size]
+        batch = torch.from_numpy(preprocess_batch([read_image(p) for p in chunk], spec))
+        with torch.no_grad():
+            f, gm = embedder(batch)
+        feats[start : start + len(chunk)] = f.half()
+        gmaps[start : start + len(chunk)] = gm
+    return feats, gmaps
+
+
+def residual_outputs(
+    model: ResidualModel, feats: torch.Tensor, gmaps: torch.Tensor, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The torch residual model over (N, ...) inputs in chunks → maps (N, S, S), scores (N,)."""
+    maps, scores = [], []
+    with torch.no_grad():
+        for start in range(0, feats.shape[0], batch_size):
+            end = start + batch_size
+            _, amap, score = model(feats[start:end].float(), gmaps[start:end])
+            maps.append(amap[:, 0].numpy())
+            scores.append(score.numpy())
+    return np.concatenate(maps), np.concatenate(scores)
+
+
+def split_holdout(n: int, config: PipelineConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of n good images into (reference indices, held-out indices)."""
+    cal = config.calibration
+    n_hold = max(cal.min_holdout, int(round(cal.holdout_fraction * n)))
+    if n - n_hold < 1:
+        raise FitError(
+            f"{n} good images are too few: {n_hold} are held out to calibrate the threshold and at least one "
+            f"must remain as a reference; give at least {n_hold + 1} (a few dozen is better)"
+        )
+    order = np.random.default_rng(config.seed).permutation(n)
+    return np.sort(order[n_hold:]), np.sort(order[:n_hold])
+
+
+def calibrate(
+    scores: np.ndarray, names: list[str], std_factor: float, floor: float | None = None
+) -> Calibration:
+    """threshold = max(mean + k·std, max[, floor]) of held-out good scores: none of them is rejected.
+
+    `floor` is a lower bound for scores with a meaning of their own (ADClick-Seg's probability).
+    """
+    threshold = max(float(scores.mean() + std_factor * scores.std()), float(scores.max()))
+    bounds = f"mean + {std_factor:g}*std, max"
+    if floor is not None:
+        threshold = max(threshold, float(floor))
+        bounds = f"{floor:g}, {bounds}"
+    rule = f"max({bounds}) of {len(scores)} held-out good images' scores"
+    return Calibration(rule, threshold, names, [float(s) for s in scores])
+
+
+@dataclass
+class FittedBank:
+    """What the bank was fitted from (held-out inputs stay for calibration and parity)."""
+
+    bank: BankTensors  # features on the meta device: the model holds the only copy
+    ref_idx: np.ndarray
+    hold_feats: torch.Tensor
+    hold_gmaps: torch.Tensor
+
+
+@dataclass
+class Embedded:
+    """The good images embedded by the backbone, and what the package records about that backbone."""
+
+    goods: list[Path]
+    feats: torch.Tensor  # (N, d_f, h, w) fp16
+    gmaps: torch.Tensor  # (N, c_1, H, W) fp32
+    embedder: FeatureEmbedder
+    spec_name: str
+    weights: WeightsInfo
+    pre: PreprocessSpec
+    plan: MemoryPlan
+    cleaning: CleaningReport | None = None  # with `fit --clean`: what was dropped and why
+    from_files: bool = True  # False: features generated at the preset's shapes (`bench-scale`)
+
+
+def fit_product(
+    data_dir: Path,
+    config: PipelineConfig,
+    out_dir: Path,
+    overwrite: bool = False,
+    progress: bool = True,
+    clean: CleanConfig | None = None,
+) -> FitReport:
+    """Fit one product on the good images under `data_dir` and write its package to `out_dir`.
+
+    With `clean`, training images whose zero-shot mutual score stands out are dropped first
+    (`adinspect.zeroshot.clean`); the package's cleaning.json and model card list them.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise FitError(f"{out_dir} already exists; choose another --out or pass --overwrite")
+    t0 = time.perf_counter()
+    embedded = embed_goods(Path(data_dir), config, progress, clean)
+    return fit_embedded(embedded, config, Path(data_dir), out_dir, {"embed": time.perf_counter() - t0})
+
+
+def embed_goods(
+    data_dir: Path, config: PipelineConfig, progress: bool = True, clean: CleanConfig | None = None
+) -> Embedded:
+    """The memory plan (a budget error before any work), then every good image through the backbone.
+
+    With `clean`, images whose zero-shot mutual score stands out are dropped first."""
+    goods = open_dataset(data_dir).train
+    if not goods:
+        raise FitError(
+            f"{data_dir}: no good training images found (expected train/good/ or a folder of images)"
+        )
+    cleaning = None
+    if clean is not None:  # before anything is planned or embedded: dropped images cost nothing more
+        goods, cleaning = clean_training_set(goods, clean)
+    n_refs = len(split_holdout(len(goods), config)[0])
+    torch.manual_seed(config.seed)
+    extractor, spec, weights = create_backbone(
+        config.backbone.name, weights=config.backbone.weights, allow_random=config.backbone.allow_random
+    )
+    embedder = FeatureEmbedder(extractor, spec, config.method).eval()
+    pre = PreprocessSpec(image_size=config.method.image_size, mean=spec.mean, std=spec.std)
+    shapes = shapes_of(embedder, config)
+    n_params = sum(p.numel() for p in embedder.parameters())
+    n_refs = min(n_refs, config.scale.max_references or n_refs)
+    plan = plan_memory(config, shapes, len(goods), n_refs, n_params)  # fails before any work
+    feats, gmaps = embed_paths(embedder, goods, pre, shapes, plan.embed_batch, progress=progress)
+    return Embedded(goods, feats, gmaps, embedder, spec.name, weights, pre, plan, cleaning)
+
+
+def fit_embedded(
+    embedded: Embedded, config: PipelineConfig, data_dir: Path, out_dir: Path, seconds: dict[str, float]
+) -> FitReport:
+    """Everything after the backbone: bank, calibration, export, parity, the package.
+
+    Takes ownership of `embedded`'s feature arrays (they are released as soon as the bank exists).
+    """
+    t1 = time.perf_counter()
+    plan, goods = embedded.plan, embedded.goods
+    ref_idx, hold_idx = split_holdout(len(goods), config)
+    model, fitted = _fit_bank(embedded, ref_idx, hold_idx, config)
+    hold_maps, hold_scores = residual_outputs(
+        model, fitted.hold_feats, fitted.hold_gmaps, plan.residual_batch
+    )
+    hold_names = [str(goods[i]) for i in hold_idx]
+    calibration = calibrate(hold_scores, hold_names, config.calibration.std_factor)
+    held = [goods[i] for i in hold_idx]
+    # Generated features (`bench-scale --generated-features`) have no image files behind them:
+    # nothing for `repo verify` to replay, so nothing is recorded.
+    if embedded.from_files:
+        calibration.holdout_files = [Path(os.path.relpath(p, data_dir)).as_posix() for p in held]
+        calibration.holdout_sha256 = [sha256_of(p) for p in held]
+    seconds["bank_and_calibration"] = time.perf_counter() - t1
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        t2 = time.perf_counter()
+        export_backbone(embedded.embedder, config.method.image_size, tmp / "backbone.onnx")
+        external = _bank_bytes(model) > config.scale.external_data_mb * MB
+        data_files = export_residual(
+            model, fitted.hold_feats, fitted.hold_gmaps, tmp / "residual.onnx", external_data=external
+        )
+        seconds["export"] = time.perf_counter() - t2
+        del model  # free the bank before ONNX Runtime loads its copy for the parity check
+        record = _backbone_record(embedded.spec_name, embedded.weights, shapes_of(embedded.embedder, config))
+        _write_files(tmp, config, fitted.bank, record, embedded.weights, calibration)
+        n_refs = len(fitted.ref_idx)
+        manifest = _write_manifest(tmp, config, embedded.pre, record, calibration, n_refs, data_files)
+        parity = _parity(tmp, fitted, hold_maps, hold_scores, plan.residual_batch)
+        seconds["total"] = seconds.get("embed", 0.0) + time.perf_counter() - t1
+        memory = _memory_summary(plan)
+        write_model_card(
+            tmp,
+            manifest,
+            config,
+            data_dir=data_dir,
+            n_images=len(goods),
+            parity=parity,
+            seconds=seconds,
+            calibration=calibration,
+            memory=memory,
+        )
+        extra = [] if embedded.cleaning is None else write_cleaning(tmp, embedded.cleaning)
+        _finalise_manifest(tmp, "model_card.md", *extra)
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return FitReport(out_dir, n_refs, len(hold_idx), calibration.threshold, seconds, parity, memory)
+
+
+def _backbone_record(name: str, weights: WeightsInfo, shapes: Shapes) -> BackboneRecord:
+    return BackboneRecord(
+        name=name,
+        weights_source=weights.source,
+        weights_sha256=weights.sha256,
+        random_weights=weights.random,
+        feature_dim=shapes.feature_dim,
+        feature_grid=shapes.grid,
+        global_channels=shapes.global_channels,
+        global_grid=shapes.global_grid,
+    )
+
+
+def shapes_of(embedder: FeatureEmbedder, config: PipelineConfig) -> Shapes:
+    """Per-image shapes, known from the config before any image is embedded."""
+    m = config.method
+    return Shapes(
+        embedder.feature_dim, m.image_size // 8, embedder.global_channels, m.image_size // 4 // m.global_pool
+    )
+
+
+def _fit_bank(
+    embedded: Embedded, ref_idx: np.ndarray, hold_idx: np.ndarray, config: PipelineConfig
+) -> tuple[ResidualModel, FittedBank]:
+    """Bank from the references (a k-center subset of them above `scale.max_references`)."""
+    feats, gmaps = embedded.feats, embedded.gmaps
+    cap = config.scale.max_references
+    if cap is not None and cap < len(ref_idx):
+        ref_idx = ref_idx[representative_subset(gmaps[ref_idx], config.method, cap)]
+    hold_feats, hold_gmaps = feats[hold_idx], gmaps[hold_idx]
+    bank = fit_bank(feats[ref_idx], gmaps[ref_idx], config.method)
+    embedded.feats = embedded.gmaps = torch.empty(0)  # all images' features: no longer needed
+    del feats, gmaps
+    model = ResidualModel(bank, config.method).eval()
+    # the model made its cell-major copy: keep only the bank's shape for bank.safetensors
+    bank = dataclasses.replace(bank, features=bank.features.to("meta"))
+    return model, FittedBank(bank, ref_idx, hold_feats, hold_gmaps)
+
+
+def _bank_bytes(model: ResidualModel) -> int:
+    return sum(b.numel() * b.element_size() for b in (model.bank_features, model.bank_sqnorm))
+
+
+def _memory_summary(plan: MemoryPlan) -> dict[str, float]:
+    return {
+        "peak_rss_mb": peak_rss_bytes() / MB,
+        "estimate_mb": plan.peak / MB,
+        "budget_mb": plan.budget / MB,
+        "bank_mb": plan.bank / MB,
+        "embed_batch": float(plan.embed_batch),
+        "residual_batch": float(plan.residual_batch),
+    }
+
+
+def _write_files(
+    tmp: Path,
+    config: PipelineConfig,
+    bank: BankTensors,
+    record: BackboneRecord,
+    weights: WeightsInfo,
+    calibration: Calibration,
+) -> None:
+    save_config(config, tmp / "config.json")
+    save_bank(
+        bank,
+        tmp / "bank.safetensors",
+        {"backbone": record.name, "weights_sha256": str(weights.sha256), "adinspect_version": __version__},
+    )
+    (tmp / "calibration.json").write_text(json.dumps(calibration.__dict__, indent=2) + "\n")
+
+
+def _write_manifest(
+    tmp: Path,
+    config: PipelineConfig,
+    pre: PreprocessSpec,
+    record: BackboneRecord,
+    calibration: Calibration,
+    n_refs: int,
+    data_files: list[str],
+) -> Manifest:
+    files = [
+        "config.json",
+        "backbone.onnx",
+        "residual.onnx",
+        *data_files,
+        "bank.safetensors",
+        "calibration.json",
+    ]
+    manifest = Manifest(
+        format_version=FORMAT_VERSION,
+        adinspect_version=__version__,
+        product=config.product.name,
+        preprocess=pre,
+        backbone=record,
+        threshold=calibration.threshold,
+        threshold_rule=calibration.rule,
+        n_references=n_refs,
+        files={name: sha256_of(tmp / name) for name in files},
+    )
+    write_manifest(tmp, manifest)
+    return manifest
+
+
+def _finalise_manifest(tmp: Path, *extra: str) -> None:
+    manifest = Manifest.model_validate_json((tmp / MANIFEST).read_text())
+    files = {**manifest.files, **{name: sha256_of(tmp / name) for name in extra}}
+    write_manifest(tmp, manifest.model_copy(update={"files": files}))
+
+
+def _parity(
+    tmp: Path, fitted: FittedBank, maps: np.ndarray, scores: np.ndarray, batch_size: int
+) -> dict[str, float]:
+    """Max abs difference between ONNX Runtime and torch on the held-out images (residual stage),
+    run in the same chunks as torch so ONNX Runtime's working set stays bounded too."""
+    from adinspect.runtime.sessions import make_session
+
+    session = make_session(tmp / "residual.onnx")
+    ort_maps, ort_scores = [], []
+    for start in range(0, len(scores), batch_size):
+        end = start + batch_size
+        feeds = {
+            RESIDUAL.features: fitted.hold_feats[start:end].float().numpy(),
+            RESIDUAL.global_map: fitted.hold_gmaps[start:end].numpy(),
+        }
+        amap, score = session.run([RESIDUAL.anomaly_map, RESIDUAL.score], feeds)
+        ort_maps.append(amap[:, 0])
+        ort_scores.append(score)
+    del session
+    ModelPackage.load(tmp)  # the package as written must load and verify
+    return {
+        "map_max_abs_diff": max_abs_diff(np.concatenate(ort_maps), maps),
+        "score_max_abs_diff": max_abs_diff(np.concatenate(ort_scores), scores),
+        "score_scale": float(np.max(np.abs(scores))),
+    }
+
+
+def _replace_dir(tmp: Path, out_dir: Path) -> None:
+    """Move the complete package into place; an existing one is removed only after the move works."""
+    tmp.chmod(0o755)  # mkdtemp makes 0700; servers in containers run as other users
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out_dir.rename(old)
+        tmp.rename(out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out_dir)

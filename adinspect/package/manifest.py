@@ -1,0 +1,207 @@
+"""The fitted model package (DESIGN.md §5): one directory per product, read without torch.
+
+Layout::
+
+    MODEL_DIR/
+      package.json        manifest: format version, product, preprocess spec, threshold,
+                          backbone + weights checksum, SHA-256 of every file below
+      config.json         the PipelineConfig that made it
+      backbone.onnx       image → features, global_map (shared by products with the same backbone)
+      residual.onnx       features, global_map → residual, anomaly_map, score (bank as constants)
+      residual.onnx.data  large banks only: residual.onnx's constants (ONNX external data)
+      bank.safetensors    the bank's PCA and descriptors; its features are read from residual.onnx
+      calibration.json    held-out good scores and the threshold rule
+      model_card.md       what a person reads
+      package.sha256      SHA-256 of package.json itself (`sha256sum -c` format), so the manifest's
+                          own fields (threshold, product, file list) are covered too
+
+Everything downstream (inspector, Triton repository, benchmarks) reads only this directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path, PurePosixPath
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from adinspect.config import PipelineConfig, check_product_name, validate_config
+from adinspect.errors import InputError
+from adinspect.geometry import PreprocessSpec
+
+FORMAT_VERSION = 1
+MANIFEST = "package.json"
+MANIFEST_CHECKSUM = "package.sha256"
+# written by `adinspect label`, read by training and by `evaluate` (which must not import torch)
+LABELS_DIR = "labels"
+LABELS_JSON = "labels.json"
+# residual.onnx's external data (the bank) when it is large; written by fit, served beside model.onnx
+RESIDUAL_DATA = "residual.onnx.data"
+
+
+class PackageError(InputError):
+    """A model package that is missing, incomplete, corrupt or from an incompatible version."""
+
+
+class BackboneRecord(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    weights_source: str
+    weights_sha256: str | None
+    random_weights: bool
+    feature_dim: int
+    feature_grid: int
+    global_channels: int
+    global_grid: int
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format_version: int
+    adinspect_version: str
+    product: str
+    preprocess: PreprocessSpec
+    backbone: BackboneRecord
+    threshold: float
+    threshold_rule: str
+    n_references: int
+    files: dict[str, str] = Field(description="file name → SHA-256")
+    optional_models: list[str] = Field(default_factory=list, description="e.g. 'seg' when seg.onnx exists")
+
+    @field_validator("product")
+    @classmethod
+    def _product_is_identifier(cls, v: str) -> str:
+        return check_product_name(v)  # it becomes model names and paths: never `../x`
+
+    @field_validator("files")
+    @classmethod
+    def _files_stay_inside(cls, files: dict[str, str]) -> dict[str, str]:
+        for name in files:
+            parts = PurePosixPath(name).parts
+            outside = not name or name.startswith("/") or "\\" in name or ".." in parts
+            if outside or name in (MANIFEST, MANIFEST_CHECKSUM):
+                raise ValueError(f"file name {name!r} must be a relative path inside the package")
+        return files
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _replace_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_manifest(root: Path, manifest: Manifest) -> None:
+    """Write package.json and the checksum that covers it (package.sha256), each atomically.
+
+    A crash between the two leaves a checksum that does not match: the package then fails to load
+    (fail closed) instead of serving a manifest nobody sealed.
+    """
+    root = Path(root)
+    text = manifest.model_dump_json(indent=2) + "\n"
+    _replace_atomically(root / MANIFEST, text)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    _replace_atomically(root / MANIFEST_CHECKSUM, f"{digest}  {MANIFEST}\n")
+
+
+def _check_manifest_checksum(root: Path) -> None:
+    path = root / MANIFEST_CHECKSUM
+    if not path.is_file():
+        raise PackageError(
+            f"{root}: no {MANIFEST_CHECKSUM}, so {MANIFEST} (threshold, file list) is not covered by a "
+            "checksum; re-run `adinspect fit` with this version"
+        )
+    expected = path.read_text().split()[0] if path.read_text().split() else ""
+    if sha256_of(root / MANIFEST) != expected:
+        raise PackageError(
+            f"{root / MANIFEST} was changed after it was written (its SHA-256 differs from "
+            f"{MANIFEST_CHECKSUM}); restore it or re-run `adinspect fit`"
+        )
+
+
+class ModelPackage:
+    """A validated model package. `load` checks the manifest, versions and every file's checksum."""
+
+    def __init__(self, root: Path, manifest: Manifest, config: PipelineConfig) -> None:
+        self.root = root
+        self.manifest = manifest
+        self.config = config
+
+    @property
+    def product(self) -> str:
+        return self.manifest.product
+
+    @property
+    def threshold(self) -> float:
+        return self.manifest.threshold
+
+    @property
+    def preprocess(self) -> PreprocessSpec:
+        return self.manifest.preprocess
+
+    def manifest_sha256(self) -> str:
+        """SHA-256 of package.json: names this exact package version (served, logged, compared)."""
+        return sha256_of(self.root / MANIFEST)
+
+    def path(self, name: str) -> Path:
+        if name not in self.manifest.files:
+            raise PackageError(f"{self.root}: the package has no file {name!r}")
+        return self.root / name
+
+    def has(self, name: str) -> bool:
+        return name in self.manifest.files
+
+    @classmethod
+    def load(cls, root: Path, verify: bool = True) -> ModelPackage:
+        root = Path(root)
+        manifest_path = root / MANIFEST
+        if not manifest_path.is_file():
+            raise PackageError(
+                f"{root} is not a model package (no {MANIFEST}); create one with `adinspect fit --out {root}`"
+            )
+        try:
+            raw = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise PackageError(f"{manifest_path} is not valid JSON ({exc}); re-run `adinspect fit`") from exc
+        if verify:
+            _check_manifest_checksum(root)
+        version = raw.get("format_version") if isinstance(raw, dict) else None
+        if version != FORMAT_VERSION:
+            raise PackageError(
+                f"{manifest_path}: package format version {version!r}, this adinspect reads version "
+                f"{FORMAT_VERSION}; re-fit the product with this version"
+            )
+        try:
+            manifest = Manifest.model_validate(raw)
+        except ValidationError as exc:
+            raise PackageError(
+                f"{manifest_path}: invalid manifest: {exc.errors()[0]['msg']} at "
+                f"{'.'.join(map(str, exc.errors()[0]['loc']))}"
+            ) from exc
+        if verify:
+            for name, digest in manifest.files.items():
+                path = root / name
+                if not path.is_file():
+                    raise PackageError(
+                        f"{root}: file {name} listed in {MANIFEST} is missing; re-run `adinspect fit`"
+                    )
+                if sha256_of(path) != digest:
+                    raise PackageError(
+                        f"{path} is corrupt (checksum differs from {MANIFEST}); re-run `adinspect fit`"
+                    )
+        try:
+            config_raw = json.loads((root / "config.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise PackageError(f"{root / 'config.json'}: unreadable ({exc}); re-run `adinspect fit`") from exc
+        return cls(root, manifest, validate_config(config_raw, source=str(root / "config.json")))

@@ -1,0 +1,455 @@
+"""config.pbtxt contents of the served pipeline (DESIGN.md §6), as dicts for `pbtxt.to_pbtxt`.
+
+For every product `p` the repository serves `inspect_<p>`, with the same inputs and outputs in
+both flavours. The steps behind it are always
+
+    preprocess → backbone → residual_<p> → [seg_<p>] → postprocess
+
+where `residual_<p>` holds the product's bank and, baked in at build time, its calibrated threshold
+and product id, and `seg_<p>` (ADClick-Seg, when the package has it) has its calibrated threshold and
+defect-type names baked in; it replaces the residual's map, score and threshold and adds the type.
+
+- `gpu`: an ensemble of models. `backbone` is shared by all products (they must use the same
+  backbone, weights and input spec) and runs, like residual and seg, in `onnxruntime_onnx` with the
+  TensorRT accelerator, or `tensorrt_plan` where an engine built by `export/build_trt.py` is given;
+  preprocess and postprocess are Python-backend models. The ensemble is generated from a list of
+  `Step`s, where the segmentation step slots in between residual and postprocess.
+- `cpu` (the tritonserver of the `nvidia-pytriton` wheel has only the Python backend): one
+  Python-backend model per product running all the steps (`steps.ProductPipeline`) on ONNX Runtime.
+  Each Python-backend hop is a stub round trip with its tensors copied through shared memory; as
+  an ensemble of four such hops the served p50 was 1.37x the in-process one (`bench --serving`).
+  The price: each product loads its own copy of the backbone (EfficientNet-Lite0: 14 MB).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from adinspect.contracts import (
+    BACKBONE,
+    BACKBONE_MODEL,
+    INSPECT_IN,
+    INSPECT_OUT,
+    POSTPROCESS_IN,
+    POSTPROCESS_MODEL,
+    PREPROCESS_MODEL,
+    PREPROCESS_OUT,
+    RESIDUAL,
+    RESIDUAL_OUT,
+    SEG,
+    SEG_OUT,
+    ensemble_model,
+    residual_model,
+    seg_model,
+)
+from adinspect.imageio import DEFAULT_MAX_PIXELS
+from adinspect.package import ModelPackage
+from adinspect.repository.gpu import Precision, check_requested, fixed_precision, tensorrt_accelerator
+from adinspect.repository.pbtxt import Enum, parameters
+
+Flavor = Literal["cpu", "gpu"]
+
+
+class RepositorySettings(BaseModel):
+    """Batching, instances and limits written into the generated config.pbtxt files."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_batch_size: int = Field(default=8, ge=1, description="Largest batch the dynamic batcher forms.")
+    # 0: requests that queue while an instance is busy are still batched, and an idle server adds
+    # no wait. On 2 CPU cores 0, 500 and 2000 us gave the same throughput at concurrency 4 and 8,
+    # and 0 the lowest latency at concurrency 1. A GPU host may trade a little latency for batches.
+    max_queue_delay_us: int = Field(default=0, ge=0, description="How long a request may wait for a batch.")
+    python_instances: int = Field(
+        default=2,
+        ge=1,
+        description="Python-backend instances: each inspect_<product> (cpu), preprocess/postprocess (gpu).",
+    )
+    intra_op_threads: int = Field(
+        default=0, ge=0, description="ONNX Runtime threads per instance; 0 = all cores."
+    )
+    gpu_instances: int = Field(
+        default=1, ge=1, description="backbone/residual instances per GPU (gpu flavour)."
+    )
+    # Overload fails fast (DESIGN.md §7): a step whose queue is full, or where a request waited
+    # longer than the timeout, answers UNAVAILABLE at once instead of letting latency grow without
+    # bound; the client retries within its deadline. 32 queued per step keeps concurrency 16 (two
+    # requests per camera for eight cameras) from ever being refused.
+    max_queue_size: int = Field(default=32, ge=1, description="Requests a step may queue before refusing.")
+    queue_timeout_ms: int = Field(
+        default=5000, ge=1, description="Longest wait in a step's queue before the request is refused."
+    )
+    # gpu flavour (adinspect.repository.gpu): residual models are FP32 whatever these say
+    precision: Precision = Field(default="fp32", description="TensorRT precision of backbone and seg.")
+    model_precision: dict[str, Precision] = Field(
+        default_factory=dict, description="Per-model precision, e.g. {'backbone': 'fp16'}."
+    )
+    trt_opt_batch: int | None = Field(default=None, ge=1, description="Batch TensorRT tunes for.")
+    trt_cache_dir: str = Field(
+        default="/var/cache/adinspect-trt", description="Writable, persistent engine cache in the server."
+    )
+    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=64, description="Largest image accepted, H*W.")
+    warmup: bool = True
+
+    @field_validator("model_precision")
+    @classmethod
+    def _residual_stays_fp32(cls, value: dict[str, Precision]) -> dict[str, Precision]:
+        for model, precision in value.items():
+            check_requested(model, precision)
+        return value
+
+    def precision_of(self, model: str) -> Precision:
+        """What `model` runs at under TensorRT: fixed FP32 for residual models, else as asked."""
+        return fixed_precision(model) or self.model_precision.get(model, self.precision)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One ensemble step: model input name → ensemble tensor, model output name → ensemble tensor."""
+
+    model: str
+    inputs: dict[str, str]
+    outputs: dict[str, str]
+
+
+def seg_step(product: str) -> Step:
+    """`seg_<product>`: residual → the map, score, threshold and defect type postprocess reads."""
+    return Step(
+        seg_model(product),
+        {SEG.residual: "residual"},
+        {
+            SEG_OUT.anomaly_map: "map",
+            SEG_OUT.score: "raw_score",
+            SEG_OUT.threshold: "product_threshold",
+            SEG_OUT.defect_name: "defect_name",
+        },
+    )
+
+
+def ensemble_steps(product: str, segmentation: Step | None = None) -> list[Step]:
+    """The steps of `inspect_<product>`; a segmentation step replaces the residual's map and score.
+
+    With `segmentation`, it reads the ensemble tensor "residual" and must write "map",
+    "raw_score" and "product_threshold" (its own calibrated threshold: its score is on another
+    scale); postprocess then reads those, and "defect_name" when the step writes it.
+    """
+    residual_outputs = {
+        RESIDUAL_OUT.anomaly_map: "map",
+        RESIDUAL_OUT.score: "raw_score",
+        RESIDUAL_OUT.threshold: "product_threshold",
+    }
+    if segmentation is not None:
+        residual_outputs = {RESIDUAL_OUT.residual: "residual"}
+    residual_outputs[RESIDUAL_OUT.product_id] = "product_id"  # metrics only (serving/monitoring.py)
+    steps = [
+        Step(
+            PREPROCESS_MODEL,
+            {INSPECT_IN.image_bytes: INSPECT_IN.image_bytes, INSPECT_IN.image_raw: INSPECT_IN.image_raw},
+            {PREPROCESS_OUT.image: "image", PREPROCESS_OUT.original_size: "original_size"},
+        ),
+        Step(
+            BACKBONE_MODEL,
+            {BACKBONE.image: "image"},
+            {BACKBONE.features: "features", BACKBONE.global_map: "global_map"},
+        ),
+        Step(
+            residual_model(product),
+            {RESIDUAL.features: "features", RESIDUAL.global_map: "global_map"},
+            residual_outputs,
+        ),
+    ]
+    post_inputs = {
+        POSTPROCESS_IN.anomaly_map: "map",
+        POSTPROCESS_IN.score: "raw_score",
+        POSTPROCESS_IN.threshold: "product_threshold",
+        POSTPROCESS_IN.original_size: "original_size",
+        POSTPROCESS_IN.map_format: INSPECT_IN.map_format,
+        POSTPROCESS_IN.product_id: "product_id",
+    }
+    if segmentation is not None:
+        steps.append(segmentation)
+        if "defect_name" in segmentation.outputs.values():
+            post_inputs[POSTPROCESS_IN.defect_type] = "defect_name"
+    steps.append(Step(POSTPROCESS_MODEL, post_inputs, {name: name for name in INSPECT_OUT}))
+    return steps
+
+
+# ------------------------------------------------------------------------------- tensor configs
+
+
+def _tensor(name: str, dtype: str, dims: Sequence[int], **extra: Any) -> dict[str, Any]:
+    return {"name": name, "data_type": Enum(dtype), "dims": list(dims), **extra}
+
+
+def _black_image_warmup(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """One 64x64 black raw image: loads decoding, ONNX Runtime and the Python stub before traffic."""
+    return [
+        {
+            "name": "black_image",
+            "batch_size": 1,
+            "inputs": [
+                {
+                    "key": raw["name"],
+                    "value": {"data_type": raw["data_type"], "dims": [64, 64, 3], "zero_data": True},
+                }
+            ],
+        }
+    ]
+
+
+def preprocess_model(
+    settings: RepositorySettings, preprocess_spec_json: str, image_size: int
+) -> dict[str, Any]:
+    inputs = _ensemble_io()[0][:2]
+    outputs = [
+        _tensor(PREPROCESS_OUT.image, "TYPE_FP32", [3, image_size, image_size]),
+        _tensor(PREPROCESS_OUT.original_size, "TYPE_INT32", [2]),
+    ]
+    params = {"preprocess_spec": preprocess_spec_json, "max_pixels": str(settings.max_pixels)}
+    config = python_model(PREPROCESS_MODEL, settings, inputs, outputs, params)
+    if settings.warmup:
+        config["model_warmup"] = _black_image_warmup(inputs[1])
+    return config
+
+
+def product_model(
+    product: str, settings: RepositorySettings, params: dict[str, Any], preprocess_spec_json: str
+) -> dict[str, Any]:
+    """`inspect_<product>` of the cpu flavour: one Python model, the ensemble's inputs and outputs.
+
+    `params` are the ensemble's (for clients); the model itself reads the input spec, the pixel
+    limit, its ONNX Runtime threads and whether to warm up. It warms up in `initialize`, not with
+    Triton's `model_warmup`, whose requests it could not tell from a camera's in its metrics.
+    """
+    inputs, outputs = _ensemble_io()
+    own = {
+        "preprocess_spec": preprocess_spec_json,
+        "max_pixels": str(settings.max_pixels),
+        "intra_op_threads": str(settings.intra_op_threads),
+        "warmup": json.dumps(settings.warmup),
+    }
+    return python_model(ensemble_model(product), settings, inputs, outputs, {**params, **own})
+
+
+def postprocess_model(settings: RepositorySettings, image_size: int) -> dict[str, Any]:
+    inputs = [
+        _tensor(POSTPROCESS_IN.anomaly_map, "TYPE_FP32", [1, image_size, image_size]),
+        _tensor(POSTPROCESS_IN.score, "TYPE_FP32", [1]),
+        _tensor(POSTPROCESS_IN.threshold, "TYPE_FP32", [1]),
+        _tensor(POSTPROCESS_IN.original_size, "TYPE_INT32", [2]),
+        _tensor(POSTPROCESS_IN.map_format, "TYPE_STRING", [1], optional=True),
+        _tensor(POSTPROCESS_IN.defect_type, "TYPE_STRING", [1], optional=True),
+        _tensor(POSTPROCESS_IN.product_id, "TYPE_INT32", [1], optional=True),
+    ]
+    return python_model(POSTPROCESS_MODEL, settings, inputs, _ensemble_io()[1], {})
+
+
+def _ensemble_io() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    inputs = [
+        _tensor(INSPECT_IN.image_bytes, "TYPE_STRING", [1], optional=True),
+        _tensor(INSPECT_IN.image_raw, "TYPE_UINT8", [-1, -1, 3], optional=True),
+        _tensor(INSPECT_IN.map_format, "TYPE_STRING", [1], optional=True),
+    ]
+    outputs = [
+        _tensor(INSPECT_OUT.score, "TYPE_FP32", [1]),
+        _tensor(INSPECT_OUT.threshold, "TYPE_FP32", [1]),
+        _tensor(INSPECT_OUT.verdict, "TYPE_STRING", [1]),
+        _tensor(INSPECT_OUT.reason, "TYPE_STRING", [1]),
+        _tensor(INSPECT_OUT.regions, "TYPE_STRING", [1]),
+        _tensor(INSPECT_OUT.anomaly_map, "TYPE_FP32", [-1, -1]),
+        _tensor(INSPECT_OUT.anomaly_map_png, "TYPE_STRING", [1]),
+        _tensor(INSPECT_OUT.defect_type, "TYPE_STRING", [1]),
+    ]
+    return inputs, outputs
+
+
+@dataclass(frozen=True)
+class Shapes:
+    """Tensor shapes (without batch) shared by all products of one repository."""
+
+    image_size: int
+    feature_dim: int
+    feature_grid: int
+    global_channels: int
+    global_grid: int
+
+    @classmethod
+    def of(cls, package: ModelPackage) -> Shapes:
+        bb = package.manifest.backbone
+        return cls(
+            package.preprocess.image_size, bb.feature_dim, bb.feature_grid, bb.global_channels, bb.global_grid
+        )
+
+    def backbone_io(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        s = self.image_size
+        return (
+            [_tensor(BACKBONE.image, "TYPE_FP32", [3, s, s])],
+            [
+                _tensor(
+                    BACKBONE.features, "TYPE_FP32", [self.feature_dim, self.feature_grid, self.feature_grid]
+                ),
+                _tensor(
+                    BACKBONE.global_map,
+                    "TYPE_FP32",
+                    [self.global_channels, self.global_grid, self.global_grid],
+                ),
+            ],
+        )
+
+    def residual_io(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(B,) ONNX outputs are served as [1]; backends that run the ONNX graph need `reshape`."""
+        scalar: dict[str, Any] = {"reshape": {"shape": []}}
+        s, g = self.image_size, self.feature_grid
+        return (
+            [
+                _tensor(RESIDUAL.features, "TYPE_FP32", [self.feature_dim, g, g]),
+                _tensor(
+                    RESIDUAL.global_map,
+                    "TYPE_FP32",
+                    [self.global_channels, self.global_grid, self.global_grid],
+                ),
+            ],
+            [
+                _tensor(RESIDUAL_OUT.residual, "TYPE_FP32", [self.feature_dim, g, g]),
+                _tensor(RESIDUAL_OUT.anomaly_map, "TYPE_FP32", [1, s, s]),
+                _tensor(RESIDUAL_OUT.score, "TYPE_FP32", [1], **scalar),
+                _tensor(RESIDUAL_OUT.threshold, "TYPE_FP32", [1], **scalar),
+                _tensor(RESIDUAL_OUT.product_id, "TYPE_INT32", [1], **scalar),
+            ],
+        )
+
+    def seg_io(self, n_types: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """`seg_<product>`: residual → seg.onnx outputs + baked threshold and defect-type name."""
+        scalar: dict[str, Any] = {"reshape": {"shape": []}}
+        s, g = self.image_size, self.feature_grid
+        return (
+            [_tensor(SEG.residual, "TYPE_FP32", [self.feature_dim, g, g])],
+            [
+                _tensor(SEG_OUT.anomaly_map, "TYPE_FP32", [1, s, s]),
+                _tensor(SEG_OUT.score, "TYPE_FP32", [1], **scalar),
+                _tensor(SEG_OUT.defect_type, "TYPE_INT64", [1], **scalar),
+                _tensor(SEG_OUT.type_scores, "TYPE_FP32", [n_types]),
+                _tensor(SEG_OUT.threshold, "TYPE_FP32", [1], **scalar),
+                _tensor(SEG_OUT.defect_name, "TYPE_STRING", [1], **scalar),
+            ],
+        )
+
+
+# ------------------------------------------------------------------------------- model configs
+
+
+def _batching(settings: RepositorySettings) -> dict[str, Any]:
+    return {
+        "max_batch_size": settings.max_batch_size,
+        "dynamic_batching": {
+            "max_queue_delay_microseconds": settings.max_queue_delay_us,
+            "default_queue_policy": {
+                "timeout_action": Enum("REJECT"),
+                "default_timeout_microseconds": settings.queue_timeout_ms * 1000,
+                "allow_timeout_override": True,
+                "max_queue_size": settings.max_queue_size,
+            },
+        },
+    }
+
+
+def python_model(
+    name: str, settings: RepositorySettings, inputs, outputs, params: dict[str, Any]
+) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "name": name,
+        "backend": "python",
+        **_batching(settings),
+        "input": inputs,
+        "output": outputs,
+        "instance_group": [{"kind": Enum("KIND_CPU"), "count": settings.python_instances}],
+    }
+    if params:
+        config["parameters"] = parameters(params)
+    return config
+
+
+def _zero_warmup(inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "zeros",
+            "batch_size": 1,
+            "inputs": [
+                {
+                    "key": t["name"],
+                    "value": {"data_type": t["data_type"], "dims": t["dims"], "zero_data": True},
+                }
+                for t in inputs
+            ],
+        }
+    ]
+
+
+def onnx_model(
+    name: str,
+    settings: RepositorySettings,
+    io: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    has_engine: bool,
+    onnx_sha256: str = "",
+) -> dict[str, Any]:
+    """backbone / residual_<p> / seg_<p> of the gpu flavour: tensorrt_plan, or ONNX Runtime with
+    the TensorRT accelerator. `onnx_sha256` (of the served ONNX) keys ORT's engine cache."""
+    inputs, outputs = io
+    config: dict[str, Any] = {
+        "name": name,
+        "platform": "tensorrt_plan" if has_engine else "onnxruntime_onnx",
+        **_batching(settings),
+        "input": inputs,
+        "output": outputs,
+        "instance_group": [{"kind": Enum("KIND_GPU"), "count": settings.gpu_instances}],
+    }
+    if not has_engine:
+        accelerator = tensorrt_accelerator(
+            name,
+            inputs,
+            settings.precision_of(name),
+            settings.max_batch_size,
+            settings.trt_opt_batch,
+            settings.trt_cache_dir,
+            onnx_sha256,
+        )
+        config["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [accelerator]}}
+    if settings.warmup:
+        config["model_warmup"] = _zero_warmup(inputs)
+    return config
+
+
+def ensemble(
+    product: str, steps: list[Step], params: dict[str, Any], versions: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """`inspect_<product>`: configuration only; `params` (threshold, versions) are for clients.
+
+    `versions` pins the product's own steps to one model version, so that `repo update` switches a
+    product's residual and seg models together, by reloading this ensemble; shared steps use -1.
+    """
+    versions = versions or {}
+    inputs, outputs = _ensemble_io()
+    return {
+        "name": ensemble_model(product),
+        "platform": "ensemble",
+        "max_batch_size": 1,  # one image per request; the steps batch concurrent requests
+        "input": inputs,
+        "output": outputs,
+        "parameters": parameters(params),
+        "ensemble_scheduling": {
+            "step": [
+                {
+                    "model_name": step.model,
+                    "model_version": versions.get(step.model, -1),
+                    "input_map": [{"key": k, "value": v} for k, v in step.inputs.items()],
+                    "output_map": [{"key": k, "value": v} for k, v in step.outputs.items()],
+                }
+                for step in steps
+            ]
+        },
+    }

@@ -1,0 +1,85 @@
+"""Triton `inspect_<product>` (cpu flavour): the whole inspection in one Python-backend model."""
+
+import sys
+from pathlib import Path
+
+# `repo build` puts the adinspect library this repository was built with next to this file: the
+# Python stub runs its own interpreter, which sees neither PYTHONPATH nor the launcher's packages.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import json
+import os
+
+import triton_python_backend_utils as pb_utils
+
+from adinspect.contracts import INSPECT_IN, INSPECT_OUT, RESIDUAL_OUT
+from adinspect.geometry import PreprocessSpec
+from adinspect.repository.models.triton_utils import (
+    cancelled_response,
+    draining_response,
+    error_logger,
+    error_response,
+    metric_family,
+    optional_input,
+)
+from adinspect.repository.monitoring import MONITORING_FILE, open_exporter
+from adinspect.repository.steps import DRAIN_FILE_ENV, ProductPipeline, ProductRequest, RequestError
+from adinspect.runtime.sessions import make_session
+
+BACKBONE_FILE, RESIDUAL_FILE, SEG_FILE = "backbone.onnx", "model.onnx", "seg.onnx"
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        parameters = json.loads(args["model_config"])["parameters"]
+        version = Path(args["model_repository"]) / args["model_version"]
+        threads = int(parameters["intra_op_threads"]["string_value"]) or None
+        seg = version / SEG_FILE
+        self.pipeline = ProductPipeline(
+            spec=PreprocessSpec.model_validate_json(parameters["preprocess_spec"]["string_value"]),
+            max_pixels=int(parameters["max_pixels"]["string_value"]),
+            backbone=make_session(version / BACKBONE_FILE, threads),
+            residual=make_session(version / RESIDUAL_FILE, threads),
+            seg=make_session(seg, threads) if seg.is_file() else None,
+        )
+        if json.loads(parameters["warmup"]["string_value"]):
+            self.pipeline.warm_up()  # here, not as Triton warm-up requests, which metrics would count
+        # `adinspect serve` creates this file when it starts draining (SIGTERM): new requests then get
+        # UNAVAILABLE, which clients retry, while those already running finish.
+        self.drain_file = os.environ.get(DRAIN_FILE_ENV, "")
+        table = version / MONITORING_FILE
+        self.log_error = error_logger(args["model_name"])
+        self.metrics = open_exporter(table, metric_family, args["model_instance_name"], self.log_error)
+
+    def execute(self, requests):
+        draining = bool(self.drain_file) and os.path.exists(self.drain_file)
+        responses = [None] * len(requests)
+        live = []
+        for i, request in enumerate(requests):
+            if draining:
+                responses[i] = draining_response()
+            elif request.is_cancelled():  # the client gave up: do not spend the work
+                responses[i] = cancelled_response()
+            else:
+                live.append(i)
+        answers = self.pipeline.run(
+            [
+                ProductRequest(
+                    optional_input(requests[i], INSPECT_IN.image_bytes),
+                    optional_input(requests[i], INSPECT_IN.image_raw),
+                    optional_input(requests[i], INSPECT_IN.map_format),
+                    name=f"request {requests[i].request_id() or '(no id)'}",
+                )
+                for i in live
+            ]
+        )
+        served = []
+        for i, answer in zip(live, answers, strict=True):
+            if isinstance(answer, RequestError):
+                responses[i] = error_response(str(answer), pb_utils.TritonError.INVALID_ARG)
+                continue
+            served.append((answer[RESIDUAL_OUT.product_id], answer))
+            responses[i] = pb_utils.InferenceResponse([pb_utils.Tensor(n, answer[n]) for n in INSPECT_OUT])
+        if self.metrics is not None:
+            self.metrics.record_served(served, self.log_error)
+        return responses

@@ -1,0 +1,58 @@
+"""Triton `preprocess`: encoded image bytes or raw uint8 HWC → normalised tensor + original size."""
+
+import sys
+from pathlib import Path
+
+# `repo build` puts the adinspect library this repository was built with next to this file: the
+# Python stub runs its own interpreter, which sees neither PYTHONPATH nor the launcher's packages.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import json
+import os
+
+import triton_python_backend_utils as pb_utils
+
+from adinspect.contracts import INSPECT_IN, PREPROCESS_OUT
+from adinspect.geometry import PreprocessSpec
+from adinspect.repository.models.triton_utils import (
+    cancelled_response,
+    draining_response,
+    error_response,
+    optional_input,
+)
+from adinspect.repository.steps import DRAIN_FILE_ENV, RequestError, preprocess_request
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        parameters = json.loads(args["model_config"])["parameters"]
+        self.spec = PreprocessSpec.model_validate_json(parameters["preprocess_spec"]["string_value"])
+        self.max_pixels = int(parameters["max_pixels"]["string_value"])
+        # `adinspect serve` creates this file when it starts draining (SIGTERM): new requests then get
+        # UNAVAILABLE, which clients retry, while those already past this step finish.
+        self.drain_file = os.environ.get(DRAIN_FILE_ENV, "")
+
+    def execute(self, requests):
+        draining = bool(self.drain_file) and os.path.exists(self.drain_file)
+        responses = []
+        for request in requests:
+            if draining or request.is_cancelled():
+                responses.append(draining_response() if draining else cancelled_response())
+                continue
+            try:
+                image, size = preprocess_request(
+                    optional_input(request, INSPECT_IN.image_bytes),
+                    optional_input(request, INSPECT_IN.image_raw),
+                    self.spec,
+                    self.max_pixels,
+                    name=f"request {request.request_id() or '(no id)'}",
+                )
+            except RequestError as exc:
+                responses.append(error_response(str(exc), pb_utils.TritonError.INVALID_ARG))
+                continue
+            outputs = [
+                pb_utils.Tensor(PREPROCESS_OUT.image, image),
+                pb_utils.Tensor(PREPROCESS_OUT.original_size, size),
+            ]
+            responses.append(pb_utils.InferenceResponse(outputs))
+        return responses

@@ -1,0 +1,508 @@
+"""Start, watch and stop the `tritonserver` binary shipped in the PyPI wheel `nvidia-pytriton`.
+
+`TritonServer` is a context manager: it prepares a private backend directory, starts the server
+bound to one host (127.0.0.1 unless told otherwise) on free ports, tees its log to a file, waits
+for `/v2/health/ready`, and always stops it (SIGTERM, then SIGKILL of its process group after a
+grace period). A server that exits before it is ready raises `ServerStartError` carrying Triton's
+own last log lines (port in use, a broken repository, ...).
+
+Python-backend models run inside Triton's `triton_python_backend_stub`, an embedded Python that
+takes its packages from the first `python3` on PATH. The 2.51 stub was compiled against NumPy 1.x
+and silently corrupts tensors under NumPy 2 (strides of 0, empty outputs, crashing on
+TYPE_STRING), so the stub gets its own environment with NumPy < 2: see `find_backend_env` and
+`.ci/install_triton.sh`. The stub's interpreter does not see the launcher's packages (nor
+PYTHONPATH): each Python model imports the adinspect library copy that `repo build` put next to
+its `model.py`, so the server runs from any folder and from an installed wheel.
+
+A repository written by `repo build` is verified against its manifest before Triton starts
+(`integrity.verify_repository`). The Python backend's shared-memory regions get a per-launch
+prefix so that `stop()` removes what a crashed server left in /dev/shm.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ctypes
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+from adinspect.repository.integrity import read_manifest, verify_repository
+from adinspect.repository.steps import DRAIN_FILE_ENV
+from adinspect.server.triton_install import (
+    BACKEND_ENV_DIRNAME,
+    BACKEND_ENV_VAR,
+    STUB_NAME,
+    BackendEnv,
+    TritonInstall,
+    TritonNotFoundError,
+    find_backend_env,
+    find_tritonserver,
+)
+
+__all__ = [
+    "BACKEND_ENV_DIRNAME",
+    "BACKEND_ENV_VAR",
+    "ServerStartError",
+    "TritonNotFoundError",
+    "TritonServer",
+    "find_backend_env",
+    "find_tritonserver",
+    "free_port",
+    "running_server",
+    "triton_error_lines",
+]
+
+_NOISE = ("CudaDriverHelper", "NVML", "DCGM", "pinned memory", "CUDA memory pool")
+
+
+_GLOG_PREFIX = re.compile(r"^[EWI]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] +")
+
+
+def triton_error_lines(lines: Sequence[str]) -> list[str]:
+    """Triton's own error lines, prefixes stripped, without the no-GPU noise of a CPU host.
+
+    Kept: E-level log lines, `error: ...`, protobuf parse errors and UNAVAILABLE model-table rows.
+    """
+    errors = []
+    for line in lines:
+        if not (
+            _GLOG_PREFIX.match(line)
+            and line.startswith("E")
+            or line.lower().startswith(("error:", "[libprotobuf error"))
+            or "UNAVAILABLE:" in line
+        ):
+            continue
+        if any(noise in line for noise in _NOISE):
+            continue
+        text = _GLOG_PREFIX.sub("", line).strip().strip("|").strip().strip('"').strip()
+        text = re.sub(r"\s*\|\s*", " | ", text)
+        if text not in errors:
+            errors.append(text)
+    return errors
+
+
+class ServerStartError(RuntimeError):
+    """tritonserver exited or did not become ready.
+
+    Attributes:
+        reason: Triton's last error line (e.g. "failed to start GRPC service: ... already in use").
+        log_tail: Triton's last log lines.
+        returncode: its exit code, None if it was still running.
+    """
+
+    def __init__(self, message: str, log_tail: Sequence[str] = (), returncode: int | None = None) -> None:
+        self.log_tail = list(log_tail)
+        self.returncode = returncode
+        errors = triton_error_lines(self.log_tail)
+        self.reason = "; ".join(errors[-3:])
+        tail = "\n".join(f"    {line}" for line in self.log_tail) or "    (no output)"
+        head = f"{message}\n  Triton's reason: {self.reason}" if self.reason else message
+        super().__init__(f"{head}\n  last lines of tritonserver's log:\n{tail}")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free on `host` a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A pre-exec hook making the child die with SIGTERM when its launcher dies (Linux only).
+
+    libc is loaded here, in the parent: the hook runs between fork and exec, where loading a
+    library could deadlock on a lock another thread held at fork time.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+class TritonServer:
+    """Run tritonserver over one model repository for the lifetime of a `with` block.
+
+    Example:
+        with TritonServer("model_repository") as server:
+            client = InspectionClient(server.grpc_url)
+
+    Args:
+        repository: the model repository directory.
+        host: address every endpoint binds to; 127.0.0.1 keeps the server off the network.
+        grpc_port, http_port, metrics_port: None picks a free port at start.
+        log_file: where Triton's log is kept; None keeps it only while the server runs.
+        echo: also copy each log line to this stream (e.g. sys.stdout).
+        extra_args: appended to the tritonserver command line verbatim.
+        startup_timeout: seconds to wait for `/v2/health/ready`.
+        stop_grace: seconds between SIGTERM and SIGKILL when stopping.
+        backend_env: Python environment for the Python backend, see `find_backend_env`.
+        log_verbose: tritonserver's --log-verbose level.
+        require_manifest: refuse a repository without the manifest `repo build` writes. A repository
+            with one is always verified before start.
+    """
+
+    def __init__(
+        self,
+        repository: Path | str,
+        *,
+        host: str = "127.0.0.1",
+        grpc_port: int | None = None,
+        http_port: int | None = None,
+        metrics_port: int | None = None,
+        log_file: Path | str | None = None,
+        echo: TextIO | None = None,
+        extra_args: Sequence[str] = (),
+        startup_timeout: float = 120.0,
+        stop_grace: float = 15.0,
+        backend_env: Path | str | None = None,
+        log_verbose: int = 0,
+        require_manifest: bool = False,
+    ) -> None:
+        self.repository = Path(repository).resolve()
+        self.host = host
+        self._requested_ports = (grpc_port, http_port, metrics_port)
+        self.grpc_port = self.http_port = self.metrics_port = 0
+        self._log_file_arg = Path(log_file) if log_file is not None else None
+        self.log_file: Path | None = None
+        self.echo = echo
+        self.extra_args = list(extra_args)
+        self.startup_timeout = startup_timeout
+        self.stop_grace = stop_grace
+        self._backend_env_arg = backend_env
+        self.log_verbose = log_verbose
+        self.require_manifest = require_manifest
+        self.shm_prefix = ""  # set per launch: a restarted server's regions never mix with the dead one's
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._workdir: Path | None = None
+        self._tail: collections.deque[str] = collections.deque(maxlen=40)
+        self._errors: collections.deque[str] = collections.deque(maxlen=20)
+        self._tee: threading.Thread | None = None
+        self.starts = 0  # how many times tritonserver was launched (restarts + 1)
+
+    # -- addresses -------------------------------------------------------------------------------
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.host}:{self.metrics_port}/metrics"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def log_tail(self) -> list[str]:
+        """Triton's last log lines (at most 40), preceded by earlier error lines that scrolled out."""
+        tail = list(self._tail)
+        return [line for line in self._errors if line not in tail] + tail
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def __enter__(self) -> TritonServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start tritonserver and block until it is ready.
+
+        Raises:
+            FileNotFoundError: the repository does not exist.
+            RepositoryIntegrityError: a file differs from the repository manifest (or it has none and
+                `require_manifest` is set).
+            TritonNotFoundError: the binary or backend environment is missing.
+            ServerStartError: Triton exited early or was not ready in time (its log tail attached).
+        """
+        if self._proc is not None:
+            raise RuntimeError(f"tritonserver already started (pid {self._proc.pid})")
+        if not self.repository.is_dir():
+            raise FileNotFoundError(
+                f"model repository {self.repository} does not exist or is not a directory"
+            )
+        if self.require_manifest or read_manifest(self.repository) is not None:
+            verify_repository(self.repository)
+        install = find_tritonserver()
+        env_info = find_backend_env(self._backend_env_arg)
+        self._workdir = Path(tempfile.mkdtemp(prefix="adinspect-triton-"))
+        self.shm_prefix = f"adinspect_{uuid.uuid4().hex[:12]}_"
+        try:
+            backends = self._prepare_backends(install, env_info)
+            self.grpc_port, self.http_port, self.metrics_port = (
+                port or free_port(self.host) for port in self._requested_ports
+            )
+            self._requested_ports = (
+                self.grpc_port,
+                self.http_port,
+                self.metrics_port,
+            )  # a restart keeps them
+            self.log_file = self._log_file_arg or self._workdir / "tritonserver.log"
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            self._launch(self._command(install, backends), self._child_env(install, env_info))
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _prepare_backends(self, install: TritonInstall, env_info: BackendEnv) -> Path:
+        """A private backend dir: the wheel's Python backend plus the stub matching the env's Python."""
+        stub = install.stubs_dir / env_info.python_version / STUB_NAME
+        if not stub.exists():
+            known = sorted(p.name for p in install.stubs_dir.iterdir() if p.is_dir() and p.name[0].isdigit())
+            raise TritonNotFoundError(
+                f"nvidia-pytriton {install.version} has no Python-backend stub for Python "
+                f"{env_info.python_version} of {env_info.prefix}; it has {known}"
+            )
+        assert self._workdir is not None
+        python_dir = self._workdir / "backends" / "python"
+        python_dir.mkdir(parents=True)
+        for source in (*install.python_backend_dir.iterdir(), stub):
+            if source.is_file():
+                (python_dir / source.name).symlink_to(source)
+        return python_dir.parent
+
+    def _command(self, install: TritonInstall, backends: Path) -> list[str]:
+        return [
+            str(install.binary),
+            f"--model-repository={self.repository}",
+            f"--backend-directory={backends}",
+            f"--grpc-address={self.host}",
+            f"--grpc-port={self.grpc_port}",
+            f"--http-address={self.host}",
+            f"--http-port={self.http_port}",
+            f"--metrics-address={self.host}",
+            f"--metrics-port={self.metrics_port}",
+            f"--log-verbose={self.log_verbose}",
+            f"--exit-timeout-secs={max(1, int(self.stop_grace) - 2)}",
+            f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
+            # explicit control, everything loaded at start: `repo update` can then swap a product's
+            # model versions while serving (load/unload through the repository API)
+            "--model-control-mode=explicit",
+            "--load-model=*",
+            *self.extra_args,
+        ]
+
+    def _child_env(self, install: TritonInstall, env_info: BackendEnv) -> dict[str, str]:
+        """Only the child's environment changes; this process's stays as it was."""
+        env = dict(os.environ)
+        env["PATH"] = os.pathsep.join([str(env_info.prefix / "bin"), env.get("PATH", "")])
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            filter(None, [str(install.lib_dir), env.get("LD_LIBRARY_PATH")])
+        )
+        assert self._workdir is not None
+        env[DRAIN_FILE_ENV] = str(self._workdir / "draining")
+        env.pop("PYTHONPATH", None)  # the stub would not honour it; models import their repository's copy
+        env["PYTHONDONTWRITEBYTECODE"] = "1"  # keep the verified repository free of __pycache__
+        env.pop("VIRTUAL_ENV", None)
+        env.pop("PYTHONHOME", None)
+        return env
+
+    def _launch(self, command: list[str], env: dict[str, str]) -> None:
+        assert self.log_file is not None
+        self.starts += 1
+        self._proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self._workdir,  # never the launcher's folder: what serves must not depend on where it starts
+            start_new_session=True,  # its own process group: SIGKILL reaches the backend stubs too
+            preexec_fn=_parent_death_signal(),
+        )
+        self._tee = threading.Thread(target=self._tee_log, name="tritonserver-log", daemon=True)
+        self._tee.start()
+
+    def _tee_log(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None and self.log_file is not None
+        with self.log_file.open("w" if self.starts <= 1 else "a", encoding="utf-8") as sink:
+            for raw in iter(self._proc.stdout.readline, b""):
+                line = raw.decode("utf-8", errors="replace").rstrip("\n")
+                sink.write(line + "\n")
+                sink.flush()
+                if line.strip() and not line.startswith("+") and (line[0] != "|" or "UNAVAILABLE" in line):
+                    self._tail.append(line)
+                    if triton_error_lines([line]):
+                        self._errors.append(line)
+                if self.echo is not None:
+                    with contextlib.suppress(ValueError, OSError):
+                        print(line, file=self.echo, flush=True)
+
+    def _wait_ready(self) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            code = self._proc.poll()
+            if code is not None:
+                self._join_tee()
+                raise ServerStartError(
+                    f"tritonserver exited with code {code} before becoming ready "
+                    f"(repository {self.repository}, grpc {self.grpc_url}, http {self.http_url})",
+                    self.log_tail(),
+                    code,
+                )
+            if self.is_ready():
+                return
+            time.sleep(0.1)
+        raise ServerStartError(
+            f"tritonserver was not ready within {self.startup_timeout:.0f} s (repository {self.repository})",
+            self.log_tail(),
+        )
+
+    def is_ready(self, timeout: float = 1.0) -> bool:
+        """True when `/v2/health/ready` answers 200."""
+        if not self.http_port:
+            return False
+        try:
+            with urllib.request.urlopen(f"{self.http_url}/v2/health/ready", timeout=timeout) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self) -> int | None:
+        """Stop the server (SIGTERM, then SIGKILL of its group after `stop_grace`); idempotent.
+
+        Returns:
+            tritonserver's exit code, or None if it was never started.
+        """
+        proc, self._proc = self._proc, None
+        code = None
+        if proc is not None:
+            if proc.poll() is None:
+                self._start_draining()
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=self.stop_grace)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=10)
+            # Stubs left behind by a crashed server share its process group.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            code = proc.returncode
+            self._join_tee(proc)
+            self.remove_shared_memory()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+        return code
+
+    def _start_draining(self) -> None:
+        """New requests get UNAVAILABLE from the first Python step (`inspect_<p>` on cpu, `preprocess`
+        on gpu) from now on; Triton's own SIGTERM handling then turns readiness off, lets in-flight
+        requests finish and only then unloads the models."""
+        if self._workdir is not None:
+            with contextlib.suppress(OSError):
+                (self._workdir / "draining").touch()
+
+    def remove_shared_memory(self) -> list[Path]:
+        """Delete this launch's Python-backend regions in /dev/shm (a killed server leaves them)."""
+        removed: list[Path] = []
+        if not self.shm_prefix:
+            return removed
+        for path in Path("/dev/shm").glob(f"{self.shm_prefix}*"):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+        return removed
+
+    def _join_tee(self, proc: subprocess.Popen[bytes] | None = None) -> None:
+        if self._tee is not None:
+            self._tee.join(timeout=5)
+        proc = proc or self._proc
+        if proc is not None and proc.stdout is not None and (self._tee is None or not self._tee.is_alive()):
+            proc.stdout.close()
+
+    def serve_forever(self, restart: str = "no", max_restarts: int = 5, log: TextIO | None = None) -> int:
+        """Block until the server exits or this process gets SIGINT/SIGTERM, then stop it.
+
+        Installs SIGTERM/SIGINT handlers only while it runs (main thread only) and restores them.
+
+        Args:
+            restart: "on-failure" starts tritonserver again (same ports, shared memory cleaned) when it
+                exits on its own with a non-zero code or a signal, at most `max_restarts` times in a
+                row, waiting 1, 2, 4 ... s between tries; "no" returns its exit code.
+            log: where each restart is reported (stderr by default).
+
+        Returns:
+            0 after a requested shutdown, else tritonserver's own exit code.
+        """
+        if restart not in ("no", "on-failure"):
+            raise ValueError(f"restart must be 'no' or 'on-failure', got {restart!r}")
+        if self._proc is None:
+            raise RuntimeError("serve_forever() needs a started server (use it inside `with`)")
+
+        class _Shutdown(Exception):
+            pass
+
+        def _raise(signum: int, frame: FrameType | None) -> None:
+            raise _Shutdown(signal.Signals(signum).name)
+
+        previous = {sig: signal.signal(sig, _raise) for sig in (signal.SIGTERM, signal.SIGINT)}
+        restarts = 0
+        try:
+            while True:
+                assert self._proc is not None
+                code = self._proc.wait()
+                if restart == "no" or code == 0 or restarts >= max_restarts:
+                    return code
+                restarts += 1
+                self._restart(code, restarts, max_restarts, log or sys.stderr)
+        except _Shutdown:
+            self.stop()
+            return 0
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _restart(self, code: int, number: int, limit: int, log: TextIO) -> None:
+        """Clean up after a dead tritonserver (its stubs, shared memory) and start it again."""
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        self.stop()
+        wait = min(30.0, 2.0 ** (number - 1))
+        print(
+            f"adinspect serve: tritonserver died ({how}); restart {number}/{limit} in {wait:.0f} s "
+            f"on the same ports (grpc {self.grpc_port}, http {self.http_port})",
+            file=log,
+            flush=True,
+        )
+        time.sleep(wait)
+        self.start()
+        print(f"adinspect serve: tritonserver ready again (start {self.starts})", file=log, flush=True)
+
+
+@contextlib.contextmanager
+def running_server(repository: Path | str, **kwargs: object) -> Iterator[TritonServer]:
+    """Functional spelling of `with TritonServer(repository, **kwargs) as server`."""
+    server = TritonServer(repository, **kwargs)  # type: ignore[arg-type]
+    with server:
+        yield server

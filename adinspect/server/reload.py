@@ -1,0 +1,146 @@
+"""`adinspect repo update`: put a refitted package live on a running server, without a restart.
+
+The server runs with explicit model control (`adinspect serve` starts it so). For one product,
+the versioned models are `inspect_<p>` itself (cpu flavour) or `residual_<p>` and `seg_<p>` (gpu):
+
+1. write the new package's versioned models as version N+1 beside version N and load them with
+   both versions allowed: the old version keeps serving; a cpu-flavour `inspect_<p>` answers
+   unversioned requests with N+1 from the moment it is ready;
+2. gpu: reload the ensemble `inspect_<p>` pinned to N+1: Triton swaps it once the new one is ready,
+   so every request runs either all-old or all-new steps (threshold, bank and seg model agree);
+3. allow only N+1 and load again: version N unloads after its in-flight requests, then its files
+   are removed and the repository manifest is rewritten.
+
+Shared models (gpu: preprocess, backbone, postprocess) are not touched, so the new package must use
+the served backbone (same ONNX file) and input spec; anything else needs `repo build` and a restart.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from adinspect.contracts import POSTPROCESS_MODEL, ensemble_model
+from adinspect.package import ModelPackage
+from adinspect.repository.build import (
+    RepositoryError,
+    load_packages,
+    monitoring_entry,
+    pinned,
+    write_product,
+)
+from adinspect.repository.configs import Flavor, RepositorySettings, Shapes
+from adinspect.repository.integrity import MARKER, RepositoryManifest, hash_models, verify_repository
+from adinspect.repository.monitoring import MONITORING_FILE, MonitoringTable
+from adinspect.repository.pbtxt import to_pbtxt
+
+
+@dataclass(frozen=True)
+class UpdateReport:
+    product: str
+    old_version: int
+    new_version: int
+    models: list[str]
+
+
+def _versions(model_dir: Path) -> list[int]:
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def _check_compatible(manifest: RepositoryManifest, package: ModelPackage) -> None:
+    """The new package must fit the served shared models (backbone file and input spec)."""
+    if package.manifest.files.get("backbone.onnx") != manifest.backbone_sha256:
+        raise RepositoryError(
+            f"{package.root}: its backbone.onnx differs from the served backbone; a new backbone needs "
+            "`adinspect repo build` and a restart"
+        )
+    if package.preprocess.model_dump(mode="json") != manifest.preprocess:
+        raise RepositoryError(
+            f"{package.root}: its input spec differs from the served one ({manifest.preprocess}); "
+            "rebuild the repository with `adinspect repo build` and restart"
+        )
+
+
+def _update_monitoring(repo: Path, package: ModelPackage) -> None:
+    """gpu: the drift monitor's entry for the product, its new threshold and calibration scores (the
+    postprocess model re-reads the file within seconds); a cpu `inspect_<p>` version has its own."""
+    path = repo / POSTPROCESS_MODEL / "1" / MONITORING_FILE
+    if not path.is_file():
+        return
+    table = MonitoringTable.model_validate_json(path.read_text())
+    entry = monitoring_entry(package)
+    products = [p for p in table.products if p.product != package.product] + [entry]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(table.model_copy(update={"products": products}).model_dump_json(indent=2) + "\n")
+    tmp.replace(path)
+
+
+def update_product(repo: Path, client: Any, model_dir: Path) -> UpdateReport:
+    """Swap one product's models to the package at `model_dir` on the server behind `client`.
+
+    Args:
+        repo: the repository the server was started on (written by `repo build`).
+        client: a `tritonclient.grpc.InferenceServerClient` of that server.
+        model_dir: the refitted package (same product name as a served one).
+
+    Raises:
+        RepositoryError: the repository is not intact, the product is not served, or the package does
+            not fit the shared models.
+    """
+    repo = Path(repo)
+    manifest = verify_repository(repo)
+    (package,) = load_packages([Path(model_dir)])
+    product = package.product
+    if product not in manifest.products:
+        raise RepositoryError(
+            f"product {product!r} is not served from {repo} (it serves {sorted(manifest.products)}); "
+            "add a product with `adinspect repo build` and a restart"
+        )
+    _check_compatible(manifest, package)
+    settings = RepositorySettings(**manifest.settings)
+    flavor: Flavor = "gpu" if manifest.flavor == "gpu" else "cpu"
+    ensemble = ensemble_model(product)
+    anchor = ensemble if flavor == "cpu" else f"residual_{product}"  # always versioned
+    old = max(_versions(repo / anchor))
+    new = old + 1
+    tmp = Path(tempfile.mkdtemp(prefix=".update.", dir=repo.parent))
+    try:
+        written = write_product(tmp, package, flavor, settings, Shapes.of(package), None, new)
+        steps = list(written) if flavor == "cpu" else [name for name in written if name != ensemble]
+        own = (ensemble,) if flavor == "cpu" else (f"residual_{product}", f"seg_{product}")
+        old_steps = [p.name for p in repo.iterdir() if p.is_dir() and p.name in own]
+        for name in steps:  # 1. new versions beside the old ones
+            target = repo / name
+            target.mkdir(exist_ok=True)
+            shutil.move(str(tmp / name / str(new)), str(target / str(new)))
+            both = [v for v in (old, new) if (target / str(v)).is_dir()]
+            (target / "config.pbtxt").write_text(to_pbtxt(pinned(written[name], both)))
+            client.load_model(name)
+        if flavor == "gpu":  # 2. the switch
+            shutil.copyfile(tmp / ensemble / "config.pbtxt", repo / ensemble / "config.pbtxt")
+            client.load_model(ensemble)
+        for name in steps:  # 3. retire the old versions
+            (repo / name / "config.pbtxt").write_text(to_pbtxt(written[name]))
+            client.load_model(name)
+            shutil.rmtree(repo / name / str(old), ignore_errors=True)
+        for name in set(old_steps) - set(steps):  # a seg model the new package no longer has
+            client.unload_model(name)
+            shutil.rmtree(repo / name, ignore_errors=True)
+        _update_monitoring(repo, package)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    models = sorted(p.name for p in repo.iterdir() if p.is_dir() and (p / "config.pbtxt").is_file())
+    updated = manifest.model_copy(
+        update={
+            "models": models,
+            "products": {**manifest.products, product: str(package.root.resolve())},
+            "files": hash_models(repo, models),
+        }
+    )
+    marker_tmp = repo / f".{MARKER}.tmp"
+    marker_tmp.write_text(updated.model_dump_json(indent=2) + "\n")
+    marker_tmp.replace(repo / MARKER)
+    return UpdateReport(product, old, new, sorted({*steps, ensemble}))

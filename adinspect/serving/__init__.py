@@ -1,1 +1,0 @@
-"""Serving on NVIDIA Triton: server launcher, model repository builder, perf tools (no torch)."""
