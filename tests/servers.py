@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from adinspect.repository.configs import RepositorySettings
+from adinspect.repository.settings import RepositorySettings
 from adinspect.server.launch import TritonNotFoundError, TritonServer, find_backend_env, find_tritonserver
 
 

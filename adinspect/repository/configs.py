@@ -24,11 +24,8 @@ defect-type names baked in; it replaces the residual's map, score and threshold 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Any
 
 from adinspect.contracts import (
     BACKBONE,
@@ -47,65 +44,10 @@ from adinspect.contracts import (
     residual_model,
     seg_model,
 )
-from adinspect.imageio import DEFAULT_MAX_PIXELS
-from adinspect.package import ModelPackage
-from adinspect.repository.gpu import Precision, check_requested, fixed_precision, tensorrt_accelerator
+from adinspect.repository.gpu import tensorrt_accelerator
 from adinspect.repository.pbtxt import Enum, parameters
-
-Flavor = Literal["cpu", "gpu"]
-
-
-class RepositorySettings(BaseModel):
-    """Batching, instances and limits written into the generated config.pbtxt files."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    max_batch_size: int = Field(default=8, ge=1, description="Largest batch the dynamic batcher forms.")
-    # 0: requests that queue while an instance is busy are still batched, and an idle server adds
-    # no wait. On 2 CPU cores 0, 500 and 2000 us gave the same throughput at concurrency 4 and 8,
-    # and 0 the lowest latency at concurrency 1. A GPU host may trade a little latency for batches.
-    max_queue_delay_us: int = Field(default=0, ge=0, description="How long a request may wait for a batch.")
-    python_instances: int = Field(
-        default=2,
-        ge=1,
-        description="Python-backend instances: each inspect_<product> (cpu), preprocess/postprocess (gpu).",
-    )
-    intra_op_threads: int = Field(
-        default=0, ge=0, description="ONNX Runtime threads per instance; 0 = all cores."
-    )
-    gpu_instances: int = Field(
-        default=1, ge=1, description="backbone/residual instances per GPU (gpu flavour)."
-    )
-    # Overload fails fast (DESIGN.md §7): a step whose queue is full, or where a request waited
-    # longer than the timeout, answers UNAVAILABLE at once instead of letting latency grow without
-    # bound; the client retries within its deadline. 32 queued per step keeps concurrency 16 (two
-    # requests per camera for eight cameras) from ever being refused.
-    max_queue_size: int = Field(default=32, ge=1, description="Requests a step may queue before refusing.")
-    queue_timeout_ms: int = Field(
-        default=5000, ge=1, description="Longest wait in a step's queue before the request is refused."
-    )
-    # gpu flavour (adinspect.repository.gpu): residual models are FP32 whatever these say
-    precision: Precision = Field(default="fp32", description="TensorRT precision of backbone and seg.")
-    model_precision: dict[str, Precision] = Field(
-        default_factory=dict, description="Per-model precision, e.g. {'backbone': 'fp16'}."
-    )
-    trt_opt_batch: int | None = Field(default=None, ge=1, description="Batch TensorRT tunes for.")
-    trt_cache_dir: str = Field(
-        default="/var/cache/adinspect-trt", description="Writable, persistent engine cache in the server."
-    )
-    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=64, description="Largest image accepted, H*W.")
-    warmup: bool = True
-
-    @field_validator("model_precision")
-    @classmethod
-    def _residual_stays_fp32(cls, value: dict[str, Precision]) -> dict[str, Precision]:
-        for model, precision in value.items():
-            check_requested(model, precision)
-        return value
-
-    def precision_of(self, model: str) -> Precision:
-        """What `model` runs at under TensorRT: fixed FP32 for residual models, else as asked."""
-        return fixed_precision(model) or self.model_precision.get(model, self.precision)
+from adinspect.repository.settings import RepositorySettings
+from adinspect.repository.tensors import ensemble_io, tensor
 
 
 @dataclass(frozen=True)
@@ -145,7 +87,7 @@ def ensemble_steps(product: str, segmentation: Step | None = None) -> list[Step]
     }
     if segmentation is not None:
         residual_outputs = {RESIDUAL_OUT.residual: "residual"}
-    residual_outputs[RESIDUAL_OUT.product_id] = "product_id"  # metrics only (serving/monitoring.py)
+    residual_outputs[RESIDUAL_OUT.product_id] = "product_id"  # metrics only (repository/monitoring.py)
     steps = [
         Step(
             PREPROCESS_MODEL,
@@ -182,10 +124,6 @@ def ensemble_steps(product: str, segmentation: Step | None = None) -> list[Step]
 # ------------------------------------------------------------------------------- tensor configs
 
 
-def _tensor(name: str, dtype: str, dims: Sequence[int], **extra: Any) -> dict[str, Any]:
-    return {"name": name, "data_type": Enum(dtype), "dims": list(dims), **extra}
-
-
 def _black_image_warmup(raw: dict[str, Any]) -> list[dict[str, Any]]:
     """One 64x64 black raw image: loads decoding, ONNX Runtime and the Python stub before traffic."""
     return [
@@ -205,10 +143,10 @@ def _black_image_warmup(raw: dict[str, Any]) -> list[dict[str, Any]]:
 def preprocess_model(
     settings: RepositorySettings, preprocess_spec_json: str, image_size: int
 ) -> dict[str, Any]:
-    inputs = _ensemble_io()[0][:2]
+    inputs = ensemble_io()[0][:2]
     outputs = [
-        _tensor(PREPROCESS_OUT.image, "TYPE_FP32", [3, image_size, image_size]),
-        _tensor(PREPROCESS_OUT.original_size, "TYPE_INT32", [2]),
+        tensor(PREPROCESS_OUT.image, "TYPE_FP32", [3, image_size, image_size]),
+        tensor(PREPROCESS_OUT.original_size, "TYPE_INT32", [2]),
     ]
     params = {"preprocess_spec": preprocess_spec_json, "max_pixels": str(settings.max_pixels)}
     config = python_model(PREPROCESS_MODEL, settings, inputs, outputs, params)
@@ -226,7 +164,7 @@ def product_model(
     limit, its ONNX Runtime threads and whether to warm up. It warms up in `initialize`, not with
     Triton's `model_warmup`, whose requests it could not tell from a camera's in its metrics.
     """
-    inputs, outputs = _ensemble_io()
+    inputs, outputs = ensemble_io()
     own = {
         "preprocess_spec": preprocess_spec_json,
         "max_pixels": str(settings.max_pixels),
@@ -238,106 +176,15 @@ def product_model(
 
 def postprocess_model(settings: RepositorySettings, image_size: int) -> dict[str, Any]:
     inputs = [
-        _tensor(POSTPROCESS_IN.anomaly_map, "TYPE_FP32", [1, image_size, image_size]),
-        _tensor(POSTPROCESS_IN.score, "TYPE_FP32", [1]),
-        _tensor(POSTPROCESS_IN.threshold, "TYPE_FP32", [1]),
-        _tensor(POSTPROCESS_IN.original_size, "TYPE_INT32", [2]),
-        _tensor(POSTPROCESS_IN.map_format, "TYPE_STRING", [1], optional=True),
-        _tensor(POSTPROCESS_IN.defect_type, "TYPE_STRING", [1], optional=True),
-        _tensor(POSTPROCESS_IN.product_id, "TYPE_INT32", [1], optional=True),
+        tensor(POSTPROCESS_IN.anomaly_map, "TYPE_FP32", [1, image_size, image_size]),
+        tensor(POSTPROCESS_IN.score, "TYPE_FP32", [1]),
+        tensor(POSTPROCESS_IN.threshold, "TYPE_FP32", [1]),
+        tensor(POSTPROCESS_IN.original_size, "TYPE_INT32", [2]),
+        tensor(POSTPROCESS_IN.map_format, "TYPE_STRING", [1], optional=True),
+        tensor(POSTPROCESS_IN.defect_type, "TYPE_STRING", [1], optional=True),
+        tensor(POSTPROCESS_IN.product_id, "TYPE_INT32", [1], optional=True),
     ]
-    return python_model(POSTPROCESS_MODEL, settings, inputs, _ensemble_io()[1], {})
-
-
-def _ensemble_io() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    inputs = [
-        _tensor(INSPECT_IN.image_bytes, "TYPE_STRING", [1], optional=True),
-        _tensor(INSPECT_IN.image_raw, "TYPE_UINT8", [-1, -1, 3], optional=True),
-        _tensor(INSPECT_IN.map_format, "TYPE_STRING", [1], optional=True),
-    ]
-    outputs = [
-        _tensor(INSPECT_OUT.score, "TYPE_FP32", [1]),
-        _tensor(INSPECT_OUT.threshold, "TYPE_FP32", [1]),
-        _tensor(INSPECT_OUT.verdict, "TYPE_STRING", [1]),
-        _tensor(INSPECT_OUT.reason, "TYPE_STRING", [1]),
-        _tensor(INSPECT_OUT.regions, "TYPE_STRING", [1]),
-        _tensor(INSPECT_OUT.anomaly_map, "TYPE_FP32", [-1, -1]),
-        _tensor(INSPECT_OUT.anomaly_map_png, "TYPE_STRING", [1]),
-        _tensor(INSPECT_OUT.defect_type, "TYPE_STRING", [1]),
-    ]
-    return inputs, outputs
-
-
-@dataclass(frozen=True)
-class Shapes:
-    """Tensor shapes (without batch) shared by all products of one repository."""
-
-    image_size: int
-    feature_dim: int
-    feature_grid: int
-    global_channels: int
-    global_grid: int
-
-    @classmethod
-    def of(cls, package: ModelPackage) -> Shapes:
-        bb = package.manifest.backbone
-        return cls(
-            package.preprocess.image_size, bb.feature_dim, bb.feature_grid, bb.global_channels, bb.global_grid
-        )
-
-    def backbone_io(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        s = self.image_size
-        return (
-            [_tensor(BACKBONE.image, "TYPE_FP32", [3, s, s])],
-            [
-                _tensor(
-                    BACKBONE.features, "TYPE_FP32", [self.feature_dim, self.feature_grid, self.feature_grid]
-                ),
-                _tensor(
-                    BACKBONE.global_map,
-                    "TYPE_FP32",
-                    [self.global_channels, self.global_grid, self.global_grid],
-                ),
-            ],
-        )
-
-    def residual_io(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """(B,) ONNX outputs are served as [1]; backends that run the ONNX graph need `reshape`."""
-        scalar: dict[str, Any] = {"reshape": {"shape": []}}
-        s, g = self.image_size, self.feature_grid
-        return (
-            [
-                _tensor(RESIDUAL.features, "TYPE_FP32", [self.feature_dim, g, g]),
-                _tensor(
-                    RESIDUAL.global_map,
-                    "TYPE_FP32",
-                    [self.global_channels, self.global_grid, self.global_grid],
-                ),
-            ],
-            [
-                _tensor(RESIDUAL_OUT.residual, "TYPE_FP32", [self.feature_dim, g, g]),
-                _tensor(RESIDUAL_OUT.anomaly_map, "TYPE_FP32", [1, s, s]),
-                _tensor(RESIDUAL_OUT.score, "TYPE_FP32", [1], **scalar),
-                _tensor(RESIDUAL_OUT.threshold, "TYPE_FP32", [1], **scalar),
-                _tensor(RESIDUAL_OUT.product_id, "TYPE_INT32", [1], **scalar),
-            ],
-        )
-
-    def seg_io(self, n_types: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """`seg_<product>`: residual → seg.onnx outputs + baked threshold and defect-type name."""
-        scalar: dict[str, Any] = {"reshape": {"shape": []}}
-        s, g = self.image_size, self.feature_grid
-        return (
-            [_tensor(SEG.residual, "TYPE_FP32", [self.feature_dim, g, g])],
-            [
-                _tensor(SEG_OUT.anomaly_map, "TYPE_FP32", [1, s, s]),
-                _tensor(SEG_OUT.score, "TYPE_FP32", [1], **scalar),
-                _tensor(SEG_OUT.defect_type, "TYPE_INT64", [1], **scalar),
-                _tensor(SEG_OUT.type_scores, "TYPE_FP32", [n_types]),
-                _tensor(SEG_OUT.threshold, "TYPE_FP32", [1], **scalar),
-                _tensor(SEG_OUT.defect_name, "TYPE_STRING", [1], **scalar),
-            ],
-        )
+    return python_model(POSTPROCESS_MODEL, settings, inputs, ensemble_io()[1], {})
 
 
 # ------------------------------------------------------------------------------- model configs
@@ -433,7 +280,7 @@ def ensemble(
     product's residual and seg models together, by reloading this ensemble; shared steps use -1.
     """
     versions = versions or {}
-    inputs, outputs = _ensemble_io()
+    inputs, outputs = ensemble_io()
     return {
         "name": ensemble_model(product),
         "platform": "ensemble",

@@ -25,17 +25,13 @@ from typing import Any
 
 from adinspect.contracts import POSTPROCESS_MODEL, ensemble_model
 from adinspect.package import ModelPackage
-from adinspect.repository.build import (
-    RepositoryError,
-    load_packages,
-    monitoring_entry,
-    pinned,
-    write_product,
-)
-from adinspect.repository.configs import Flavor, RepositorySettings, Shapes
 from adinspect.repository.integrity import MARKER, RepositoryManifest, hash_models, verify_repository
 from adinspect.repository.monitoring import MONITORING_FILE, MonitoringTable
+from adinspect.repository.packages import RepositoryError, load_packages, monitoring_entry
 from adinspect.repository.pbtxt import to_pbtxt
+from adinspect.repository.settings import Flavor, RepositorySettings
+from adinspect.repository.tensors import Shapes
+from adinspect.repository.write import pinned, write_product
 
 
 @dataclass(frozen=True)
@@ -132,15 +128,20 @@ def update_product(repo: Path, client: Any, model_dir: Path) -> UpdateReport:
         _update_monitoring(repo, package)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    _rewrite_marker(repo, manifest, package)
+    return UpdateReport(product, old, new, sorted({*steps, ensemble}))
+
+
+def _rewrite_marker(repo: Path, manifest: RepositoryManifest, package: ModelPackage) -> None:
+    """The repository manifest after an update: its models, the product's package, every file's hash."""
     models = sorted(p.name for p in repo.iterdir() if p.is_dir() and (p / "config.pbtxt").is_file())
     updated = manifest.model_copy(
         update={
             "models": models,
-            "products": {**manifest.products, product: str(package.root.resolve())},
+            "products": {**manifest.products, package.product: str(package.root.resolve())},
             "files": hash_models(repo, models),
         }
     )
     marker_tmp = repo / f".{MARKER}.tmp"
     marker_tmp.write_text(updated.model_dump_json(indent=2) + "\n")
     marker_tmp.replace(repo / MARKER)
-    return UpdateReport(product, old, new, sorted({*steps, ensemble}))

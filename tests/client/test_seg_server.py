@@ -28,7 +28,7 @@ ATOL = 1e-5
 
 @pytest.fixture(scope="module")
 def seg_server(seg_package: Path, fitted_package: Path, tmp_path_factory: pytest.TempPathFactory):
-    from adinspect.repository.configs import RepositorySettings
+    from adinspect.repository.settings import RepositorySettings
 
     root = tmp_path_factory.mktemp("seg_served")
     gadget = clone_package(fitted_package, root / "gadget", "gadget")

@@ -15,9 +15,10 @@ import pytest
 from servers import parse_config
 
 from adinspect.cli import main
-from adinspect.repository.build import RepositoryError, build_repository
-from adinspect.repository.configs import RepositorySettings
+from adinspect.repository.build import build_repository
 from adinspect.repository.gpu import EngineError, PlanRecord, select_plan, write_record
+from adinspect.repository.packages import RepositoryError
+from adinspect.repository.settings import RepositorySettings
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_TRT = REPO / "export" / "build_trt.py"

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from adinspect.repository.build import RepositoryError, build_repository
+from adinspect.repository.build import build_repository
 from adinspect.repository.integrity import MARKER, RepositoryIntegrityError, verify_repository
+from adinspect.repository.packages import RepositoryError
 
 
 @pytest.fixture()

@@ -11,10 +11,13 @@ import pytest
 from servers import clone_package, parse_config
 
 from adinspect.package import Manifest, write_manifest
-from adinspect.repository.build import MARKER, RepositoryError, bake_threshold, build_repository
+from adinspect.repository.bake import bake_threshold
+from adinspect.repository.build import build_repository
 from adinspect.repository.configs import ensemble_steps
 from adinspect.repository.gpu import PlanRecord, write_record
+from adinspect.repository.integrity import MARKER
 from adinspect.repository.monitoring import product_id
+from adinspect.repository.packages import RepositoryError
 
 CPU_MODELS = ["inspect_gadget", "inspect_widget"]
 GPU_MODELS = [
@@ -266,7 +269,7 @@ def test_baked_type_names_are_empty_when_the_package_names_no_type(seg_package: 
     import onnxruntime as ort
 
     from adinspect.package import ModelPackage
-    from adinspect.repository.build import bake_seg
+    from adinspect.repository.bake import bake_seg
     from adinspect.runtime.seg import seg_info
 
     info = seg_info(ModelPackage.load(seg_package))

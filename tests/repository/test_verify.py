@@ -99,7 +99,7 @@ def test_verify_uses_the_seg_threshold_for_a_package_with_adclick_seg(seg_packag
     compares those (the in-process inspector switches the same way)."""
     from adinspect.client import InspectionClient
     from adinspect.package import ModelPackage
-    from adinspect.repository.configs import RepositorySettings
+    from adinspect.repository.settings import RepositorySettings
     from adinspect.repository.verify import verify_product
     from adinspect.runtime.seg import seg_info
 

@@ -151,7 +151,7 @@ def test_repository_is_delivered_by_an_init_container_and_mounted_read_only() ->
         "/models/",
     ]
     cache = next(m for m in triton["volumeMounts"] if m["name"] == "trt-cache")
-    from adinspect.repository.configs import RepositorySettings
+    from adinspect.repository.settings import RepositorySettings
 
     assert cache["mountPath"] == RepositorySettings().trt_cache_dir
     synced = _one(render(K8S / "overlays" / "object-store"), "Deployment")["spec"]["template"]["spec"]

@@ -17,8 +17,8 @@ from servers import clone_package, needs_triton, serve_process, served
 
 from adinspect.client import InspectionClient, InspectionError
 from adinspect.repository.build import build_repository
-from adinspect.repository.configs import RepositorySettings
 from adinspect.repository.integrity import verify_repository
+from adinspect.repository.settings import RepositorySettings
 from adinspect.server.launch import TritonServer, free_port
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow, needs_triton]

@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def monitored_server(served_packages: list[Path], tmp_path_factory: pytest.TempPathFactory):
-    from adinspect.repository.configs import RepositorySettings
+    from adinspect.repository.settings import RepositorySettings
 
     root = tmp_path_factory.mktemp("monitored")
     settings = RepositorySettings(python_instances=1)
