@@ -23,27 +23,24 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
 import os
-import re
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import TextIO
 
 from adinspect.repository.integrity import read_manifest, verify_repository
 from adinspect.repository.steps import DRAIN_FILE_ENV
+from adinspect.server.process import free_port, parent_death_signal
+from adinspect.server.supervise import serve_forever
 from adinspect.server.triton_install import (
     BACKEND_ENV_DIRNAME,
     BACKEND_ENV_VAR,
@@ -54,6 +51,7 @@ from adinspect.server.triton_install import (
     find_backend_env,
     find_tritonserver,
 )
+from adinspect.server.triton_log import ServerStartError, triton_error_lines
 
 __all__ = [
     "BACKEND_ENV_DIRNAME",
@@ -67,75 +65,6 @@ __all__ = [
     "running_server",
     "triton_error_lines",
 ]
-
-_NOISE = ("CudaDriverHelper", "NVML", "DCGM", "pinned memory", "CUDA memory pool")
-
-
-_GLOG_PREFIX = re.compile(r"^[EWI]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] +")
-
-
-def triton_error_lines(lines: Sequence[str]) -> list[str]:
-    """Triton's own error lines, prefixes stripped, without the no-GPU noise of a CPU host.
-
-    Kept: E-level log lines, `error: ...`, protobuf parse errors and UNAVAILABLE model-table rows.
-    """
-    errors = []
-    for line in lines:
-        if not (
-            _GLOG_PREFIX.match(line)
-            and line.startswith("E")
-            or line.lower().startswith(("error:", "[libprotobuf error"))
-            or "UNAVAILABLE:" in line
-        ):
-            continue
-        if any(noise in line for noise in _NOISE):
-            continue
-        text = _GLOG_PREFIX.sub("", line).strip().strip("|").strip().strip('"').strip()
-        text = re.sub(r"\s*\|\s*", " | ", text)
-        if text not in errors:
-            errors.append(text)
-    return errors
-
-
-class ServerStartError(RuntimeError):
-    """tritonserver exited or did not become ready.
-
-    Attributes:
-        reason: Triton's last error line (e.g. "failed to start GRPC service: ... already in use").
-        log_tail: Triton's last log lines.
-        returncode: its exit code, None if it was still running.
-    """
-
-    def __init__(self, message: str, log_tail: Sequence[str] = (), returncode: int | None = None) -> None:
-        self.log_tail = list(log_tail)
-        self.returncode = returncode
-        errors = triton_error_lines(self.log_tail)
-        self.reason = "; ".join(errors[-3:])
-        tail = "\n".join(f"    {line}" for line in self.log_tail) or "    (no output)"
-        head = f"{message}\n  Triton's reason: {self.reason}" if self.reason else message
-        super().__init__(f"{head}\n  last lines of tritonserver's log:\n{tail}")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free on `host` a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A pre-exec hook making the child die with SIGTERM when its launcher dies (Linux only).
-
-    libc is loaded here, in the parent: the hook runs between fork and exec, where loading a
-    library could deadlock on a lock another thread held at fork time.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    return lambda: prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 class TritonServer:
@@ -332,7 +261,7 @@ class TritonServer:
             env=env,
             cwd=self._workdir,  # never the launcher's folder: what serves must not depend on where it starts
             start_new_session=True,  # its own process group: SIGKILL reaches the backend stubs too
-            preexec_fn=_parent_death_signal(),
+            preexec_fn=parent_death_signal(),
         )
         self._tee = threading.Thread(target=self._tee_log, name="tritonserver-log", daemon=True)
         self._tee.start()
@@ -443,61 +372,19 @@ class TritonServer:
             proc.stdout.close()
 
     def serve_forever(self, restart: str = "no", max_restarts: int = 5, log: TextIO | None = None) -> int:
-        """Block until the server exits or this process gets SIGINT/SIGTERM, then stop it.
-
-        Installs SIGTERM/SIGINT handlers only while it runs (main thread only) and restores them.
-
-        Args:
-            restart: "on-failure" starts tritonserver again (same ports, shared memory cleaned) when it
-                exits on its own with a non-zero code or a signal, at most `max_restarts` times in a
-                row, waiting 1, 2, 4 ... s between tries; "no" returns its exit code.
-            log: where each restart is reported (stderr by default).
-
-        Returns:
-            0 after a requested shutdown, else tritonserver's own exit code.
-        """
+        """Block until the server exits or this process gets SIGINT/SIGTERM, then stop it; restart it
+        on failure if asked (see `adinspect.server.supervise.serve_forever`)."""
         if restart not in ("no", "on-failure"):
             raise ValueError(f"restart must be 'no' or 'on-failure', got {restart!r}")
         if self._proc is None:
             raise RuntimeError("serve_forever() needs a started server (use it inside `with`)")
+        return serve_forever(self, restart, max_restarts, log)
 
-        class _Shutdown(Exception):
-            pass
-
-        def _raise(signum: int, frame: FrameType | None) -> None:
-            raise _Shutdown(signal.Signals(signum).name)
-
-        previous = {sig: signal.signal(sig, _raise) for sig in (signal.SIGTERM, signal.SIGINT)}
-        restarts = 0
-        try:
-            while True:
-                assert self._proc is not None
-                code = self._proc.wait()
-                if restart == "no" or code == 0 or restarts >= max_restarts:
-                    return code
-                restarts += 1
-                self._restart(code, restarts, max_restarts, log or sys.stderr)
-        except _Shutdown:
-            self.stop()
-            return 0
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-    def _restart(self, code: int, number: int, limit: int, log: TextIO) -> None:
-        """Clean up after a dead tritonserver (its stubs, shared memory) and start it again."""
-        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-        self.stop()
-        wait = min(30.0, 2.0 ** (number - 1))
-        print(
-            f"adinspect serve: tritonserver died ({how}); restart {number}/{limit} in {wait:.0f} s "
-            f"on the same ports (grpc {self.grpc_port}, http {self.http_port})",
-            file=log,
-            flush=True,
-        )
-        time.sleep(wait)
-        self.start()
-        print(f"adinspect serve: tritonserver ready again (start {self.starts})", file=log, flush=True)
+    def wait(self) -> int:
+        """Block until tritonserver exits; its exit code."""
+        if self._proc is None:
+            raise RuntimeError("wait() needs a started server (use it inside `with`)")
+        return self._proc.wait()
 
 
 @contextlib.contextmanager
