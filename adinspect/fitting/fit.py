@@ -11,40 +11,41 @@ complete, so a failed fit never leaves a half-written package or destroys an exi
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from adinspect import __version__
-from adinspect.config import PipelineConfig, save_config
+from adinspect.config import PipelineConfig
 from adinspect.contracts import RESIDUAL
 from adinspect.data.datasets import open_dataset
 from adinspect.errors import InputError
 from adinspect.features.backbones import WeightsInfo, create_backbone
 from adinspect.features.embedder import FeatureEmbedder
+from adinspect.fitting.calibration import calibrate
 from adinspect.fitting.export import export_backbone, export_residual, max_abs_diff
+from adinspect.fitting.write import (
+    backbone_record,
+    finalise_manifest,
+    replace_dir,
+    write_files,
+    write_package_manifest,
+)
 from adinspect.geometry import PreprocessSpec, preprocess_batch
 from adinspect.imageio import read_image
 from adinspect.package import (
-    FORMAT_VERSION,
-    MANIFEST,
-    BackboneRecord,
-    Manifest,
     ModelPackage,
     sha256_of,
-    write_manifest,
 )
 from adinspect.package.card import write_model_card
-from adinspect.residual.bank import fit_bank, representative_subset, save_bank
+from adinspect.residual.bank import fit_bank, representative_subset
 from adinspect.residual.budget import MB, MemoryPlan, Shapes, peak_rss_bytes, plan_memory
 from adinspect.residual.model import BankTensors, ResidualModel
 from adinspect.zeroshot.clean import CleaningReport, clean_training_set, write_cleaning
@@ -53,20 +54,6 @@ from adinspect.zeroshot.config import CleanConfig
 
 class FitError(InputError):
     """Fitting cannot proceed (too few images, existing output, ...); the message says what to do."""
-
-
-@dataclass
-class Calibration:
-    """What calibration.json records. `holdout_files` (relative to the fitted data folder) and
-    `holdout_sha256` let `adinspect repo verify --data DIR` find the same images on another host
-    and prove they are the same bytes."""
-
-    rule: str
-    threshold: float
-    holdout: list[str]
-    holdout_scores: list[float]
-    holdout_files: list[str] = field(default_factory=list)
-    holdout_sha256: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -128,22 +115,6 @@ def split_holdout(n: int, config: PipelineConfig) -> tuple[np.ndarray, np.ndarra
         )
     order = np.random.default_rng(config.seed).permutation(n)
     return np.sort(order[n_hold:]), np.sort(order[:n_hold])
-
-
-def calibrate(
-    scores: np.ndarray, names: list[str], std_factor: float, floor: float | None = None
-) -> Calibration:
-    """threshold = max(mean + k·std, max[, floor]) of held-out good scores: none of them is rejected.
-
-    `floor` is a lower bound for scores with a meaning of their own (ADClick-Seg's probability).
-    """
-    threshold = max(float(scores.mean() + std_factor * scores.std()), float(scores.max()))
-    bounds = f"mean + {std_factor:g}*std, max"
-    if floor is not None:
-        threshold = max(threshold, float(floor))
-        bounds = f"{floor:g}, {bounds}"
-    rule = f"max({bounds}) of {len(scores)} held-out good images' scores"
-    return Calibration(rule, threshold, names, [float(s) for s in scores])
 
 
 @dataclass
@@ -257,10 +228,10 @@ def fit_embedded(
         )
         seconds["export"] = time.perf_counter() - t2
         del model  # free the bank before ONNX Runtime loads its copy for the parity check
-        record = _backbone_record(embedded.spec_name, embedded.weights, shapes_of(embedded.embedder, config))
-        _write_files(tmp, config, fitted.bank, record, embedded.weights, calibration)
+        record = backbone_record(embedded.spec_name, embedded.weights, shapes_of(embedded.embedder, config))
+        write_files(tmp, config, fitted.bank, record, embedded.weights, calibration)
         n_refs = len(fitted.ref_idx)
-        manifest = _write_manifest(tmp, config, embedded.pre, record, calibration, n_refs, data_files)
+        manifest = write_package_manifest(tmp, config, embedded.pre, record, calibration, n_refs, data_files)
         parity = _parity(tmp, fitted, hold_maps, hold_scores, plan.residual_batch)
         seconds["total"] = seconds.get("embed", 0.0) + time.perf_counter() - t1
         memory = _memory_summary(plan)
@@ -276,25 +247,12 @@ def fit_embedded(
             memory=memory,
         )
         extra = [] if embedded.cleaning is None else write_cleaning(tmp, embedded.cleaning)
-        _finalise_manifest(tmp, "model_card.md", *extra)
-        _replace_dir(tmp, out_dir)
+        finalise_manifest(tmp, "model_card.md", *extra)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return FitReport(out_dir, n_refs, len(hold_idx), calibration.threshold, seconds, parity, memory)
-
-
-def _backbone_record(name: str, weights: WeightsInfo, shapes: Shapes) -> BackboneRecord:
-    return BackboneRecord(
-        name=name,
-        weights_source=weights.source,
-        weights_sha256=weights.sha256,
-        random_weights=weights.random,
-        feature_dim=shapes.feature_dim,
-        feature_grid=shapes.grid,
-        global_channels=shapes.global_channels,
-        global_grid=shapes.global_grid,
-    )
 
 
 def shapes_of(embedder: FeatureEmbedder, config: PipelineConfig) -> Shapes:
@@ -338,61 +296,6 @@ def _memory_summary(plan: MemoryPlan) -> dict[str, float]:
     }
 
 
-def _write_files(
-    tmp: Path,
-    config: PipelineConfig,
-    bank: BankTensors,
-    record: BackboneRecord,
-    weights: WeightsInfo,
-    calibration: Calibration,
-) -> None:
-    save_config(config, tmp / "config.json")
-    save_bank(
-        bank,
-        tmp / "bank.safetensors",
-        {"backbone": record.name, "weights_sha256": str(weights.sha256), "adinspect_version": __version__},
-    )
-    (tmp / "calibration.json").write_text(json.dumps(calibration.__dict__, indent=2) + "\n")
-
-
-def _write_manifest(
-    tmp: Path,
-    config: PipelineConfig,
-    pre: PreprocessSpec,
-    record: BackboneRecord,
-    calibration: Calibration,
-    n_refs: int,
-    data_files: list[str],
-) -> Manifest:
-    files = [
-        "config.json",
-        "backbone.onnx",
-        "residual.onnx",
-        *data_files,
-        "bank.safetensors",
-        "calibration.json",
-    ]
-    manifest = Manifest(
-        format_version=FORMAT_VERSION,
-        adinspect_version=__version__,
-        product=config.product.name,
-        preprocess=pre,
-        backbone=record,
-        threshold=calibration.threshold,
-        threshold_rule=calibration.rule,
-        n_references=n_refs,
-        files={name: sha256_of(tmp / name) for name in files},
-    )
-    write_manifest(tmp, manifest)
-    return manifest
-
-
-def _finalise_manifest(tmp: Path, *extra: str) -> None:
-    manifest = Manifest.model_validate_json((tmp / MANIFEST).read_text())
-    files = {**manifest.files, **{name: sha256_of(tmp / name) for name in extra}}
-    write_manifest(tmp, manifest.model_copy(update={"files": files}))
-
-
 def _parity(
     tmp: Path, fitted: FittedBank, maps: np.ndarray, scores: np.ndarray, batch_size: int
 ) -> dict[str, float]:
@@ -418,16 +321,3 @@ def _parity(
         "score_max_abs_diff": max_abs_diff(np.concatenate(ort_scores), scores),
         "score_scale": float(np.max(np.abs(scores))),
     }
-
-
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Move the complete package into place; an existing one is removed only after the move works."""
-    tmp.chmod(0o755)  # mkdtemp makes 0700; servers in containers run as other users
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out_dir)

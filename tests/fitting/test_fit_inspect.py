@@ -186,7 +186,7 @@ def test_corrupt_package_is_a_clear_error(fitted_package, tmp_path):
 
 
 def test_calibration_keeps_every_held_out_good_image_and_respects_a_floor() -> None:
-    from adinspect.fitting.fit import calibrate
+    from adinspect.fitting.calibration import calibrate
 
     scores = np.array([0.01, 0.02, 0.03, 0.2])
     names = [f"good_{i}.png" for i in range(4)]
