@@ -69,6 +69,8 @@ class TrainBody(BaseModel):
     n_synthetic: int | None = Field(default=None, ge=1, strict=True)
 
 
+# long: the API's handlers are closures over one annotator, a few lines each, and the route table
+# that names them belongs beside them
 def create_app(annotator: Annotator, allowed_hosts: list[str] | None = None) -> Starlette:
     """The ASGI app serving `annotator`; `allowed_hosts` guards the Host header (None: any)."""
     jobs: dict[str, TrainJob] = {}

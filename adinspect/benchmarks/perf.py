@@ -15,7 +15,7 @@ import json
 import os
 import struct
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -189,6 +189,7 @@ def write_input_data(path: Path, inputs: Mapping[str, np.ndarray | bytes]) -> Pa
     return path
 
 
+# long: the docstring documents its options; the body merges the levels' CSVs (`_measure_level` runs one)
 def run_perf_analyzer(
     model: str,
     url: str,
@@ -229,38 +230,25 @@ def run_perf_analyzer(
     body: list[list[str]] = []
     command: list[str] = []
     failures: dict[int, str] = {}
+
+    def command_for(level: int, interval_ms: int, part: Path) -> list[str]:
+        return [
+            str(analyzer.binary),
+            *("-m", model, "-u", url, "-i", "grpc", "--concurrency-range", f"{level}:{level}"),
+            *("--input-data", str(input_data), "--measurement-interval", str(interval_ms)),
+            *("--max-trials", str(max_trials), "--stability-percentage", str(stability_percentage)),
+            *("-f", str(part)),
+            *[arg for name, dims in (shapes or {}).items() for arg in ("--shape", f"{name}:{_dims(dims)}")],
+            *extra_args,
+        ]
+
     for level in concurrency:
         part = out_dir / f"perf_{model}_c{level}.csv"
-        # A level with no stable measurement (a busy host) is tried once more with windows twice as long.
-        for interval_ms in (measurement_interval_ms, 2 * measurement_interval_ms):
-            command = [
-                str(analyzer.binary),
-                *("-m", model, "-u", url, "-i", "grpc", "--concurrency-range", f"{level}:{level}"),
-                *("--input-data", str(input_data), "--measurement-interval", str(interval_ms)),
-                *("--max-trials", str(max_trials), "--stability-percentage", str(stability_percentage)),
-                *("-f", str(part)),
-                *[
-                    arg
-                    for name, dims in (shapes or {}).items()
-                    for arg in ("--shape", f"{name}:{_dims(dims)}")
-                ],
-                *extra_args,
-            ]
-            done = subprocess.run(
-                command, env=analyzer.env(), capture_output=True, text=True, timeout=timeout_s, check=False
-            )
-            output = done.stdout + done.stderr
-            (out_dir / f"perf_{model}_c{level}.log").write_text(output)
-            failures.pop(level, None)
-            if done.returncode == 0 and part.exists():
-                break
-            failures[level] = (
-                f"perf_analyzer on {model!r} at concurrency {level} exited with {done.returncode}:\n"
-                f"{output.strip()[-1500:]}"
-            )
-            if "stable measurement" not in output:
-                break
-        if level in failures:
+        command, failure = _measure_level(
+            analyzer, command_for, level, part, measurement_interval_ms, timeout_s
+        )
+        if failure is not None:
+            failures[level] = f"perf_analyzer on {model!r} at concurrency {level} {failure}"
             continue
         with part.open(newline="") as handle:
             lines = list(csv.reader(handle))
@@ -278,6 +266,34 @@ def run_perf_analyzer(
     return PerfReport(
         model=model, csv_path=merged, rows=parse_perf_csv(merged), command=command, failures=failures
     )
+
+
+def _measure_level(
+    analyzer: PerfAnalyzer,
+    command_for: Callable[[int, int, Path], list[str]],
+    level: int,
+    part: Path,
+    interval_ms: int,
+    timeout_s: float,
+) -> tuple[list[str], str | None]:
+    """One concurrency level into the CSV `part` (perf_analyzer's output beside it as .log); the
+    command and None, or why it failed. A level with no stable measurement (a busy host) is tried
+    once more with windows twice as long."""
+    command: list[str] = []
+    failure = None
+    for interval in (interval_ms, 2 * interval_ms):
+        command = command_for(level, interval, part)
+        done = subprocess.run(
+            command, env=analyzer.env(), capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+        output = done.stdout + done.stderr
+        part.with_suffix(".log").write_text(output)
+        if done.returncode == 0 and part.exists():
+            return command, None
+        failure = f"exited with {done.returncode}:\n{output.strip()[-1500:]}"
+        if "stable measurement" not in output:
+            break
+    return command, failure
 
 
 def _dims(dims: Sequence[int]) -> str:

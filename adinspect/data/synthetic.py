@@ -248,19 +248,7 @@ def make_synthetic_dataset(
     Returns:
         ``out_dir`` as a Path.
     """
-    if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
-    if n_train < 1 or n_test_good < 0 or n_test_defect < 0:
-        raise ValueError(
-            f"need n_train >= 1 and non-negative test counts, got n_train={n_train}, "
-            f"n_test_good={n_test_good}, n_test_defect={n_test_defect}"
-        )
-    if size < 32:
-        raise ValueError(f"size must be at least 32 pixels, got {size}")
-    if not 0.0 <= capture_shift < 1.0:
-        raise ValueError(f"capture_shift must be in [0, 1), got {capture_shift}")
-    if not 0.0 <= misalign <= 0.5:
-        raise ValueError(f"misalign must be in [0, 0.5] (a fraction of the side), got {misalign}")
+    _check_arguments(kind, n_train, n_test_good, n_test_defect, size, capture_shift, misalign)
     out = Path(out_dir)
     _prepare_out_dir(out, overwrite)
 
@@ -269,17 +257,7 @@ def make_synthetic_dataset(
             rng = np.random.default_rng([seed, split, i])
             write_png(out / folder / "good" / f"{i:03d}.png", finish_image(render_good(kind, size, rng), rng))
 
-    per_type = {d: 0 for d in DEFECT_TYPES}
-    for i in range(n_test_defect):
-        defect = DEFECT_TYPES[i % len(DEFECT_TYPES)]
-        rng = np.random.default_rng([seed, _SPLIT_TEST_DEFECT, i])
-        image, mask = draw_defect(render_good(kind, size, rng), defect, kind, rng)
-        idx, per_type[defect] = per_type[defect], per_type[defect] + 1
-        image = random_capture_shift(image, capture_shift, np.random.default_rng([seed, _SHIFT, i]))
-        offset = random_offset(misalign, size, np.random.default_rng([seed, _MISALIGN, i]))
-        image, mask = move_part(image, offset), move_part(mask, offset)
-        write_png(out / "test" / defect / f"{idx:03d}.png", finish_image(image, rng))
-        write_mask(out / "ground_truth" / defect / f"{idx:03d}_mask.png", mask)
+    per_type = _write_defective(out, kind, size, seed, n_test_defect, capture_shift, misalign)
 
     meta = {
         "generator": "adinspect.data.synthetic",
@@ -290,11 +268,9 @@ def make_synthetic_dataset(
         "n_train": n_train,
         "n_test_good": n_test_good,
         "n_test_defect": {d: n for d, n in per_type.items() if n},
+        **({"capture_shift": capture_shift} if capture_shift else {}),
+        **({"misalign": misalign} if misalign else {}),
     }
-    if capture_shift:
-        meta["capture_shift"] = capture_shift
-    if misalign:
-        meta["misalign"] = misalign
     (out / _MARKER).write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
@@ -340,3 +316,45 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _check_arguments(
+    kind: str,
+    n_train: int,
+    n_test_good: int,
+    n_test_defect: int,
+    size: int,
+    capture_shift: float,
+    misalign: float,
+) -> None:
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+    if n_train < 1 or n_test_good < 0 or n_test_defect < 0:
+        raise ValueError(
+            f"need n_train >= 1 and non-negative test counts, got n_train={n_train}, "
+            f"n_test_good={n_test_good}, n_test_defect={n_test_defect}"
+        )
+    if size < 32:
+        raise ValueError(f"size must be at least 32 pixels, got {size}")
+    if not 0.0 <= capture_shift < 1.0:
+        raise ValueError(f"capture_shift must be in [0, 1), got {capture_shift}")
+    if not 0.0 <= misalign <= 0.5:
+        raise ValueError(f"misalign must be in [0, 0.5] (a fraction of the side), got {misalign}")
+
+
+def _write_defective(
+    out: Path, kind: Kind, size: int, seed: int, n_test_defect: int, capture_shift: float, misalign: float
+) -> dict[str, int]:
+    """The defective test images and their masks, cycling through DEFECT_TYPES; how many of each."""
+    per_type = {d: 0 for d in DEFECT_TYPES}
+    for i in range(n_test_defect):
+        defect = DEFECT_TYPES[i % len(DEFECT_TYPES)]
+        rng = np.random.default_rng([seed, _SPLIT_TEST_DEFECT, i])
+        image, mask = draw_defect(render_good(kind, size, rng), defect, kind, rng)
+        idx, per_type[defect] = per_type[defect], per_type[defect] + 1
+        image = random_capture_shift(image, capture_shift, np.random.default_rng([seed, _SHIFT, i]))
+        offset = random_offset(misalign, size, np.random.default_rng([seed, _MISALIGN, i]))
+        image, mask = move_part(image, offset), move_part(mask, offset)
+        write_png(out / "test" / defect / f"{idx:03d}.png", finish_image(image, rng))
+        write_mask(out / "ground_truth" / defect / f"{idx:03d}_mask.png", mask)
+    return per_type

@@ -18,7 +18,40 @@ from adinspect.errors import InputError
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add `repo` and `serve` to the `adinspect` command line."""
     repo = subparsers.add_parser("repo", help="Triton model repository")
-    repo_sub = repo.add_subparsers(dest="repo_command", required=True)
+    repo_commands(repo.add_subparsers(dest="repo_command", required=True))
+    p = subparsers.add_parser("serve", help="run tritonserver (nvidia-pytriton wheel) over a repository")
+    p.add_argument("--repo", type=Path, required=True)
+    p.add_argument("--host", default="127.0.0.1", help="address every endpoint binds to (0.0.0.0 exposes it)")
+    p.add_argument("--grpc-port", type=int, default=8001)
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--metrics-port", type=int, default=8002)
+    p.add_argument("--log-file", type=Path, help="keep Triton's log here too")
+    p.add_argument("--quiet", action="store_true", help="do not stream Triton's log to stdout")
+    p.add_argument("--startup-timeout", type=float, default=300.0)
+    p.add_argument(
+        "--restart",
+        choices=["no", "on-failure"],
+        default="no",
+        help="on-failure: start tritonserver again (same ports, shared memory cleaned) when it dies",
+    )
+    p.add_argument("--max-restarts", type=int, default=5, help="give up after this many restarts in a row")
+    p.add_argument(
+        "--unverified",
+        action="store_true",
+        help="serve a repository that has no adinspect manifest (not written by `repo build`)",
+    )
+    p.add_argument("extra", nargs=argparse.REMAINDER, help="after --: passed to tritonserver verbatim")
+    p.set_defaults(func=run_serve)
+
+
+def repo_commands(repo_sub: argparse._SubParsersAction) -> None:
+    """`repo build`, `repo update` and `repo verify`."""
+    _add_build(repo_sub)
+    _add_update(repo_sub)
+    _add_verify(repo_sub)
+
+
+def _add_build(repo_sub: argparse._SubParsersAction) -> None:
     p = repo_sub.add_parser("build", help="write a Triton repository serving fitted packages")
     p.add_argument("--models", type=Path, nargs="+", required=True, help="model packages (one per product)")
     p.add_argument("--flavor", choices=["cpu", "gpu"], default="cpu")
@@ -45,6 +78,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--trt-cache-dir", help="gpu: writable engine cache in the server (/var/cache/adinspect-trt)"
     )
     p.set_defaults(func=run_repo_build)
+
+
+def _add_update(repo_sub: argparse._SubParsersAction) -> None:
     p = repo_sub.add_parser("update", help="put refitted packages live on a running server (no restart)")
     p.add_argument("--repo", type=Path, required=True, help="the repository the server was started on")
     p.add_argument("--url", default="127.0.0.1:8001", help="the server's gRPC address HOST:PORT")
@@ -53,6 +89,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=run_repo_update)
 
+
+def _add_verify(repo_sub: argparse._SubParsersAction) -> None:
     p = repo_sub.add_parser(
         "verify",
         help="check a served repository against the packages' held-out images (exit 1 if any differ)",
@@ -72,34 +110,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, help="write the report as JSON")
     p.set_defaults(func=run_repo_verify)
 
-    p = subparsers.add_parser("serve", help="run tritonserver (nvidia-pytriton wheel) over a repository")
-    p.add_argument("--repo", type=Path, required=True)
-    p.add_argument("--host", default="127.0.0.1", help="address every endpoint binds to (0.0.0.0 exposes it)")
-    p.add_argument("--grpc-port", type=int, default=8001)
-    p.add_argument("--http-port", type=int, default=8000)
-    p.add_argument("--metrics-port", type=int, default=8002)
-    p.add_argument("--log-file", type=Path, help="keep Triton's log here too")
-    p.add_argument("--quiet", action="store_true", help="do not stream Triton's log to stdout")
-    p.add_argument("--startup-timeout", type=float, default=300.0)
-    p.add_argument(
-        "--restart",
-        choices=["no", "on-failure"],
-        default="no",
-        help="on-failure: start tritonserver again (same ports, shared memory cleaned) when it dies",
-    )
-    p.add_argument("--max-restarts", type=int, default=5, help="give up after this many restarts in a row")
-    p.add_argument(
-        "--unverified",
-        action="store_true",
-        help="serve a repository that has no adinspect manifest (not written by `repo build`)",
-    )
-    p.add_argument("extra", nargs=argparse.REMAINDER, help="after --: passed to tritonserver verbatim")
-    p.set_defaults(func=run_serve)
-
 
 def run_repo_build(args: argparse.Namespace) -> int:
     from adinspect.repository.build import build_repository
-    from adinspect.repository.configs import RepositorySettings
+    from adinspect.repository.settings import RepositorySettings
 
     flags = {
         "max_batch_size": "--max-batch-size",

@@ -196,6 +196,15 @@ def run_evaluate_seg(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register train-click, choose-snap, label, train-seg, evaluate-clicks and evaluate-seg."""
+    _add_train_click(subparsers)
+    _add_choose_snap(subparsers)
+    _add_label(subparsers)
+    _add_train_seg(subparsers)
+    _add_evaluate_clicks(subparsers)
+    _add_evaluate_seg(subparsers)
+
+
+def _add_train_click(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train-click", help="train ADClick on synthetic anomalies (writes click.onnx)")
     _common(p)
     p.add_argument("--prompts", type=Path, help="YAML of defect types and prompts (default: templates)")
@@ -236,6 +245,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     _init_flag(p)
     p.set_defaults(func=run_train_click)
 
+
+def _add_choose_snap(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "choose-snap", help="measure snapping click masks to the image on the labelled images; record it"
     )
@@ -243,6 +254,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     _snap_flag(p)
     p.set_defaults(func=run_choose_snap)
 
+
+def _add_label(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("label", help="clicks (file or simulated) → ADClick masks → pseudo labels")
     _common(p)
     p.add_argument("--clicks", type=Path, help="click JSON file (coordinates in original image pixels)")
@@ -253,6 +266,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=run_label)
 
+
+def _add_train_seg(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train-seg", help="train ADClick-Seg (synthetic pre-training + pseudo labels)")
     _common(p)
     p.add_argument("--pretrain-steps", type=int)
@@ -282,6 +297,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     _init_flag(p)
     p.set_defaults(func=run_train_seg)
 
+
+def _add_evaluate_clicks(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "evaluate-clicks", help="NoC@80/85/90, IoU@k; pixel AP/AUROC/AUPRO after 3 and 5 simulated clicks"
     )
@@ -304,6 +321,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=run_evaluate_clicks)
 
+
+def _add_evaluate_seg(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("evaluate-seg", help="ADClick-Seg vs the training-free map on held-out images")
     _common(p)
     p.add_argument("--json", type=Path)

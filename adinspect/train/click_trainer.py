@@ -217,6 +217,8 @@ def train_step(model, batch: tuple, rng: np.random.Generator, settings: ClickTra
     return loss
 
 
+# long: the training recipe read top to bottom (data, language, model, loop, export, report); the
+# loop's closure needs its locals
 def train_click(
     model_dir: Path,
     data_dir: Path,

@@ -93,6 +93,7 @@ def parse_click_file(path: Path, data_dir: Path, defect_types: list[str], size: 
     return out
 
 
+# long: clicks from a file and simulated clicks share the model set-up and the labels written
 def label(
     model_dir: Path,
     data_dir: Path,

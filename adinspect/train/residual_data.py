@@ -167,6 +167,8 @@ def training_goods(ctx: ResidualContext, data_dir: Path) -> list[Path]:
     return goods
 
 
+# long: one cache entry holds the k-fold residuals of the goods and of the painted anomalies; the
+# two are computed with the same fold models, so they are made in one place
 @torch.no_grad()
 def synthetic_residuals(
     ctx: ResidualContext,
@@ -203,12 +205,9 @@ def synthetic_residuals(
         ctx, goods, n=n_samples, seed=seed, folds=n_folds, settings=settings, fg=foreground, **shift
     )
     cache = Path(cache_dir) / f"synthetic-{key}.safetensors" if cache_dir else None
-    if cache is not None and cache.is_file():
-        t = load_file(str(cache))
-        if not keep_images or "anomalous_images" in t:
-            on_fg = bool(t["on_foreground"].item()) if "on_foreground" in t else False
-            anomalous = ResidualSet(t["anomalous"], t["anomalous_masks"], on_fg, t.get("anomalous_images"))
-            return anomalous, ResidualSet(t["good"], t["good_masks"])
+    cached = _read_cache(cache, keep_images) if cache is not None else None
+    if cached is not None:
+        return cached
     s = ctx.image_size
     images = [
         resize_to_model(read_image(p), s)
@@ -236,21 +235,38 @@ def synthetic_residuals(
     )
     goods_set = ResidualSet(good.half(), torch.zeros(len(images), s, s, dtype=torch.bool))
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        save_file(
-            {
-                "anomalous": anomalous.residual.contiguous(),
-                "anomalous_masks": anomalous.masks.contiguous(),
-                "good": goods_set.residual.contiguous(),
-                "good_masks": goods_set.masks.contiguous(),
-                "on_foreground": torch.tensor(anomalous.on_foreground),
-                **({"anomalous_images": anomalous.images} if anomalous.images is not None else {}),
-            },
-            str(tmp),
-        )
-        tmp.replace(cache)
+        _write_cache(cache, anomalous, goods_set)
     return anomalous, goods_set
+
+
+def _read_cache(cache: Path, keep_images: bool) -> tuple[ResidualSet, ResidualSet] | None:
+    """The sets `synthetic_residuals` cached under these settings, None if absent (or without the
+    painted images when they are asked for)."""
+    if not cache.is_file():
+        return None
+    t = load_file(str(cache))
+    if keep_images and "anomalous_images" not in t:
+        return None
+    on_fg = bool(t["on_foreground"].item()) if "on_foreground" in t else False
+    anomalous = ResidualSet(t["anomalous"], t["anomalous_masks"], on_fg, t.get("anomalous_images"))
+    return anomalous, ResidualSet(t["good"], t["good_masks"])
+
+
+def _write_cache(cache: Path, anomalous: ResidualSet, goods_set: ResidualSet) -> None:
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    save_file(
+        {
+            "anomalous": anomalous.residual.contiguous(),
+            "anomalous_masks": anomalous.masks.contiguous(),
+            "good": goods_set.residual.contiguous(),
+            "good_masks": goods_set.masks.contiguous(),
+            "on_foreground": torch.tensor(anomalous.on_foreground),
+            **({"anomalous_images": anomalous.images} if anomalous.images is not None else {}),
+        },
+        str(tmp),
+    )
+    tmp.replace(cache)
 
 
 def _paint(

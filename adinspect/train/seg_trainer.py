@@ -239,6 +239,8 @@ def _initialise(model: ADClickSeg, ctx, lang, model_dir: Path, s: SegTrainSettin
     return "scratch"
 
 
+# long: the two-phase training recipe read top to bottom (data, pseudo labels, model, loop, fusion,
+# calibration, export); the loop's closures need its locals
 def train_seg(
     model_dir: Path, data_dir: Path, settings: SegTrainSettings = SegTrainSettings(), resume: bool = False,
     progress: bool = True, init: Path | None = None,
