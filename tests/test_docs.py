@@ -255,6 +255,32 @@ def test_the_checker_catches_unknown_commands_and_flags() -> None:
     ]
 
 
+PY_IMPORT = re.compile(r"^\s*from\s+(adinspect[\w.]*)\s+import\s+([\w, ]+)|^\s*import\s+(adinspect[\w.]*)")
+
+
+def test_every_shown_python_import_works() -> None:
+    """`from adinspect.x import Y` in the docs' code: the names users are told to import exist."""
+    import importlib
+
+    problems: list[str] = []
+    for path in doc_files():
+        for snippet in _prose_and_code(path)[1]:
+            match = PY_IMPORT.match(snippet.text) if snippet.block else None
+            if match is None:
+                continue
+            module = match.group(1) or match.group(3)
+            try:
+                imported = importlib.import_module(module)
+            except ImportError as exc:
+                problems.append(f"{snippet.where()}: cannot import {module} ({exc})")
+                continue
+            names = [n.strip() for n in (match.group(2) or "").split(",") if n.strip()]
+            problems += [
+                f"{snippet.where()}: {module} has no {name}" for name in names if not hasattr(imported, name)
+            ]
+    assert not problems, "\n".join(problems)
+
+
 # ---- links --------------------------------------------------------------------------------------
 
 LINK = re.compile(r"!?\[(?:[^\]\[]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
