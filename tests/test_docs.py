@@ -50,7 +50,7 @@ def _from_parser(parser: argparse.ArgumentParser) -> Command:
     return node
 
 
-class _Captured(Exception):
+class _Captured(BaseException):  # not an Exception: no `except Exception` in main may swallow it
     def __init__(self, parser: argparse.ArgumentParser) -> None:
         self.parser = parser
 
