@@ -10,7 +10,7 @@ Two kinds, both seen on real lines and both absent from a good set taken on one 
 The synthetic generator uses them to photograph defective test images under conditions the good
 images do not cover (`synth --capture-shift / --misalign`), and `train-click --capture-shift-aug`
 to show ADClick residuals that light up beyond the defect, so that it learns to take a defect's
-boundary from the image (issue 9 item 10). A misaligned image's mask moves with it.
+boundary from the image. A misaligned image's mask moves with it.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ training-free map, given explicitly so a light network need not rediscover it) i
 a conv with kernel = stride = S/h) added to it. Then `len(dims)` transformer stages (see
 `blocks.py`), each followed by PWAM fusion with V_lang (LAVT), halving the grid between stages.
 
-Image branch (optional, `image_stem` > 0; issue 9 item 10): the paper's language-vision branch
+Image branch (optional, `image_stem` > 0): the paper's language-vision branch
 sees the image, not only R. A small strided conv stem on the normalised image (B, 3, S, S), down
 to the grid, is added to the embedded residual before the click embedding and the language
 fusion, and the refinement convs run at full resolution S x S on the coarse logits, the clicks

@@ -47,7 +47,8 @@ def _foreground_flag(p: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=False,
         help="paint synthetic defects only on the object's foreground for object products (default: "
-        "anywhere; confining them cost bottle's clicks NoC@85 12.4-12.5 against 10.65, see README)",
+        "anywhere; confining them cost bottle's clicks NoC@85 12.4-12.5 against 10.65, see "
+        "docs/weak-supervision.md)",
     )
 
 
@@ -217,7 +218,8 @@ def _add_train_click(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--image-branch",
         action="store_true",
-        help="ADClick also sees the image (click.onnx gets an `image` input); off by default, see README",
+        help="ADClick also sees the image (click.onnx gets an `image` input); off by default, see "
+        "docs/weak-supervision.md",
     )
     p.add_argument(
         "--capture-shift-aug",
@@ -290,7 +292,7 @@ def _add_train_seg(subparsers: argparse._SubParsersAction) -> None:
         choices=["auto", "geometric", "none"],
         help="served map: geometric mean of the seg probability and the training-free map over its "
         "threshold, or the seg probability alone; auto (default) chooses on the pseudo-labelled "
-        "images (README: Fusing the seg map with the residual)",
+        "images (docs/weak-supervision.md)",
     )
     p.add_argument("--resume", action="store_true")
     _foreground_flag(p)

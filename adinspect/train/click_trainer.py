@@ -92,10 +92,10 @@ class ClickTrainSettings:
     synthetic_language: str = "generic"  # "generic" description, or "random_type" (earlier behaviour)
     checkpoint_every: int = 100
     seed: int = 0
-    image_branch: bool = False  # ADClick also sees the image (issue 9 item 10); off: see README
+    image_branch: bool = False  # ADClick also sees the image; off by default: docs/weak-supervision.md
     capture_shift_aug: float = 0.0  # fraction of synthetic anomalies under a random capture shift
     thin_anomalies: float = 0.0  # fraction of synthetic anomalies that are thin strokes (scratches)
-    iou_loss: float = 0.0  # weight of the soft-IoU term added to the NFL (thin defects); see README
+    iou_loss: float = 0.0  # soft-IoU weight added to the NFL (thin defects); docs/weak-supervision.md
 
     def __post_init__(self) -> None:
         for name in ("capture_shift_aug", "thin_anomalies"):
