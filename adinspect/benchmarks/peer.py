@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm import tqdm
 
@@ -77,8 +78,6 @@ def run_peer_bench(
     check_layers(settings.layers)
     datasets = [_open_test_set(Path(d)) for d in data_dirs]
     threads = settings.threads or os.cpu_count() or 1
-    import torch
-
     torch.set_num_threads(threads)
     results: dict[str, Any] = {
         "settings": {**settings.model_dump(), "threads": threads},

@@ -90,7 +90,7 @@ def test_peer_run_on_a_generated_product(tmp_path: Path) -> None:
     data = make_synthetic_dataset(tmp_path / "widget", n_train=10, n_test_good=4, n_test_defect=4, seed=1)
     out = tmp_path / "peer"
     args = _parse(
-        ["bench-peer", "--data", str(data), "--out", str(out), "--coreset", "0.05", "--threads", "1"]
+        ["bench-peer", "--data", str(data), "--out", str(out), "--coreset", "0.02", "--threads", "1"]
         + ["--latency-images", "2", "--quiet"]
     )
     assert args.func(args) == 0
@@ -103,7 +103,7 @@ def test_peer_run_on_a_generated_product(tmp_path: Path) -> None:
         assert all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in found["metrics"].values()), found
         assert found["fit_seconds"] > 0 and found["latency_ms"]["torch_eager"]["n"] == 2
     patchcore = product["methods"]["patchcore"]["details"]
-    assert patchcore["bank_size"] == int(10 * 32 * 32 * 0.05)  # stride-8 grid of a 256² input
+    assert patchcore["bank_size"] == int(10 * 32 * 32 * 0.02)  # stride-8 grid of a 256² input
     # the same Lite0 file behind both methods
     assert patchcore["weights_sha256"] == product["methods"]["adinspect"]["details"]["weights_sha256"]
     assert product["methods"]["adinspect"]["metrics"]["image_auroc"] > 0.8
