@@ -1,1 +1,2 @@
-"""Measuring: in-process, scale, serving, labelling and reliability (soak, fault, malformed) benchmarks."""
+"""Measuring: in-process, scale, serving, labelling, reliability (soak, fault, malformed) and peer
+(anomalib PatchCore, `peer`) benchmarks."""
