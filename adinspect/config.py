@@ -8,6 +8,7 @@ silently ignored. Presets are only named defaults (DESIGN.md §2).
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Literal
@@ -41,7 +42,14 @@ class BackboneConfig(_Frozen):
 class MethodConfig(_Frozen):
     """The training-free residual method (DESIGN.md §1)."""
 
-    image_size: int = Field(ge=64, le=2048, description="Input side S; the image is resized to S x S.")
+    image_size: int = Field(
+        ge=64, le=2048, description="Short side S of the network input (S x S unless input_shape is set)."
+    )
+    input_shape: tuple[int, int] | None = Field(
+        default=None,
+        description="Network input (H, W) in pixels, its short side S; None: `fit` decides it from the "
+        "training images' aspect ratio, and packages from before rectangular inputs are S x S.",
+    )
     layer_dim: int | None = Field(
         default=None,
         ge=8,
@@ -68,6 +76,17 @@ class MethodConfig(_Frozen):
     blur_sigma: float = Field(ge=0.0, description="Gaussian blur of the map, pixels at image_size.")
     score: Literal["max", "topk_mean"] = "max"
     score_topk: int = Field(default=10, ge=1, description="Pixels averaged when score='topk_mean'.")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The network input (H, W): `input_shape`, or S x S when none is recorded."""
+        return self.input_shape or (self.image_size, self.image_size)
+
+    @property
+    def side_multiple(self) -> int:
+        """Both input sides must be multiples of this: the backbone's stride 32, and the stride-4 map
+        pooled by `global_pool` must split into `window`-cell windows (64 for both presets)."""
+        return math.lcm(32, 4 * self.global_pool * self.window)
 
 
 class CalibrationConfig(_Frozen):
@@ -170,9 +189,35 @@ class PipelineConfig(_Frozen):
                 f"the global map (image_size/4/global_pool = {m.image_size // 4 // m.global_pool}) "
                 f"must split into method.window = {m.window} windows"
             )
+        if m.input_shape is not None:
+            check_input_shape(m)
         if m.combine == "mean" and m.layer_dim is None:
             raise ValueError("method.combine = 'mean' needs method.layer_dim (layers must share a width)")
         return self
+
+
+MAX_INPUT_SIDE = 4096
+
+
+def check_input_shape(method: MethodConfig) -> None:
+    """ValueError naming the side of `method.input_shape` that the network cannot take, and a fix."""
+    shape, step = method.input_shape, method.side_multiple
+    if shape is None:
+        return
+    h, w = shape
+    for name, side in (("height", h), ("width", w)):
+        if side % step or not step <= side <= MAX_INPUT_SIDE:
+            nearest = min(MAX_INPUT_SIDE, max(step, step * round(side / step)))
+            raise ValueError(
+                f"method.input_shape {h}x{w} (HxW): the {name} {side} must be a multiple of {step} between "
+                f"{step} and {MAX_INPUT_SIDE} (stride 32, and the stride-4 map pooled by global_pool = "
+                f"{method.global_pool} splits into window = {method.window} windows), e.g. {nearest}"
+            )
+    if min(h, w) != method.image_size:
+        raise ValueError(
+            f"method.input_shape {h}x{w} (HxW): its short side {min(h, w)} must equal method.image_size "
+            f"{method.image_size} (S, the short side); set image_size to {min(h, w)}"
+        )
 
 
 def _preset_paper() -> dict:

@@ -6,6 +6,9 @@ ensemble's inputs and outputs, the steps between them and the served model names
 are written into every config.pbtxt by `adinspect.repository` and read by `adinspect.client`;
 `tests/repository/test_contracts.py` checks that the exported models, the generated configs and
 the client agree.
+
+Shapes: (H_in, W_in) is the network input (the package's `preprocess.shape`, S x S in packages from
+before rectangular inputs), (h, w) the feature grid; [H, W] without "in" is the received image.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import NamedTuple
 
 
 class BackboneIO(NamedTuple):
-    image: str = "image"  # (B, 3, S, S) float32, normalised
+    image: str = "image"  # (B, 3, H_in, W_in) float32, normalised
     features: str = "features"  # (B, d_f, S/8, S/8) float32
     global_map: str = "global_map"  # (B, c_1, S/4/p, S/4/p) float32, pooled layer-1 map
 
@@ -23,7 +26,7 @@ class ResidualIO(NamedTuple):
     features: str = "features"
     global_map: str = "global_map"
     residual: str = "residual"  # (B, d_f, S/8, S/8)
-    anomaly_map: str = "anomaly_map"  # (B, 1, S, S), blurred residual norm
+    anomaly_map: str = "anomaly_map"  # (B, 1, H_in, W_in), blurred residual norm
     score: str = "score"  # (B,)
 
 
@@ -31,7 +34,7 @@ class SegIO(NamedTuple):
     """seg.onnx (ADClick-Seg, written by `adinspect train-seg`); same names as models.export.SEG."""
 
     residual: str = "residual"  # (B, d_f, S/8, S/8) float32, the residual model's output
-    anomaly_map: str = "seg_map"  # (B, 1, S, S) float32 probability, max over defect types
+    anomaly_map: str = "seg_map"  # (B, 1, H_in, W_in) float32 probability, max over defect types
     score: str = "seg_score"  # (B,) float32, max of seg_map
     defect_type: str = "defect_type"  # (B,) int64 index into the package's defect-type list
     type_scores: str = "type_scores"  # (B, P) float32, max probability per defect type
@@ -44,10 +47,10 @@ class ClickIO(NamedTuple):
     """
 
     residual: str = "residual"  # (B, d_f, S/8, S/8) float32
-    prev_mask: str = "prev_mask"  # (B, 1, S, S) float32 in [0, 1]
-    clicks: str = "clicks"  # (B, 2, S, S) float32 positive / negative discs
+    prev_mask: str = "prev_mask"  # (B, 1, H_in, W_in) float32 in [0, 1]
+    clicks: str = "clicks"  # (B, 2, H_in, W_in) float32 positive / negative discs
     defect_type: str = "defect_type"  # (B,) int64
-    mask: str = "mask"  # (B, 1, S, S) float32 probability
+    mask: str = "mask"  # (B, 1, H_in, W_in) float32 probability
 
 
 BACKBONE = BackboneIO()
@@ -81,7 +84,7 @@ class InspectOutputs(NamedTuple):
 
 
 class PreprocessOutputs(NamedTuple):
-    image: str = BACKBONE.image  # TYPE_FP32 [3, S, S], normalised
+    image: str = BACKBONE.image  # TYPE_FP32 [3, H_in, W_in], normalised
     original_size: str = "original_size"  # TYPE_INT32 [2]: height, width of the received image
 
 
@@ -108,7 +111,7 @@ class SegServingOutputs(NamedTuple):
 
 
 class PostprocessInputs(NamedTuple):
-    anomaly_map: str = "anomaly_map"  # TYPE_FP32 [1, S, S]
+    anomaly_map: str = "anomaly_map"  # TYPE_FP32 [1, H_in, W_in]
     score: str = "score"  # TYPE_FP32 [1]
     threshold: str = "threshold"  # TYPE_FP32 [1]
     original_size: str = PreprocessOutputs().original_size
@@ -129,6 +132,12 @@ MAP_FORMATS = ("none", "array", "png")
 PREPROCESS_MODEL = "preprocess"
 BACKBONE_MODEL = "backbone"
 POSTPROCESS_MODEL = "postprocess"
+
+
+def shared_model(name: str, suffix: str = "") -> str:
+    """A shared step of the gpu flavour (preprocess, backbone, postprocess): `name`, or `name_<suffix>`
+    when one repository serves products of several input shapes (suffix "<H>x<W>", e.g. "640x256")."""
+    return f"{name}_{suffix}" if suffix else name
 
 
 def residual_model(product: str) -> str:

@@ -125,12 +125,13 @@ def _fit_generated_child(queue: Any, n_images: int, out: str, preset: str, rando
         n_params = sum(p.numel() for p in embedder.parameters())
         plan = plan_memory(config, shapes, n_images, n_refs, n_params)
         gen = torch.Generator().manual_seed(0)
-        g, gg = shapes.grid, shapes.global_grid
-        feats = torch.empty(n_images, shapes.feature_dim, g, g, dtype=torch.float16)
+        (gh, gw), (ggh, ggw) = shapes.grid, shapes.global_grid
+        feats = torch.empty(n_images, shapes.feature_dim, gh, gw, dtype=torch.float16)
         for i in range(n_images):
-            feats[i] = torch.randn(shapes.feature_dim, g, g, generator=gen).half()
-        gmaps = torch.randn(n_images, shapes.global_channels, gg, gg, generator=gen)
-        pre = PreprocessSpec(image_size=config.method.image_size, mean=spec.mean, std=spec.std)
+            feats[i] = torch.randn(shapes.feature_dim, gh, gw, generator=gen).half()
+        gmaps = torch.randn(n_images, shapes.global_channels, ggh, ggw, generator=gen)
+        s = config.method.image_size  # the preset's square input
+        pre = PreprocessSpec(image_size=s, mean=spec.mean, std=spec.std, height=s, width=s)
         goods = [Path(f"generated/{i:04d}") for i in range(n_images)]
         embedded = Embedded(goods, feats, gmaps, embedder, spec.name, weights, pre, plan, from_files=False)
         del feats, gmaps

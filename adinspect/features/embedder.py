@@ -1,7 +1,7 @@
 """Feature embedder: backbone maps → one location-aware feature tensor F and the layer-1 map.
 
 This module is exported to ONNX as the `backbone` model, shared by every product that uses the
-same backbone and image size, so it is a pure `nn.Module` with static shapes.
+same backbone and input shape, so it is a pure `nn.Module` with static shapes.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def channel_pool_matrix(in_channels: int, out_channels: int) -> torch.Tensor:
 
 
 class FeatureEmbedder(nn.Module):
-    """image (B, 3, S, S) → features (B, d_f, S/8, S/8), global_map (B, c_1, S/4/p, S/4/p).
+    """image (B, 3, H, W) → features (B, d_f, H/8, W/8), global_map (B, c_1, H/4/p, W/4/p).
 
     Each layer is averaged over its k x k neighbourhood (PatchCore), resized bilinearly to the
     stride-8 grid, projected to `layer_dim` channels (or kept) and the layers are concatenated or
@@ -39,7 +39,8 @@ class FeatureEmbedder(nn.Module):
     def __init__(self, extractor: nn.Module, spec: BackboneSpec, method: MethodConfig) -> None:
         super().__init__()
         self.extractor = extractor
-        self.grid = method.image_size // 8
+        height, width = method.shape
+        self.grid = (height // 8, width // 8)  # (h, w) of the feature grid
         self.kernel = method.aggregate_kernel
         self.global_pool = method.global_pool
         self.combine = method.combine
@@ -63,8 +64,8 @@ class FeatureEmbedder(nn.Module):
                 fmap = F.avg_pool2d(
                     fmap, self.kernel, stride=1, padding=self.kernel // 2, count_include_pad=False
                 )
-            if fmap.shape[-1] != self.grid:
-                fmap = F.interpolate(fmap, size=(self.grid, self.grid), mode="bilinear", align_corners=False)
+            if tuple(fmap.shape[-2:]) != self.grid:
+                fmap = F.interpolate(fmap, size=self.grid, mode="bilinear", align_corners=False)
             layers.append(proj(fmap))
         features = torch.stack(layers).mean(0) if self.combine == "mean" else torch.cat(layers, dim=1)
         global_map = F.avg_pool2d(maps[0], self.global_pool) if self.global_pool > 1 else maps[0]

@@ -24,6 +24,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--random-weights", action="store_true", help="allow a random backbone (results labelled so)"
     )
     p.add_argument("--method", help="JSON overrides of method fields, e.g. '{\"k_neighbors\": 8}'")
+    p.add_argument(
+        "--image-size",
+        type=positive_int("--image-size"),
+        metavar="S",
+        help="short side of the network input (default: the preset's, 256 for cpu); larger keeps more "
+        "detail of high-resolution images at more time and memory",
+    )
+    p.add_argument(
+        "--input-shape",
+        metavar="HxW",
+        help="network input, height x width, e.g. 640x256 (default: from the training images: S x S when "
+        "they are within 1.15 of square, else short side S and the long side following their aspect)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--memory-budget",
@@ -82,6 +95,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if scale:
         raw = json.loads(config.model_dump_json())
         config = validate_config({**raw, "scale": {**raw["scale"], **scale}}, source="fit's command line")
+    config = _with_input(config, args.image_size, args.input_shape)
     clean = None
     if args.clean:
         from adinspect.config import ConfigError
@@ -108,6 +122,39 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"budget {m['budget_mb']:.0f} MB, bank {m['bank_mb']:.0f} MB)"
     )
     return 0
+
+
+def _with_input(config, image_size: int | None, input_shape: str | None):
+    """The config with `--image-size` and `--input-shape` applied; a bad value is one ConfigError line."""
+    from adinspect.config import ConfigError, check_input_shape, validate_config
+    from adinspect.fitting.input_shape import parse_input_shape
+
+    if image_size is None and input_shape is None:
+        return config
+    method: dict = {}
+    step = config.method.side_multiple
+    if image_size is not None and (image_size % step or not 64 <= image_size <= 2048):
+        raise ConfigError(
+            f"--image-size: S must be a multiple of {step} between 64 and 2048, got {image_size}"
+        )
+    if input_shape is not None:
+        shape = parse_input_shape(input_shape)
+        if image_size is not None and image_size != min(shape):
+            raise ConfigError(
+                f"--image-size {image_size} and --input-shape {input_shape} disagree: the short side of the "
+                "input is S; give one of them"
+            )
+        try:
+            check_input_shape(
+                config.method.model_copy(update={"input_shape": shape, "image_size": min(shape)})
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc).replace("method.input_shape", "--input-shape")) from exc
+        method.update(input_shape=list(shape), image_size=min(shape))
+    else:
+        method.update(image_size=image_size, input_shape=None)
+    raw = json.loads(config.model_dump_json())
+    return validate_config({**raw, "method": {**raw["method"], **method}}, source="fit's command line")
 
 
 def _json_arg(text: str, flag: str) -> dict:

@@ -51,9 +51,9 @@ def _export(
         onnx.checker.check_model(str(path), full_check=True)
 
 
-def export_backbone(embedder: nn.Module, image_size: int, path: Path) -> None:
-    """image (B, 3, S, S) → features, global_map."""
-    example = torch.zeros(2, 3, image_size, image_size)
+def export_backbone(embedder: nn.Module, shape: tuple[int, int], path: Path) -> None:
+    """image (B, 3, H, W) at the input `shape` (H, W) → features, global_map."""
+    example = torch.zeros(2, 3, *shape)
     _export(embedder, (example,), path, [BACKBONE.image], [BACKBONE.features, BACKBONE.global_map])
 
 

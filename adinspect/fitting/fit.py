@@ -31,6 +31,7 @@ from adinspect.features.backbones import WeightsInfo, create_backbone
 from adinspect.features.embedder import FeatureEmbedder
 from adinspect.fitting.calibration import calibrate
 from adinspect.fitting.export import export_backbone, export_residual, max_abs_diff
+from adinspect.fitting.input_shape import at_input_shape, resolve_input_shape
 from adinspect.fitting.write import (
     backbone_record,
     finalise_manifest,
@@ -38,7 +39,7 @@ from adinspect.fitting.write import (
     write_files,
     write_package_manifest,
 )
-from adinspect.geometry import PreprocessSpec, preprocess_batch
+from adinspect.geometry import InputGeometry, PreprocessSpec, preprocess_batch
 from adinspect.imageio import read_image
 from adinspect.package import (
     ModelPackage,
@@ -76,10 +77,10 @@ def embed_paths(
     progress: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Read, preprocess and embed images chunk by chunk → features (N, d_f, h, w) fp16, global
-    maps (N, c_1, H, W) fp32, written into arrays allocated once (no list of fp32 batches)."""
-    n, g = len(paths), shapes.grid
-    feats = torch.empty(n, shapes.feature_dim, g, g, dtype=torch.float16)
-    gmaps = torch.empty(n, shapes.global_channels, shapes.global_grid, shapes.global_grid)
+    maps (N, c_1, h_g, w_g) fp32, written into arrays allocated once (no list of fp32 batches)."""
+    n = len(paths)
+    feats = torch.empty(n, shapes.feature_dim, *shapes.grid, dtype=torch.float16)
+    gmaps = torch.empty(n, shapes.global_channels, *shapes.global_grid)
     for start in tqdm(range(0, n, batch_size), desc="embedding", unit="batch", disable=not progress):
         chunk = paths[start : start + batch_size]
         batch = torch.from_numpy(preprocess_batch([read_image(p) for p in chunk], spec))
@@ -93,7 +94,7 @@ def embed_paths(
 def residual_outputs(
     model: ResidualModel, feats: torch.Tensor, gmaps: torch.Tensor, batch_size: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The torch residual model over (N, ...) inputs in chunks → maps (N, S, S), scores (N,)."""
+    """The torch residual model over (N, ...) inputs in chunks → maps (N, H, W), scores (N,)."""
     maps, scores = [], []
     with torch.no_grad():
         for start in range(0, feats.shape[0], batch_size):
@@ -133,7 +134,7 @@ class Embedded:
 
     goods: list[Path]
     feats: torch.Tensor  # (N, d_f, h, w) fp16
-    gmaps: torch.Tensor  # (N, c_1, H, W) fp32
+    gmaps: torch.Tensor  # (N, c_1, h_g, w_g) fp32
     embedder: FeatureEmbedder
     spec_name: str
     weights: WeightsInfo
@@ -141,6 +142,7 @@ class Embedded:
     plan: MemoryPlan
     cleaning: CleaningReport | None = None  # with `fit --clean`: what was dropped and why
     from_files: bool = True  # False: features generated at the preset's shapes (`bench-scale`)
+    geometry: InputGeometry | None = None  # the input shape chosen from the training images, and why
 
 
 def fit_product(
@@ -169,7 +171,8 @@ def embed_goods(
 ) -> Embedded:
     """The memory plan (a budget error before any work), then every good image through the backbone.
 
-    With `clean`, images whose zero-shot mutual score stands out are dropped first."""
+    With `clean`, images whose zero-shot mutual score stands out are dropped first. The input shape
+    comes from the training images (`fitting.input_shape`) unless the config fixes it."""
     goods = open_dataset(data_dir).train
     if not goods:
         raise FitError(
@@ -178,28 +181,36 @@ def embed_goods(
     cleaning = None
     if clean is not None:  # before anything is planned or embedded: dropped images cost nothing more
         goods, cleaning = clean_training_set(goods, clean)
+    config, geometry = resolve_input_shape(config, goods)  # before any work: sizes are read from headers
     n_refs = len(split_holdout(len(goods), config)[0])
     torch.manual_seed(config.seed)
     extractor, spec, weights = create_backbone(
         config.backbone.name, weights=config.backbone.weights, allow_random=config.backbone.allow_random
     )
     embedder = FeatureEmbedder(extractor, spec, config.method).eval()
-    pre = PreprocessSpec(image_size=config.method.image_size, mean=spec.mean, std=spec.std)
+    height, width = config.method.shape
+    pre = PreprocessSpec(
+        image_size=config.method.image_size, mean=spec.mean, std=spec.std, height=height, width=width
+    )
     shapes = shapes_of(embedder, config)
     n_params = sum(p.numel() for p in embedder.parameters())
     n_refs = min(n_refs, config.scale.max_references or n_refs)
     plan = plan_memory(config, shapes, len(goods), n_refs, n_params)  # fails before any work
     feats, gmaps = embed_paths(embedder, goods, pre, shapes, plan.embed_batch, progress=progress)
-    return Embedded(goods, feats, gmaps, embedder, spec.name, weights, pre, plan, cleaning)
+    return Embedded(goods, feats, gmaps, embedder, spec.name, weights, pre, plan, cleaning, geometry=geometry)
 
 
+# long: the fit after the backbone read top to bottom (bank, calibration, export, parity, package);
+# one try block owns the staging folder
 def fit_embedded(
     embedded: Embedded, config: PipelineConfig, data_dir: Path, out_dir: Path, seconds: dict[str, float]
 ) -> FitReport:
     """Everything after the backbone: bank, calibration, export, parity, the package.
 
-    Takes ownership of `embedded`'s feature arrays (they are released as soon as the bank exists).
+    Takes ownership of `embedded`'s feature arrays (they are released as soon as the bank exists);
+    the package records the input shape the features were made at.
     """
+    config = at_input_shape(config, embedded.pre.shape)
     t1 = time.perf_counter()
     plan, goods = embedded.plan, embedded.goods
     ref_idx, hold_idx = split_holdout(len(goods), config)
@@ -221,7 +232,7 @@ def fit_embedded(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         t2 = time.perf_counter()
-        export_backbone(embedded.embedder, config.method.image_size, tmp / "backbone.onnx")
+        export_backbone(embedded.embedder, config.method.shape, tmp / "backbone.onnx")
         external = _bank_bytes(model) > config.scale.external_data_mb * MB
         data_files = export_residual(
             model, fitted.hold_feats, fitted.hold_gmaps, tmp / "residual.onnx", external_data=external
@@ -231,7 +242,9 @@ def fit_embedded(
         record = backbone_record(embedded.spec_name, embedded.weights, shapes_of(embedded.embedder, config))
         write_files(tmp, config, fitted.bank, record, embedded.weights, calibration)
         n_refs = len(fitted.ref_idx)
-        manifest = write_package_manifest(tmp, config, embedded.pre, record, calibration, n_refs, data_files)
+        manifest = write_package_manifest(
+            tmp, config, embedded.pre, record, calibration, n_refs, data_files, embedded.geometry
+        )
         parity = _parity(tmp, fitted, hold_maps, hold_scores, plan.residual_batch)
         seconds["total"] = seconds.get("embed", 0.0) + time.perf_counter() - t1
         memory = _memory_summary(plan)
@@ -258,9 +271,8 @@ def fit_embedded(
 def shapes_of(embedder: FeatureEmbedder, config: PipelineConfig) -> Shapes:
     """Per-image shapes, known from the config before any image is embedded."""
     m = config.method
-    return Shapes(
-        embedder.feature_dim, m.image_size // 8, embedder.global_channels, m.image_size // 4 // m.global_pool
-    )
+    (h, w), pool = m.shape, 4 * m.global_pool
+    return Shapes(embedder.feature_dim, (h // 8, w // 8), embedder.global_channels, (h // pool, w // pool))
 
 
 def _fit_bank(

@@ -19,7 +19,7 @@ from adinspect.residual.model import ResidualModel
 
 
 class TorchPipeline(torch.nn.Module):
-    """image (B, 3, S, S) → residual (B, d_f, h, w), anomaly_map (B, 1, S, S), score (B,)."""
+    """image (B, 3, H_in, W_in) → residual (B, d_f, h, w), anomaly_map (B, 1, H_in, W_in), score (B,)."""
 
     def __init__(self, embedder: FeatureEmbedder, residual: ResidualModel) -> None:
         super().__init__()
@@ -54,6 +54,6 @@ class TorchPipeline(torch.nn.Module):
 
     @torch.no_grad()
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Same contract as `Inspector.run`: (B, 3, S, S) → maps (B, S, S), scores (B,)."""
+        """Same contract as `Inspector.run`: (B, 3, H_in, W_in) → maps (B, H_in, W_in), scores (B,)."""
         _, amap, score = self(torch.from_numpy(batch))
         return amap[:, 0].numpy(), score.numpy()

@@ -11,7 +11,7 @@ from adinspect import __version__
 from adinspect.config import PipelineConfig, save_config
 from adinspect.features.backbones import WeightsInfo
 from adinspect.fitting.calibration import Calibration
-from adinspect.geometry import PreprocessSpec
+from adinspect.geometry import InputGeometry, PreprocessSpec
 from adinspect.package import FORMAT_VERSION, MANIFEST, BackboneRecord, Manifest, sha256_of, write_manifest
 from adinspect.residual.bank import save_bank
 from adinspect.residual.budget import Shapes
@@ -25,9 +25,9 @@ def backbone_record(name: str, weights: WeightsInfo, shapes: Shapes) -> Backbone
         weights_sha256=weights.sha256,
         random_weights=weights.random,
         feature_dim=shapes.feature_dim,
-        feature_grid=shapes.grid,
+        feature_shape=shapes.grid,
         global_channels=shapes.global_channels,
-        global_grid=shapes.global_grid,
+        global_shape=shapes.global_grid,
     )
 
 
@@ -56,6 +56,7 @@ def write_package_manifest(
     calibration: Calibration,
     n_refs: int,
     data_files: list[str],
+    geometry: InputGeometry | None = None,
 ) -> Manifest:
     files = [
         "config.json",
@@ -75,6 +76,7 @@ def write_package_manifest(
         threshold_rule=calibration.rule,
         n_references=n_refs,
         files={name: sha256_of(tmp / name) for name in files},
+        geometry=geometry,
     )
     write_manifest(tmp, manifest)
     return manifest

@@ -44,9 +44,8 @@ def write_model_card(
         f"- {bb.name}, weights `{bb.weights_source}`",
         f"- weights SHA-256: `{bb.weights_sha256}`"
         + (" (random initialisation)" if bb.random_weights else ""),
-        f"- input {manifest.preprocess.image_size}², features {bb.feature_dim} x {bb.feature_grid}², "
-        f"global map {bb.global_channels} x {bb.global_grid}²",
         "",
+        *_geometry_lines(manifest),
         "## Threshold",
         f"- threshold = **{manifest.threshold:.6g}**",
         f"- rule: {manifest.threshold_rule}",
@@ -72,6 +71,29 @@ def write_model_card(
     path = root / "model_card.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _hw(shape: tuple[int, int]) -> str:
+    return f"{shape[0]}x{shape[1]}"
+
+
+def _geometry_lines(manifest: Manifest) -> list[str]:
+    """The network input and why fit chose it (H x W: rows x columns)."""
+    pre, geometry, bb = manifest.preprocess, manifest.geometry, manifest.backbone
+    lines = [
+        "## Input geometry",
+        f"- network input {_hw(pre.shape)} (HxW), short side S = {pre.image_size}; features "
+        f"{bb.feature_dim} x {_hw(bb.feature_shape)}, global map {bb.global_channels} x "
+        f"{_hw(bb.global_shape)}",
+    ]
+    if geometry is not None:
+        lines += [f"- training images {_hw(geometry.image_shape)} (HxW); rule: {geometry.rule}",
+                  f"- why: {geometry.reason}"]  # fmt: skip
+    lines += [
+        "- anomaly maps are computed at the network input and resized to each image's own size",
+        "",
+    ]
+    return lines
 
 
 def _memory_lines(memory: dict[str, float]) -> list[str]:

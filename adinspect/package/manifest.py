@@ -24,12 +24,13 @@ import hashlib
 import json
 import os
 from pathlib import Path, PurePosixPath
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from adinspect.config import PipelineConfig, check_product_name, validate_config
 from adinspect.errors import InputError
-from adinspect.geometry import PreprocessSpec
+from adinspect.geometry import InputGeometry, PreprocessSpec
 
 FORMAT_VERSION = 1
 MANIFEST = "package.json"
@@ -46,6 +47,10 @@ class PackageError(InputError):
 
 
 class BackboneRecord(BaseModel):
+    """The backbone and the per-image shapes of what it produces: features (d_f, h, w), global map
+    (c_1, h_g, w_g). Packages from before rectangular inputs record square sides (`feature_grid`,
+    `global_grid`); they are read as (side, side)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
@@ -53,9 +58,20 @@ class BackboneRecord(BaseModel):
     weights_sha256: str | None
     random_weights: bool
     feature_dim: int
-    feature_grid: int
+    feature_shape: tuple[int, int]
     global_channels: int
-    global_grid: int
+    global_shape: tuple[int, int]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _square_grids(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            for old, new in (("feature_grid", "feature_shape"), ("global_grid", "global_shape")):
+                if old in data and new not in data:
+                    side = data.pop(old)
+                    data[new] = (side, side)
+        return data
 
 
 class Manifest(BaseModel):
@@ -71,6 +87,9 @@ class Manifest(BaseModel):
     n_references: int
     files: dict[str, str] = Field(description="file name → SHA-256")
     optional_models: list[str] = Field(default_factory=list, description="e.g. 'seg' when seg.onnx exists")
+    geometry: InputGeometry | None = Field(
+        default=None, description="how fit chose the input shape (None in packages from before)"
+    )
 
     @field_validator("product")
     @classmethod

@@ -28,12 +28,20 @@ class BudgetError(InputError):
 
 @dataclass(frozen=True)
 class Shapes:
-    """Per-image tensor shapes of a preset: features (d_f, grid, grid), global map (c_1, g, g)."""
+    """Per-image tensor shapes of a config: features (d_f, h, w), global map (c_1, h_g, w_g)."""
 
     feature_dim: int
-    grid: int
+    grid: tuple[int, int]  # (h, w)
     global_channels: int
-    global_grid: int
+    global_grid: tuple[int, int]  # (h_g, w_g)
+
+    @property
+    def cells(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def global_cells(self) -> int:
+        return self.global_grid[0] * self.global_grid[1]
 
 
 @dataclass(frozen=True)
@@ -82,15 +90,16 @@ def default_budget() -> int:
 
 def residual_bytes_per_image(config: PipelineConfig, shapes: Shapes, n_refs: int) -> int:
     """Working set of ResidualModel.match for one image: the K gathered reference maps (fp16 and
-    fp32), the shifted queries, the (K x offsets) score planes, and the map at S² for the blur."""
+    fp32), the shifted queries, the (K x offsets) score planes, and the map at H x W for the blur."""
     m = config.method
     k = min(m.k_neighbors, n_refs)
-    cells = shapes.grid * shapes.grid
+    cells = shapes.cells
     n_off = len(disc_offsets(m.sigma))
     d = shapes.feature_dim
     per_cell = k * d * (2 + 4) + n_off * d * 4 + k * n_off * 4 * 4 + d * 4 * 3
     # ONNX Runtime's parity pass holds a little more than torch (its own buffers): x 1.5
-    return int(1.5 * (cells * per_cell + 6 * m.image_size**2 * 4))
+    height, width = m.shape
+    return int(1.5 * (cells * per_cell + 6 * height * width * 4))
 
 
 def plan_memory(
@@ -101,16 +110,16 @@ def plan_memory(
     Raises:
         BudgetError: one image per chunk would already exceed the budget.
     """
-    s = config.method.image_size
+    height, width = config.method.shape
     budget = (config.scale.memory_budget_mb or 0) * MB or default_budget()
-    cells = shapes.grid * shapes.grid
-    per_feature = shapes.feature_dim * cells * 2 + shapes.global_channels * shapes.global_grid**2 * 4
+    cells = shapes.cells
+    per_feature = shapes.feature_dim * cells * 2 + shapes.global_channels * shapes.global_cells * 4
     plan = MemoryPlan(
         budget=budget,
         runtime=RUNTIME_BYTES + 3 * 4 * backbone_params,  # weights, their ONNX export, the session
         features=n_images * per_feature,
         bank=n_refs * cells * (shapes.feature_dim * 2 + 4),
-        embed_per_image=s * s * 256 * 4,  # a ResNet's stride-4 stage at 256 channels, fp32, twice
+        embed_per_image=height * width * 256 * 4,  # a ResNet's stride-4 stage at 256 channels, fp32, twice
         residual_per_image=residual_bytes_per_image(config, shapes, n_refs),
         embed_batch=1,
         residual_batch=1,

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adinspect.config import MethodConfig
+from adinspect.geometry import as_shape
 
 _OUT_OF_BOUNDS = 1e10  # added to distances of candidates shifted outside the grid: never chosen
 
@@ -56,13 +57,14 @@ def window_descriptors(
 
 
 class ResidualModel(nn.Module):
-    """features (B, d_f, h, w), global_map (B, c_1, H, W) → residual, anomaly_map (B, 1, S, S), score (B,).
+    """features (B, d_f, h, w), global_map (B, c_1, h_g, w_g) → residual, map (B, 1, H, W), score (B,).
 
     1. Global similarity (CPR): squared L2 between window descriptors at the same position, mean of
        the lowest `keep_fraction`, the K smallest references are Θ_knn.
     2. For every disc offset, shift the K reference maps, keep the running minimum distance and the
        matching reference feature: f* = nearest candidate within radius σ (Eq. 3).
-    3. r = f* − f (Eq. 4); map = ‖r‖₂ upsampled to S and Gaussian-blurred; score = max (or top-k mean).
+    3. r = f* − f (Eq. 4); map = ‖r‖₂ upsampled to the input (H, W) and Gaussian-blurred; score = max
+       (or top-k mean).
 
     Distances are plain differences squared and summed (exact, and static-shape for export).
     """
@@ -86,7 +88,7 @@ class ResidualModel(nn.Module):
         self.k = min(method.k_neighbors, n_refs)
         self.keep = max(1, int(round(method.keep_fraction * bank.descriptors.shape[1])))
         self.window = method.window
-        self.image_size = method.image_size
+        self.input_shape = method.shape
         self.score_topk = method.score_topk if method.score == "topk_mean" else 1
         self.offsets = disc_offsets(method.sigma)
         self.pad = max(max(abs(dy), abs(dx)) for dy, dx in self.offsets)
@@ -155,8 +157,8 @@ class ResidualModel(nn.Module):
         return picked.reshape(b, h, w, d).permute(0, 3, 1, 2)
 
     def anomaly_map(self, residual: torch.Tensor) -> torch.Tensor:
-        """(B, d_f, h, w) → (B, 1, S, S): `residual_norm_map` at the package's S and blur."""
-        return residual_norm_map(residual, self.image_size, self.blur_kernel)
+        """(B, d_f, h, w) → (B, 1, H, W): `residual_norm_map` at the package's input shape and blur."""
+        return residual_norm_map(residual, self.input_shape, self.blur_kernel)
 
     def score(self, amap: torch.Tensor) -> torch.Tensor:
         flat = amap.flatten(1)
@@ -173,11 +175,13 @@ class ResidualModel(nn.Module):
         return residual, amap, self.score(amap)
 
 
-def residual_norm_map(residual: torch.Tensor, image_size: int, kernel: torch.Tensor) -> torch.Tensor:
-    """The training-free anomaly map: (B, d_f, h, w) → (B, 1, S, S), ‖r‖₂ upsampled bilinearly
-    and Gaussian-blurred with `kernel`."""
+def residual_norm_map(
+    residual: torch.Tensor, shape: int | tuple[int, int], kernel: torch.Tensor
+) -> torch.Tensor:
+    """The training-free anomaly map: (B, d_f, h, w) → (B, 1, H, W) at `shape` ((H, W), or S for
+    S x S), ‖r‖₂ upsampled bilinearly and Gaussian-blurred with `kernel`."""
     norm = torch.sqrt((residual**2).sum(1, keepdim=True))
-    amap = F.interpolate(norm, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    amap = F.interpolate(norm, size=as_shape(shape), mode="bilinear", align_corners=False)
     return gaussian_blur(amap, kernel)
 
 

@@ -1,0 +1,92 @@
+"""The network input a product is fitted at (DESIGN.md §11, geometry).
+
+Every training image must have one size (within `SIZE_TOLERANCE` per side: a camera's crop may
+wander by a few pixels); the input (H, W) then follows the images' aspect ratio
+(`geometry.choose_input_shape`), unless the config (or `fit --input-shape`) fixes it, in which case
+it is checked against the images. The chosen shape is written into the config the package records.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from adinspect.config import PipelineConfig, validate_config
+from adinspect.errors import InputError
+from adinspect.geometry import InputGeometry, check_override, choose_input_shape
+from adinspect.imageio import encoded_image_size, read_image
+
+SIZE_TOLERANCE = 0.05  # training images may differ from the first by this fraction per side
+HEADER_BYTES = 1 << 16
+
+
+class ImageSizeError(InputError):
+    """Training images of different sizes, or an input shape that does not suit them."""
+
+
+def image_shape_of(path: Path) -> tuple[int, int]:
+    """(H, W) of an image file from its header, decoding it only when the header does not say."""
+    with open(path, "rb") as fh:
+        shape = encoded_image_size(fh.read(HEADER_BYTES))
+    if shape is None:
+        shape = read_image(path).shape[:2]
+    return int(shape[0]), int(shape[1])
+
+
+def training_image_shape(paths: Sequence[Path]) -> tuple[int, int]:
+    """(H, W) of the first training image, after checking that every other one has about that size.
+
+    Raises:
+        ImageSizeError: naming the first image whose size differs, both sizes and what to do.
+    """
+    first = image_shape_of(paths[0])
+    for path in paths[1:]:
+        shape = image_shape_of(path)
+        if any(abs(a - b) > SIZE_TOLERANCE * b for a, b in zip(shape, first, strict=True)):
+            raise ImageSizeError(
+                f"{path} is {shape[0]}x{shape[1]} (HxW) but the first training image {paths[0]} is "
+                f"{first[0]}x{first[1]}; all training images of a product must have one size (within "
+                f"{SIZE_TOLERANCE:.0%} per side): crop or resize them to one size, or fit them as separate "
+                "products"
+            )
+    return first
+
+
+def resolve_input_shape(
+    config: PipelineConfig, goods: Sequence[Path]
+) -> tuple[PipelineConfig, InputGeometry]:
+    """The config with its input shape decided from the training images, and why."""
+    image_shape = training_image_shape(goods)
+    method = config.method
+    if method.input_shape is None:
+        geometry = choose_input_shape(image_shape, method.image_size, method.side_multiple)
+    else:
+        try:
+            geometry = check_override(method.input_shape, image_shape, method.side_multiple)
+        except ValueError as exc:
+            raise ImageSizeError(str(exc)) from exc
+    return at_input_shape(config, geometry.input_shape), geometry
+
+
+def at_input_shape(config: PipelineConfig, shape: tuple[int, int]) -> PipelineConfig:
+    """`config` with method.input_shape = `shape` (H, W) and image_size its short side; a config
+    that already names another shape is a ValueError (its features were made at `shape`)."""
+    given = config.method.input_shape
+    if given is not None and tuple(given) != tuple(shape):
+        raise ValueError(f"the config's input shape {given} differs from the features' {shape}")
+    raw = json.loads(config.model_dump_json())
+    raw["method"].update(input_shape=list(shape), image_size=min(shape))
+    return validate_config(raw, source="the fitted config")
+
+
+def parse_input_shape(text: str, flag: str = "--input-shape") -> tuple[int, int]:
+    """'640x256' (H x W) → (640, 256); anything else raises ImageSizeError with an example."""
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        h, w = (int(p) for p in parts)
+    except ValueError:
+        h = w = 0
+    if len(parts) != 2 or h < 1 or w < 1:
+        raise ImageSizeError(f"{flag}: expected HEIGHTxWIDTH in pixels, e.g. 640x256, got {text!r}")
+    return h, w
