@@ -37,7 +37,7 @@ class ApiError(Exception):
 
 @dataclass
 class Segmentation:
-    """A mask after some clicks: (H, W) bool at the original size (or (S, S) when asked)."""
+    """A mask after some clicks: (H, W) bool at the original size (or at the model input when asked)."""
 
     mask: np.ndarray
     area: int

@@ -6,10 +6,12 @@ For every MVTec-layout product folder:
 - PatchCore: anomalib's torch model (`adinspect.benchmarks.patchcore`) with the same
   EfficientNet-Lite0 ImageNet weights, fitted on the same good training images.
 
-Both get the same input tensors (adinspect's preprocess: resize to S x S, ImageNet mean/std), and
-both are scored by the same code (`adinspect.metrics.compute_metrics`) on S x S maps against the
-masks resized to S x S with nearest neighbour. Fit time is wall time of each method's fit; latency
-is per image at batch size 1 (tensor in, map and score out) on the same number of threads.
+Both get the same input tensors (adinspect's preprocess: resize to the fitted package's input, S x S
+or, for non-square images, short side S and the long side following their aspect; ImageNet
+mean/std), and both are scored by the same code (`adinspect.metrics.compute_metrics`) on maps at
+that input against the masks resized to it with nearest neighbour. Fit time is wall time of each
+method's fit; latency is per image at batch size 1 (tensor in, map and score out) on the same number
+of threads.
 """
 
 from __future__ import annotations
@@ -189,11 +191,11 @@ def _bench_patchcore(dataset: Dataset, spec: Any, settings: PeerSettings, progre
 
 
 def _metrics(runner: Any, samples: list[Sample], spec: Any, settings: PeerSettings, progress: bool) -> dict:
-    """The four metrics of `runner.run` over the test split, maps and masks at S x S."""
+    """The four metrics of `runner.run` over the test split, maps and masks at the package's input."""
     from adinspect.evaluation.evaluate import collect
     from adinspect.metrics import compute_metrics
 
-    data = collect(runner, samples, settings.size, spec, batch_size=settings.batch_size, progress=progress)
+    data = collect(runner, samples, spec.shape, spec, batch_size=settings.batch_size, progress=progress)
     labels = np.array([s.label for s in samples])
     return compute_metrics(data.scores, labels, data.maps, data.masks, names=METRICS)
 
@@ -207,7 +209,7 @@ def _batches(paths: list[Path], spec: Any, batch_size: int, progress: bool) -> I
 
 
 def _latency_inputs(samples: list[Sample], spec: Any, n: int) -> list[np.ndarray]:
-    """The first n test images as (1, 3, S, S) tensors (the same ones for both methods)."""
+    """The first n test images as (1, 3, H_in, W_in) tensors (the same ones for both methods)."""
     from adinspect.geometry import preprocess
     from adinspect.imageio import read_image
 
@@ -249,8 +251,9 @@ def _unique_names(data_dirs: Sequence[Path]) -> list[str]:
 def _protocol(settings: PeerSettings) -> dict[str, str]:
     s = settings.size
     return {
-        "inputs": f"the same tensors for both: adinspect's preprocess (resize to {s}x{s}, ImageNet mean/std)",
-        "metrics": f"adinspect.metrics.compute_metrics on {s}x{s} maps, masks resized to {s}x{s} (nearest)",
+        "inputs": "the same tensors for both: adinspect's preprocess (resize to the package's input, short "
+        f"side {s}, H x W from the training images' aspect; ImageNet mean/std)",
+        "metrics": "adinspect.metrics.compute_metrics on maps at that input, masks resized to it (nearest)",
         "fit_seconds": "wall time: adinspect fit_product (embed, bank, calibration, ONNX export, parity "
         "check, package); PatchCore training pass and coreset",
         "latency_ms": "per image, batch size 1, tensor in, map and score out",

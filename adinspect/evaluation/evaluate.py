@@ -1,7 +1,8 @@
 """`adinspect evaluate`: run a package on a labelled test set and compute the metrics of DESIGN.md §1.
 
-Maps are compared with the ground truth at the model's input resolution S x S (masks resized
-with nearest neighbour), as anomalib and the ADClick authors' code do.
+Maps are compared with the ground truth at the model's input resolution H_in x W_in (the package's
+`preprocess.shape`; masks resized with nearest neighbour), as anomalib and the ADClick authors' code
+do at S x S.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from adinspect.data.datasets import Sample, open_dataset
-from adinspect.geometry import preprocess_batch
+from adinspect.geometry import as_shape, preprocess_batch
 from adinspect.imageio import read_image, read_mask
 from adinspect.metrics import compute_metrics
 from adinspect.package import LABELS_DIR, LABELS_JSON
@@ -23,33 +24,36 @@ from adinspect.package import LABELS_DIR, LABELS_JSON
 
 @dataclass
 class EvalData:
-    """Model outputs over a test set, all at S x S."""
+    """Model outputs over a test set, all at the model input (H_in, W_in)."""
 
     samples: list[Sample]
     scores: np.ndarray  # (N,)
-    maps: np.ndarray  # (N, S, S) float32
-    masks: np.ndarray  # (N, S, S) bool
-    images: list[np.ndarray] = field(default_factory=list)  # (S, S, 3) uint8, kept for plots
+    maps: np.ndarray  # (N, H_in, W_in) float32
+    masks: np.ndarray  # (N, H_in, W_in) bool
+    images: list[np.ndarray] = field(default_factory=list)  # (H_in, W_in, 3) uint8, kept for plots
 
 
-def load_mask_at(sample: Sample, image_shape: tuple[int, int], size: int) -> np.ndarray:
-    """The sample's mask (all False for good images) checked against its image and resized to size²."""
+def load_mask_at(sample: Sample, image_shape: tuple[int, int], size: int | tuple[int, int]) -> np.ndarray:
+    """The sample's mask (all False for good images) checked against its image and resized (nearest)
+    to `size`: (H_in, W_in), or S for S x S."""
+    height, width = as_shape(size)
     if sample.mask_path is None:
-        return np.zeros((size, size), bool)
+        return np.zeros((height, width), bool)
     mask = read_mask(sample.mask_path, expected_shape=image_shape)
-    return cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0
+    return cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
 
 
 def collect(
     runner,
     samples: Sequence[Sample],
-    size: int,
+    size: int | tuple[int, int],
     preprocess_spec,
     batch_size: int = 8,
     keep_images: bool = False,
     progress: bool = True,
 ) -> EvalData:
-    """Run `runner.run((B,3,S,S)) -> (maps, scores)` over samples, with their masks."""
+    """Run `runner.run((B, 3, H_in, W_in)) -> (maps, scores)` over samples, with their masks at `size`
+    ((H_in, W_in), or S for S x S)."""
     scores, maps, masks, images = [], [], [], []
     for start in tqdm(
         range(0, len(samples), batch_size), desc="evaluating", unit="batch", disable=not progress
@@ -61,7 +65,7 @@ def collect(
         maps.append(m)
         scores.append(sc)
         if keep_images:
-            images += [cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in rgb]
+            images += [cv2.resize(im, as_shape(size)[::-1], interpolation=cv2.INTER_AREA) for im in rgb]
     return EvalData(list(samples), np.concatenate(scores), np.concatenate(maps), np.stack(masks), images)
 
 
@@ -77,7 +81,7 @@ def evaluate_package(
         raise ValueError(f"{data_dir}: no test images (expected test/good and test/<defect> folders)")
     pre = inspector.package.preprocess
     data = collect(
-        inspector, dataset.test, pre.image_size, pre, keep_images=plots_dir is not None, progress=progress
+        inspector, dataset.test, pre.shape, pre, keep_images=plots_dir is not None, progress=progress
     )
     labels = np.array([s.label for s in data.samples])
     metrics = compute_metrics(data.scores, labels, data.maps, data.masks)

@@ -170,9 +170,10 @@ def _draw_mask_outline(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def click_session_panel(
     rgb: np.ndarray, truth: np.ndarray, prob: np.ndarray, clicks: Iterable, cut: float
 ) -> np.ndarray:
-    """One simulated click session side by side, all (S, S): the image; the ground truth in red;
-    the mask after the last click (prob > cut) in green with the clicks (positive yellow, negative
-    magenta); the probability in grey. Where a defect is found but not outlined shows here."""
+    """One simulated click session side by side, all at the model input (H_in, W_in): the image;
+    the ground truth in red; the mask after the last click (prob > cut) in green with the clicks
+    (positive yellow, negative magenta); the probability in grey. Where a defect is found but not
+    outlined shows here."""
     image = _check_rgb(rgb, "rgb")
     truth_panel, mask_panel = image.copy(), image.copy()
     truth_panel[np.asarray(truth, bool)] = (255, 0, 0)

@@ -2,22 +2,26 @@
 
 Shared encoder (`ResidualEncoder`): R (B, d_f, h, w) plus its per-cell norm ||r|| (the
 training-free map, given explicitly so a light network need not rediscover it) is embedded by a
-1x1 conv; previous mask and click discs (B, 3, S, S) get their own patch embedding (SimpleClick:
-a conv with kernel = stride = S/h) added to it. Then `len(dims)` transformer stages (see
+1x1 conv; previous mask and click discs (B, 3, H, W) get their own patch embedding (SimpleClick:
+a conv with kernel = stride = H/h = W/w) added to it. Then `len(dims)` transformer stages (see
 `blocks.py`), each followed by PWAM fusion with V_lang (LAVT), halving the grid between stages.
 
 Image branch (optional, `image_stem` > 0): the paper's language-vision branch
-sees the image, not only R. A small strided conv stem on the normalised image (B, 3, S, S), down
+sees the image, not only R. A small strided conv stem on the normalised image (B, 3, H, W), down
 to the grid, is added to the embedded residual before the click embedding and the language
-fusion, and the refinement convs run at full resolution S x S on the coarse logits, the clicks
+fusion, and the refinement convs run at full resolution H x W on the coarse logits, the clicks
 and the image itself (`refine_full`), so a boundary can follow the pixels. Where R
 lights up everywhere (a capture shift the good images do not cover), the clicks can still find a
 defect's boundary in the image. Models without it (older packages) have no `image` input.
 
 ADClick head: SegFormer-style MLP decoder (per-stage linear → resize to the grid → concat → MLP)
 → pixel shuffle to (h·s, w·s) → a small conv refinement that also sees the previous mask and the
-click maps area-pooled to that resolution → bilinear to S x S. Output: mask logits (B, 1, S, S)
-at image size (the cpu preset's head works at 128 x 128 for S = 256).
+click maps area-pooled to that resolution → bilinear to H x W. Output: mask logits (B, 1, H, W)
+at the input size (the cpu preset's head works at 128 x 128 for a 256 x 256 input).
+
+Rectangular inputs (H ≠ W): the grid is (h, w) = (H/8, W/8) and each stage's attention windows are
+the largest divisors of its sides up to `window` (a 20 x 8 stage gets 5 x 8 windows). Sizes of a
+square model are written as ints, as before rectangular inputs; of a rectangular one as (h, w).
 
 ADClick-Seg: the same encoder with an all-zero click map (implemented as adding the click
 embedding's bias, which is exactly the conv of a zero map), the language-fused stage features
@@ -34,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adinspect.models.blocks import Block, PatchMerging, resize
+from adinspect.models.blocks import Block, PatchMerging, resize, window_side
 from adinspect.models.pwam import PWAM
 
 MODEL_VERSION = 1
@@ -47,8 +51,8 @@ class ADClickConfig:
 
     in_channels: int  # d_f
     lang_dim: int  # Q
-    grid: int  # h = w of R
-    image_size: int  # S
+    grid: int | tuple[int, int]  # (h, w) of R; an int when square
+    image_size: int | tuple[int, int]  # (H, W) of the input; an int S when square
     preset: str = "cpu"
     dims: tuple[int, ...] = (64, 128, 192)
     depths: tuple[int, ...] = (2, 2, 2)
@@ -56,26 +60,51 @@ class ADClickConfig:
     window: int = 8
     mlp_ratio: float = 2.0
     decoder_dim: int = 64
-    out_scale: int = 4  # head resolution = grid * out_scale, then bilinear to image_size
+    out_scale: int = 4  # head resolution = grid * out_scale, then bilinear to the input size
     pwam_heads: int = 1
     image_stem: int = 0  # channels of the image branch's conv stem; 0 = residual only (older models)
-    refine_full: bool = False  # the refinement runs at S x S (image branch: boundaries from pixels)
+    refine_full: bool = False  # the refinement runs at H x W (image branch: boundaries from pixels)
 
     def __post_init__(self) -> None:
         if not len(self.dims) == len(self.depths) == len(self.heads):
             raise ValueError(f"dims {self.dims}, depths {self.depths}, heads {self.heads} differ in length")
-        for i in range(len(self.dims)):
-            side = self.grid // 2**i
-            if side * 2**i != self.grid or side % min(self.window, side):
-                raise ValueError(
-                    f"stage {i} grid {self.grid}/2^{i} is not a multiple of window {self.window}; "
-                    f"use a grid divisible by {2 ** (len(self.dims) - 1)} and the window"
-                )
-        if self.image_size % self.grid or self.image_size % (self.grid * self.out_scale):
+        levels = 2 ** (len(self.dims) - 1)
+        if any(g % levels for g in self.grid_hw):
+            raise ValueError(f"grid {self.grid_hw} must be divisible by {levels} (one halving per stage)")
+        (gh, gw), (ih, iw) = self.grid_hw, self.image_hw
+        if ih % (gh * self.out_scale) or iw % (gw * self.out_scale) or ih // gh != iw // gw:
             raise ValueError(
-                f"image_size {self.image_size} is not a multiple of grid x out_scale "
-                f"({self.grid} x {self.out_scale})"
+                f"input {ih}x{iw} is not the same multiple of grid x out_scale ({gh}x{gw} x "
+                f"{self.out_scale}) along both axes"
             )
+
+    @property
+    def grid_hw(self) -> tuple[int, int]:
+        """(h, w) of the residual grid."""
+        return _pair(self.grid)
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        """(H, W) of the input, masks and clicks."""
+        return _pair(self.image_size)
+
+    @property
+    def patch(self) -> int:
+        """Input pixels per grid cell along each axis."""
+        return self.image_hw[0] // self.grid_hw[0]
+
+    def stage_grid(self, i: int) -> tuple[int, int]:
+        return self.grid_hw[0] // 2**i, self.grid_hw[1] // 2**i
+
+    def stage_window(self, i: int) -> tuple[int, int]:
+        """Stage i's attention window (wh, ww): the largest divisors of its sides up to `window`."""
+        h, w = self.stage_grid(i)
+        return window_side(h, self.window), window_side(w, self.window)
+
+    @property
+    def head_hw(self) -> tuple[int, int]:
+        """(h·s, w·s): the decoder head's resolution."""
+        return self.grid_hw[0] * self.out_scale, self.grid_hw[1] * self.out_scale
 
     @classmethod
     def for_preset(
@@ -83,8 +112,8 @@ class ADClickConfig:
         preset: str,
         in_channels: int,
         lang_dim: int,
-        grid: int,
-        image_size: int,
+        grid: int | tuple[int, int],
+        image_size: int | tuple[int, int],
         image_branch: bool = False,
     ) -> ADClickConfig:
         """Named sizes: 'cpu' trains on 2 cores in minutes; 'paper' is Swin-T sized (4 stages).
@@ -111,11 +140,22 @@ class ADClickConfig:
         d = dict(d)  # older dicts lack image_stem / refine_full: the defaults are what they ran
         for k in ("dims", "depths", "heads"):
             d[k] = tuple(d[k])
+        for k in ("grid", "image_size"):  # JSON lists of a rectangular model
+            d[k] = d[k] if isinstance(d[k], int) else tuple(d[k])
         return cls(**d)
 
 
+def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def compact(shape: tuple[int, int]) -> int | tuple[int, int]:
+    """(n, n) → n (how square sizes are written), anything else unchanged."""
+    return shape[0] if shape[0] == shape[1] else (shape[0], shape[1])
+
+
 class ResidualEncoder(nn.Module):
-    """R (B, d_f, h, w) + masks/clicks (B, 3, S, S) + words → per-stage fused features."""
+    """R (B, d_f, h, w) + masks/clicks (B, 3, H, W) + words → per-stage fused features."""
 
     residual_scale: torch.Tensor  # buffer
 
@@ -124,18 +164,15 @@ class ResidualEncoder(nn.Module):
         self.cfg = cfg
         self.register_buffer("residual_scale", torch.ones(()))  # set from training data statistics
         self.residual_embed = nn.Conv2d(cfg.in_channels + 1, cfg.dims[0], 1)
-        patch = cfg.image_size // cfg.grid
-        self.click_embed = nn.Conv2d(3, cfg.dims[0], patch, stride=patch)
+        self.click_embed = nn.Conv2d(3, cfg.dims[0], cfg.patch, stride=cfg.patch)
         self.stages = nn.ModuleList()
         self.merges = nn.ModuleList()
         self.fusions = nn.ModuleList()
         for i, (dim, depth, heads) in enumerate(zip(cfg.dims, cfg.depths, cfg.heads, strict=True)):
-            side = cfg.grid // 2**i
             self.merges.append(PatchMerging(cfg.dims[i - 1], dim) if i else nn.Identity())
+            window = cfg.stage_window(i)
             self.stages.append(
-                nn.Sequential(
-                    *(Block(dim, heads, min(cfg.window, side), cfg.mlp_ratio) for _ in range(depth))
-                )
+                nn.Sequential(*(Block(dim, heads, window, cfg.mlp_ratio) for _ in range(depth)))
             )
             self.fusions.append(PWAM(dim, cfg.lang_dim, cfg.pwam_heads))
 
@@ -153,7 +190,7 @@ class ResidualEncoder(nn.Module):
         word_mask: torch.Tensor,
         repeats: int = 1,
     ) -> list[torch.Tensor]:
-        """embedded (B, C_1, h, w) from `embed_residual`; maps (B, 3, S, S) = [prev mask, pos, neg]
+        """embedded (B, C_1, h, w) from `embed_residual`; maps (B, 3, H, W) = [prev mask, pos, neg]
         or None for an all-zero click map; words (B·repeats, Z, Q); word_mask (B·repeats, Z).
 
         `repeats` > 1 runs several word sets (defect types) per sample: the first stage sees no
@@ -185,7 +222,7 @@ class MLPDecoder(nn.Module):
     def __init__(self, cfg: ADClickConfig) -> None:
         super().__init__()
         d = cfg.decoder_dim
-        self.grid, self.scale = cfg.grid, cfg.out_scale
+        self.cfg, self.scale = cfg, cfg.out_scale
         self.lateral = nn.ModuleList(nn.Conv2d(c, d, 1) for c in cfg.dims)
         self.fuse = nn.Sequential(nn.Conv2d(d * len(cfg.dims), d, 1), nn.GELU())
         self.head = nn.Sequential(nn.Conv2d(d, d, 1), nn.GELU(), nn.Conv2d(d, cfg.out_scale**2, 1))
@@ -193,7 +230,7 @@ class MLPDecoder(nn.Module):
     def fused(self, feats: list[torch.Tensor]) -> torch.Tensor:
         """Stage features → (B, D, h, w)."""
         maps = [
-            resize(lat(f), self.grid, self.grid // 2**i)
+            resize(lat(f), self.cfg.grid_hw, self.cfg.stage_grid(i))
             for i, (lat, f) in enumerate(zip(self.lateral, feats, strict=True))
         ]
         return self.fuse(torch.cat(maps, 1))
@@ -204,13 +241,13 @@ class MLPDecoder(nn.Module):
 
 
 class ImageStem(nn.Module):
-    """Normalised image (B, 3, S, S) → (B, C_1, h, w): stride-2 3x3 convs down to the grid, then 1x1.
+    """Normalised image (B, 3, H, W) → (B, C_1, h, w): stride-2 3x3 convs down to the grid, then 1x1.
 
-    Four stride-2 convs at most (S/h = 8 for the cpu preset needs three); any rest is area-pooled."""
+    Four stride-2 convs at most (H/h = 8 for the cpu preset needs three); any rest is area-pooled."""
 
     def __init__(self, cfg: ADClickConfig) -> None:
         super().__init__()
-        c, patch = cfg.image_stem, cfg.image_size // cfg.grid
+        c, patch = cfg.image_stem, cfg.patch
         n = min(max(int(patch).bit_length() - 1, 1), 4)
         layers: list[nn.Module] = []
         for i in range(n):
@@ -227,7 +264,7 @@ class ImageStem(nn.Module):
 
 
 class ADClick(nn.Module):
-    """Φ(R, [I,] M_{t−1}, C_t, V_lang) → mask logits (B, 1, S, S) (Eq. 1)."""
+    """Φ(R, [I,] M_{t−1}, C_t, V_lang) → mask logits (B, 1, H, W) (Eq. 1)."""
 
     def __init__(self, cfg: ADClickConfig) -> None:
         super().__init__()
@@ -238,7 +275,7 @@ class ADClick(nn.Module):
         refine_in = 4 + (3 if cfg.image_stem else 0)
         width = 16
         layers: list[nn.Module] = [nn.Conv2d(refine_in, width, 3, padding=1), nn.GELU()]
-        if cfg.refine_full:  # at S x S one more layer widens the view to 7 px around a boundary
+        if cfg.refine_full:  # at H x W one more layer widens the view to 7 px around a boundary
             layers += [nn.Conv2d(width, width, 3, padding=1), nn.GELU()]
         self.refine = nn.Sequential(*layers, nn.Conv2d(width, 1, 3, padding=1))
 
@@ -255,16 +292,16 @@ class ADClick(nn.Module):
         word_mask: torch.Tensor,
         image: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """residual (B, d_f, h, w); prev_mask (B, 1, S, S) in [0, 1]; clicks (B, 2, S, S) positive and
-        negative discs; words (B, Z, Q); word_mask (B, Z); image (B, 3, S, S) normalised, required
-        when the model has the image branch (ignored otherwise) → logits (B, 1, S, S)."""
+        """residual (B, d_f, h, w); prev_mask (B, 1, H, W) in [0, 1]; clicks (B, 2, H, W) positive and
+        negative discs; words (B, Z, Q); word_mask (B, Z); image (B, 3, H, W) normalised, required
+        when the model has the image branch (ignored otherwise) → logits (B, 1, H, W)."""
         maps = torch.cat([prev_mask, clicks], 1)
         embedded = self.encoder.embed_residual(residual)
-        side, size = self.cfg.grid * self.cfg.out_scale, self.cfg.image_size
+        side, size = self.cfg.head_hw, self.cfg.image_hw
         extra = maps
         if self.image_embed is not None:
             if image is None:
-                raise ValueError("this ADClick has the image branch: pass the normalised image (B, 3, S, S)")
+                raise ValueError("this ADClick has the image branch: pass the normalised image (B, 3, H, W)")
             embedded = embedded + self.image_embed(image)
             extra = torch.cat([maps, image], 1)
         feats = self.encoder(embedded, maps, words, word_mask)
@@ -272,14 +309,14 @@ class ADClick(nn.Module):
         if self.cfg.refine_full:  # thin defects (1-3 px) need the image's own pixels
             coarse = resize(coarse, size, side)
             return coarse + self.refine(torch.cat([coarse, extra], 1))
-        small = F.avg_pool2d(extra, size // side) if side != size else extra
+        small = F.avg_pool2d(extra, size[0] // side[0]) if side != size else extra
         return resize(coarse + self.refine(torch.cat([coarse, small], 1)), size, side)
 
 
 class SegOutput(NamedTuple):
     """ADClick-Seg over all defect types (Eq. 7)."""
 
-    anomaly_map: torch.Tensor  # (B, 1, S, S) probability, max over types
+    anomaly_map: torch.Tensor  # (B, 1, H, W) probability, max over types
     score: torch.Tensor  # (B,) max of the map
     defect_type: torch.Tensor  # (B,) int64 index of the type holding the maximum
     type_scores: torch.Tensor  # (B, P) max probability per type
@@ -304,7 +341,7 @@ class ADClickSeg(nn.Module):
         maps: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """`repeats` defect types per sample: residual (B, d_f, h, w), words (B·repeats, Z, Q),
-        word_mask (B·repeats, Z) → logits (B·repeats, 1, S, S), sample-major. `maps` (B, 3, S, S)
+        word_mask (B·repeats, Z) → logits (B·repeats, 1, H, W), sample-major. `maps` (B, 3, H, W)
         are simulated clicks for IIS-manner training; serving passes None (an all-zero map)."""
         embedded = self.encoder.embed_residual(residual)
         feats = self.encoder(embedded, maps, words, word_mask, repeats)
@@ -312,7 +349,7 @@ class ADClickSeg(nn.Module):
         if repeats > 1:
             skip = skip.repeat_interleave(repeats, dim=0)
         x = self.decoder.fused(feats) + skip
-        return resize(self.decoder.logits(x), self.cfg.image_size, self.cfg.grid * self.cfg.out_scale)
+        return resize(self.decoder.logits(x), self.cfg.image_hw, self.cfg.head_hw)
 
     def forward(self, residual: torch.Tensor, v_lang: torch.Tensor, word_mask: torch.Tensor) -> SegOutput:
         """All P types: residual (B, d_f, h, w), v_lang (P, Z, Q), word_mask (P, Z) → `SegOutput`.
@@ -323,9 +360,9 @@ class ADClickSeg(nn.Module):
         b, p = residual.shape[0], v_lang.shape[0]
         words = v_lang.repeat(b, 1, 1)  # (B·P, ...) ordered sample-major
         mask = word_mask.repeat(b, 1)
-        logits = self.forward_type(residual, words, mask, repeats=p)  # (B·P, 1, S, S)
-        s = logits.shape[-1]
-        probs = torch.sigmoid(logits).reshape(b, p, s, s)
+        logits = self.forward_type(residual, words, mask, repeats=p)  # (B·P, 1, H, W)
+        h, w = self.cfg.image_hw
+        probs = torch.sigmoid(logits).reshape(b, p, h, w)
         amap = probs.max(dim=1, keepdim=True).values
         type_scores = probs.amax(dim=(2, 3))
         return SegOutput(amap, amap.amax(dim=(1, 2, 3)), type_scores.argmax(dim=1), type_scores)

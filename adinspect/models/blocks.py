@@ -14,32 +14,40 @@ from torch import nn
 
 
 class WindowAttention(nn.Module):
-    """Multi-head self-attention inside non-overlapping w x w windows of a (B, H, W, C) map."""
+    """Multi-head self-attention inside non-overlapping windows of (wh, ww) cells of a (B, H, W, C) map."""
 
-    def __init__(self, dim: int, heads: int, window: int) -> None:
+    def __init__(self, dim: int, heads: int, window: int | tuple[int, int]) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"attention width {dim} is not divisible by {heads} heads")
-        self.heads, self.window = heads, window
+        self.heads = heads
+        self.window = (window, window) if isinstance(window, int) else tuple(window)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, H, W, C) -> (B, H, W, C); H and W must be multiples of the window."""
+        """x (B, H, W, C) -> (B, H, W, C); H and W must be multiples of the window's sides."""
         b, h, w, c = x.shape
-        s = self.window
-        t = x.reshape(b, h // s, s, w // s, s, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, s * s, c)
-        qkv = self.qkv(t).reshape(t.shape[0], s * s, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        sh, sw = self.window
+        n = sh * sw
+        t = x.reshape(b, h // sh, sh, w // sw, sw, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, n, c)
+        qkv = self.qkv(t).reshape(t.shape[0], n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         att = (qkv[0] @ qkv[1].transpose(-1, -2)) * (c // self.heads) ** -0.5
-        out = (att.softmax(-1) @ qkv[2]).transpose(1, 2).reshape(-1, s * s, c)
-        out = self.proj(out).reshape(b, h // s, w // s, s, s, c).permute(0, 1, 3, 2, 4, 5)
+        out = (att.softmax(-1) @ qkv[2]).transpose(1, 2).reshape(-1, n, c)
+        out = self.proj(out).reshape(b, h // sh, w // sw, sh, sw, c).permute(0, 1, 3, 2, 4, 5)
         return out.reshape(b, h, w, c)
+
+
+def window_side(side: int, window: int) -> int:
+    """The largest divisor of a grid side that is at most `window`: the window along that axis (the
+    side itself when it is smaller; a rectangular grid such as 20 x 8 gets 5 x 8 windows)."""
+    return next(d for d in range(min(window, side), 0, -1) if side % d == 0)
 
 
 class Block(nn.Module):
     """CPE + window attention + MLP over a (B, H, W, C) token map."""
 
-    def __init__(self, dim: int, heads: int, window: int, mlp_ratio: float) -> None:
+    def __init__(self, dim: int, heads: int, window: int | tuple[int, int], mlp_ratio: float) -> None:
         super().__init__()
         self.cpe = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.norm1 = nn.LayerNorm(dim)
@@ -69,12 +77,12 @@ class PatchMerging(nn.Module):
         return self.reduction(self.norm(x))
 
 
-def resize(x: torch.Tensor, size: int, src: int) -> torch.Tensor:
-    """Bilinear resize of (B, C, src, src) to (B, C, size, size); identity when src == size.
+def resize(x: torch.Tensor, size: tuple[int, int], src: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of (B, C, *src) to (B, C, *size); identity when src == size.
 
-    `src` is the static input side (a Python int from the config), so tracing for export never
+    `src` is the static input (h, w) (Python ints from the config), so tracing for export never
     branches on a tensor shape.
     """
-    if src == size:
+    if tuple(src) == tuple(size):
         return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)

@@ -33,10 +33,10 @@ class ClickIO(NamedTuple):
     """Tensor names of `click.onnx` (used offline for labelling; not served)."""
 
     residual: str = "residual"  # (B, d_f, h, w) float32
-    prev_mask: str = "prev_mask"  # (B, 1, S, S) float32 in [0, 1]
-    clicks: str = "clicks"  # (B, 2, S, S) float32 positive / negative discs
+    prev_mask: str = "prev_mask"  # (B, 1, H, W) float32 in [0, 1]
+    clicks: str = "clicks"  # (B, 2, H, W) float32 positive / negative discs
     defect_type: str = "defect_type"  # (B,) int64
-    mask: str = "mask"  # (B, 1, S, S) float32 probability
+    mask: str = "mask"  # (B, 1, H, W) float32 probability
 
 
 CLICK = ClickIO()
@@ -86,15 +86,15 @@ class SegGraph(nn.Module):
         return amap, amap.amax(dim=(1, 2, 3)), out.defect_type, out.type_scores
 
     def fuse(self, amap: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        """Blurred seg map (B, 1, S, S) of `residual` → sqrt(p · a / t); NaN in, NaN out (fails closed)."""
+        """Blurred seg map (B, 1, H, W) of `residual` → sqrt(p · a / t); NaN in, NaN out (fails closed)."""
         if self.free_threshold is None:
             raise ValueError("this SegGraph serves the seg probability alone (no free_threshold)")
-        free = residual_norm_map(residual, amap.shape[-1], self.blur)
+        free = residual_norm_map(residual, self.model.cfg.image_hw, self.blur)
         return torch.sqrt(amap * free / self.free_threshold)
 
 
 class ClickGraph(nn.Module):
-    """residual, prev_mask, clicks, defect_type[, image] → mask probability (B, 1, S, S)."""
+    """residual, prev_mask, clicks, defect_type[, image] → mask probability (B, 1, H, W)."""
 
     v_lang: torch.Tensor
     word_mask: torch.Tensor

@@ -2,7 +2,8 @@
 
 `ClickRuntime.open(image)` runs backbone.onnx and residual.onnx once and keeps the residual and
 the training-free anomaly map; every `ClickSession.probability(clicks, defect_type)` then runs
-only click.onnx. Clicks arrive in the original image's pixels and are scaled to S x S exactly as
+only click.onnx. Clicks arrive in the original image's pixels and are scaled per axis to the model
+input (H_in x W_in, the package's `preprocess.shape`) exactly as
 `adinspect label --clicks` scales them (`train.clicks.scale_clicks`), and they are fed one by one,
 each prediction becoming the next previous mask, as `evaluate-clicks` and `label` do, so the same
 clicks give the same masks; when the package says so (click_model.json "snap"), each prediction
@@ -53,7 +54,8 @@ class ClickRuntime:
 
     def __init__(self, model_dir: Path, threads: int | None = None) -> None:
         self.package = ModelPackage.load(Path(model_dir))
-        self.size = self.package.preprocess.image_size
+        self.model_shape = self.package.preprocess.shape  # (H_in, W_in) of the model input
+        self.size = self.package.preprocess.image_size  # its short side S (click discs scale with it)
         self.backbone = make_session(self.package.path("backbone.onnx"), threads)
         self.residual = make_session(self.package.path("residual.onnx"), threads)
         self.click = None
@@ -86,12 +88,12 @@ class ClickRuntime:
             [RESIDUAL.residual, RESIDUAL.anomaly_map],
             {RESIDUAL.features: features, RESIDUAL.global_map: global_map},
         )
-        rgb = snap_rgb(image, self.size) if self.snap else None
+        rgb = snap_rgb(image, self.model_shape) if self.snap else None
         return ClickSession(self, x, residual, amap[0, 0], (image.shape[0], image.shape[1]), rgb)
 
 
 class ClickSession:
-    """One opened image: its residual (1, d_f, h, w), anomaly map (S, S) and cached predictions."""
+    """One opened image: its residual (1, d_f, h, w), anomaly map (H_in, W_in) and cached predictions."""
 
     def __init__(
         self,
@@ -103,8 +105,8 @@ class ClickSession:
         rgb: np.ndarray | None = None,
     ) -> None:
         self.runtime = runtime
-        self.image = image  # (1, 3, S, S) float32, fed when click.onnx takes the image too
-        self.rgb = rgb  # (S, S, 3) uint8 when predictions are snapped to the image
+        self.image = image  # (1, 3, H_in, W_in) float32, fed when click.onnx takes the image too
+        self.rgb = rgb  # (H_in, W_in, 3) uint8 when predictions are snapped to the image
         self.residual = residual
         self.anomaly_map = amap
         self.shape: tuple[int, int] = shape
@@ -112,15 +114,21 @@ class ClickSession:
 
     @property
     def size(self) -> int:
+        """The model input's short side S."""
         return self.runtime.size
 
+    @property
+    def model_shape(self) -> tuple[int, int]:
+        """The model input (H_in, W_in): what `probability` returns."""
+        return self.runtime.model_shape
+
     def scaled(self, clicks: Sequence[Click]) -> list[Click]:
-        """Original-pixel clicks → S x S clicks; a click outside the image raises ValueError."""
+        """Original-pixel clicks → model-input clicks; a click outside the image raises ValueError."""
         check_clicks(clicks, self.shape)
-        return scale_clicks(clicks, self.shape, self.size)
+        return scale_clicks(clicks, self.shape, self.model_shape)
 
     def probability(self, clicks: Sequence[Click], defect_type: str) -> np.ndarray:
-        """ADClick's probability (S, S) float32 after the clicks (original pixels), in order.
+        """ADClick's probability (H_in, W_in) float32 after the clicks (original pixels), in order.
 
         Raises:
             NoClickModel: the package has no click.onnx.
@@ -134,7 +142,7 @@ class ClickSession:
             raise ValueError("no clicks: give at least one")
         index = self.runtime.type_index(defect_type)
         scaled = self.scaled(clicks)
-        start, prob = 0, np.zeros((self.size, self.size), np.float32)
+        start, prob = 0, np.zeros(self.model_shape, np.float32)
         for k in range(len(scaled), 0, -1):
             key = (index, tuple(scaled[:k]))
             if key in self._cache:
@@ -149,13 +157,13 @@ class ClickSession:
         return prob
 
     def mask(self, prob: np.ndarray, full_size: bool = True) -> np.ndarray:
-        """Binary mask of a probability map: at the original (H, W) size, or (S, S); bool."""
+        """Binary mask of a probability map: at the original (H, W) size, or (H_in, W_in); bool."""
         if not full_size:
             return prob > PRED_THRESHOLD
         return resize_map(prob, *self.shape) > PRED_THRESHOLD
 
     def _run(self, prev: np.ndarray, clicks: list[Click], index: int) -> np.ndarray:
-        maps = click_maps(clicks, (self.size, self.size), click_radius(self.size))
+        maps = click_maps(clicks, self.model_shape, click_radius(self.size))
         feeds = {
             CLICK.residual: self.residual,
             CLICK.prev_mask: prev[None, None].astype(np.float32),

@@ -60,7 +60,7 @@ class Inspector:
         return self.package.threshold if self.seg_info is None else self.seg_info.threshold
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B, 3, S, S) float32 normalised → anomaly maps (B, S, S), scores (B,)."""
+        """(B, 3, H_in, W_in) float32 normalised → anomaly maps (B, H_in, W_in), scores (B,)."""
         maps, scores, _ = self.run_with_types(batch)
         return maps, scores
 

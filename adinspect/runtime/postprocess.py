@@ -16,7 +16,7 @@ from adinspect.results import Region, Verdict
 
 
 def resize_map(anomaly_map: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(S, S) float32 → (height, width) float32, bilinear."""
+    """(H_in, W_in) float32 map → (height, width) float32, bilinear."""
     if anomaly_map.shape == (height, width):
         return anomaly_map.astype(np.float32, copy=False)
     return cv2.resize(anomaly_map.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)

@@ -33,9 +33,10 @@ import torch
 
 from adinspect.data.anomalies import AnomalySettings
 from adinspect.errors import InputError
+from adinspect.geometry import as_shape
 from adinspect.language.encoder import LanguageFeatures
 from adinspect.language.training import TrainingLanguage
-from adinspect.models.adclick import ADClick, ADClickConfig
+from adinspect.models.adclick import ADClick, ADClickConfig, compact
 from adinspect.models.export import ClickGraph, export_click
 from adinspect.models.losses import normalized_focal_loss, soft_iou_loss
 from adinspect.runtime.click import CLICK_META, CLICK_ONNX  # the names the labelling tool reads
@@ -111,9 +112,10 @@ class ClickTrainSettings:
 
 
 def model_config(ctx: ResidualContext, lang: LanguageFeatures, image_branch: bool = False) -> ADClickConfig:
-    """Network sizes for this package: its preset, d_f, grid, S, the encoder width Q, image branch."""
+    """Network sizes for this package: its preset, d_f, grid (h, w), input (H_in, W_in), the encoder
+    width Q, image branch. Square sizes are written as ints, as before rectangular inputs."""
     return ADClickConfig.for_preset(
-        ctx.preset, ctx.feature_dim, lang.width, ctx.grid, ctx.image_size, image_branch
+        ctx.preset, ctx.feature_dim, lang.width, compact(ctx.grid), compact(ctx.shape), image_branch
     )
 
 
@@ -163,9 +165,9 @@ def target_subset(gt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.isin(labels, keep)
 
 
-def render(click_lists: list[list[Click]], size: int, radius: float) -> torch.Tensor:
-    """Click lists → (B, 2, S, S) disc maps."""
-    return torch.from_numpy(np.stack([click_maps(c, (size, size), radius) for c in click_lists]))
+def render(click_lists: list[list[Click]], shape: int | tuple[int, int], radius: float) -> torch.Tensor:
+    """Click lists → (B, 2, H, W) disc maps at `shape` ((H, W), or S for S x S)."""
+    return torch.from_numpy(np.stack([click_maps(c, as_shape(shape), radius) for c in click_lists]))
 
 
 def synthetic_types(tl: TrainingLanguage, n: int, how: str, rng: np.random.Generator) -> np.ndarray:
@@ -199,17 +201,17 @@ def train_step(model, batch: tuple, rng: np.random.Generator, settings: ClickTra
     )
     masks = torch.from_numpy(gts)
     clicks = [initial_clicks(g, rng) for g in gts]
-    size = gts.shape[-1]
-    prev = torch.zeros(len(gts), 1, size, size)
+    shape = (gts.shape[-2], gts.shape[-1])
+    prev = torch.zeros(len(gts), 1, *shape)
     with torch.no_grad():
         for _ in range(int(rng.integers(0, settings.max_correction_clicks + 1))):
-            prob = torch.sigmoid(model(residual, prev, render(clicks, size, radius), words, wmask, image))
+            prob = torch.sigmoid(model(residual, prev, render(clicks, shape, radius), words, wmask, image))
             for b, g in enumerate(gts):
                 c = next_click(g, prob[b, 0].numpy() > PRED_THRESHOLD)
                 if c is not None:
                     clicks[b].append(c)
             prev = prob
-    logits = model(residual, prev, render(clicks, size, radius), words, wmask, image)
+    logits = model(residual, prev, render(clicks, shape, radius), words, wmask, image)
     target = masks[:, None].float()
     loss = normalized_focal_loss(logits, target)
     if settings.iou_loss > 0:
@@ -294,14 +296,14 @@ def train_click(
 def _export_click(model: ADClick, anomalous, lang: LanguageFeatures, lang_t: tuple, path: Path, spec) -> dict:
     """Export click.onnx to `path`, with an example that clicks and uses the first and last type
     (and the painted images when the model takes the image)."""
-    s = model.cfg.image_size
+    h, w = model.cfg.image_hw
     example: tuple[torch.Tensor, ...] = (
         anomalous.residual[:2].float(),
-        torch.zeros(2, 1, s, s),
-        torch.zeros(2, 2, s, s),
+        torch.zeros(2, 1, h, w),
+        torch.zeros(2, 2, h, w),
         torch.tensor([0, 0]),
     )
-    example[2][:, 0, s // 2 - 3 : s // 2 + 3, s // 2 - 3 : s // 2 + 3] = 1
+    example[2][:, 0, h // 2 - 3 : h // 2 + 3, w // 2 - 3 : w // 2 + 3] = 1
     example[3][1] = lang.num_types - 1
     if model.takes_image:
         example = (*example, normalise_images(anomalous.images[:2], spec))

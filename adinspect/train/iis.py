@@ -15,7 +15,7 @@ from adinspect.runtime.clicks import Click, click_maps
 
 
 def sample_clicks(gt: np.ndarray, n: int, rng: np.random.Generator) -> list[Click]:
-    """n clicks on a binary target (S, S): positives at random defect pixels, negatives at random
+    """n clicks on a binary target (H, W): positives at random defect pixels, negatives at random
     pixels of a band around it (anywhere when the target is empty)."""
     import cv2
 
@@ -39,13 +39,13 @@ def sample_clicks(gt: np.ndarray, n: int, rng: np.random.Generator) -> list[Clic
 def iis_maps(
     target: torch.Tensor, rng: np.random.Generator, max_clicks: int, fraction: float, radius: float
 ) -> torch.Tensor | None:
-    """Click inputs [previous mask (zero), positive discs, negative discs] (B, 3, S, S) for a batch
-    of targets (B, 1, S, S) in {0, 0.5, 1}: with probability `fraction` a sample gets 1..max_clicks
+    """Click inputs [previous mask (zero), positive discs, negative discs] (B, 3, H, W) for a batch
+    of targets (B, 1, H, W) in {0, 0.5, 1}: with probability `fraction` a sample gets 1..max_clicks
     clicks from target > 0.5, else none. None when no sample got a click (the served path)."""
     if max_clicks < 1 or fraction <= 0:
         return None
-    b, _, s, _ = target.shape
-    maps = torch.zeros(b, 3, s, s)
+    b, _, h, w = target.shape
+    maps = torch.zeros(b, 3, h, w)
     any_click = False
     for i in range(b):
         if rng.random() >= fraction:
@@ -53,6 +53,6 @@ def iis_maps(
         gt = target[i, 0].numpy() > 0.5
         clicks = sample_clicks(gt, int(rng.integers(1, max_clicks + 1)), rng)
         if clicks:
-            maps[i, 1:] = torch.from_numpy(click_maps(clicks, (s, s), radius))
+            maps[i, 1:] = torch.from_numpy(click_maps(clicks, (h, w), radius))
             any_click = True
     return maps if any_click else None

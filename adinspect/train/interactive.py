@@ -25,6 +25,7 @@ from adinspect.data.datasets import Sample, open_dataset
 from adinspect.errors import InputError
 from adinspect.evaluation.evaluate import load_mask_at
 from adinspect.evaluation.plots import click_session_panel
+from adinspect.geometry import as_shape
 from adinspect.imageio import read_image, read_mask, write_png
 from adinspect.language.encoder import LanguageFeatures
 from adinspect.metrics import aupro, pixel_ap, pixel_auroc
@@ -41,7 +42,7 @@ SUBSETS = ("all", "labelled", "eval")
 
 
 class ClickPredictor:
-    """ADClick for one image: (previous probability (S, S), clicks so far) → probability (S, S)."""
+    """ADClick for one image: (previous probability (H_in, W_in), clicks so far) → probability."""
 
     def __init__(
         self,
@@ -54,15 +55,15 @@ class ClickPredictor:
     ) -> None:
         self.model = model
         self.residual = residual  # (1, d_f, h, w)
-        self.image = image  # (1, 3, S, S) normalised; used by models with the image branch
+        self.image = image  # (1, 3, H_in, W_in) normalised; used by models with the image branch
         self.words, self.word_mask = words[None], word_mask[None]
-        self.size = model.cfg.image_size
-        self.radius = click_radius(self.size)
-        self.rgb = rgb  # (S, S, 3) uint8: when given, each prediction is snapped to it (runtime.snap)
+        self.shape = model.cfg.image_hw
+        self.radius = click_radius(min(self.shape))
+        self.rgb = rgb  # (H_in, W_in, 3) uint8: when given, each prediction is snapped to it (runtime.snap)
 
     @torch.no_grad()
     def __call__(self, prev: np.ndarray, clicks: list[Click]) -> np.ndarray:
-        maps = torch.from_numpy(click_maps(clicks, (self.size, self.size), self.radius))[None]
+        maps = torch.from_numpy(click_maps(clicks, self.shape, self.radius))[None]
         prev_t = torch.from_numpy(prev.astype(np.float32))[None, None]
         logits = self.model(self.residual, prev_t, maps, self.words, self.word_mask, self.image)
         prob = torch.sigmoid(logits)[0, 0].numpy()
@@ -70,7 +71,7 @@ class ClickPredictor:
 
     def run(self, clicks: list[Click]) -> np.ndarray:
         """Feed the clicks one by one (each prediction is the next previous mask); final probability."""
-        prob = np.zeros((self.size, self.size), np.float32)
+        prob = np.zeros(self.shape, np.float32)
         for k in range(1, len(clicks) + 1):
             prob = self(prob, clicks[:k])
         return prob
@@ -91,7 +92,7 @@ def split_defective(samples: list[Sample], seed: int = 0) -> tuple[list[Sample],
 
 @dataclass
 class DefectivePool:
-    """Defective images usable for clicks: each has a ground-truth mask, non-empty at S x S.
+    """Defective images usable for clicks: each has a ground-truth mask, non-empty at the model input.
 
     `skipped` lists the others (image and reason: no mask file, or an empty mask) so that a run
     reports them instead of dying on the first; `weak` is True when the labelled images are the
@@ -112,22 +113,24 @@ class DefectivePool:
         return self.labelled if name == "labelled" else self.evaluation
 
 
-def usable(samples: list[Sample], size: int) -> tuple[list[Sample], list[dict[str, str]]]:
-    """Defective samples whose mask is non-empty at S x S, and the others with the reason."""
+def usable(samples: list[Sample], size: int | tuple[int, int]) -> tuple[list[Sample], list[dict[str, str]]]:
+    """Defective samples whose mask is non-empty at the model input `size` ((H_in, W_in), or S for
+    S x S), and the others with the reason."""
+    height, width = as_shape(size)
     keep, skipped = [], []
     for s in samples:
         if s.mask_path is None:
             skipped.append({"image": str(s.path), "reason": "no ground-truth mask"})
             continue
         mask = read_mask(s.mask_path).astype(np.uint8)
-        if not cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST).any():
+        if not cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST).any():
             skipped.append({"image": str(s.path), "reason": "empty ground-truth mask"})
             continue
         keep.append(s)
     return keep, skipped
 
 
-def defective_pool(data_dir: Path, size: int, seed: int = 0) -> DefectivePool:
+def defective_pool(data_dir: Path, size: int | tuple[int, int], seed: int = 0) -> DefectivePool:
     """The dataset's defective images with usable masks, as labelled / evaluation sets.
 
     With defective training images (KolektorSDD2) those are the labelled set and the defective
@@ -158,11 +161,11 @@ class RealImages:
 
     samples: list[Sample]
     residual: torch.Tensor  # (N, d_f, h, w)
-    masks: np.ndarray  # (N, S, S) bool
+    masks: np.ndarray  # (N, H_in, W_in) bool
     types: list[int]  # index into the language features
-    rgb: np.ndarray  # (N, S, S, 3) uint8: the images at S (snapping, panels)
+    rgb: np.ndarray  # (N, H_in, W_in, 3) uint8: the images at the model input (snapping, panels)
     shapes: list[tuple[int, int]]  # (H, W) of each original image
-    images: torch.Tensor | None = None  # (N, 3, S, S) normalised, when asked for (image branch)
+    images: torch.Tensor | None = None  # (N, 3, H_in, W_in) normalised, when asked for (image branch)
 
     def sessions(
         self,
@@ -190,9 +193,9 @@ def load_real(
     progress: bool = True,
     with_images: bool = False,
 ) -> RealImages:
-    """Residuals (full bank), masks at S and defect-type indices of labelled samples, and with
-    `with_images` the normalised images (ADClick's image branch)."""
-    s = ctx.image_size
+    """Residuals (full bank), masks at the model input and defect-type indices of labelled samples,
+    and with `with_images` the normalised images (ADClick's image branch)."""
+    s = ctx.shape
     images, masks = [], []
     for sample in tqdm(samples, desc="reading defective images", disable=not progress):
         image = read_image(sample.path)
@@ -228,7 +231,7 @@ def evaluate_clicks(
     model = load_click_model(ctx, lang)
     snap = snap_setting(ctx.package.root / CLICK_META) if snap is None else snap
     v_lang, word_mask = language_tensors(lang)
-    pool = defective_pool(data_dir, ctx.image_size, seed)
+    pool = defective_pool(data_dir, ctx.shape, seed)
     real = load_real(ctx, lang, pool.subset(subset), progress, with_images=model.takes_image)
     all_ious: list[list[float]] = []
     after: dict[int, list[np.ndarray]] = {3: [], 5: []}

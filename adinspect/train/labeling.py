@@ -11,8 +11,8 @@ pixels; or they are simulated from the ground truth (RITM protocol) for the labe
 defective test images. Everything is validated before anything is written; the output directory
 ``MODEL_DIR/labels/`` is assembled under a temporary name and swapped in only when complete:
 
-    labels/labels.json                 images, defect types, clicks (original and S x S pixels)
-    labels/pseudo_labels.safetensors   soft labels (N, S, S) float16 (Eq. 8; Eq. 9 is drawn in training)
+    labels/labels.json                 images, defect types, clicks (original and model-input pixels)
+    labels/pseudo_labels.safetensors   soft labels (N, H_in, W_in) float16 (Eq. 8; Eq. 9 is drawn in training)
     labels/masks/NNN_<type>_<stem>.png binary masks (soft label > 0.5) at the original image size
 """
 
@@ -57,8 +57,11 @@ class ClickRequest:
     image: np.ndarray
 
 
-def parse_click_file(path: Path, data_dir: Path, defect_types: list[str], size: int) -> list[ClickRequest]:
-    """Read and validate a click file; every problem names the entry and what was expected."""
+def parse_click_file(
+    path: Path, data_dir: Path, defect_types: list[str], size: int | tuple[int, int]
+) -> list[ClickRequest]:
+    """Read and validate a click file; every problem names the entry and what was expected. Clicks
+    are scaled per axis to the model input `size` ((H_in, W_in), or S for S x S)."""
     try:
         raw = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -110,8 +113,8 @@ def label(
     model = load_click_model(ctx, lang)
     snap = snap_setting(ctx.package.root / CLICK_META)  # as the labelling tool does
     v_lang, word_mask = language_tensors(lang)
-    size = ctx.image_size
-    distance = 2 * click_radius(size) if distance is None else distance
+    size = ctx.shape  # the model input (H_in, W_in): clicks are scaled to it per axis
+    distance = 2 * click_radius(ctx.image_size) if distance is None else distance
     records, softs, masks_out, skipped = [], [], [], []
     if clicks_file is not None:
         requests = parse_click_file(clicks_file, data_dir, lang.defect_types, size)
@@ -145,8 +148,9 @@ def label(
         weak = pool.weak and subset == "labelled"
         split = "defective training images" if weak else f"{subset} subset, seed {seed}"
         source = f"{n_clicks} clicks simulated from the ground truth ({split})"
-    meta = {"version": 1, "source": source, "distance_px": distance, "image_size": size,
-            "defect_types": lang.defect_types, "images": records, "skipped": skipped}  # fmt: skip
+    meta = {"version": 1, "source": source, "distance_px": distance, "image_size": ctx.image_size,
+            "input_shape": list(size), "defect_types": lang.defect_types, "images": records,
+            "skipped": skipped}  # fmt: skip
     _write_labels(Path(model_dir), meta, np.stack(softs), masks_out)
     ious = [r["iou_vs_ground_truth"] for r in records if "iou_vs_ground_truth" in r]
     return {
@@ -190,7 +194,7 @@ def _write_labels(root: Path, meta: dict, softs: np.ndarray, shapes: list[tuple[
 
 
 def load_labels(model_dir: Path) -> tuple[dict, torch.Tensor]:
-    """labels.json and the soft labels (N, S, S) float32; missing or inconsistent files raise."""
+    """labels.json and the soft labels (N, H_in, W_in) float32; missing or inconsistent files raise."""
     root = Path(model_dir) / LABELS_DIR
     if not (root / LABELS_JSON).is_file() or not (root / PSEUDO_LABELS).is_file():
         raise InputError(

@@ -14,7 +14,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
@@ -26,7 +25,7 @@ from adinspect.data.datasets import open_dataset
 from adinspect.data.foreground import product_foregrounds
 from adinspect.errors import InputError
 from adinspect.fitting.pipeline import TorchPipeline
-from adinspect.geometry import PreprocessSpec, preprocess_batch
+from adinspect.geometry import PreprocessSpec, preprocess_batch, resize_to
 from adinspect.imageio import read_image
 from adinspect.package import ModelPackage
 from adinspect.residual.model import BankTensors, ResidualModel, window_descriptors
@@ -46,15 +45,22 @@ class ResidualContext:
 
     @property
     def image_size(self) -> int:
+        """The model input's short side S (click discs and distances scale with it)."""
         return self.preprocess.image_size
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The model input (H_in, W_in): masks, clicks and images of training are at this size."""
+        return self.preprocess.shape
 
     @property
     def feature_dim(self) -> int:
         return self.package.manifest.backbone.feature_dim
 
     @property
-    def grid(self) -> int:
-        return self.package.manifest.backbone.feature_grid
+    def grid(self) -> tuple[int, int]:
+        """(h, w) of the residual grid."""
+        return self.package.manifest.backbone.feature_shape
 
     @property
     def preset(self) -> str:
@@ -67,18 +73,16 @@ def load_context(model_dir: Path) -> ResidualContext:
     return ResidualContext(package, TorchPipeline.from_package(Path(model_dir)), package.preprocess)
 
 
-def resize_to_model(image: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, 3) uint8 → (S, S, 3) uint8 with the interpolation `preprocess` uses."""
-    h, w = image.shape[:2]
-    interp = cv2.INTER_AREA if h > size or w > size else cv2.INTER_LINEAR
-    return cv2.resize(image, (size, size), interpolation=interp)
+def resize_to_model(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 → the model input (H_in, W_in, 3) uint8, interpolated as `preprocess` does."""
+    return resize_to(image, shape)
 
 
 @torch.no_grad()
 def embed(
     ctx: ResidualContext, images: list[np.ndarray], batch: int = 16
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (any size, uint8 RGB) → features (N, d_f, h, w), global maps (N, c_1, H, W)."""
+    """Images (any size, uint8 RGB) → features (N, d_f, h, w), global maps (N, c_1, h_g, w_g)."""
     feats, gmaps = [], []
     for i in range(0, len(images), batch):
         x = torch.from_numpy(preprocess_batch(images[i : i + batch], ctx.preprocess))
@@ -100,8 +104,9 @@ def residuals_of(ctx: ResidualContext, images: list[np.ndarray], batch: int = 16
 
 @dataclass
 class ResidualSet:
-    """Training samples: residual (N, d_f, h, w) float16 and masks (N, S, S) bool; with `images`
-    the painted images (N, S, S, 3) uint8 the residuals were computed from (ADClick's image branch)."""
+    """Training samples: residual (N, d_f, h, w) float16 and masks (N, H_in, W_in) bool; with `images`
+    the painted images (N, H_in, W_in, 3) uint8 the residuals were computed from (ADClick's image
+    branch)."""
 
     residual: torch.Tensor
     masks: torch.Tensor
@@ -208,9 +213,8 @@ def synthetic_residuals(
     cached = _read_cache(cache, keep_images) if cache is not None else None
     if cached is not None:
         return cached
-    s = ctx.image_size
     images = [
-        resize_to_model(read_image(p), s)
+        resize_to_model(read_image(p), ctx.shape)
         for p in tqdm(goods, desc="reading good images", disable=not progress)
     ]
     feats, gmaps = embed(ctx, images)
@@ -233,7 +237,7 @@ def synthetic_residuals(
     anomalous = ResidualSet(
         torch.cat(residual), torch.stack(masks), fgs is not None, torch.stack(kept) if keep_images else None
     )
-    goods_set = ResidualSet(good.half(), torch.zeros(len(images), s, s, dtype=torch.bool))
+    goods_set = ResidualSet(good.half(), torch.zeros(len(images), *ctx.shape, dtype=torch.bool))
     if cache is not None:
         _write_cache(cache, anomalous, goods_set)
     return anomalous, goods_set
@@ -301,9 +305,12 @@ def _shifted(
 def augment(
     residual: torch.Tensor, masks: torch.Tensor, rng: np.random.Generator, images: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """The same random flip / 90° rotation of a batch of residuals (B, d, h, w), masks (B, S, S)
-    and, when given, images (B, 3, S, S)."""
+    """The same random flip / 90° rotation of a batch of residuals (B, d, h, w), masks (B, H, W)
+    and, when given, images (B, 3, H, W). A rectangular batch turns by 0° or 180° only (a quarter
+    turn would swap its sides), so with the flip it still meets all four of a rectangle's symmetries."""
     k = int(rng.integers(4))
+    if masks.shape[-2] != masks.shape[-1]:
+        k &= 2
     if k:
         residual, masks = torch.rot90(residual, k, (-2, -1)), torch.rot90(masks, k, (-2, -1))
         images = torch.rot90(images, k, (-2, -1)) if images is not None else None
@@ -314,7 +321,8 @@ def augment(
 
 
 def normalise_images(images: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
-    """(B, S, S, 3) uint8 at the model size → (B, 3, S, S) float32, as `preprocess` normalises."""
+    """(B, H_in, W_in, 3) uint8 at the model size → (B, 3, H_in, W_in) float32, as `preprocess`
+    normalises."""
     mean = torch.tensor(spec.mean, dtype=torch.float32)[None, :, None, None]
     std = torch.tensor(spec.std, dtype=torch.float32)[None, :, None, None]
     return (images.permute(0, 3, 1, 2).float() / 255.0 - mean) / std
@@ -322,7 +330,7 @@ def normalise_images(images: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor
 
 @torch.no_grad()
 def images_of(ctx: ResidualContext, images: list[np.ndarray]) -> torch.Tensor:
-    """Normalised model inputs (N, 3, S, S) float32 of images of any size, as served."""
+    """Normalised model inputs (N, 3, H_in, W_in) float32 of images of any size, as served."""
     return torch.from_numpy(preprocess_batch(images, ctx.preprocess))
 
 

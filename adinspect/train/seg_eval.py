@@ -3,7 +3,7 @@
 Both maps are computed on the same images: by default the evaluation half of the defective test
 images (never pseudo-labelled) plus all good test images. The training-free map is the package's
 residual norm (blurred), the ADClick-Seg map the max over defect types of seg.onnx; metrics are
-those of `adinspect evaluate` (metrics registry), at S x S.
+those of `adinspect evaluate` (metrics registry), at the model input (H_in x W_in).
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ def evaluate_seg(
         raise InputError(f"{model_dir}: no {SEG_ONNX}; run `adinspect train-seg` first")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     goods = [s for s in open_dataset(Path(data_dir)).test if s.label == 0]
-    pool = defective_pool(data_dir, ctx.image_size, seed)
+    pool = defective_pool(data_dir, ctx.shape, seed)
     samples = pool.subset(subset) + goods
-    s = ctx.image_size
+    s = ctx.shape
     free_maps, seg_maps, masks, winners, type_scores = [], [], [], [], []
     for sample in tqdm(samples, desc="evaluating seg", disable=not progress):
         image = read_image(sample.path)

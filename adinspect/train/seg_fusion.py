@@ -33,7 +33,7 @@ def choose_fusion(
     plain: np.ndarray | None, fused: np.ndarray | None, masks: np.ndarray | None, how: str = "auto"
 ) -> dict:
     """The decision for `how` ("auto" by the rule; "geometric" / "none" as set). plain and fused
-    are the two candidate maps (N, S, S) of the pseudo-labelled and held-out good images, masks
+    are the two candidate maps (N, H_in, W_in) of the pseudo-labelled and held-out good images, masks
     their labels (zero for the good ones); None when there are no pseudo-labelled images."""
     if how not in CHOICES:
         raise ValueError(f"fusion {how!r}: expected one of {CHOICES}")

@@ -105,7 +105,7 @@ def _sample(data: ResidualSet, n: int, rng: np.random.Generator) -> tuple[torch.
 def _batch(
     phase: int, sets: dict, rng: np.random.Generator, s: SegTrainSettings, tl: TrainingLanguage
 ) -> tuple:
-    """(residual (B, d, h, w), target (B, 1, S, S) in {0, 0.5, 1}, words (B, Z, Q), word mask (B, Z)).
+    """(residual (B, d, h, w), target (B, 1, H_in, W_in) in {0, 0.5, 1}, words (B, Z, Q), word mask (B, Z)).
 
     Language: synthetic anomalies the generic description, good images any row (no defect of any
     type is true for them), pseudo-labelled images their own type; each averaged or one prompt.
@@ -135,9 +135,11 @@ def _pseudo_set(ctx, lang, model_dir: Path, progress: bool) -> tuple[ResidualSet
     from adinspect.imageio import read_image
 
     meta, soft = load_labels(model_dir)
-    if meta.get("image_size") != ctx.image_size:
+    made_at = tuple(meta.get("input_shape") or (meta.get("image_size"),) * 2)  # square before input_shape
+    if made_at != tuple(ctx.shape):
         raise InputError(
-            f"pseudo labels were made at {meta.get('image_size')} px, the package uses {ctx.image_size}"
+            f"pseudo labels were made at {made_at[0]}x{made_at[1]} px (HxW), the package's input is "
+            f"{ctx.shape[0]}x{ctx.shape[1]}; run `adinspect label` again"
         )
     recs = meta["images"]
     images = [
@@ -166,7 +168,7 @@ def holdout_residuals(ctx) -> tuple[list[Path], torch.Tensor]:
 
 
 def _candidate_maps(plain: SegGraph, fused: SegGraph, sources: list[torch.Tensor], batch: int = 16) -> tuple:
-    """The seg network once per image, `batch` at a time: its map (N, S, S) and the same map fused
+    """The seg network once per image, `batch` at a time: its map (N, H_in, W_in) and the same map fused
     (`SegGraph.fuse`), as numpy."""
     p_maps, f_maps = [], []
     with torch.no_grad():
@@ -186,8 +188,8 @@ def decide_fusion(
     held-out good images, both candidate maps computed here."""
     if how != "auto" or pseudo is None:
         return choose_fusion(None, None, None, how)
-    s = pseudo.masks.shape[-1]
-    masks = torch.cat([pseudo.masks > 0.5, torch.zeros(len(good_residual), s, s, dtype=torch.bool)])
+    shape = pseudo.masks.shape[-2:]
+    masks = torch.cat([pseudo.masks > 0.5, torch.zeros(len(good_residual), *shape, dtype=torch.bool)])
     p_maps, f_maps = _candidate_maps(plain, fused, [pseudo.residual, good_residual])
     return choose_fusion(p_maps, f_maps, masks.numpy(), how)
 

@@ -74,7 +74,7 @@ def measure_snap(model_dir: Path, data_dir: Path, seed: int, progress: bool) -> 
     (0, {}) when the dataset has no labelled defective image with a mask."""
     ctx = load_context(model_dir)
     try:
-        samples = defective_pool(data_dir, ctx.image_size, seed).subset("labelled")
+        samples = defective_pool(data_dir, ctx.shape, seed).subset("labelled")
     except InputError:  # no defective image with a mask
         return 0, {}
     if not samples:

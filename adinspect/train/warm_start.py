@@ -2,7 +2,7 @@
 
 The paper pre-trains on other categories and fine-tunes on the target one. Weights carry over
 only between packages whose residuals have the same meaning and shape: the same backbone (name
-and weights checksum), the same preset (hence S, grid, d_f) and the same network sizes; anything
+and weights checksum), the same preset and input shape (hence grid, d_f) and the same network sizes; anything
 else is a clear error. Language tensors are not weights (they are per-product constants), so the
 other product's defect types do not matter. The residual scale is this product's own (reset by
 the trainer after loading).
@@ -33,7 +33,7 @@ def warm_start_weights(
     """
     other = ModelPackage.load(Path(other_dir))
     mine, theirs = ctx.package.manifest.backbone, other.manifest.backbone
-    for field in ("name", "weights_sha256", "feature_dim", "feature_grid"):
+    for field in ("name", "weights_sha256", "feature_dim", "feature_shape"):
         if getattr(mine, field) != getattr(theirs, field):
             raise InputError(
                 f"--init {other_dir}: backbone {field} is {getattr(theirs, field)!r}, this package has "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -112,13 +114,43 @@ def test_seg_loads_adclick_encoder_weights(cfg: ADClickConfig) -> None:
     assert all(k.startswith("refine.") for k in unexpected)
 
 
-def test_config_rejects_grids_that_do_not_fit_the_windows() -> None:
-    with pytest.raises(ValueError, match="window"):
-        ADClickConfig(D_F, Q, grid=20, image_size=160, dims=(16, 32), depths=(1, 1), heads=(2, 2), window=8)
+def test_windows_fit_any_grid_and_grids_that_cannot_halve_are_refused() -> None:
+    """A stage's window is the largest divisor of its side up to `window` (a 20-cell side gets 5);
+    a grid that cannot halve once per stage is refused."""
+    small = ADClickConfig(
+        D_F, Q, grid=20, image_size=160, dims=(16, 32), depths=(1, 1), heads=(2, 2), window=8
+    )
+    assert [small.stage_window(i) for i in range(2)] == [(5, 5), (5, 5)]
+    with pytest.raises(ValueError, match="halving"):
+        ADClickConfig(
+            D_F, Q, grid=(21, 16), image_size=(168, 128), dims=(16, 32), depths=(1, 1), heads=(2, 2)
+        )
+    with pytest.raises(ValueError, match="same multiple"):
+        ADClickConfig(D_F, Q, grid=(16, 8), image_size=(128, 128), dims=(16, 32), depths=(1, 1), heads=(2, 2))
+    cpu = ADClickConfig.for_preset("cpu", 176, 384, (80, 32), (640, 256))  # KolektorSDD's 640 x 256
+    assert [cpu.stage_window(i) for i in range(3)] == [(8, 8), (8, 8), (5, 8)]
+    assert ADClickConfig.from_dict(json.loads(json.dumps(cpu.to_dict()))) == cpu
     cfg = ADClickConfig.for_preset("cpu", 176, 384, 32, 256)
     assert ADClickConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown ADClick preset"):
         ADClickConfig.for_preset("gpu", 176, 384, 32, 256)
+
+
+def test_rectangular_models_keep_their_shape_and_square_ones_their_windows(cfg: ADClickConfig) -> None:
+    """A tall input (H = 2W) runs end to end at (H, W); a square model's stages keep min(window, side)."""
+    assert [cfg.stage_window(i) for i in range(2)] == [(8, 8), (8, 8)]
+    tall = ADClickConfig.from_dict({**cfg.to_dict(), "grid": [2 * GRID, GRID], "image_size": [2 * S, S],
+                                    "image_stem": 8, "refine_full": True})  # fmt: skip
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    residual = torch.randn(1, D_F, 2 * GRID, GRID, generator=g)
+    prev, clicks = torch.zeros(1, 1, 2 * S, S), torch.zeros(1, 2, 2 * S, S)
+    clicks[0, 0, S + 10 : S + 14, 20:24] = 1  # a click in the lower half
+    words, mask = torch.randn(1, 5, Q, generator=g), torch.ones(1, 5)
+    with torch.no_grad():
+        logits = ADClick(tall).eval()(residual, prev, clicks, words, mask, torch.randn(1, 3, 2 * S, S))
+        seg = ADClickSeg(tall).eval()(residual, torch.randn(2, 5, Q), torch.ones(2, 5))
+    assert logits.shape == (1, 1, 2 * S, S) and seg.anomaly_map.shape == (1, 1, 2 * S, S)
 
 
 def test_paper_sizes_build_and_run() -> None:
