@@ -1,7 +1,8 @@
 """`adinspect repo build`: fitted model packages → a Triton model repository (DESIGN.md §6).
 
 Checks before writing anything: every package loads (format version, checksums), product names
-are unique, and all products share one backbone (name, weights, input spec, feature shapes).
+are unique, and the products of one input shape share one backbone (name, weights, input spec,
+feature shapes); products of several input shapes get one set of shared models per shape (gpu).
 The repository is assembled in a temporary sibling directory and moved into place at the end;
 only directories listed in a previous build's marker file are replaced, so a README or other
 files beside them survive. The marker is also the repository's manifest (`integrity.py`): the
@@ -23,8 +24,14 @@ from pathlib import Path
 
 from adinspect import __version__
 from adinspect.errors import InputError
-from adinspect.repository.integrity import MARKER, RepositoryManifest, hash_models, read_manifest
-from adinspect.repository.packages import RepositoryError, check_shared_backbone, load_packages
+from adinspect.repository.integrity import (
+    MARKER,
+    RepositoryManifest,
+    SharedModels,
+    hash_models,
+    read_manifest,
+)
+from adinspect.repository.packages import BackboneGroup, RepositoryError, backbone_groups, load_packages
 from adinspect.repository.settings import Flavor, RepositorySettings
 from adinspect.repository.tensors import Shapes
 from adinspect.repository.write import write_product, write_shared_models
@@ -50,15 +57,16 @@ def build_repository(
     """Write the Triton repository serving `inspect_<product>` for every package.
 
     Args:
-        model_dirs: packages written by `adinspect fit`, one per product, sharing one backbone.
+        model_dirs: packages written by `adinspect fit`, one per product; those of one input shape
+            share one backbone.
         flavor: "cpu" (Python backend + ONNX Runtime) or "gpu" (ORT+TensorRT or TensorRT plans).
         out_dir: the repository; models from an earlier build there are replaced, other files kept.
         settings: batching, instances and limits.
         engines_dir: gpu only: `<model>.plan` files from export/build_trt.py, used where present.
 
     Raises:
-        RepositoryError: unknown flavour, bad or duplicate packages, differing backbones, foreign
-            models in out_dir.
+        RepositoryError: unknown flavour, bad or duplicate packages, differing backbones of one input
+            shape, foreign models in out_dir.
     """
     if flavor not in FLAVORS:
         raise RepositoryError(f"flavor must be one of {list(FLAVORS)}, got {flavor!r}")
@@ -68,18 +76,19 @@ def build_repository(
         )
     settings = settings or RepositorySettings()
     packages = load_packages(model_dirs)
-    check_shared_backbone(packages)
+    groups = backbone_groups(packages)
     out_dir = Path(out_dir)
     previous = _previous_models(out_dir)
-    shapes = Shapes.of(packages[0])
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        if flavor == "cpu":
-            for package in packages:
-                write_product(tmp, package, flavor, settings, shapes)
-        else:
-            write_shared_models(tmp, packages, settings, shapes, engines_dir)
+        for group in groups:
+            shapes = Shapes.of(group.packages[0])
+            if flavor == "cpu":
+                for package in group.packages:
+                    write_product(tmp, package, flavor, settings, shapes)
+            else:
+                write_shared_models(tmp, group.packages, settings, shapes, engines_dir, group.suffix)
         models = sorted(p.name for p in tmp.iterdir() if p.is_dir())
         _check_precision_names(settings, models)
         marker = RepositoryManifest(
@@ -90,12 +99,23 @@ def build_repository(
             settings=settings.model_dump(),
             backbone_sha256=packages[0].manifest.files["backbone.onnx"],
             preprocess=packages[0].preprocess.model_dump(mode="json"),
+            shared=[_shared(g) for g in groups],
             files=hash_models(tmp, models),
         )
         _move_into_place(tmp, out_dir, previous, models, marker)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return BuildReport(out_dir, flavor, [p.product for p in packages], models)
+
+
+def _shared(group: BackboneGroup) -> SharedModels:
+    first = group.packages[0]
+    return SharedModels(
+        suffix=group.suffix,
+        backbone_sha256=first.manifest.files["backbone.onnx"],
+        preprocess=first.preprocess.model_dump(mode="json"),
+        products=[p.product for p in group.packages],
+    )
 
 
 def _check_precision_names(settings: RepositorySettings, models: list[str]) -> None:

@@ -9,8 +9,10 @@ where `residual_<p>` holds the product's bank and, baked in at build time, its c
 and product id, and `seg_<p>` (ADClick-Seg, when the package has it) has its calibrated threshold and
 defect-type names baked in; it replaces the residual's map, score and threshold and adds the type.
 
-- `gpu`: an ensemble of models. `backbone` is shared by all products (they must use the same
-  backbone, weights and input spec) and runs, like residual and seg, in `onnxruntime_onnx` with the
+- `gpu`: an ensemble of models. `backbone` is shared by all products of one input shape (they must
+  use the same backbone, weights and input spec; a repository serving several input shapes has one
+  `preprocess_<H>x<W>`, `backbone_<H>x<W>` and `postprocess_<H>x<W>` per shape, `packages.backbone_groups`)
+  and runs, like residual and seg, in `onnxruntime_onnx` with the
   TensorRT accelerator, or `tensorrt_plan` where an engine built by `export/build_trt.py` is given;
   preprocess and postprocess are Python-backend models. The ensemble is generated from a list of
   `Step`s, where the segmentation step slots in between residual and postprocess.
@@ -43,6 +45,7 @@ from adinspect.contracts import (
     ensemble_model,
     residual_model,
     seg_model,
+    shared_model,
 )
 from adinspect.repository.gpu import tensorrt_accelerator
 from adinspect.repository.pbtxt import Enum, parameters
@@ -73,8 +76,9 @@ def seg_step(product: str) -> Step:
     )
 
 
-def ensemble_steps(product: str, segmentation: Step | None = None) -> list[Step]:
+def ensemble_steps(product: str, segmentation: Step | None = None, shared: str = "") -> list[Step]:
     """The steps of `inspect_<product>`; a segmentation step replaces the residual's map and score.
+    `shared` is the suffix of the shared models the product runs on ("" or "<H>x<W>").
 
     With `segmentation`, it reads the ensemble tensor "residual" and must write "map",
     "raw_score" and "product_threshold" (its own calibrated threshold: its score is on another
@@ -90,12 +94,12 @@ def ensemble_steps(product: str, segmentation: Step | None = None) -> list[Step]
     residual_outputs[RESIDUAL_OUT.product_id] = "product_id"  # metrics only (repository/monitoring.py)
     steps = [
         Step(
-            PREPROCESS_MODEL,
+            shared_model(PREPROCESS_MODEL, shared),
             {INSPECT_IN.image_bytes: INSPECT_IN.image_bytes, INSPECT_IN.image_raw: INSPECT_IN.image_raw},
             {PREPROCESS_OUT.image: "image", PREPROCESS_OUT.original_size: "original_size"},
         ),
         Step(
-            BACKBONE_MODEL,
+            shared_model(BACKBONE_MODEL, shared),
             {BACKBONE.image: "image"},
             {BACKBONE.features: "features", BACKBONE.global_map: "global_map"},
         ),
@@ -117,7 +121,8 @@ def ensemble_steps(product: str, segmentation: Step | None = None) -> list[Step]
         steps.append(segmentation)
         if "defect_name" in segmentation.outputs.values():
             post_inputs[POSTPROCESS_IN.defect_type] = "defect_name"
-    steps.append(Step(POSTPROCESS_MODEL, post_inputs, {name: name for name in INSPECT_OUT}))
+    post = shared_model(POSTPROCESS_MODEL, shared)
+    steps.append(Step(post, post_inputs, {name: name for name in INSPECT_OUT}))
     return steps
 
 
@@ -141,15 +146,18 @@ def _black_image_warmup(raw: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def preprocess_model(
-    settings: RepositorySettings, preprocess_spec_json: str, image_size: int
+    settings: RepositorySettings,
+    preprocess_spec_json: str,
+    input_shape: tuple[int, int],
+    name: str = PREPROCESS_MODEL,
 ) -> dict[str, Any]:
     inputs = ensemble_io()[0][:2]
     outputs = [
-        tensor(PREPROCESS_OUT.image, "TYPE_FP32", [3, image_size, image_size]),
+        tensor(PREPROCESS_OUT.image, "TYPE_FP32", [3, *input_shape]),
         tensor(PREPROCESS_OUT.original_size, "TYPE_INT32", [2]),
     ]
     params = {"preprocess_spec": preprocess_spec_json, "max_pixels": str(settings.max_pixels)}
-    config = python_model(PREPROCESS_MODEL, settings, inputs, outputs, params)
+    config = python_model(name, settings, inputs, outputs, params)
     if settings.warmup:
         config["model_warmup"] = _black_image_warmup(inputs[1])
     return config
@@ -174,9 +182,11 @@ def product_model(
     return python_model(ensemble_model(product), settings, inputs, outputs, {**params, **own})
 
 
-def postprocess_model(settings: RepositorySettings, image_size: int) -> dict[str, Any]:
+def postprocess_model(
+    settings: RepositorySettings, input_shape: tuple[int, int], name: str = POSTPROCESS_MODEL
+) -> dict[str, Any]:
     inputs = [
-        tensor(POSTPROCESS_IN.anomaly_map, "TYPE_FP32", [1, image_size, image_size]),
+        tensor(POSTPROCESS_IN.anomaly_map, "TYPE_FP32", [1, *input_shape]),
         tensor(POSTPROCESS_IN.score, "TYPE_FP32", [1]),
         tensor(POSTPROCESS_IN.threshold, "TYPE_FP32", [1]),
         tensor(POSTPROCESS_IN.original_size, "TYPE_INT32", [2]),
@@ -184,7 +194,7 @@ def postprocess_model(settings: RepositorySettings, image_size: int) -> dict[str
         tensor(POSTPROCESS_IN.defect_type, "TYPE_STRING", [1], optional=True),
         tensor(POSTPROCESS_IN.product_id, "TYPE_INT32", [1], optional=True),
     ]
-    return python_model(POSTPROCESS_MODEL, settings, inputs, ensemble_io()[1], {})
+    return python_model(name, settings, inputs, ensemble_io()[1], {})
 
 
 # ------------------------------------------------------------------------------- model configs

@@ -28,6 +28,17 @@ class RepositoryIntegrityError(InputError):
     """A generated repository whose files no longer match its manifest, or whose manifest is bad."""
 
 
+class SharedModels(BaseModel):
+    """The products one backbone model serves (gpu: one preprocess, backbone and postprocess)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    suffix: str = Field(default="", description='"" or "<H>x<W>": appended to the shared model names')
+    backbone_sha256: str
+    preprocess: dict[str, Any]
+    products: list[str]
+
+
 class RepositoryManifest(BaseModel):
     """The marker `repo build` leaves in the repository root."""
 
@@ -38,8 +49,11 @@ class RepositoryManifest(BaseModel):
     models: list[str] = Field(description="model directories this build wrote (and may replace)")
     products: dict[str, str] = Field(description="product → the package directory it was built from")
     settings: dict[str, Any]
-    backbone_sha256: str = Field(default="", description="backbone.onnx every product shares")
-    preprocess: dict[str, Any] = Field(default_factory=dict, description="the shared input spec")
+    backbone_sha256: str = Field(default="", description="backbone.onnx of the first group's products")
+    preprocess: dict[str, Any] = Field(default_factory=dict, description="the first group's input spec")
+    shared: list[SharedModels] = Field(
+        default_factory=list, description="per backbone model, its products (empty before input shapes)"
+    )
     files: dict[str, str] = Field(default_factory=dict, description="path under the root → SHA-256")
 
     @field_validator("models")
@@ -57,6 +71,16 @@ class RepositoryManifest(BaseModel):
             if not MODEL_NAME_RE.match(name):
                 raise ValueError(f"product name {name!r} must match {MODEL_NAME_RE.pattern}")
         return products
+
+
+def shared_of(manifest: RepositoryManifest, product: str) -> SharedModels:
+    """The backbone model a served product runs on (a manifest from before input shapes: the one)."""
+    for group in manifest.shared:
+        if product in group.products:
+            return group
+    return SharedModels(
+        backbone_sha256=manifest.backbone_sha256, preprocess=manifest.preprocess, products=[product]
+    )
 
 
 def model_files(root: Path, models: list[str]) -> list[Path]:

@@ -1,9 +1,12 @@
 """Which fitted packages one repository can serve together: each loads and verifies, products are
-unique, all share one backbone; and what each serves (its seg model, its monitoring calibration)."""
+unique, products of one input shape share one backbone; and what each serves (its seg model, its
+monitoring calibration)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +50,8 @@ def load_packages(model_dirs: Sequence[Path]) -> list[ModelPackage]:
 
 
 def backbone_identity(package: ModelPackage) -> dict[str, Any]:
-    """What must be equal for products to share one `backbone` model."""
-    record = package.manifest.backbone.model_dump(exclude={"weights_source"})
+    """What must be equal for products to share one `backbone` model (the input shape included)."""
+    record = package.manifest.backbone.model_dump(mode="json", exclude={"weights_source"})
     method = package.config.method
     return {
         **record,
@@ -59,19 +62,47 @@ def backbone_identity(package: ModelPackage) -> dict[str, Any]:
     }
 
 
-def check_shared_backbone(packages: Sequence[ModelPackage]) -> None:
-    first = packages[0]
-    reference = backbone_identity(first)
-    for package in packages[1:]:
-        other = backbone_identity(package)
-        differing = [key for key in reference if reference[key] != other[key]]
-        if differing:
-            detail = ", ".join(f"{k}: {reference[k]!r} vs {other[k]!r}" for k in differing)
-            raise RepositoryError(
-                f"products {first.product!r} ({first.root}) and {package.product!r} ({package.root}) "
-                f"cannot share one backbone ({detail}); re-fit them with the same backbone and preset, "
-                "or build separate repositories"
-            )
+@dataclass(frozen=True)
+class BackboneGroup:
+    """Products served by one backbone model (gpu flavour: one preprocess, backbone and postprocess)."""
+
+    suffix: str  # "" when the repository has one group, else the input shape "<H>x<W>"
+    packages: list[ModelPackage]
+
+
+def backbone_groups(packages: Sequence[ModelPackage]) -> list[BackboneGroup]:
+    """The packages grouped by `backbone_identity`, in order of first appearance.
+
+    One group keeps the plain model names. Several groups (products of different input shapes)
+    are told apart by their input shape; two groups of the same shape (another backbone, weights or
+    feature settings) cannot be, and are refused naming the first two products that differ.
+    """
+    groups: dict[str, list[ModelPackage]] = {}
+    for package in packages:
+        groups.setdefault(json.dumps(backbone_identity(package), sort_keys=True), []).append(package)
+    if len(groups) == 1:
+        return [BackboneGroup("", list(packages))]
+    by_shape: dict[tuple[int, int], ModelPackage] = {}
+    out = []
+    for members in groups.values():
+        first = members[0]
+        other = by_shape.setdefault(first.preprocess.shape, first)
+        if other is not first:
+            _refuse(other, first)
+        h, w = first.preprocess.shape
+        out.append(BackboneGroup(f"{h}x{w}", members))
+    return out
+
+
+def _refuse(first: ModelPackage, package: ModelPackage) -> None:
+    reference, other = backbone_identity(first), backbone_identity(package)
+    differing = [key for key in reference if reference[key] != other[key]]
+    detail = ", ".join(f"{k}: {reference[k]!r} vs {other[k]!r}" for k in differing)
+    raise RepositoryError(
+        f"products {first.product!r} ({first.root}) and {package.product!r} ({package.root}) have the same "
+        f"input shape but cannot share one backbone ({detail}); re-fit them with the same backbone and "
+        "preset, or build separate repositories"
+    )
 
 
 def package_seg(package: ModelPackage) -> SegInfo | None:

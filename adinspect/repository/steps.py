@@ -93,7 +93,8 @@ def preprocess_request(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     name: str = "request",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Ensemble inputs of one request → (1, 3, S, S) float32 normalised, (1, 2) int32 original (H, W)."""
+    """Ensemble inputs of one request → (1, 3, H_in, W_in) float32 normalised, (1, 2) int32 original
+    (H, W)."""
     image = decode_request_image(image_bytes, image_raw, max_pixels, name)
     size = np.array([[image.shape[0], image.shape[1]]], dtype=np.int32)
     return preprocess(image, spec)[None], size
@@ -135,7 +136,8 @@ def postprocess_request(
     """One request's step outputs → the ensemble's outputs (same code as the in-process inspector).
 
     Args:
-        anomaly_map: (1, 1, S, S) float32; score, threshold: (1, 1) float32; original_size: (1, 2) int32.
+        anomaly_map: (1, 1, H_in, W_in) float32; score, threshold: (1, 1) float32; original_size:
+            (1, 2) int32.
         defect_type: (1, 1) object, the highest-scoring defect type from seg_<product>, or None.
 
     Returns:
@@ -239,7 +241,7 @@ class ProductPipeline:
     def _models(
         self, batch: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-        """(B, 3, S, S) → map (B, 1, S, S), score, threshold, product id, defect name or None."""
+        """(B, 3, H_in, W_in) → map (B, 1, H_in, W_in), score, threshold, product id, defect name or None."""
         features, global_map = self.backbone.run(
             [BACKBONE.features, BACKBONE.global_map], {BACKBONE.image: batch}
         )

@@ -1,5 +1,5 @@
-"""Tensor configs of the served models: the ensemble's inputs and outputs and the shapes every
-product of one repository shares."""
+"""Tensor configs of the served models: the ensemble's inputs and outputs and the shapes the
+products of one backbone model share."""
 
 from __future__ import annotations
 
@@ -37,53 +37,45 @@ def ensemble_io() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 @dataclass(frozen=True)
 class Shapes:
-    """Tensor shapes (without batch) shared by all products of one repository."""
+    """Tensor shapes (without batch) shared by the products of one backbone model: the input
+    (H_in, W_in), features (d_f, h, w) and global map (c_1, h_g, w_g)."""
 
-    image_size: int
+    input_shape: tuple[int, int]
     feature_dim: int
-    feature_grid: int
+    feature_grid: tuple[int, int]
     global_channels: int
-    global_grid: int
+    global_grid: tuple[int, int]
 
     @classmethod
     def of(cls, package: ModelPackage) -> Shapes:
         bb = package.manifest.backbone
         return cls(
-            package.preprocess.image_size, bb.feature_dim, bb.feature_grid, bb.global_channels, bb.global_grid
+            package.preprocess.shape, bb.feature_dim, bb.feature_shape, bb.global_channels, bb.global_shape
         )
 
+    @property
+    def suffix(self) -> str:
+        """The input as "<H>x<W>": names the shared models when a repository serves several shapes."""
+        return f"{self.input_shape[0]}x{self.input_shape[1]}"
+
+    def _global(self) -> dict[str, Any]:
+        return tensor(BACKBONE.global_map, "TYPE_FP32", [self.global_channels, *self.global_grid])
+
     def backbone_io(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        s = self.image_size
         return (
-            [tensor(BACKBONE.image, "TYPE_FP32", [3, s, s])],
-            [
-                tensor(
-                    BACKBONE.features, "TYPE_FP32", [self.feature_dim, self.feature_grid, self.feature_grid]
-                ),
-                tensor(
-                    BACKBONE.global_map,
-                    "TYPE_FP32",
-                    [self.global_channels, self.global_grid, self.global_grid],
-                ),
-            ],
+            [tensor(BACKBONE.image, "TYPE_FP32", [3, *self.input_shape])],
+            [tensor(BACKBONE.features, "TYPE_FP32", [self.feature_dim, *self.feature_grid]), self._global()],
         )
 
     def residual_io(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(B,) ONNX outputs are served as [1]; backends that run the ONNX graph need `reshape`."""
         scalar: dict[str, Any] = {"reshape": {"shape": []}}
-        s, g = self.image_size, self.feature_grid
+        features = [self.feature_dim, *self.feature_grid]
         return (
+            [tensor(RESIDUAL.features, "TYPE_FP32", features), self._global()],
             [
-                tensor(RESIDUAL.features, "TYPE_FP32", [self.feature_dim, g, g]),
-                tensor(
-                    RESIDUAL.global_map,
-                    "TYPE_FP32",
-                    [self.global_channels, self.global_grid, self.global_grid],
-                ),
-            ],
-            [
-                tensor(RESIDUAL_OUT.residual, "TYPE_FP32", [self.feature_dim, g, g]),
-                tensor(RESIDUAL_OUT.anomaly_map, "TYPE_FP32", [1, s, s]),
+                tensor(RESIDUAL_OUT.residual, "TYPE_FP32", features),
+                tensor(RESIDUAL_OUT.anomaly_map, "TYPE_FP32", [1, *self.input_shape]),
                 tensor(RESIDUAL_OUT.score, "TYPE_FP32", [1], **scalar),
                 tensor(RESIDUAL_OUT.threshold, "TYPE_FP32", [1], **scalar),
                 tensor(RESIDUAL_OUT.product_id, "TYPE_INT32", [1], **scalar),
@@ -93,11 +85,10 @@ class Shapes:
     def seg_io(self, n_types: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """`seg_<product>`: residual → seg.onnx outputs + baked threshold and defect-type name."""
         scalar: dict[str, Any] = {"reshape": {"shape": []}}
-        s, g = self.image_size, self.feature_grid
         return (
-            [tensor(SEG.residual, "TYPE_FP32", [self.feature_dim, g, g])],
+            [tensor(SEG.residual, "TYPE_FP32", [self.feature_dim, *self.feature_grid])],
             [
-                tensor(SEG_OUT.anomaly_map, "TYPE_FP32", [1, s, s]),
+                tensor(SEG_OUT.anomaly_map, "TYPE_FP32", [1, *self.input_shape]),
                 tensor(SEG_OUT.score, "TYPE_FP32", [1], **scalar),
                 tensor(SEG_OUT.defect_type, "TYPE_INT64", [1], **scalar),
                 tensor(SEG_OUT.type_scores, "TYPE_FP32", [n_types]),

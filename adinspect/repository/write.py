@@ -14,7 +14,14 @@ from typing import Any
 
 import adinspect
 from adinspect import __version__
-from adinspect.contracts import BACKBONE_MODEL, residual_model, seg_model
+from adinspect.contracts import (
+    BACKBONE_MODEL,
+    POSTPROCESS_MODEL,
+    PREPROCESS_MODEL,
+    residual_model,
+    seg_model,
+    shared_model,
+)
 from adinspect.package import RESIDUAL_DATA, ModelPackage
 from adinspect.repository.bake import bake_seg, bake_threshold
 from adinspect.repository.configs import (
@@ -108,22 +115,26 @@ def write_shared_models(
     settings: RepositorySettings,
     shapes: Shapes,
     engines_dir: Path | None,
+    suffix: str = "",
 ) -> None:
-    """The gpu flavour's ensembles: shared preprocess, backbone and postprocess, and each product's
-    own models."""
+    """The gpu flavour's ensembles of the products of one backbone model: shared preprocess, backbone
+    and postprocess (named with `suffix` when the repository serves several input shapes), and each
+    product's own models."""
+    spec = packages[0].preprocess.model_dump_json()
     _write_model(
         root,
-        preprocess_model(settings, packages[0].preprocess.model_dump_json(), shapes.image_size),
+        preprocess_model(settings, spec, shapes.input_shape, shared_model(PREPROCESS_MODEL, suffix)),
         {"model.py": _model_source("preprocess")},
     )
     backbone = packages[0].path("backbone.onnx").read_bytes()
-    _write_onnx_model(root, BACKBONE_MODEL, settings, shapes.backbone_io(), backbone, engines_dir)
+    name = shared_model(BACKBONE_MODEL, suffix)
+    _write_onnx_model(root, name, settings, shapes.backbone_io(), backbone, engines_dir)
     for package in packages:
-        write_product(root, package, "gpu", settings, shapes, engines_dir)
+        write_product(root, package, "gpu", settings, shapes, engines_dir, shared=suffix)
     table = MonitoringTable(products=[monitoring_entry(p) for p in packages])
     _write_model(
         root,
-        postprocess_model(settings, shapes.image_size),
+        postprocess_model(settings, shapes.input_shape, shared_model(POSTPROCESS_MODEL, suffix)),
         {"model.py": _model_source("postprocess"), MONITORING_FILE: table.model_dump_json(indent=2).encode()},
     )
 
@@ -141,10 +152,12 @@ def write_product(
     shapes: Shapes,
     engines_dir: Path | None = None,
     version: int = 1,
+    shared: str = "",
 ) -> dict[str, dict[str, Any]]:
     """Write one product's models at `version`: in the gpu flavour `residual_<p>`, `seg_<p>` (with
     ADClick-Seg) and the ensemble `inspect_<p>` pinned to them; in the cpu flavour the one model
-    `inspect_<p>`, which carries the backbone, the baked residual and seg models and its monitoring table.
+    `inspect_<p>`, which carries the backbone, the baked residual and seg models and its monitoring table
+    (`shared`, gpu: the suffix of the shared models the ensemble runs on, "" or "<H>x<W>").
 
     Returns:
         model name → the config written for it (`repo update` rewrites their version policies).
@@ -182,12 +195,11 @@ def write_product(
     written[name] = _write_onnx_model(
         root, name, settings, io, residual, engines_dir, version, _residual_data(package)
     )
-    steps = ensemble_steps(product)
     if seg is not None:
         name = seg_model(product)
         io = shapes.seg_io(len(seg.defect_types))
         written[name] = _write_onnx_model(root, name, settings, io, bake_seg(seg), engines_dir, version)
-        steps = ensemble_steps(product, seg_step(product))
+    steps = ensemble_steps(product, None if seg is None else seg_step(product), shared)
     config = ensemble(product, steps, params, versions={m: version for m in written})
     _write_model(root, config, {})
     written[config["name"]] = config

@@ -11,8 +11,9 @@ the versioned models are `inspect_<p>` itself (cpu flavour) or `residual_<p>` an
 3. allow only N+1 and load again: version N unloads after its in-flight requests, then its files
    are removed and the repository manifest is rewritten.
 
-Shared models (gpu: preprocess, backbone, postprocess) are not touched, so the new package must use
-the served backbone (same ONNX file) and input spec; anything else needs `repo build` and a restart.
+Shared models (gpu: preprocess, backbone, postprocess, one set per input shape) are not touched, so
+the new package must use the backbone (same ONNX file) and input spec its product is served with;
+anything else needs `repo build` and a restart.
 """
 
 from __future__ import annotations
@@ -23,9 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adinspect.contracts import POSTPROCESS_MODEL, ensemble_model
+from adinspect.contracts import POSTPROCESS_MODEL, ensemble_model, shared_model
+from adinspect.geometry import PreprocessSpec
 from adinspect.package import ModelPackage
-from adinspect.repository.integrity import MARKER, RepositoryManifest, hash_models, verify_repository
+from adinspect.repository.integrity import (
+    MARKER,
+    RepositoryManifest,
+    SharedModels,
+    hash_models,
+    shared_of,
+    verify_repository,
+)
 from adinspect.repository.monitoring import MONITORING_FILE, MonitoringTable
 from adinspect.repository.packages import RepositoryError, load_packages, monitoring_entry
 from adinspect.repository.pbtxt import to_pbtxt
@@ -46,24 +55,26 @@ def _versions(model_dir: Path) -> list[int]:
     return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
-def _check_compatible(manifest: RepositoryManifest, package: ModelPackage) -> None:
-    """The new package must fit the served shared models (backbone file and input spec)."""
-    if package.manifest.files.get("backbone.onnx") != manifest.backbone_sha256:
+def _check_compatible(shared: SharedModels, package: ModelPackage) -> None:
+    """The new package must fit the shared models its product is served with (backbone file and
+    input spec, the input shape included)."""
+    if package.manifest.files.get("backbone.onnx") != shared.backbone_sha256:
         raise RepositoryError(
-            f"{package.root}: its backbone.onnx differs from the served backbone; a new backbone needs "
-            "`adinspect repo build` and a restart"
+            f"{package.root}: its backbone.onnx differs from the served backbone; a new backbone (or input "
+            "shape) needs `adinspect repo build` and a restart"
         )
-    if package.preprocess.model_dump(mode="json") != manifest.preprocess:
+    served = PreprocessSpec.model_validate(shared.preprocess)  # square when recorded before input shapes
+    if package.preprocess != served:
         raise RepositoryError(
-            f"{package.root}: its input spec differs from the served one ({manifest.preprocess}); "
+            f"{package.root}: its input spec differs from the served one ({served.model_dump(mode='json')}); "
             "rebuild the repository with `adinspect repo build` and restart"
         )
 
 
-def _update_monitoring(repo: Path, package: ModelPackage) -> None:
+def _update_monitoring(repo: Path, package: ModelPackage, suffix: str) -> None:
     """gpu: the drift monitor's entry for the product, its new threshold and calibration scores (the
     postprocess model re-reads the file within seconds); a cpu `inspect_<p>` version has its own."""
-    path = repo / POSTPROCESS_MODEL / "1" / MONITORING_FILE
+    path = repo / shared_model(POSTPROCESS_MODEL, suffix) / "1" / MONITORING_FILE
     if not path.is_file():
         return
     table = MonitoringTable.model_validate_json(path.read_text())
@@ -95,7 +106,8 @@ def update_product(repo: Path, client: Any, model_dir: Path) -> UpdateReport:
             f"product {product!r} is not served from {repo} (it serves {sorted(manifest.products)}); "
             "add a product with `adinspect repo build` and a restart"
         )
-    _check_compatible(manifest, package)
+    shared = shared_of(manifest, product)
+    _check_compatible(shared, package)
     settings = RepositorySettings(**manifest.settings)
     flavor: Flavor = "gpu" if manifest.flavor == "gpu" else "cpu"
     ensemble = ensemble_model(product)
@@ -104,7 +116,7 @@ def update_product(repo: Path, client: Any, model_dir: Path) -> UpdateReport:
     new = old + 1
     tmp = Path(tempfile.mkdtemp(prefix=".update.", dir=repo.parent))
     try:
-        written = write_product(tmp, package, flavor, settings, Shapes.of(package), None, new)
+        written = write_product(tmp, package, flavor, settings, Shapes.of(package), None, new, shared.suffix)
         steps = list(written) if flavor == "cpu" else [name for name in written if name != ensemble]
         own = (ensemble,) if flavor == "cpu" else (f"residual_{product}", f"seg_{product}")
         old_steps = [p.name for p in repo.iterdir() if p.is_dir() and p.name in own]
@@ -125,7 +137,7 @@ def update_product(repo: Path, client: Any, model_dir: Path) -> UpdateReport:
         for name in set(old_steps) - set(steps):  # a seg model the new package no longer has
             client.unload_model(name)
             shutil.rmtree(repo / name, ignore_errors=True)
-        _update_monitoring(repo, package)
+        _update_monitoring(repo, package, shared.suffix)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     _rewrite_marker(repo, manifest, package)

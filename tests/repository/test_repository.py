@@ -98,8 +98,8 @@ def test_baked_threshold_is_a_model_output(served_packages: list[Path]) -> None:
     session = ort.InferenceSession(baked)
     bb = package.manifest.backbone
     feed = {
-        "features": np.zeros((3, bb.feature_dim, bb.feature_grid, bb.feature_grid), np.float32),
-        "global_map": np.zeros((3, bb.global_channels, bb.global_grid, bb.global_grid), np.float32),
+        "features": np.zeros((3, bb.feature_dim, *bb.feature_shape), np.float32),
+        "global_map": np.zeros((3, bb.global_channels, *bb.global_shape), np.float32),
     }
     score, threshold, pid = session.run(["score", "threshold", "product_id"], feed)
     assert threshold.shape == score.shape == pid.shape == (3,)
