@@ -15,6 +15,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kind", choices=["object", "texture"], default="object")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-test-defect", type=int, default=12, help="defective test images (cycling the types)")
+    p.add_argument("--size", type=int, default=256, metavar="S", help="square images of S x S pixels (256)")
+    p.add_argument("--height", type=int, metavar="H", help="rectangular images: height (with --width)")
+    p.add_argument("--width", type=int, metavar="W", help="rectangular images: width (with --height)")
     p.add_argument(
         "--capture-shift",
         type=float,
@@ -37,10 +40,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def cmd_synth(args: argparse.Namespace) -> int:
     from adinspect.data.synthetic import make_synthetic_dataset
 
+    if (args.height is None) != (args.width is None):
+        raise InputError("--height and --width go together (a rectangular product); or give --size")
+    size = args.size if args.height is None else (args.height, args.width)
     try:
         root = make_synthetic_dataset(
             args.out, kind=args.kind, seed=args.seed, n_test_defect=args.n_test_defect,
-            capture_shift=args.capture_shift, misalign=args.misalign,
+            capture_shift=args.capture_shift, misalign=args.misalign, size=size,
         )  # fmt: skip
     except ValueError as exc:
         raise InputError(str(exc)) from exc

@@ -15,7 +15,9 @@ test images are photographed under another gain and an illumination gradient, an
 ``misalign`` > 0 the part (and its mask) sits elsewhere in the frame (``data.capture``); both are
 drawn from their own random streams, so the good images and the defects stay the same as without.
 
-Run ``python -m adinspect.data.synthetic OUT_DIR --kind texture`` to write a dataset.
+Images are square (``size`` S) or rectangular (``size`` = (H, W): the part is drawn at the short
+side's scale, a tall or wide frame around it, like a line camera's strip). Run
+``python -m adinspect.data.synthetic OUT_DIR --kind texture`` to write a dataset.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 
 from adinspect.data.capture import misalign as move_part
 from adinspect.data.capture import random_capture_shift, random_offset
+from adinspect.geometry import as_shape
 from adinspect.imageio import write_mask, write_png
 
 __all__ = ["DEFECT_TYPES", "Kind", "draw_defect", "finish_image", "make_synthetic_dataset", "render_good"]
@@ -51,23 +54,25 @@ def _soft_disc(r: np.ndarray, radius: float, width: float = 1.0) -> np.ndarray:
     return np.clip((radius - r) / width + 0.5, 0.0, 1.0)[..., None]
 
 
-def _pose_grid(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _pose_grid(shape: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Pixel coordinates relative to a jittered centre, rotated by a small random angle."""
-    scale = size / 256.0
-    cx, cy = size / 2 + rng.uniform(-2, 2) * scale, size / 2 + rng.uniform(-2, 2) * scale
+    h, w = shape
+    scale = min(h, w) / 256.0
+    cx, cy = w / 2 + rng.uniform(-2, 2) * scale, h / 2 + rng.uniform(-2, 2) * scale
     angle = np.deg2rad(rng.uniform(-3, 3))
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     x, y = xx - cx, yy - cy
     c, s = np.float32(np.cos(angle)), np.float32(np.sin(angle))
     return c * x + s * y, -s * x + c * y
 
 
-def _render_object(size: int, rng: np.random.Generator) -> np.ndarray:
-    """Bottle seen from the top, (size, size, 3) float32 RGB in [0, 255]."""
-    x, y = _pose_grid(size, rng)
+def _render_object(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Bottle seen from the top, (H, W, 3) float32 RGB in [0, 255], sized by the short side."""
+    x, y = _pose_grid(shape, rng)
+    size = min(shape)
     r = np.hypot(x, y)
     theta = np.arctan2(y, x)
-    img = np.empty((size, size, 3), np.float32)
+    img = np.empty((*shape, 3), np.float32)
     img[:] = np.array([26, 28, 30], np.float32) + 10 * np.clip(1 - r / size, 0, 1)[..., None]
     body = np.array([112, 86, 56], np.float32) * (0.75 + 0.35 * np.clip(r / (0.40 * size), 0, 1))[..., None]
     body = body + (6 * np.cos(24 * theta))[..., None] * (r > 0.3 * size)[..., None]
@@ -83,10 +88,10 @@ def _render_object(size: int, rng: np.random.Generator) -> np.ndarray:
     return img + highlight[..., None] * _soft_disc(r, 0.40 * size)
 
 
-def _render_texture(size: int, rng: np.random.Generator) -> np.ndarray:
-    """Plain-weave fabric, (size, size, 3) float32 RGB in [0, 255]."""
-    x, y = _pose_grid(size, rng)
-    period = size / 16.0
+def _render_texture(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Plain-weave fabric, (H, W, 3) float32 RGB in [0, 255], 16 threads across the short side."""
+    x, y = _pose_grid(shape, rng)
+    period = min(shape) / 16.0
     u, v = x / period + rng.uniform(0, 2), y / period + rng.uniform(0, 2)
     over = (np.floor(u) + np.floor(v)) % 2 == 0
     warp = np.sin(np.pi * (u % 1.0)) ** 0.5  # vertical thread profile across its width
@@ -97,12 +102,13 @@ def _render_texture(size: int, rng: np.random.Generator) -> np.ndarray:
     return np.array([176, 156, 122], np.float32) * shade
 
 
-def render_good(kind: Kind, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Noise-free defect-free image with pose jitter: (size, size, 3) float32 RGB in [0, 255]."""
+def render_good(kind: Kind, size: int | tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Noise-free defect-free image with pose jitter: (H, W, 3) float32 RGB in [0, 255]; `size` is S
+    for S x S or (H, W)."""
     if kind == "object":
-        return _render_object(size, rng)
+        return _render_object(as_shape(size), rng)
     if kind == "texture":
-        return _render_texture(size, rng)
+        return _render_texture(as_shape(size), rng)
     raise ValueError(f"unknown synthetic kind {kind!r}, expected one of {_KINDS}")
 
 
@@ -115,18 +121,20 @@ def finish_image(image: np.ndarray, rng: np.random.Generator, noise: float = 2.0
 # --------------------------------------------------------------------------- defects
 
 
-def _anchor(kind: Kind, size: int, rng: np.random.Generator) -> np.ndarray:
-    """A defect position on the product: on the bottle (within 0.32·size of the centre) or the fabric."""
+def _anchor(kind: Kind, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A defect position (x, y) on the product: on the bottle (within 0.32 short sides of the
+    centre) or anywhere on the fabric away from the border."""
+    h, w = shape
     if kind == "object":
-        rho, phi = 0.32 * size * np.sqrt(rng.uniform(0.05, 1.0)), rng.uniform(0, 2 * np.pi)
-        return np.array([size / 2 + rho * np.cos(phi), size / 2 + rho * np.sin(phi)])
-    return rng.uniform(0.12 * size, 0.88 * size, 2)
+        rho, phi = 0.32 * min(h, w) * np.sqrt(rng.uniform(0.05, 1.0)), rng.uniform(0, 2 * np.pi)
+        return np.array([w / 2 + rho * np.cos(phi), h / 2 + rho * np.sin(phi)])
+    return rng.uniform(0.12 * np.array([w, h]), 0.88 * np.array([w, h]))
 
 
 def _scratch(mask: np.ndarray, kind: Kind, rng: np.random.Generator) -> np.ndarray:
     """Thin straight line, 12–30 % of the side long, 1–3 px thick; bright."""
-    size = mask.shape[0]
-    centre, angle = _anchor(kind, size, rng), rng.uniform(0, np.pi)
+    size = min(mask.shape)
+    centre, angle = _anchor(kind, mask.shape, rng), rng.uniform(0, np.pi)
     half = 0.5 * rng.uniform(0.12, 0.30) * size * np.array([np.cos(angle), np.sin(angle)])
     p0, p1 = np.rint(centre - half).astype(int), np.rint(centre + half).astype(int)
     thickness = max(1, int(round(rng.uniform(1.0, 2.5) * size / 256)))
@@ -136,8 +144,8 @@ def _scratch(mask: np.ndarray, kind: Kind, rng: np.random.Generator) -> np.ndarr
 
 def _spot(mask: np.ndarray, kind: Kind, rng: np.random.Generator) -> np.ndarray:
     """Irregular blob of a foreign colour, mean radius 2–8 % of the side."""
-    size = mask.shape[0]
-    centre, radius = _anchor(kind, size, rng), rng.uniform(0.02, 0.08) * size
+    size = min(mask.shape)
+    centre, radius = _anchor(kind, mask.shape, rng), rng.uniform(0.02, 0.08) * size
     angles = np.sort(rng.uniform(0, 2 * np.pi, 14))
     radii = radius * rng.uniform(0.7, 1.3, angles.size)
     pts = centre + np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
@@ -148,8 +156,8 @@ def _spot(mask: np.ndarray, kind: Kind, rng: np.random.Generator) -> np.ndarray:
 
 def _crack(mask: np.ndarray, kind: Kind, rng: np.random.Generator) -> np.ndarray:
     """Random-walk polyline of 6–14 steps of 2–4 % of the side, 1–2 px thick; dark."""
-    size = mask.shape[0]
-    point, heading = _anchor(kind, size, rng), rng.uniform(0, 2 * np.pi)
+    size = min(mask.shape)
+    point, heading = _anchor(kind, mask.shape, rng), rng.uniform(0, 2 * np.pi)
     points = [point]
     for _ in range(int(rng.integers(6, 15))):
         heading += rng.uniform(-0.6, 0.6)
@@ -219,7 +227,7 @@ def make_synthetic_dataset(
     n_train: int = 40,
     n_test_good: int = 8,
     n_test_defect: int = 12,
-    size: int = 256,
+    size: int | tuple[int, int] = 256,
     seed: int = 0,
     overwrite: bool = False,
     capture_shift: float = 0.0,
@@ -237,13 +245,13 @@ def make_synthetic_dataset(
         n_train: defect-free training images.
         n_test_good: defect-free test images.
         n_test_defect: defective test images.
-        size: image side in pixels.
+        size: image side S in pixels, or (H, W) for a rectangular product.
         seed: the dataset is a deterministic function of all arguments.
         overwrite: replace an earlier synthetic dataset in ``out_dir``.
         capture_shift: strength of the capture shift of the defective test images (0 = none;
             0.3 means a gain of 1 ± 0.15–0.3 and an illumination gradient of ± 0.15–0.3).
-        misalign: the defective test parts sit (0.5–1)·misalign·size pixels away from where the
-            good parts sit, in a random direction (0 = where the good ones are).
+        misalign: the defective test parts sit (0.5–1)·misalign·S pixels (S the short side) away from
+            where the good parts sit, in a random direction (0 = where the good ones are).
 
     Returns:
         ``out_dir`` as a Path.
@@ -263,7 +271,7 @@ def make_synthetic_dataset(
         "generator": "adinspect.data.synthetic",
         "version": 1,
         "kind": kind,
-        "size": size,
+        "size": size if isinstance(size, int) else list(size),
         "seed": seed,
         "n_train": n_train,
         "n_test_good": n_test_good,
@@ -323,7 +331,7 @@ def _check_arguments(
     n_train: int,
     n_test_good: int,
     n_test_defect: int,
-    size: int,
+    size: int | tuple[int, int],
     capture_shift: float,
     misalign: float,
 ) -> None:
@@ -334,8 +342,8 @@ def _check_arguments(
             f"need n_train >= 1 and non-negative test counts, got n_train={n_train}, "
             f"n_test_good={n_test_good}, n_test_defect={n_test_defect}"
         )
-    if size < 32:
-        raise ValueError(f"size must be at least 32 pixels, got {size}")
+    if min(as_shape(size)) < 32:
+        raise ValueError(f"size must be at least 32 pixels per side, got {size}")
     if not 0.0 <= capture_shift < 1.0:
         raise ValueError(f"capture_shift must be in [0, 1), got {capture_shift}")
     if not 0.0 <= misalign <= 0.5:
@@ -343,7 +351,13 @@ def _check_arguments(
 
 
 def _write_defective(
-    out: Path, kind: Kind, size: int, seed: int, n_test_defect: int, capture_shift: float, misalign: float
+    out: Path,
+    kind: Kind,
+    size: int | tuple[int, int],
+    seed: int,
+    n_test_defect: int,
+    capture_shift: float,
+    misalign: float,
 ) -> dict[str, int]:
     """The defective test images and their masks, cycling through DEFECT_TYPES; how many of each."""
     per_type = {d: 0 for d in DEFECT_TYPES}
@@ -353,7 +367,7 @@ def _write_defective(
         image, mask = draw_defect(render_good(kind, size, rng), defect, kind, rng)
         idx, per_type[defect] = per_type[defect], per_type[defect] + 1
         image = random_capture_shift(image, capture_shift, np.random.default_rng([seed, _SHIFT, i]))
-        offset = random_offset(misalign, size, np.random.default_rng([seed, _MISALIGN, i]))
+        offset = random_offset(misalign, min(as_shape(size)), np.random.default_rng([seed, _MISALIGN, i]))
         image, mask = move_part(image, offset), move_part(mask, offset)
         write_png(out / "test" / defect / f"{idx:03d}.png", finish_image(image, rng))
         write_mask(out / "ground_truth" / defect / f"{idx:03d}_mask.png", mask)
