@@ -4,7 +4,7 @@ For every defective image of the chosen half (the same seeded split as `evaluate
 the image (`GET /api/images/{id}`, image.png, heatmap.png: what the page loads), then places up
 to `max_clicks` clicks with the RITM click simulator against the ground truth. Each click is one
 `POST /api/segment` at the original size (what the page asks for; its round trip is the per-click
-latency) followed by the same request at model resolution (a cache hit), whose S x S mask the
+latency) followed by the same request at model resolution (a cache hit), whose model-input mask the
 simulator reads, exactly as `evaluate-clicks` reads ADClick's probability > 0.49. Clicks are sent
 in original pixels (`unscale_click`), so the server scales them back to the simulator's pixels.
 """
@@ -46,7 +46,7 @@ def _mask(url: str) -> np.ndarray:
     return decode_mask(base64.b64decode(url.split(",", 1)[1]), name="segment response")
 
 
-def _annotate_one(url: str, image_id: int, sample: Sample, size: int, max_clicks: int) -> dict:
+def _annotate_one(url: str, image_id: int, sample: Sample, size: tuple[int, int], max_clicks: int) -> dict:
     """One image: open it, click until the masks agree or max_clicks; IoUs and timings."""
     t0 = time.perf_counter()
     info = json.loads(_get(f"{url}/api/images/{image_id}"))
@@ -87,7 +87,7 @@ def bench_annotate(
     with tempfile.TemporaryDirectory() as labels:
         annotator = Annotator(model_dir, data_dir, Path(labels), threads)
         ids = {it.path: it.id for it in annotator.queue}
-        size = annotator.runtime.size
+        size = annotator.runtime.model_shape  # (H_in, W_in): the simulator clicks at the model input
         samples = defective_pool(Path(data_dir), size, seed).subset(subset)
         per_image = []
         with ServerThread(annotator) as url:
