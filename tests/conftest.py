@@ -46,6 +46,29 @@ def fitted_package(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactor
     return out
 
 
+TALL = (320, 128)  # a tall product (H, W): a 2.5:1 strip like KolektorSDD's, fitted at S = 128
+
+
+@pytest.fixture(scope="session")
+def tall_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A non-square synthetic product: woven strips of 320 x 128 pixels (16 good training images)."""
+    from adinspect.data.synthetic import make_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("tall") / "strip"
+    return make_synthetic_dataset(root, kind="texture", n_train=16, n_test_good=4, n_test_defect=6, size=TALL)
+
+
+@pytest.fixture(scope="session")
+def tall_package(tall_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`adinspect fit --image-size 128` on the tall product: the input follows the images' aspect."""
+    pytest.importorskip("torch")
+    from adinspect.cli import main
+
+    out = tmp_path_factory.mktemp("tall_package") / "strip"
+    assert main(["fit", "--data", str(tall_root), "--out", str(out), "--image-size", "128", "--quiet"]) == 0
+    return out
+
+
 def trained_copy(source: Path, model: Path, command: str, data: Path, *options: str) -> Path:
     """A copy of package `source` at `model`, then `adinspect <command> --model model --data data
     --quiet <options>` (train-click, train-seg) through the train CLI, as a user would run it."""

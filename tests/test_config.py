@@ -59,6 +59,16 @@ def test_bad_values_and_names():
         preset_config("cpu", "p", method={"k_neighbors": 0})
 
 
+def test_input_shape_is_checked_against_the_global_descriptor_and_the_short_side():
+    config = preset_config("cpu", "p", method={"input_shape": [640, 256]})
+    assert config.method.shape == (640, 256) and preset_config("cpu", "p").method.shape == (256, 256)
+    assert config.method.side_multiple == 64  # stride-4 map, pooled by 4, in windows of 4
+    with pytest.raises(ConfigError, match="the width 250 must be a multiple of 64.*e.g. 256"):
+        preset_config("cpu", "p", method={"input_shape": [640, 250]})
+    with pytest.raises(ConfigError, match="short side 320 must equal method.image_size 256"):
+        preset_config("cpu", "p", method={"input_shape": [768, 320]})
+
+
 def test_unreadable_config_names_the_file(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("method: [unclosed")
