@@ -6,6 +6,10 @@ import argparse
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from adinspect.config import PipelineConfig
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -124,7 +128,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_input(config, image_size: int | None, input_shape: str | None):
+def _with_input(config: PipelineConfig, image_size: int | None, input_shape: str | None) -> PipelineConfig:
     """The config with `--image-size` and `--input-shape` applied; a bad value is one ConfigError line."""
     from adinspect.config import ConfigError, check_input_shape, validate_config
     from adinspect.fitting.input_shape import parse_input_shape

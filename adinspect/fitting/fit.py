@@ -178,10 +178,10 @@ def embed_goods(
         raise FitError(
             f"{data_dir}: no good training images found (expected train/good/ or a folder of images)"
         )
+    config, geometry = resolve_input_shape(config, goods)  # before any work: sizes are read from headers
     cleaning = None
     if clean is not None:  # before anything is planned or embedded: dropped images cost nothing more
         goods, cleaning = clean_training_set(goods, clean)
-    config, geometry = resolve_input_shape(config, goods)  # before any work: sizes are read from headers
     n_refs = len(split_holdout(len(goods), config)[0])
     torch.manual_seed(config.seed)
     extractor, spec, weights = create_backbone(
