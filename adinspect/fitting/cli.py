@@ -26,6 +26,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", help="JSON overrides of method fields, e.g. '{\"k_neighbors\": 8}'")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--target-frr",
+        metavar="RATE",
+        help="target false-reject rate of good parts, in (0, 0.5) (default 0.01): the threshold is set "
+        "from every good image's out-of-fold score",
+    )
+    p.add_argument(
         "--memory-budget",
         type=positive_int("--memory-budget"),
         metavar="MB",
@@ -79,9 +85,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
         for key, value in (("memory_budget_mb", args.memory_budget), ("max_references", args.max_references))
         if value is not None
     }
-    if scale:
+    calibration = {}
+    if args.target_frr is not None:
+        calibration["target_frr"] = parse_rate(args.target_frr, "--target-frr", 0.0, 0.5)
+    if scale or calibration:
         raw = json.loads(config.model_dump_json())
-        config = validate_config({**raw, "scale": {**raw["scale"], **scale}}, source="fit's command line")
+        raw["scale"].update(scale)
+        raw["calibration"].update(calibration)
+        config = validate_config(raw, source="fit's command line")
     clean = None
     if args.clean:
         from adinspect.config import ConfigError
@@ -94,9 +105,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
         args.data, config, args.out, overwrite=args.overwrite, progress=not args.quiet, clean=clean
     )
     print(
-        f"wrote {report.out_dir}: {report.n_references} references, {report.n_holdout} held out, "
-        f"threshold {report.threshold:.4g}"
+        f"wrote {report.out_dir}: {report.n_references} references, {report.n_scored} good images scored "
+        f"out of fold, threshold {report.threshold:.4g}"
     )
+    if report.statement:
+        print(f"threshold: {report.statement}")
     print("fit time (s): " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
     print(
         f"parity ONNX Runtime vs torch: max |Δmap| {report.parity['map_max_abs_diff']:.2e}, "
@@ -119,6 +132,23 @@ def _json_arg(text: str, flag: str) -> dict:
         raise ConfigError(f"{flag}: not valid JSON ({exc}); e.g. {flag} '{{\"k_neighbors\": 8}}'") from exc
     if not isinstance(value, dict):
         raise ConfigError(f"{flag}: expected a JSON object, got {text!r}")
+    return value
+
+
+def parse_rate(text: str, flag: str, low: float, high: float) -> float:
+    """A number strictly between `low` and `high`, else a ConfigError (one `error:` line, exit 2).
+
+    Parsed in the command rather than by argparse, whose errors print the usage too."""
+    from adinspect.config import ConfigError
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not low < value < high:  # NaN fails too
+        raise ConfigError(
+            f"{flag}: expected a rate strictly between {low:g} and {high:g}, e.g. 0.01, got {text!r}"
+        )
     return value
 
 

@@ -1,9 +1,11 @@
 """`adinspect fit`: good images → a model package (DESIGN.md §5).
 
-Orchestration only: read images, embed them, split off held-out good images, fit the bank,
-calibrate the threshold on the held-out scores, export ONNX, check parity, write the package.
+Orchestration only: read images, embed them, fit the bank on all of them, score every good image
+out of fold (`fitting.oof`: against the bank without it), set the threshold for the target
+false-reject rate (`fitting.calibration`), export ONNX, check parity, write the package.
 Memory is planned before any work (`residual.budget`): features are kept in fp16, every batch
-through torch and ONNX Runtime is a chunk sized by the budget, and the bank exists once at a time.
+through torch and ONNX Runtime is a chunk sized by the budget, and out-of-fold maps are rebuilt
+a chunk at a time from per-image grids of residual norms.
 The package is assembled in a temporary sibling directory and moved into place only when
 complete, so a failed fit never leaves a half-written package or destroys an existing one.
 """
@@ -29,8 +31,15 @@ from adinspect.data.datasets import open_dataset
 from adinspect.errors import InputError
 from adinspect.features.backbones import WeightsInfo, create_backbone
 from adinspect.features.embedder import FeatureEmbedder
-from adinspect.fitting.calibration import calibrate
+from adinspect.fitting.calibration import Calibration, calibrate
 from adinspect.fitting.export import export_backbone, export_residual, max_abs_diff
+from adinspect.fitting.oof import (
+    OutOfFold,
+    attach_position_norm,
+    out_of_fold_norms,
+    out_of_fold_scores,
+    position_statistics,
+)
 from adinspect.fitting.write import (
     backbone_record,
     finalise_manifest,
@@ -60,11 +69,12 @@ class FitError(InputError):
 class FitReport:
     out_dir: Path
     n_references: int
-    n_holdout: int
+    n_scored: int  # good images scored out of fold for the threshold
     threshold: float
     seconds: dict[str, float]
     parity: dict[str, float]
     memory: dict[str, float]  # peak_rss_mb (this process), estimate_mb, budget_mb, bank_mb, chunk sizes
+    statement: str = ""  # how far the good images vouch for the threshold
 
 
 def embed_paths(
@@ -104,27 +114,23 @@ def residual_outputs(
     return np.concatenate(maps), np.concatenate(scores)
 
 
-def split_holdout(n: int, config: PipelineConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split of n good images into (reference indices, held-out indices)."""
-    cal = config.calibration
-    n_hold = max(cal.min_holdout, int(round(cal.holdout_fraction * n)))
-    if n - n_hold < 1:
+def check_enough(n: int) -> None:
+    """Out-of-fold scoring needs another good image to score each one against."""
+    if n < 2:
         raise FitError(
-            f"{n} good images are too few: {n_hold} are held out to calibrate the threshold and at least one "
-            f"must remain as a reference; give at least {n_hold + 1} (a few dozen is better)"
+            f"{n} good image is too few: every good image is scored against the others to set the "
+            "threshold; give at least 2 (a few dozen is better)"
         )
-    order = np.random.default_rng(config.seed).permutation(n)
-    return np.sort(order[n_hold:]), np.sort(order[:n_hold])
 
 
 @dataclass
 class FittedBank:
-    """What the bank was fitted from (held-out inputs stay for calibration and parity)."""
+    """What the bank was fitted from, and the inputs the parity check replays."""
 
     bank: BankTensors  # features on the meta device: the model holds the only copy
-    ref_idx: np.ndarray
-    hold_feats: torch.Tensor
-    hold_gmaps: torch.Tensor
+    ref_idx: np.ndarray  # (n_refs,) indices of the goods in the bank
+    probe_feats: torch.Tensor  # a few good images mirrored left-right: not in the bank
+    probe_gmaps: torch.Tensor
 
 
 @dataclass
@@ -178,7 +184,8 @@ def embed_goods(
     cleaning = None
     if clean is not None:  # before anything is planned or embedded: dropped images cost nothing more
         goods, cleaning = clean_training_set(goods, clean)
-    n_refs = len(split_holdout(len(goods), config)[0])
+    check_enough(len(goods))
+    n_refs = len(goods)
     torch.manual_seed(config.seed)
     extractor, spec, weights = create_backbone(
         config.backbone.name, weights=config.backbone.weights, allow_random=config.backbone.allow_random
@@ -194,27 +201,32 @@ def embed_goods(
 
 
 def fit_embedded(
-    embedded: Embedded, config: PipelineConfig, data_dir: Path, out_dir: Path, seconds: dict[str, float]
+    embedded: Embedded,
+    config: PipelineConfig,
+    data_dir: Path,
+    out_dir: Path,
+    seconds: dict[str, float],
+    choices: dict[str, str] | None = None,
 ) -> FitReport:
-    """Everything after the backbone: bank, calibration, export, parity, the package.
+    """Everything after the backbone: bank, out-of-fold calibration, export, parity, the package.
 
-    Takes ownership of `embedded`'s feature arrays (they are released as soon as the bank exists).
+    Takes ownership of `embedded`'s feature arrays (they are released once every good image has
+    been scored out of fold). `choices` (from `fit --auto`) go into the manifest.
     """
     t1 = time.perf_counter()
     plan, goods = embedded.plan, embedded.goods
-    ref_idx, hold_idx = split_holdout(len(goods), config)
-    model, fitted = _fit_bank(embedded, ref_idx, hold_idx, config)
-    hold_maps, hold_scores = residual_outputs(
-        model, fitted.hold_feats, fitted.hold_gmaps, plan.residual_batch
-    )
-    hold_names = [str(goods[i]) for i in hold_idx]
-    calibration = calibrate(hold_scores, hold_names, config.calibration.std_factor)
-    held = [goods[i] for i in hold_idx]
+    check_enough(len(goods))
+    model, fitted, oof = _fit_and_score(embedded, config)
+    calibration = _calibrate(model, oof, fitted, goods, config, plan.residual_batch)
     # Generated features (`bench-scale --generated-features`) have no image files behind them:
     # nothing for `repo verify` to replay, so nothing is recorded.
     if embedded.from_files:
-        calibration.holdout_files = [Path(os.path.relpath(p, data_dir)).as_posix() for p in held]
-        calibration.holdout_sha256 = [sha256_of(p) for p in held]
+        scored = [goods[i] for i in oof.index]
+        calibration.holdout_files = [Path(os.path.relpath(p, data_dir)).as_posix() for p in scored]
+        calibration.holdout_sha256 = [sha256_of(p) for p in scored]
+    probe_maps, probe_scores = residual_outputs(
+        model, fitted.probe_feats, fitted.probe_gmaps, plan.residual_batch
+    )
     seconds["bank_and_calibration"] = time.perf_counter() - t1
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -224,15 +236,17 @@ def fit_embedded(
         export_backbone(embedded.embedder, config.method.image_size, tmp / "backbone.onnx")
         external = _bank_bytes(model) > config.scale.external_data_mb * MB
         data_files = export_residual(
-            model, fitted.hold_feats, fitted.hold_gmaps, tmp / "residual.onnx", external_data=external
+            model, fitted.probe_feats, fitted.probe_gmaps, tmp / "residual.onnx", external_data=external
         )
         seconds["export"] = time.perf_counter() - t2
         del model  # free the bank before ONNX Runtime loads its copy for the parity check
         record = backbone_record(embedded.spec_name, embedded.weights, shapes_of(embedded.embedder, config))
         write_files(tmp, config, fitted.bank, record, embedded.weights, calibration)
         n_refs = len(fitted.ref_idx)
-        manifest = write_package_manifest(tmp, config, embedded.pre, record, calibration, n_refs, data_files)
-        parity = _parity(tmp, fitted, hold_maps, hold_scores, plan.residual_batch)
+        manifest = write_package_manifest(
+            tmp, config, embedded.pre, record, calibration, n_refs, data_files, choices
+        )
+        parity = _parity(tmp, fitted, probe_maps, probe_scores, plan.residual_batch)
         seconds["total"] = seconds.get("embed", 0.0) + time.perf_counter() - t1
         memory = _memory_summary(plan)
         write_model_card(
@@ -252,7 +266,9 @@ def fit_embedded(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return FitReport(out_dir, n_refs, len(hold_idx), calibration.threshold, seconds, parity, memory)
+    return FitReport(
+        out_dir, n_refs, len(oof.index), calibration.threshold, seconds, parity, memory, calibration.statement
+    )
 
 
 def shapes_of(embedder: FeatureEmbedder, config: PipelineConfig) -> Shapes:
@@ -263,22 +279,55 @@ def shapes_of(embedder: FeatureEmbedder, config: PipelineConfig) -> Shapes:
     )
 
 
-def _fit_bank(
-    embedded: Embedded, ref_idx: np.ndarray, hold_idx: np.ndarray, config: PipelineConfig
-) -> tuple[ResidualModel, FittedBank]:
-    """Bank from the references (a k-center subset of them above `scale.max_references`)."""
+def _fit_and_score(embedded: Embedded, config: PipelineConfig) -> tuple[ResidualModel, FittedBank, OutOfFold]:
+    """The bank from every good image (a k-center subset above `scale.max_references`), then every
+    good image's residual norms against the bank without its fold; all features are released."""
     feats, gmaps = embedded.feats, embedded.gmaps
+    n = feats.shape[0]
+    ref_idx = np.arange(n)
     cap = config.scale.max_references
-    if cap is not None and cap < len(ref_idx):
-        ref_idx = ref_idx[representative_subset(gmaps[ref_idx], config.method, cap)]
-    hold_feats, hold_gmaps = feats[hold_idx], gmaps[hold_idx]
-    bank = fit_bank(feats[ref_idx], gmaps[ref_idx], config.method)
+    if cap is not None and cap < n:
+        ref_idx = np.sort(representative_subset(gmaps, config.method, cap))
+    method = config.method.model_copy(update={"position_norm": "none"})  # statistics come from oof
+    bank = fit_bank(feats[ref_idx], gmaps[ref_idx], method)
+    model = ResidualModel(bank, method).eval()
+    bank_index = np.full(n, -1, np.int64)
+    bank_index[ref_idx] = np.arange(len(ref_idx))
+    oof = out_of_fold_norms(model, feats, gmaps, bank_index, config, embedded.plan.residual_batch)
+    probe = torch.from_numpy(oof.index[:PROBES])
+    probe_feats, probe_gmaps = feats[probe].flip(-1).clone(), gmaps[probe].flip(-1).clone()
     embedded.feats = embedded.gmaps = torch.empty(0)  # all images' features: no longer needed
     del feats, gmaps
-    model = ResidualModel(bank, config.method).eval()
     # the model made its cell-major copy: keep only the bank's shape for bank.safetensors
     bank = dataclasses.replace(bank, features=bank.features.to("meta"))
-    return model, FittedBank(bank, ref_idx, hold_feats, hold_gmaps)
+    return model, FittedBank(bank, ref_idx, probe_feats, probe_gmaps), oof
+
+
+PROBES = 8  # good images, mirrored, that the ONNX parity check replays
+
+
+def _calibrate(
+    model: ResidualModel,
+    oof: OutOfFold,
+    fitted: FittedBank,
+    goods: list[Path],
+    config: PipelineConfig,
+    batch: int,
+) -> Calibration:
+    """Position statistics (with `position_norm = "zscore"`, attached to `model` and recorded in
+    the bank), the out-of-fold scores and the threshold for `calibration.target_frr`."""
+    moments = None
+    if config.method.position_norm == "zscore":
+        moments = position_statistics(model, oof, batch)
+        mean, scale = attach_position_norm(model, moments)
+        fitted.bank = dataclasses.replace(fitted.bank, position_mean=mean, position_scale=scale)
+    scores = out_of_fold_scores(model, oof, moments, batch)
+    names = [str(goods[i]) for i in oof.index]
+    calibration = calibrate(scores, names, config.calibration.target_frr, oof.scheme)
+    place = np.full(len(goods), -1, np.int64)
+    place[fitted.ref_idx] = np.arange(len(fitted.ref_idx))
+    calibration.bank_index = [int(place[i]) for i in oof.index]
+    return calibration
 
 
 def _bank_bytes(model: ResidualModel) -> int:
@@ -299,8 +348,9 @@ def _memory_summary(plan: MemoryPlan) -> dict[str, float]:
 def _parity(
     tmp: Path, fitted: FittedBank, maps: np.ndarray, scores: np.ndarray, batch_size: int
 ) -> dict[str, float]:
-    """Max abs difference between ONNX Runtime and torch on the held-out images (residual stage),
-    run in the same chunks as torch so ONNX Runtime's working set stays bounded too."""
+    """Max abs difference between ONNX Runtime and torch on the probe inputs (good images mirrored
+    left-right, so their residuals are not zero), in the same chunks as torch so ONNX Runtime's
+    working set stays bounded too."""
     from adinspect.runtime.sessions import make_session
 
     session = make_session(tmp / "residual.onnx")
@@ -308,8 +358,8 @@ def _parity(
     for start in range(0, len(scores), batch_size):
         end = start + batch_size
         feeds = {
-            RESIDUAL.features: fitted.hold_feats[start:end].float().numpy(),
-            RESIDUAL.global_map: fitted.hold_gmaps[start:end].numpy(),
+            RESIDUAL.features: fitted.probe_feats[start:end].float().numpy(),
+            RESIDUAL.global_map: fitted.probe_gmaps[start:end].numpy(),
         }
         amap, score = session.run([RESIDUAL.anomaly_map, RESIDUAL.score], feeds)
         ort_maps.append(amap[:, 0])
