@@ -54,6 +54,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="drop good images whose zero-shot mutual score stands out before fitting (robust z-score)",
     )
     p.add_argument("--clean-z", type=float, default=3.0, help="--clean drops images with z above this")
+    p.add_argument(
+        "--auto",
+        action="store_true",
+        help="choose the backbone (EfficientNet-Lite0/1/2 unless --backbone/--weights name one), the "
+        "matching (local/global) and the map normalisation (none/zscore) from the good images and "
+        "synthetic anomalies painted on them; the choice and its evidence go into the model card",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_fit)
 
@@ -101,8 +108,16 @@ def cmd_fit(args: argparse.Namespace) -> int:
         if not args.clean_z > 0:
             raise ConfigError(f"--clean-z: expected a positive z-score limit, got {args.clean_z}")
         clean = CleanConfig(z_max=args.clean_z)
+    fixed = args.config is not None or args.backbone or args.weights or args.random_weights
     report = fit_product(
-        args.data, config, args.out, overwrite=args.overwrite, progress=not args.quiet, clean=clean
+        args.data,
+        config,
+        args.out,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        clean=clean,
+        auto=args.auto,
+        backbones=[config.backbone.name] if fixed else None,
     )
     print(
         f"wrote {report.out_dir}: {report.n_references} references, {report.n_scored} good images scored "
@@ -110,6 +125,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     )
     if report.statement:
         print(f"threshold: {report.statement}")
+    if report.choice:
+        print("fit --auto chose " + ", ".join(f"{k} {v}" for k, v in report.choice.items()))
     print("fit time (s): " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
     print(
         f"parity ONNX Runtime vs torch: max |Δmap| {report.parity['map_max_abs_diff']:.2e}, "

@@ -13,6 +13,7 @@ complete, so a failed fit never leaves a half-written package or destroys an exi
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import tempfile
@@ -31,15 +32,9 @@ from adinspect.data.datasets import open_dataset
 from adinspect.errors import InputError
 from adinspect.features.backbones import WeightsInfo, create_backbone
 from adinspect.features.embedder import FeatureEmbedder
-from adinspect.fitting.calibration import Calibration, calibrate
+from adinspect.fitting.choice import choose
 from adinspect.fitting.export import export_backbone, export_residual, max_abs_diff
-from adinspect.fitting.oof import (
-    OutOfFold,
-    attach_position_norm,
-    out_of_fold_norms,
-    out_of_fold_scores,
-    position_statistics,
-)
+from adinspect.fitting.oof import OutOfFold, calibrate_out_of_fold, out_of_fold_norms
 from adinspect.fitting.write import (
     backbone_record,
     finalise_manifest,
@@ -60,6 +55,8 @@ from adinspect.residual.model import BankTensors, ResidualModel
 from adinspect.zeroshot.clean import CleaningReport, clean_training_set, write_cleaning
 from adinspect.zeroshot.config import CleanConfig
 
+CHOICE_JSON = "choice.json"  # fit --auto: the rule, the choice and every candidate's evidence
+
 
 class FitError(InputError):
     """Fitting cannot proceed (too few images, existing output, ...); the message says what to do."""
@@ -75,6 +72,7 @@ class FitReport:
     parity: dict[str, float]
     memory: dict[str, float]  # peak_rss_mb (this process), estimate_mb, budget_mb, bank_mb, chunk sizes
     statement: str = ""  # how far the good images vouch for the threshold
+    choice: dict[str, str] | None = None  # fit --auto: backbone, matching, position_norm
 
 
 def embed_paths(
@@ -156,26 +154,39 @@ def fit_product(
     overwrite: bool = False,
     progress: bool = True,
     clean: CleanConfig | None = None,
+    auto: bool = False,
+    backbones: Sequence[str] | None = None,
 ) -> FitReport:
     """Fit one product on the good images under `data_dir` and write its package to `out_dir`.
 
     With `clean`, training images whose zero-shot mutual score stands out are dropped first
-    (`adinspect.zeroshot.clean`); the package's cleaning.json and model card list them.
+    (`adinspect.zeroshot.clean`); the package's cleaning.json and model card list them. With
+    `auto`, the backbone (among `backbones`, by default `choice.backbone_candidates`), the
+    matching and the map normalisation are chosen from the good images (`fitting.choice`).
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise FitError(f"{out_dir} already exists; choose another --out or pass --overwrite")
     t0 = time.perf_counter()
-    embedded = embed_goods(Path(data_dir), config, progress, clean)
-    return fit_embedded(embedded, config, Path(data_dir), out_dir, {"embed": time.perf_counter() - t0})
+    goods, cleaning = select_goods(Path(data_dir), clean)
+    seconds, record = {}, None
+    if auto:
+        choice = choose(goods, config, progress, backbones)
+        config, record = choice.apply(config), choice.record()
+        seconds["choose"] = choice.seconds
+    t1 = time.perf_counter()
+    embedded = embed_images(goods, config, progress, cleaning)
+    seconds["embed"] = time.perf_counter() - t1
+    report = fit_embedded(embedded, config, Path(data_dir), out_dir, seconds, record)
+    report.seconds["total"] = time.perf_counter() - t0
+    return report
 
 
-def embed_goods(
-    data_dir: Path, config: PipelineConfig, progress: bool = True, clean: CleanConfig | None = None
-) -> Embedded:
-    """The memory plan (a budget error before any work), then every good image through the backbone.
-
-    With `clean`, images whose zero-shot mutual score stands out are dropped first."""
+def select_goods(
+    data_dir: Path, clean: CleanConfig | None = None
+) -> tuple[list[Path], CleaningReport | None]:
+    """The good training images (with `clean`, those whose zero-shot mutual score stands out are
+    dropped) and the cleaning report."""
     goods = open_dataset(data_dir).train
     if not goods:
         raise FitError(
@@ -185,6 +196,21 @@ def embed_goods(
     if clean is not None:  # before anything is planned or embedded: dropped images cost nothing more
         goods, cleaning = clean_training_set(goods, clean)
     check_enough(len(goods))
+    return goods, cleaning
+
+
+def embed_goods(
+    data_dir: Path, config: PipelineConfig, progress: bool = True, clean: CleanConfig | None = None
+) -> Embedded:
+    """`select_goods`, then `embed_images`."""
+    goods, cleaning = select_goods(data_dir, clean)
+    return embed_images(goods, config, progress, cleaning)
+
+
+def embed_images(
+    goods: list[Path], config: PipelineConfig, progress: bool = True, cleaning: CleaningReport | None = None
+) -> Embedded:
+    """The memory plan (a budget error before any work), then every good image through the backbone."""
     n_refs = len(goods)
     torch.manual_seed(config.seed)
     extractor, spec, weights = create_backbone(
@@ -206,18 +232,23 @@ def fit_embedded(
     data_dir: Path,
     out_dir: Path,
     seconds: dict[str, float],
-    choices: dict[str, str] | None = None,
+    choice: dict | None = None,
 ) -> FitReport:
     """Everything after the backbone: bank, out-of-fold calibration, export, parity, the package.
 
     Takes ownership of `embedded`'s feature arrays (they are released once every good image has
-    been scored out of fold). `choices` (from `fit --auto`) go into the manifest.
+    been scored out of fold). `choice` (`fit --auto`'s record) goes into choice.json, the model
+    card and, in short, the manifest.
     """
     t1 = time.perf_counter()
     plan, goods = embedded.plan, embedded.goods
     check_enough(len(goods))
     model, fitted, oof = _fit_and_score(embedded, config)
-    calibration = _calibrate(model, oof, fitted, goods, config, plan.residual_batch)
+    calibration, position = calibrate_out_of_fold(
+        model, oof, fitted.ref_idx, goods, config, plan.residual_batch
+    )
+    if position is not None:  # the bank file records the normalisation the model now holds
+        fitted.bank = dataclasses.replace(fitted.bank, position_mean=position[0], position_scale=position[1])
     # Generated features (`bench-scale --generated-features`) have no image files behind them:
     # nothing for `repo verify` to replay, so nothing is recorded.
     if embedded.from_files:
@@ -243,6 +274,7 @@ def fit_embedded(
         record = backbone_record(embedded.spec_name, embedded.weights, shapes_of(embedded.embedder, config))
         write_files(tmp, config, fitted.bank, record, embedded.weights, calibration)
         n_refs = len(fitted.ref_idx)
+        choices = None if choice is None else {**choice["chosen"], "rule": choice["rule"]}
         manifest = write_package_manifest(
             tmp, config, embedded.pre, record, calibration, n_refs, data_files, choices
         )
@@ -259,15 +291,28 @@ def fit_embedded(
             seconds=seconds,
             calibration=calibration,
             memory=memory,
+            choice=choice,
         )
         extra = [] if embedded.cleaning is None else write_cleaning(tmp, embedded.cleaning)
+        if choice is not None:
+            (tmp / CHOICE_JSON).write_text(json.dumps(choice, indent=2) + "\n")
+            extra.append(CHOICE_JSON)
         finalise_manifest(tmp, "model_card.md", *extra)
         replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    chosen = None if choice is None else dict(choice["chosen"])
     return FitReport(
-        out_dir, n_refs, len(oof.index), calibration.threshold, seconds, parity, memory, calibration.statement
+        out_dir,
+        n_refs,
+        len(oof.index),
+        calibration.threshold,
+        seconds,
+        parity,
+        memory,
+        calibration.statement,
+        chosen,
     )
 
 
@@ -304,30 +349,6 @@ def _fit_and_score(embedded: Embedded, config: PipelineConfig) -> tuple[Residual
 
 
 PROBES = 8  # good images, mirrored, that the ONNX parity check replays
-
-
-def _calibrate(
-    model: ResidualModel,
-    oof: OutOfFold,
-    fitted: FittedBank,
-    goods: list[Path],
-    config: PipelineConfig,
-    batch: int,
-) -> Calibration:
-    """Position statistics (with `position_norm = "zscore"`, attached to `model` and recorded in
-    the bank), the out-of-fold scores and the threshold for `calibration.target_frr`."""
-    moments = None
-    if config.method.position_norm == "zscore":
-        moments = position_statistics(model, oof, batch)
-        mean, scale = attach_position_norm(model, moments)
-        fitted.bank = dataclasses.replace(fitted.bank, position_mean=mean, position_scale=scale)
-    scores = out_of_fold_scores(model, oof, moments, batch)
-    names = [str(goods[i]) for i in oof.index]
-    calibration = calibrate(scores, names, config.calibration.target_frr, oof.scheme)
-    place = np.full(len(goods), -1, np.int64)
-    place[fitted.ref_idx] = np.arange(len(fitted.ref_idx))
-    calibration.bank_index = [int(place[i]) for i in oof.index]
-    return calibration
 
 
 def _bank_bytes(model: ResidualModel) -> int:

@@ -16,11 +16,13 @@ statistics (`residual.position.MapMoments`) and the scores never need all maps a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from adinspect.config import PipelineConfig
+from adinspect.fitting.calibration import Calibration, calibrate
 from adinspect.residual.model import ResidualModel
 from adinspect.residual.position import MapMoments, PositionNorm
 
@@ -129,3 +131,27 @@ def attach_position_norm(model: ResidualModel, moments: MapMoments) -> tuple[tor
     mean, scale = moments.stats()
     model.position = PositionNorm(mean, scale)
     return mean, scale
+
+
+def calibrate_out_of_fold(
+    model: ResidualModel,
+    oof: OutOfFold,
+    ref_idx: np.ndarray,
+    goods: list[Path],
+    config: PipelineConfig,
+    batch: int,
+) -> tuple[Calibration, tuple[torch.Tensor, torch.Tensor] | None]:
+    """With `position_norm = "zscore"`, the per-position statistics (attached to `model`); then the
+    out-of-fold scores and the threshold for `calibration.target_frr`. Returns the calibration and
+    the statistics (mean, scale), None without normalisation."""
+    moments, position = None, None
+    if config.method.position_norm == "zscore":
+        moments = position_statistics(model, oof, batch)
+        position = attach_position_norm(model, moments)
+    scores = out_of_fold_scores(model, oof, moments, batch)
+    names = [str(goods[i]) for i in oof.index]
+    calibration = calibrate(scores, names, config.calibration.target_frr, oof.scheme)
+    place = np.full(len(goods), -1, np.int64)
+    place[ref_idx] = np.arange(len(ref_idx))
+    calibration.bank_index = [int(place[i]) for i in oof.index]
+    return calibration, position

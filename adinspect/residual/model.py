@@ -95,7 +95,7 @@ class ResidualModel(nn.Module):
         self.window = method.window
         self.image_size = method.image_size
         self.score_topk = method.score_topk if method.score == "topk_mean" else 1
-        self.matching = method.matching
+        self.matching: str = method.matching
         self.offsets = disc_offsets(method.sigma)
         self.pad = max(max(abs(dy), abs(dx)) for dy, dx in self.offsets)
         self.register_buffer("pca_mean", bank.pca_mean.float())
