@@ -64,9 +64,8 @@ def expected_misses(
     """
     if not labelled:
         return {}
-    scores = np.array([scored.get(image_key(p), np.nan) for p in labelled])
-    for i in np.flatnonzero(np.isnan(scores)):
-        scores[i] = score_of(labelled[i])
+    found = [scored.get(image_key(p)) for p in labelled]
+    scores = np.array([score_of(p) if s is None else s for p, s in zip(labelled, found, strict=True)])
     passed = int((np.isfinite(scores) & (scores <= threshold)).sum())
     low, high = clopper_pearson(passed, len(labelled))
     return {
