@@ -28,14 +28,15 @@ def match_global(
         (B, d, h, w): for every query cell, the reference cell feature at the smallest L2 distance.
     """
     b, d, h, w = features.shape
-    query = features.flatten(2).transpose(1, 2)  # (B, h·w, d)
+    query = features.flatten(2).transpose(1, 2).contiguous()  # (B, h·w, d)
     best_dist: torch.Tensor | None = None
     best_feat: torch.Tensor | None = None
     for k in range(neighbours.shape[1]):  # K is a constant of the model: unrolled at export
         index = neighbours[:, k]
-        refs = bank_cells[:, index].float().transpose(0, 1)  # (B, h·w, d)
+        refs = bank_cells[:, index].transpose(0, 1).float()  # (B, h·w, d)
         sqnorm = bank_sqnorm[:, index].transpose(0, 1)  # (B, h·w)
-        dist = sqnorm[:, None, :] - 2.0 * torch.matmul(query, refs.transpose(1, 2))  # (B, hw_q, hw_r)
+        # ‖c‖² − 2 f·c in one fused op (MatMul, Mul, Add in ONNX): (B, hw_q, hw_r)
+        dist = torch.baddbmm(sqnorm[:, None, :], query, refs.transpose(1, 2), alpha=-2.0)
         value, cell = dist.min(dim=2)  # (B, h·w)
         feat = torch.gather(refs, 1, cell[..., None].expand(b, h * w, d))  # (B, h·w, d)
         if best_dist is None or best_feat is None:
