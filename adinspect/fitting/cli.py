@@ -66,8 +66,35 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from adinspect.config import load_config, preset_config, validate_config
     from adinspect.fitting.fit import fit_product
+
+    config = config_from_args(args)  # every bad value is an `error:` line before any work
+    clean = None
+    if args.clean:
+        from adinspect.config import ConfigError
+        from adinspect.zeroshot.config import CleanConfig
+
+        if not args.clean_z > 0:
+            raise ConfigError(f"--clean-z: expected a positive z-score limit, got {args.clean_z}")
+        clean = CleanConfig(z_max=args.clean_z)
+    fixed = args.config is not None or args.backbone or args.weights or args.random_weights
+    report = fit_product(
+        args.data,
+        config,
+        args.out,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        clean=clean,
+        auto=args.auto,
+        backbones=[config.backbone.name] if fixed else None,
+    )
+    _print_report(report)
+    return 0
+
+
+def config_from_args(args: argparse.Namespace):
+    """The PipelineConfig `fit`'s options describe: --config, or the preset with the overrides."""
+    from adinspect.config import load_config, preset_config, validate_config
 
     if args.config is not None:
         config = load_config(args.config)
@@ -100,25 +127,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raw["scale"].update(scale)
         raw["calibration"].update(calibration)
         config = validate_config(raw, source="fit's command line")
-    clean = None
-    if args.clean:
-        from adinspect.config import ConfigError
-        from adinspect.zeroshot.config import CleanConfig
+    return config
 
-        if not args.clean_z > 0:
-            raise ConfigError(f"--clean-z: expected a positive z-score limit, got {args.clean_z}")
-        clean = CleanConfig(z_max=args.clean_z)
-    fixed = args.config is not None or args.backbone or args.weights or args.random_weights
-    report = fit_product(
-        args.data,
-        config,
-        args.out,
-        overwrite=args.overwrite,
-        progress=not args.quiet,
-        clean=clean,
-        auto=args.auto,
-        backbones=[config.backbone.name] if fixed else None,
-    )
+
+def _print_report(report) -> None:
     print(
         f"wrote {report.out_dir}: {report.n_references} references, {report.n_scored} good images scored "
         f"out of fold, threshold {report.threshold:.4g}"
@@ -137,7 +149,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"memory: peak resident {m['peak_rss_mb']:.0f} MB (estimate {m['estimate_mb']:.0f} MB, "
         f"budget {m['budget_mb']:.0f} MB, bank {m['bank_mb']:.0f} MB)"
     )
-    return 0
 
 
 def _json_arg(text: str, flag: str) -> dict:

@@ -32,9 +32,10 @@ from adinspect.data.datasets import open_dataset
 from adinspect.errors import InputError
 from adinspect.features.backbones import WeightsInfo, create_backbone
 from adinspect.features.embedder import FeatureEmbedder
+from adinspect.fitting.calibration import Calibration
 from adinspect.fitting.choice import choose
 from adinspect.fitting.export import export_backbone, export_residual, max_abs_diff
-from adinspect.fitting.oof import OutOfFold, calibrate_out_of_fold, out_of_fold_norms
+from adinspect.fitting.oof import FittedBank, calibrate_out_of_fold, fit_and_score
 from adinspect.fitting.write import (
     backbone_record,
     finalise_manifest,
@@ -49,9 +50,8 @@ from adinspect.package import (
     sha256_of,
 )
 from adinspect.package.card import write_model_card
-from adinspect.residual.bank import fit_bank, representative_subset
 from adinspect.residual.budget import MB, MemoryPlan, Shapes, peak_rss_bytes, plan_memory
-from adinspect.residual.model import BankTensors, ResidualModel
+from adinspect.residual.model import ResidualModel
 from adinspect.zeroshot.clean import CleaningReport, clean_training_set, write_cleaning
 from adinspect.zeroshot.config import CleanConfig
 
@@ -119,16 +119,6 @@ def check_enough(n: int) -> None:
             f"{n} good image is too few: every good image is scored against the others to set the "
             "threshold; give at least 2 (a few dozen is better)"
         )
-
-
-@dataclass
-class FittedBank:
-    """What the bank was fitted from, and the inputs the parity check replays."""
-
-    bank: BankTensors  # features on the meta device: the model holds the only copy
-    ref_idx: np.ndarray  # (n_refs,) indices of the goods in the bank
-    probe_feats: torch.Tensor  # a few good images mirrored left-right: not in the bank
-    probe_gmaps: torch.Tensor
 
 
 @dataclass
@@ -242,19 +232,7 @@ def fit_embedded(
     """
     t1 = time.perf_counter()
     plan, goods = embedded.plan, embedded.goods
-    check_enough(len(goods))
-    model, fitted, oof = _fit_and_score(embedded, config)
-    calibration, position = calibrate_out_of_fold(
-        model, oof, fitted.ref_idx, goods, config, plan.residual_batch
-    )
-    if position is not None:  # the bank file records the normalisation the model now holds
-        fitted.bank = dataclasses.replace(fitted.bank, position_mean=position[0], position_scale=position[1])
-    # Generated features (`bench-scale --generated-features`) have no image files behind them:
-    # nothing for `repo verify` to replay, so nothing is recorded.
-    if embedded.from_files:
-        scored = [goods[i] for i in oof.index]
-        calibration.holdout_files = [Path(os.path.relpath(p, data_dir)).as_posix() for p in scored]
-        calibration.holdout_sha256 = [sha256_of(p) for p in scored]
+    model, fitted, calibration = _bank_and_calibration(embedded, config, data_dir)
     probe_maps, probe_scores = residual_outputs(
         model, fitted.probe_feats, fitted.probe_gmaps, plan.residual_batch
     )
@@ -273,47 +251,49 @@ def fit_embedded(
         del model  # free the bank before ONNX Runtime loads its copy for the parity check
         record = backbone_record(embedded.spec_name, embedded.weights, shapes_of(embedded.embedder, config))
         write_files(tmp, config, fitted.bank, record, embedded.weights, calibration)
-        n_refs = len(fitted.ref_idx)
         choices = None if choice is None else {**choice["chosen"], "rule": choice["rule"]}
         manifest = write_package_manifest(
-            tmp, config, embedded.pre, record, calibration, n_refs, data_files, choices
+            tmp, config, embedded.pre, record, calibration, len(fitted.ref_idx), data_files, choices
         )
         parity = _parity(tmp, fitted, probe_maps, probe_scores, plan.residual_batch)
         seconds["total"] = seconds.get("embed", 0.0) + time.perf_counter() - t1
         memory = _memory_summary(plan)
         write_model_card(
-            tmp,
-            manifest,
-            config,
-            data_dir=data_dir,
-            n_images=len(goods),
-            parity=parity,
-            seconds=seconds,
-            calibration=calibration,
-            memory=memory,
-            choice=choice,
-        )
-        extra = [] if embedded.cleaning is None else write_cleaning(tmp, embedded.cleaning)
-        if choice is not None:
-            (tmp / CHOICE_JSON).write_text(json.dumps(choice, indent=2) + "\n")
-            extra.append(CHOICE_JSON)
-        finalise_manifest(tmp, "model_card.md", *extra)
+            tmp, manifest, config, data_dir=data_dir, n_images=len(goods), parity=parity,
+            seconds=seconds, calibration=calibration, memory=memory, choice=choice,
+        )  # fmt: skip
+        _finish(tmp, embedded, choice)
         replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    counts = len(fitted.ref_idx), len(calibration.holdout_scores)
     chosen = None if choice is None else dict(choice["chosen"])
     return FitReport(
-        out_dir,
-        n_refs,
-        len(oof.index),
-        calibration.threshold,
-        seconds,
-        parity,
-        memory,
-        calibration.statement,
-        chosen,
+        out_dir, *counts, calibration.threshold, seconds, parity, memory, calibration.statement, chosen
     )
+
+
+def _bank_and_calibration(
+    embedded: Embedded, config: PipelineConfig, data_dir: Path
+) -> tuple[ResidualModel, FittedBank, Calibration]:
+    """The bank of every good image, their out-of-fold scores and the threshold they give."""
+    goods = embedded.goods
+    check_enough(len(goods))
+    model, fitted, oof = fit_and_score(embedded.feats, embedded.gmaps, config, embedded.plan.residual_batch)
+    embedded.feats = embedded.gmaps = torch.empty(0)  # all images' features: no longer needed
+    calibration, position = calibrate_out_of_fold(
+        model, oof, fitted.ref_idx, goods, config, embedded.plan.residual_batch
+    )
+    if position is not None:  # the bank file records the normalisation the model now holds
+        fitted.bank = dataclasses.replace(fitted.bank, position_mean=position[0], position_scale=position[1])
+    # Generated features (`bench-scale --generated-features`) have no image files behind them:
+    # nothing for `repo verify` to replay, so nothing is recorded.
+    if embedded.from_files:
+        scored = [goods[i] for i in oof.index]
+        calibration.holdout_files = [Path(os.path.relpath(p, data_dir)).as_posix() for p in scored]
+        calibration.holdout_sha256 = [sha256_of(p) for p in scored]
+    return model, fitted, calibration
 
 
 def shapes_of(embedder: FeatureEmbedder, config: PipelineConfig) -> Shapes:
@@ -324,31 +304,13 @@ def shapes_of(embedder: FeatureEmbedder, config: PipelineConfig) -> Shapes:
     )
 
 
-def _fit_and_score(embedded: Embedded, config: PipelineConfig) -> tuple[ResidualModel, FittedBank, OutOfFold]:
-    """The bank from every good image (a k-center subset above `scale.max_references`), then every
-    good image's residual norms against the bank without its fold; all features are released."""
-    feats, gmaps = embedded.feats, embedded.gmaps
-    n = feats.shape[0]
-    ref_idx = np.arange(n)
-    cap = config.scale.max_references
-    if cap is not None and cap < n:
-        ref_idx = np.sort(representative_subset(gmaps, config.method, cap))
-    method = config.method.model_copy(update={"position_norm": "none"})  # statistics come from oof
-    bank = fit_bank(feats[ref_idx], gmaps[ref_idx], method)
-    model = ResidualModel(bank, method).eval()
-    bank_index = np.full(n, -1, np.int64)
-    bank_index[ref_idx] = np.arange(len(ref_idx))
-    oof = out_of_fold_norms(model, feats, gmaps, bank_index, config, embedded.plan.residual_batch)
-    probe = torch.from_numpy(oof.index[:PROBES])
-    probe_feats, probe_gmaps = feats[probe].flip(-1).clone(), gmaps[probe].flip(-1).clone()
-    embedded.feats = embedded.gmaps = torch.empty(0)  # all images' features: no longer needed
-    del feats, gmaps
-    # the model made its cell-major copy: keep only the bank's shape for bank.safetensors
-    bank = dataclasses.replace(bank, features=bank.features.to("meta"))
-    return model, FittedBank(bank, ref_idx, probe_feats, probe_gmaps), oof
-
-
-PROBES = 8  # good images, mirrored, that the ONNX parity check replays
+def _finish(tmp: Path, embedded: Embedded, choice: dict | None) -> None:
+    """The cleaning and choice records, then the manifest's checksums of everything written last."""
+    extra = [] if embedded.cleaning is None else write_cleaning(tmp, embedded.cleaning)
+    if choice is not None:
+        (tmp / CHOICE_JSON).write_text(json.dumps(choice, indent=2) + "\n")
+        extra.append(CHOICE_JSON)
+    finalise_manifest(tmp, "model_card.md", *extra)
 
 
 def _bank_bytes(model: ResidualModel) -> int:

@@ -15,6 +15,7 @@ statistics (`residual.position.MapMoments`) and the scores never need all maps a
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +24,44 @@ import torch
 
 from adinspect.config import PipelineConfig
 from adinspect.fitting.calibration import Calibration, calibrate
-from adinspect.residual.model import ResidualModel
+from adinspect.residual.bank import fit_bank, representative_subset
+from adinspect.residual.model import BankTensors, ResidualModel
 from adinspect.residual.position import MapMoments, PositionNorm
+
+PROBES = 8  # good images, mirrored, that the ONNX parity check replays
+
+
+@dataclass
+class FittedBank:
+    """What the bank was fitted from, and the inputs the parity check replays."""
+
+    bank: BankTensors  # features on the meta device: the model holds the only copy
+    ref_idx: np.ndarray  # (n_refs,) indices of the goods in the bank
+    probe_feats: torch.Tensor  # a few good images mirrored left-right: not in the bank
+    probe_gmaps: torch.Tensor
+
+
+def fit_and_score(
+    feats: torch.Tensor, gmaps: torch.Tensor, config: PipelineConfig, batch: int
+) -> tuple[ResidualModel, FittedBank, OutOfFold]:
+    """The bank from every good image (a k-center subset above `scale.max_references`), then every
+    good image's residual norms against the bank without its fold (`out_of_fold_norms`)."""
+    n = feats.shape[0]
+    ref_idx = np.arange(n)
+    cap = config.scale.max_references
+    if cap is not None and cap < n:
+        ref_idx = np.sort(representative_subset(gmaps, config.method, cap))
+    method = config.method.model_copy(update={"position_norm": "none"})  # statistics come from oof
+    bank = fit_bank(feats[ref_idx], gmaps[ref_idx], method)
+    model = ResidualModel(bank, method).eval()
+    bank_index = np.full(n, -1, np.int64)
+    bank_index[ref_idx] = np.arange(len(ref_idx))
+    oof = out_of_fold_norms(model, feats, gmaps, bank_index, config, batch)
+    probe = torch.from_numpy(oof.index[:PROBES])
+    probe_feats, probe_gmaps = feats[probe].flip(-1).clone(), gmaps[probe].flip(-1).clone()
+    # the model made its cell-major copy: keep only the bank's shape for bank.safetensors
+    bank = dataclasses.replace(bank, features=bank.features.to("meta"))
+    return model, FittedBank(bank, ref_idx, probe_feats, probe_gmaps), oof
 
 
 @dataclass
