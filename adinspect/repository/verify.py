@@ -2,7 +2,8 @@
 
 For every package, the good images `fit` scored to calibrate its threshold (calibration.json:
 `holdout_files` relative to the fitted data folder, `holdout_sha256`; at most `MAX_IMAGES` of them,
-spread over the list) are read once, then
+spread over the list) are read once and mirrored left-right (every good image is in the bank, where
+it would find itself and score about zero; mirrored it scores like a new part), then
 inspected twice from the same bytes: in-process (ONNX Runtime on this host's CPU, FP32: the
 precision the threshold was calibrated in) and through the served `inspect_<product>` ensemble
 (whatever it runs: cpu flavour, ONNX Runtime + TensorRT, FP16 plans). The deploy passes only if
@@ -23,7 +24,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from adinspect.errors import InputError
-from adinspect.imageio import decode_image
+from adinspect.imageio import decode_image, encode_png
 from adinspect.package import ModelPackage
 
 DEFAULT_TOLERANCE = 0.01
@@ -116,6 +117,11 @@ def held_out_images(package: ModelPackage, data_dir: Path | None) -> list[HeldOu
     return images
 
 
+def mirrored(image: HeldOutImage) -> HeldOutImage:
+    """The image mirrored left-right, as PNG bytes (lossless: both sides decode the same pixels)."""
+    return HeldOutImage(image.name, encode_png(decode_image(image.data, image.name)[:, ::-1]))
+
+
 def compare(
     product: str,
     name: str,
@@ -162,7 +168,7 @@ def verify_product(
     from adinspect.runtime.inspector import Inspector
 
     inspector = Inspector(Path(model_dir))
-    images = held_out_images(inspector.package, data_dir)
+    images = [mirrored(image) for image in held_out_images(inspector.package, data_dir)]
     rows = []
     for image in images:
         local = inspector.inspect(decode_image(image.data, image.name), image.name).result
