@@ -141,11 +141,15 @@ def choose(
     images, painted, masks = synthetic_sample(goods, config)
     default = Candidate(config.backbone.name, config.method.matching, config.method.position_norm)
     choice = Choice(default, default, {}, len(images), 0.0)
-    steps = tqdm(
-        total=len(MATCHINGS) + len(backbones) - 1, desc="fit --auto", unit="pass", disable=not progress
-    )
+    first = MATCHINGS if global_affordable(config) else ("local",)
+    if len(first) == 1:
+        choice.notes.append(
+            f"global matching not tried: {global_macs(config):.1e} multiply-adds per image exceed "
+            f"{GLOBAL_MAX_MACS:.0e} at this input size, K and feature width"
+        )
+    steps = tqdm(total=len(first) + len(backbones) - 1, desc="fit --auto", unit="pass", disable=not progress)
     for stage, names in enumerate((backbones[:1], backbones[1:])):
-        matchings = MATCHINGS if stage == 0 else (choice.pick().matching,)
+        matchings = first if stage == 0 else (choice.pick().matching,)
         for backbone in names:
             model, *features = _embed_both(config, backbone, images, painted)
             for matching in matchings:
@@ -162,6 +166,20 @@ def choose(
 
 def _pairs(features: list[torch.Tensor]) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
     return (features[0], features[1]), (features[2], features[3])
+
+
+GLOBAL_MAX_MACS = 3e10  # about two seconds per image on one CPU core (KolektorSDD at 640 x 256: 2e10)
+
+
+def global_macs(config: PipelineConfig) -> float:
+    """Multiply-adds of global matching per image: K x (h·w)² x d_f (the widest Lite's d_f)."""
+    h, w = (side // 8 for side in input_shape(config))
+    width = config.method.layer_dim * 3 if config.method.layer_dim else 192
+    return float(config.method.k_neighbors * (h * w) ** 2 * width)
+
+
+def global_affordable(config: PipelineConfig) -> bool:
+    return global_macs(config) <= GLOBAL_MAX_MACS
 
 
 def synthetic_sample(
@@ -198,7 +216,11 @@ def _embed_both(
     config: PipelineConfig, backbone: str, images: list[np.ndarray], painted: list[np.ndarray]
 ) -> tuple[ResidualModel, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One backbone: a bank of the sampled good images and the features of both image sets."""
-    extractor, spec, _ = create_backbone(backbone)
+    bb = config.backbone
+    own = backbone == bb.name  # the config's own backbone keeps its weights file
+    extractor, spec, _ = create_backbone(
+        backbone, weights=bb.weights if own else None, allow_random=bb.allow_random and own
+    )
     embedder = FeatureEmbedder(extractor, spec, config.method).eval()
     pre = PreprocessSpec(image_size=config.method.image_size, mean=spec.mean, std=spec.std)
 
