@@ -76,6 +76,18 @@ class MethodConfig(_Frozen):
     blur_sigma: float = Field(ge=0.0, description="Gaussian blur of the map, pixels at image_size.")
     score: Literal["max", "topk_mean"] = "max"
     score_topk: int = Field(default=10, ge=1, description="Pixels averaged when score='topk_mean'.")
+    matching: Literal["local", "global"] = Field(
+        default="local",
+        description="'local': each feature's nearest reference feature within `sigma` cells of its "
+        "position (Eq. 3; parts that sit in one place); 'global': the nearest among all cells of the K "
+        "retrieved references (textures, crops, parts that are not fixtured).",
+    )
+    position_norm: Literal["none", "zscore"] = Field(
+        default="none",
+        description="'zscore': the map is normalised per pixel by the good training images' out-of-fold "
+        "maps, (map - mean) / max(std, median std), so places where good parts vary (borders, "
+        "reflections) count less; thresholds and scores are then on the normalised map.",
+    )
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -90,22 +102,41 @@ class MethodConfig(_Frozen):
 
 
 class CalibrationConfig(_Frozen):
-    """How the pass/fail threshold is set from held-out good images."""
+    """How the pass/fail threshold is set from the good training images' out-of-fold scores."""
 
-    holdout_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
-    min_holdout: int = Field(default=4, ge=2)
-    std_factor: float = Field(
-        default=3.0,
-        ge=0.0,
-        description="threshold = max(mean + std_factor*std, max) of held-out good scores.",
+    target_frr: float = Field(
+        default=0.01,
+        gt=0.0,
+        lt=0.5,
+        description="Target false-reject rate: the threshold is the (floor(target * N) + 1)-th largest "
+        "out-of-fold score of the N good training images.",
+    )
+    folds: int = Field(
+        default=0,
+        ge=0,
+        description="Out-of-fold scoring: 0 = leave-one-out (each good image against the bank without "
+        "it), k >= 2 = k seeded folds (each against the bank without its fold).",
+    )
+    max_scored: int = Field(
+        default=2000,
+        ge=10,
+        description="At most this many good images (a seeded sample) are scored out of fold; all of them "
+        "stay in the bank.",
     )
     seg_floor: float | None = Field(
         default=None,
         ge=0.0,
         le=1.0,
         description="Optional lower bound of the ADClick-Seg threshold (a defect probability); None: the "
-        "threshold comes only from held-out good and pseudo-labelled training-time images.",
+        "threshold comes only from held-out good training images' seg scores.",
     )
+
+    @field_validator("folds")
+    @classmethod
+    def _not_one_fold(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError("calibration.folds = 1 leaves no bank to score against; use 0 or >= 2")
+        return v
 
 
 class ScaleConfig(_Frozen):

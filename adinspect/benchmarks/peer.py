@@ -159,7 +159,7 @@ def _bench_adinspect(
             "preset": PRESET,
             "backbone": config.backbone.name,
             "n_references": report.n_references,
-            "n_holdout": report.n_holdout,
+            "n_scored": report.n_scored,
             "weights_sha256": inspector.package.manifest.backbone.weights_sha256,
             "package": str(package_dir),
         },

@@ -31,14 +31,6 @@ MB = 1 << 20
 AUGMENTATIONS = ("flip_lr", "flip_ud", "rot90", "rot180", "rot270")
 
 
-def images_for(n_refs: int, min_holdout: int, holdout_fraction: float) -> int:
-    """Good images to give fit so that n_refs remain after the held-out calibration split."""
-    total = n_refs + 1
-    while total - max(min_holdout, int(round(holdout_fraction * total))) < n_refs:
-        total += 1
-    return total
-
-
 def make_subset(goods: Sequence[Path], total: int, out: Path, seed: int = 0) -> int:
     """Write out/train/good with `total` images: symlinks to goods in a seeded order, then augmented
     copies (AUGMENTATIONS in turn) of them. Returns how many are augmented."""
@@ -112,7 +104,7 @@ def _fit_generated_child(queue: Any, n_images: int, out: str, preset: str, rando
     from adinspect.config import preset_config
     from adinspect.features.backbones import create_backbone
     from adinspect.features.embedder import FeatureEmbedder
-    from adinspect.fitting.fit import Embedded, fit_embedded, shapes_of, split_holdout
+    from adinspect.fitting.fit import Embedded, fit_embedded, shapes_of
     from adinspect.geometry import PreprocessSpec
     from adinspect.residual.budget import plan_memory
 
@@ -121,7 +113,7 @@ def _fit_generated_child(queue: Any, n_images: int, out: str, preset: str, rando
         extractor, spec, weights = create_backbone(config.backbone.name, allow_random=random_weights)
         embedder = FeatureEmbedder(extractor, spec, config.method).eval()
         shapes = shapes_of(embedder, config)
-        n_refs = len(split_holdout(n_images, config)[0])
+        n_refs = n_images  # every good image is a reference
         n_params = sum(p.numel() for p in embedder.parameters())
         plan = plan_memory(config, shapes, n_images, n_refs, n_params)
         gen = torch.Generator().manual_seed(0)
@@ -198,7 +190,6 @@ def run_scale_bench(
     Presets in `generated` skip the backbone in fit (`_fit_generated_child`); inference still runs
     the whole package on real test images.
     """
-    from adinspect.config import preset_config
 
     dataset = open_dataset(Path(data_dir))
     if not dataset.train:
@@ -214,9 +205,8 @@ def run_scale_bench(
         "points": [],
     }
     for preset in presets:
-        cal = preset_config(preset, "scale").calibration
         for n_refs in sizes:
-            total = images_for(n_refs, cal.min_holdout, cal.holdout_fraction)
+            total = n_refs  # every good image is a reference
             subset = out_dir / "data" / f"n{total}"
             model = out_dir / "models" / f"{preset}_{n_refs}"
             point: dict[str, Any] = {"preset": preset, "references": n_refs, "images": total}
@@ -320,13 +310,13 @@ def subset_quality(
 
     from adinspect.config import preset_config
     from adinspect.evaluation.evaluate import evaluate_package
-    from adinspect.fitting.fit import embed_goods, fit_embedded, split_holdout
+    from adinspect.fitting.fit import embed_goods, fit_embedded
 
     config = preset_config(preset, "subset")
     t = time.perf_counter()
     embedded = embed_goods(Path(data_dir), config, progress)
     embed_s = time.perf_counter() - t
-    n_refs = len(split_holdout(len(embedded.goods), config)[0])
+    n_refs = len(embedded.goods)
     results: dict[str, Any] = {"data": str(data_dir), "preset": preset, "embed_s": embed_s, "points": []}
     for fraction in fractions:
         cap = max(1, int(round(fraction * n_refs)))

@@ -16,10 +16,16 @@ import numpy as np
 from tqdm import tqdm
 
 from adinspect.data.datasets import Sample, open_dataset
+from adinspect.evaluation.expected import (
+    expected_misses,
+    image_key,
+    labelled_images,
+    stated_false_rejects,
+)
 from adinspect.geometry import as_shape, preprocess_batch
 from adinspect.imageio import read_image, read_mask
 from adinspect.metrics import compute_metrics
-from adinspect.package import LABELS_DIR, LABELS_JSON
+from adinspect.runtime.seg import SEG_META
 
 
 @dataclass
@@ -71,8 +77,10 @@ def collect(
 
 def evaluate_package(
     model_dir: Path, data_dir: Path, plots_dir: Path | None = None, progress: bool = True
-) -> dict[str, float]:
-    """Metrics of a package on the test split of `data_dir` (MVTec or KolektorSDD2 layout)."""
+) -> dict:
+    """Metrics of a package on the test split of `data_dir` (MVTec or KolektorSDD2 layout), with
+    what the package states to expect at its threshold beside the measured rates
+    (`evaluation.expected`)."""
     from adinspect.runtime.inspector import Inspector
 
     inspector = Inspector(model_dir)
@@ -84,34 +92,33 @@ def evaluate_package(
         inspector, dataset.test, pre.shape, pre, keep_images=plots_dir is not None, progress=progress
     )
     labels = np.array([s.label for s in data.samples])
-    metrics = compute_metrics(data.scores, labels, data.maps, data.masks)
-    verdict_fail = data.scores > inspector.threshold
-    metrics["false_reject_rate"] = float(verdict_fail[labels == 0].mean()) if (labels == 0).any() else 0.0
-    metrics["miss_rate"] = float((~verdict_fail[labels == 1]).mean()) if (labels == 1).any() else 0.0
+    metrics: dict = dict(compute_metrics(data.scores, labels, data.maps, data.masks))
+    passed = np.isfinite(data.scores) & (data.scores <= inspector.threshold)  # fail closed, as served
+    metrics["false_reject_rate"] = float((~passed[labels == 0]).mean()) if (labels == 0).any() else 0.0
+    metrics["miss_rate"] = float(passed[labels == 1].mean()) if (labels == 1).any() else 0.0
     metrics["n_images"] = len(data.samples)
     metrics["n_defective"] = int(labels.sum())
+    seg_meta = inspector.package.path(SEG_META) if inspector.seg_info is not None else None
+    metrics.update(stated_false_rejects(inspector.package, seg_meta))
+    labelled = labelled_images(Path(model_dir))
+    scored = {image_key(Path(s.path)): float(v) for s, v in zip(data.samples, data.scores, strict=True)}
+    metrics.update(expected_misses(labelled, scored, inspector.threshold, _scorer(inspector)))
     if inspector.seg is not None:
         # ADClick-Seg was fine-tuned on pseudo labels of some test images: say how many are in here
-        trained_on = _pseudo_labelled(Path(model_dir))
-        metrics["n_pseudo_labelled"] = sum(_key(Path(s.path)) in trained_on for s in data.samples)
+        trained_on = {image_key(p) for p in labelled}
+        metrics["n_pseudo_labelled"] = sum(image_key(Path(s.path)) in trained_on for s in data.samples)
     if plots_dir is not None:
         _plots(Path(plots_dir), data, labels, inspector.threshold)
     return metrics
 
 
-def _key(path: Path) -> tuple[str, str]:
-    """(defect folder, file name): labels.json keeps paths as given, relative to where `label` ran."""
-    return path.parent.name, path.name
+def _scorer(inspector):
+    """path → the inspector's score of that image (for labelled images outside the test split)."""
 
+    def score_of(path: Path) -> float:
+        return inspector.inspect_file(path).result.score
 
-def _pseudo_labelled(model_dir: Path) -> set[tuple[str, str]]:
-    """Images `adinspect label` wrote pseudo labels for (labels/labels.json; empty when absent)."""
-    import json
-
-    path = model_dir / LABELS_DIR / LABELS_JSON
-    if not path.is_file():
-        return set()
-    return {_key(Path(entry["image"])) for entry in json.loads(path.read_text()).get("images", [])}
+    return score_of
 
 
 def _plots(out: Path, data: EvalData, labels: np.ndarray, threshold: float) -> None:

@@ -28,20 +28,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--random-weights", action="store_true", help="allow a random backbone (results labelled so)"
     )
     p.add_argument("--method", help="JSON overrides of method fields, e.g. '{\"k_neighbors\": 8}'")
-    p.add_argument(
-        "--image-size",
-        type=positive_int("--image-size"),
-        metavar="S",
-        help="short side of the network input (default: the preset's, 256 for cpu); larger keeps more "
-        "detail of high-resolution images at more time and memory",
-    )
-    p.add_argument(
-        "--input-shape",
-        metavar="HxW",
-        help="network input, height x width, e.g. 640x256 (default: from the training images: S x S when "
-        "they are within 1.15 of square, else short side S and the long side following their aspect)",
-    )
+    _add_input_options(p)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--target-frr",
+        metavar="RATE",
+        help="target false-reject rate of good parts, in (0, 0.5) (default 0.01): the threshold is set "
+        "from every good image's out-of-fold score",
+    )
     p.add_argument(
         "--memory-budget",
         type=positive_int("--memory-budget"),
@@ -65,13 +59,64 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="drop good images whose zero-shot mutual score stands out before fitting (robust z-score)",
     )
     p.add_argument("--clean-z", type=float, default=3.0, help="--clean drops images with z above this")
+    p.add_argument(
+        "--auto",
+        action="store_true",
+        help="choose the backbone (EfficientNet-Lite0/1/2 unless --backbone/--weights name one), the "
+        "matching (local/global) and the map normalisation (none/zscore) from the good images and "
+        "synthetic anomalies painted on them; the choice and its evidence go into the model card",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_fit)
 
 
+def _add_input_options(p: argparse.ArgumentParser) -> None:
+    """The network input's size and shape."""
+    p.add_argument(
+        "--image-size",
+        type=positive_int("--image-size"),
+        metavar="S",
+        help="short side of the network input (default: the preset's, 256 for cpu); larger keeps more "
+        "detail of high-resolution images at more time and memory",
+    )
+    p.add_argument(
+        "--input-shape",
+        metavar="HxW",
+        help="network input, height x width, e.g. 640x256 (default: from the training images: S x S when "
+        "they are within 1.15 of square, else short side S and the long side following their aspect)",
+    )
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
-    from adinspect.config import load_config, preset_config, validate_config
     from adinspect.fitting.fit import fit_product
+
+    config = config_from_args(args)  # every bad value is an `error:` line before any work
+    clean = None
+    if args.clean:
+        from adinspect.config import ConfigError
+        from adinspect.zeroshot.config import CleanConfig
+
+        if not args.clean_z > 0:
+            raise ConfigError(f"--clean-z: expected a positive z-score limit, got {args.clean_z}")
+        clean = CleanConfig(z_max=args.clean_z)
+    fixed = args.config is not None or args.backbone or args.weights or args.random_weights
+    report = fit_product(
+        args.data,
+        config,
+        args.out,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        clean=clean,
+        auto=args.auto,
+        backbones=[config.backbone.name] if fixed else None,
+    )
+    _print_report(report)
+    return 0
+
+
+def config_from_args(args: argparse.Namespace):
+    """The PipelineConfig `fit`'s options describe: --config, or the preset with the overrides."""
+    from adinspect.config import load_config, preset_config, validate_config
 
     if args.config is not None:
         config = load_config(args.config)
@@ -96,25 +141,26 @@ def cmd_fit(args: argparse.Namespace) -> int:
         for key, value in (("memory_budget_mb", args.memory_budget), ("max_references", args.max_references))
         if value is not None
     }
-    if scale:
+    calibration = {}
+    if args.target_frr is not None:
+        calibration["target_frr"] = parse_rate(args.target_frr, "--target-frr", 0.0, 0.5)
+    if scale or calibration:
         raw = json.loads(config.model_dump_json())
-        config = validate_config({**raw, "scale": {**raw["scale"], **scale}}, source="fit's command line")
-    config = _with_input(config, args.image_size, args.input_shape)
-    clean = None
-    if args.clean:
-        from adinspect.config import ConfigError
-        from adinspect.zeroshot.config import CleanConfig
+        raw["scale"].update(scale)
+        raw["calibration"].update(calibration)
+        config = validate_config(raw, source="fit's command line")
+    return _with_input(config, args.image_size, args.input_shape)
 
-        if not args.clean_z > 0:
-            raise ConfigError(f"--clean-z: expected a positive z-score limit, got {args.clean_z}")
-        clean = CleanConfig(z_max=args.clean_z)
-    report = fit_product(
-        args.data, config, args.out, overwrite=args.overwrite, progress=not args.quiet, clean=clean
-    )
+
+def _print_report(report) -> None:
     print(
-        f"wrote {report.out_dir}: {report.n_references} references, {report.n_holdout} held out, "
-        f"threshold {report.threshold:.4g}"
+        f"wrote {report.out_dir}: {report.n_references} references, {report.n_scored} good images scored "
+        f"out of fold, threshold {report.threshold:.4g}"
     )
+    if report.statement:
+        print(f"threshold: {report.statement}")
+    if report.choice:
+        print("fit --auto chose " + ", ".join(f"{k} {v}" for k, v in report.choice.items()))
     print("fit time (s): " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
     print(
         f"parity ONNX Runtime vs torch: max |Δmap| {report.parity['map_max_abs_diff']:.2e}, "
@@ -125,7 +171,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"memory: peak resident {m['peak_rss_mb']:.0f} MB (estimate {m['estimate_mb']:.0f} MB, "
         f"budget {m['budget_mb']:.0f} MB, bank {m['bank_mb']:.0f} MB)"
     )
-    return 0
 
 
 def _with_input(config: PipelineConfig, image_size: int | None, input_shape: str | None) -> PipelineConfig:
@@ -170,6 +215,23 @@ def _json_arg(text: str, flag: str) -> dict:
         raise ConfigError(f"{flag}: not valid JSON ({exc}); e.g. {flag} '{{\"k_neighbors\": 8}}'") from exc
     if not isinstance(value, dict):
         raise ConfigError(f"{flag}: expected a JSON object, got {text!r}")
+    return value
+
+
+def parse_rate(text: str, flag: str, low: float, high: float) -> float:
+    """A number strictly between `low` and `high`, else a ConfigError (one `error:` line, exit 2).
+
+    Parsed in the command rather than by argparse, whose errors print the usage too."""
+    from adinspect.config import ConfigError
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not low < value < high:  # NaN fails too
+        raise ConfigError(
+            f"{flag}: expected a rate strictly between {low:g} and {high:g}, e.g. 0.01, got {text!r}"
+        )
     return value
 
 

@@ -1,9 +1,11 @@
 """`adinspect fit`: good images → a model package (DESIGN.md §5).
 
-Orchestration only: read images, embed them, split off held-out good images, fit the bank,
-calibrate the threshold on the held-out scores, export ONNX, check parity, write the package.
+Orchestration only: read images, embed them, fit the bank on all of them, score every good image
+out of fold (`fitting.oof`: against the bank without it), set the threshold for the target
+false-reject rate (`fitting.calibration`), export ONNX, check parity, write the package.
 Memory is planned before any work (`residual.budget`): features are kept in fp16, every batch
-through torch and ONNX Runtime is a chunk sized by the budget, and the bank exists once at a time.
+through torch and ONNX Runtime is a chunk sized by the budget, and out-of-fold maps are rebuilt
+a chunk at a time from per-image grids of residual norms.
 The package is assembled in a temporary sibling directory and moved into place only when
 complete, so a failed fit never leaves a half-written package or destroys an existing one.
 """
@@ -11,6 +13,7 @@ complete, so a failed fit never leaves a half-written package or destroys an exi
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import tempfile
@@ -29,9 +32,11 @@ from adinspect.data.datasets import open_dataset
 from adinspect.errors import InputError
 from adinspect.features.backbones import WeightsInfo, create_backbone
 from adinspect.features.embedder import FeatureEmbedder
-from adinspect.fitting.calibration import calibrate
+from adinspect.fitting.calibration import Calibration
+from adinspect.fitting.choice import choose
 from adinspect.fitting.export import export_backbone, export_residual, max_abs_diff
 from adinspect.fitting.input_shape import at_input_shape, resolve_input_shape
+from adinspect.fitting.oof import FittedBank, calibrate_out_of_fold, fit_and_score
 from adinspect.fitting.write import (
     backbone_record,
     finalise_manifest,
@@ -46,11 +51,12 @@ from adinspect.package import (
     sha256_of,
 )
 from adinspect.package.card import write_model_card
-from adinspect.residual.bank import fit_bank, representative_subset
 from adinspect.residual.budget import MB, MemoryPlan, Shapes, peak_rss_bytes, plan_memory
-from adinspect.residual.model import BankTensors, ResidualModel
+from adinspect.residual.model import ResidualModel
 from adinspect.zeroshot.clean import CleaningReport, clean_training_set, write_cleaning
 from adinspect.zeroshot.config import CleanConfig
+
+CHOICE_JSON = "choice.json"  # fit --auto: the rule, the choice and every candidate's evidence
 
 
 class FitError(InputError):
@@ -61,11 +67,13 @@ class FitError(InputError):
 class FitReport:
     out_dir: Path
     n_references: int
-    n_holdout: int
+    n_scored: int  # good images scored out of fold for the threshold
     threshold: float
     seconds: dict[str, float]
     parity: dict[str, float]
     memory: dict[str, float]  # peak_rss_mb (this process), estimate_mb, budget_mb, bank_mb, chunk sizes
+    statement: str = ""  # how far the good images vouch for the threshold
+    choice: dict[str, str] | None = None  # fit --auto: backbone, matching, position_norm
 
 
 def embed_paths(
@@ -105,27 +113,13 @@ def residual_outputs(
     return np.concatenate(maps), np.concatenate(scores)
 
 
-def split_holdout(n: int, config: PipelineConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split of n good images into (reference indices, held-out indices)."""
-    cal = config.calibration
-    n_hold = max(cal.min_holdout, int(round(cal.holdout_fraction * n)))
-    if n - n_hold < 1:
+def check_enough(n: int) -> None:
+    """Out-of-fold scoring needs another good image to score each one against."""
+    if n < 2:
         raise FitError(
-            f"{n} good images are too few: {n_hold} are held out to calibrate the threshold and at least one "
-            f"must remain as a reference; give at least {n_hold + 1} (a few dozen is better)"
+            f"{n} good image is too few: every good image is scored against the others to set the "
+            "threshold; give at least 2 (a few dozen is better)"
         )
-    order = np.random.default_rng(config.seed).permutation(n)
-    return np.sort(order[n_hold:]), np.sort(order[:n_hold])
-
-
-@dataclass
-class FittedBank:
-    """What the bank was fitted from (held-out inputs stay for calibration and parity)."""
-
-    bank: BankTensors  # features on the meta device: the model holds the only copy
-    ref_idx: np.ndarray
-    hold_feats: torch.Tensor
-    hold_gmaps: torch.Tensor
 
 
 @dataclass
@@ -152,27 +146,40 @@ def fit_product(
     overwrite: bool = False,
     progress: bool = True,
     clean: CleanConfig | None = None,
+    auto: bool = False,
+    backbones: Sequence[str] | None = None,
 ) -> FitReport:
     """Fit one product on the good images under `data_dir` and write its package to `out_dir`.
 
     With `clean`, training images whose zero-shot mutual score stands out are dropped first
-    (`adinspect.zeroshot.clean`); the package's cleaning.json and model card list them.
+    (`adinspect.zeroshot.clean`); the package's cleaning.json and model card list them. With
+    `auto`, the backbone (among `backbones`, by default `choice.backbone_candidates`), the
+    matching and the map normalisation are chosen from the good images (`fitting.choice`).
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise FitError(f"{out_dir} already exists; choose another --out or pass --overwrite")
     t0 = time.perf_counter()
-    embedded = embed_goods(Path(data_dir), config, progress, clean)
-    return fit_embedded(embedded, config, Path(data_dir), out_dir, {"embed": time.perf_counter() - t0})
+    goods, config, geometry, cleaning = select_goods(Path(data_dir), config, clean)
+    seconds, record = {}, None
+    if auto:
+        choice = choose(goods, config, progress, backbones)
+        config, record = choice.apply(config), choice.record()
+        seconds["choose"] = choice.seconds
+    t1 = time.perf_counter()
+    embedded = embed_images(goods, config, progress, cleaning, geometry)
+    seconds["embed"] = time.perf_counter() - t1
+    report = fit_embedded(embedded, config, Path(data_dir), out_dir, seconds, record)
+    report.seconds["total"] = time.perf_counter() - t0
+    return report
 
 
-def embed_goods(
-    data_dir: Path, config: PipelineConfig, progress: bool = True, clean: CleanConfig | None = None
-) -> Embedded:
-    """The memory plan (a budget error before any work), then every good image through the backbone.
-
-    With `clean`, images whose zero-shot mutual score stands out are dropped first. The input shape
-    comes from the training images (`fitting.input_shape`) unless the config fixes it."""
+def select_goods(
+    data_dir: Path, config: PipelineConfig, clean: CleanConfig | None = None
+) -> tuple[list[Path], PipelineConfig, InputGeometry | None, CleaningReport | None]:
+    """The good training images, the config at the input shape chosen from them (`fitting.input_shape`,
+    unless the config fixes it) and why, and with `clean` the cleaning report (images whose
+    zero-shot mutual score stands out are dropped)."""
     goods = open_dataset(data_dir).train
     if not goods:
         raise FitError(
@@ -182,7 +189,27 @@ def embed_goods(
     cleaning = None
     if clean is not None:  # before anything is planned or embedded: dropped images cost nothing more
         goods, cleaning = clean_training_set(goods, clean)
-    n_refs = len(split_holdout(len(goods), config)[0])
+    check_enough(len(goods))
+    return goods, config, geometry, cleaning
+
+
+def embed_goods(
+    data_dir: Path, config: PipelineConfig, progress: bool = True, clean: CleanConfig | None = None
+) -> Embedded:
+    """`select_goods`, then `embed_images`."""
+    goods, config, geometry, cleaning = select_goods(data_dir, config, clean)
+    return embed_images(goods, config, progress, cleaning, geometry)
+
+
+def embed_images(
+    goods: list[Path],
+    config: PipelineConfig,
+    progress: bool = True,
+    cleaning: CleaningReport | None = None,
+    geometry: InputGeometry | None = None,
+) -> Embedded:
+    """The memory plan (a budget error before any work), then every good image through the backbone."""
+    n_refs = len(goods)
     torch.manual_seed(config.seed)
     extractor, spec, weights = create_backbone(
         config.backbone.name, weights=config.backbone.weights, allow_random=config.backbone.allow_random
@@ -203,29 +230,26 @@ def embed_goods(
 # long: the fit after the backbone read top to bottom (bank, calibration, export, parity, package);
 # one try block owns the staging folder
 def fit_embedded(
-    embedded: Embedded, config: PipelineConfig, data_dir: Path, out_dir: Path, seconds: dict[str, float]
+    embedded: Embedded,
+    config: PipelineConfig,
+    data_dir: Path,
+    out_dir: Path,
+    seconds: dict[str, float],
+    choice: dict | None = None,
 ) -> FitReport:
-    """Everything after the backbone: bank, calibration, export, parity, the package.
+    """Everything after the backbone: bank, out-of-fold calibration, export, parity, the package.
 
-    Takes ownership of `embedded`'s feature arrays (they are released as soon as the bank exists);
-    the package records the input shape the features were made at.
+    Takes ownership of `embedded`'s feature arrays (they are released once every good image has
+    been scored out of fold); the package records the input shape the features were made at.
+    `choice` (`fit --auto`'s record) goes into choice.json, the model card and, in short, the manifest.
     """
     config = at_input_shape(config, embedded.pre.shape)
     t1 = time.perf_counter()
     plan, goods = embedded.plan, embedded.goods
-    ref_idx, hold_idx = split_holdout(len(goods), config)
-    model, fitted = _fit_bank(embedded, ref_idx, hold_idx, config)
-    hold_maps, hold_scores = residual_outputs(
-        model, fitted.hold_feats, fitted.hold_gmaps, plan.residual_batch
+    model, fitted, calibration = _bank_and_calibration(embedded, config, data_dir)
+    probe_maps, probe_scores = residual_outputs(
+        model, fitted.probe_feats, fitted.probe_gmaps, plan.residual_batch
     )
-    hold_names = [str(goods[i]) for i in hold_idx]
-    calibration = calibrate(hold_scores, hold_names, config.calibration.std_factor)
-    held = [goods[i] for i in hold_idx]
-    # Generated features (`bench-scale --generated-features`) have no image files behind them:
-    # nothing for `repo verify` to replay, so nothing is recorded.
-    if embedded.from_files:
-        calibration.holdout_files = [Path(os.path.relpath(p, data_dir)).as_posix() for p in held]
-        calibration.holdout_sha256 = [sha256_of(p) for p in held]
     seconds["bank_and_calibration"] = time.perf_counter() - t1
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -235,37 +259,63 @@ def fit_embedded(
         export_backbone(embedded.embedder, config.method.shape, tmp / "backbone.onnx")
         external = _bank_bytes(model) > config.scale.external_data_mb * MB
         data_files = export_residual(
-            model, fitted.hold_feats, fitted.hold_gmaps, tmp / "residual.onnx", external_data=external
+            model, fitted.probe_feats, fitted.probe_gmaps, tmp / "residual.onnx", external_data=external
         )
         seconds["export"] = time.perf_counter() - t2
         del model  # free the bank before ONNX Runtime loads its copy for the parity check
         record = backbone_record(embedded.spec_name, embedded.weights, shapes_of(embedded.embedder, config))
         write_files(tmp, config, fitted.bank, record, embedded.weights, calibration)
-        n_refs = len(fitted.ref_idx)
+        choices = None if choice is None else {**choice["chosen"], "rule": choice["rule"]}
         manifest = write_package_manifest(
-            tmp, config, embedded.pre, record, calibration, n_refs, data_files, embedded.geometry
+            tmp,
+            config,
+            embedded.pre,
+            record,
+            calibration,
+            len(fitted.ref_idx),
+            data_files,
+            geometry=embedded.geometry,
+            choices=choices,
         )
-        parity = _parity(tmp, fitted, hold_maps, hold_scores, plan.residual_batch)
+        parity = _parity(tmp, fitted, probe_maps, probe_scores, plan.residual_batch)
         seconds["total"] = seconds.get("embed", 0.0) + time.perf_counter() - t1
         memory = _memory_summary(plan)
         write_model_card(
-            tmp,
-            manifest,
-            config,
-            data_dir=data_dir,
-            n_images=len(goods),
-            parity=parity,
-            seconds=seconds,
-            calibration=calibration,
-            memory=memory,
-        )
-        extra = [] if embedded.cleaning is None else write_cleaning(tmp, embedded.cleaning)
-        finalise_manifest(tmp, "model_card.md", *extra)
+            tmp, manifest, config, data_dir=data_dir, n_images=len(goods), parity=parity,
+            seconds=seconds, calibration=calibration, memory=memory, choice=choice,
+        )  # fmt: skip
+        _finish(tmp, embedded, choice)
         replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return FitReport(out_dir, n_refs, len(hold_idx), calibration.threshold, seconds, parity, memory)
+    counts = len(fitted.ref_idx), len(calibration.holdout_scores)
+    chosen = None if choice is None else dict(choice["chosen"])
+    return FitReport(
+        out_dir, *counts, calibration.threshold, seconds, parity, memory, calibration.statement, chosen
+    )
+
+
+def _bank_and_calibration(
+    embedded: Embedded, config: PipelineConfig, data_dir: Path
+) -> tuple[ResidualModel, FittedBank, Calibration]:
+    """The bank of every good image, their out-of-fold scores and the threshold they give."""
+    goods = embedded.goods
+    check_enough(len(goods))
+    model, fitted, oof = fit_and_score(embedded.feats, embedded.gmaps, config, embedded.plan.residual_batch)
+    embedded.feats = embedded.gmaps = torch.empty(0)  # all images' features: no longer needed
+    calibration, position = calibrate_out_of_fold(
+        model, oof, fitted.ref_idx, goods, config, embedded.plan.residual_batch
+    )
+    if position is not None:  # the bank file records the normalisation the model now holds
+        fitted.bank = dataclasses.replace(fitted.bank, position_mean=position[0], position_scale=position[1])
+    # Generated features (`bench-scale --generated-features`) have no image files behind them:
+    # nothing for `repo verify` to replay, so nothing is recorded.
+    if embedded.from_files:
+        scored = [goods[i] for i in oof.index]
+        calibration.holdout_files = [Path(os.path.relpath(p, data_dir)).as_posix() for p in scored]
+        calibration.holdout_sha256 = [sha256_of(p) for p in scored]
+    return model, fitted, calibration
 
 
 def shapes_of(embedder: FeatureEmbedder, config: PipelineConfig) -> Shapes:
@@ -275,22 +325,13 @@ def shapes_of(embedder: FeatureEmbedder, config: PipelineConfig) -> Shapes:
     return Shapes(embedder.feature_dim, (h // 8, w // 8), embedder.global_channels, (h // pool, w // pool))
 
 
-def _fit_bank(
-    embedded: Embedded, ref_idx: np.ndarray, hold_idx: np.ndarray, config: PipelineConfig
-) -> tuple[ResidualModel, FittedBank]:
-    """Bank from the references (a k-center subset of them above `scale.max_references`)."""
-    feats, gmaps = embedded.feats, embedded.gmaps
-    cap = config.scale.max_references
-    if cap is not None and cap < len(ref_idx):
-        ref_idx = ref_idx[representative_subset(gmaps[ref_idx], config.method, cap)]
-    hold_feats, hold_gmaps = feats[hold_idx], gmaps[hold_idx]
-    bank = fit_bank(feats[ref_idx], gmaps[ref_idx], config.method)
-    embedded.feats = embedded.gmaps = torch.empty(0)  # all images' features: no longer needed
-    del feats, gmaps
-    model = ResidualModel(bank, config.method).eval()
-    # the model made its cell-major copy: keep only the bank's shape for bank.safetensors
-    bank = dataclasses.replace(bank, features=bank.features.to("meta"))
-    return model, FittedBank(bank, ref_idx, hold_feats, hold_gmaps)
+def _finish(tmp: Path, embedded: Embedded, choice: dict | None) -> None:
+    """The cleaning and choice records, then the manifest's checksums of everything written last."""
+    extra = [] if embedded.cleaning is None else write_cleaning(tmp, embedded.cleaning)
+    if choice is not None:
+        (tmp / CHOICE_JSON).write_text(json.dumps(choice, indent=2) + "\n")
+        extra.append(CHOICE_JSON)
+    finalise_manifest(tmp, "model_card.md", *extra)
 
 
 def _bank_bytes(model: ResidualModel) -> int:
@@ -311,8 +352,9 @@ def _memory_summary(plan: MemoryPlan) -> dict[str, float]:
 def _parity(
     tmp: Path, fitted: FittedBank, maps: np.ndarray, scores: np.ndarray, batch_size: int
 ) -> dict[str, float]:
-    """Max abs difference between ONNX Runtime and torch on the held-out images (residual stage),
-    run in the same chunks as torch so ONNX Runtime's working set stays bounded too."""
+    """Max abs difference between ONNX Runtime and torch on the probe inputs (good images mirrored
+    left-right, so their residuals are not zero), in the same chunks as torch so ONNX Runtime's
+    working set stays bounded too."""
     from adinspect.runtime.sessions import make_session
 
     session = make_session(tmp / "residual.onnx")
@@ -320,8 +362,8 @@ def _parity(
     for start in range(0, len(scores), batch_size):
         end = start + batch_size
         feeds = {
-            RESIDUAL.features: fitted.hold_feats[start:end].float().numpy(),
-            RESIDUAL.global_map: fitted.hold_gmaps[start:end].numpy(),
+            RESIDUAL.features: fitted.probe_feats[start:end].float().numpy(),
+            RESIDUAL.global_map: fitted.probe_gmaps[start:end].numpy(),
         }
         amap, score = session.run([RESIDUAL.anomaly_map, RESIDUAL.score], feeds)
         ort_maps.append(amap[:, 0])

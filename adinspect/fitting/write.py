@@ -12,7 +12,15 @@ from adinspect.config import PipelineConfig, save_config
 from adinspect.features.backbones import WeightsInfo
 from adinspect.fitting.calibration import Calibration
 from adinspect.geometry import InputGeometry, PreprocessSpec
-from adinspect.package import FORMAT_VERSION, MANIFEST, BackboneRecord, Manifest, sha256_of, write_manifest
+from adinspect.package import (
+    FORMAT_VERSION,
+    MANIFEST,
+    BackboneRecord,
+    Manifest,
+    ThresholdEvidence,
+    sha256_of,
+    write_manifest,
+)
 from adinspect.residual.bank import save_bank
 from adinspect.residual.budget import Shapes
 from adinspect.residual.model import BankTensors
@@ -57,6 +65,7 @@ def write_package_manifest(
     n_refs: int,
     data_files: list[str],
     geometry: InputGeometry | None = None,
+    choices: dict[str, str] | None = None,
 ) -> Manifest:
     files = [
         "config.json",
@@ -74,7 +83,9 @@ def write_package_manifest(
         backbone=record,
         threshold=calibration.threshold,
         threshold_rule=calibration.rule,
+        threshold_evidence=ThresholdEvidence(**calibration.evidence()),
         n_references=n_refs,
+        choices=choices,
         files={name: sha256_of(tmp / name) for name in files},
         geometry=geometry,
     )

@@ -53,8 +53,11 @@ class SegGraph(nn.Module):
     the geometric mean of the seg probability p and the training-free map a in units of t,
     sqrt(p · a / t), computed from the same residual: a pixel scores high only where both agree,
     so the seg network's confident blobs on a moderate residual (a reflection) are damped and the
-    residual's image-level ranking is kept. No constant is tuned: t comes from the fit's held-out
-    good images. The map is then not a probability; the seg threshold is calibrated on it.
+    residual's image-level ranking is kept. No constant is tuned: t comes from the fit's
+    out-of-fold good scores. With the package's per-position normalisation (`position`, the
+    residual model's `PositionNorm`), a is the normalised map as served, clamped at 0 (below the
+    good images' mean it carries no evidence). The map is then not a probability; the seg
+    threshold is calibrated on it.
     """
 
     v_lang: torch.Tensor
@@ -68,12 +71,14 @@ class SegGraph(nn.Module):
         word_mask: torch.Tensor,
         blur_sigma: float = 0.0,
         free_threshold: float | None = None,
+        position: nn.Module | None = None,
     ):
         super().__init__()
         if free_threshold is not None and not (math.isfinite(free_threshold) and free_threshold > 0):
             raise ValueError(f"free_threshold must be a finite positive number, got {free_threshold!r}")
         self.model = model
         self.free_threshold = free_threshold
+        self.position = position
         self.register_buffer("v_lang", v_lang.float())
         self.register_buffer("word_mask", word_mask.float())
         self.register_buffer("blur", gaussian_kernel(blur_sigma))
@@ -90,6 +95,8 @@ class SegGraph(nn.Module):
         if self.free_threshold is None:
             raise ValueError("this SegGraph serves the seg probability alone (no free_threshold)")
         free = residual_norm_map(residual, self.model.cfg.image_hw, self.blur)
+        if self.position is not None:
+            free = torch.relu(self.position(free))
         return torch.sqrt(amap * free / self.free_threshold)
 
 

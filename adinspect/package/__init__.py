@@ -11,6 +11,7 @@ from adinspect.package.manifest import (
     Manifest,
     ModelPackage,
     PackageError,
+    ThresholdEvidence,
     sha256_of,
     write_manifest,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "Manifest",
     "ModelPackage",
     "PackageError",
+    "ThresholdEvidence",
     "sha256_of",
     "write_manifest",
 ]

@@ -23,6 +23,7 @@ def write_model_card(
     seconds: dict[str, float],
     calibration: Any,
     memory: dict[str, float] | None = None,
+    choice: dict[str, Any] | None = None,
 ) -> Path:
     """Write root/model_card.md from the manifest and the fit's measurements."""
     bb = manifest.backbone
@@ -38,23 +39,20 @@ def write_model_card(
         warning,
         "## Data",
         f"- Good images found: {n_images} under `{data_dir}`",
-        f"- References in the bank: {manifest.n_references}; held out for calibration: {len(scores)}",
+        f"- References in the bank: {manifest.n_references} (every good image unless "
+        "`scale.max_references` caps it)",
         "",
         "## Backbone",
         f"- {bb.name}, weights `{bb.weights_source}`",
         f"- weights SHA-256: `{bb.weights_sha256}`"
         + (" (random initialisation)" if bb.random_weights else ""),
+        f"- matching: {config.method.matching}; map normalisation: {config.method.position_norm}",
         "",
         *_geometry_lines(manifest),
-        "## Threshold",
-        f"- threshold = **{manifest.threshold:.6g}**",
-        f"- rule: {manifest.threshold_rule}",
-        f"- held-out good scores: min {scores.min():.4g}, median {np.median(scores):.4g}, "
-        f"max {scores.max():.4g}; false rejects at the threshold: "
-        f"{int((scores > manifest.threshold).sum())}/{len(scores)}",
-        "",
+        *_threshold_lines(manifest, scores),
+        *(_choice_lines(choice) if choice else []),
         "## Checks",
-        "- ONNX Runtime vs torch on held-out images (residual model): "
+        "- ONNX Runtime vs torch on good images mirrored left-right (residual model): "
         f"max |Δmap| = {parity['map_max_abs_diff']:.3g}, max |Δscore| = {parity['score_max_abs_diff']:.3g} "
         f"(scores up to {parity['score_scale']:.3g})",
         "",
@@ -105,3 +103,37 @@ def _memory_lines(memory: dict[str, float]) -> list[str]:
         f"{memory['residual_batch']:.0f} through the residual model",
         "",
     ]
+
+
+def _threshold_lines(manifest: Manifest, scores: np.ndarray) -> list[str]:
+    """The threshold, its rule and how far the good images' out-of-fold scores vouch for it."""
+    ev = manifest.threshold_evidence
+    lines = [
+        "## Threshold",
+        f"- threshold = **{manifest.threshold:.6g}**",
+        f"- rule: {manifest.threshold_rule}",
+        f"- out-of-fold good scores (each image against the bank without it): min {scores.min():.4g}, "
+        f"median {np.median(scores):.4g}, max {scores.max():.4g}",
+    ]
+    if ev is not None:
+        lines += [
+            f"- target false-reject rate {ev.target_frr:.3g}; out of fold: {ev.false_rejects} of {ev.n_good} "
+            f"rejected ({ev.false_reject_rate:.1%}), 95 % upper bound {ev.false_reject_upper_95:.1%}",
+            f"- {ev.statement}",
+        ]
+    return [*lines, ""]
+
+
+def _choice_lines(choice: dict[str, Any]) -> list[str]:
+    """What `fit --auto` chose, by which rule, and every candidate's evidence."""
+    lines = ["## Choices (`fit --auto`, from training data only)", f"- rule: {choice['rule']}"]
+    lines += [f"- {name}: **{value}**" for name, value in choice["chosen"].items()]
+    lines += [
+        "",
+        "| candidate | " + " | ".join(choice["criteria"]) + " | criterion |",
+        "| --- " * (len(choice["criteria"]) + 2) + "|",
+    ]
+    for row in choice["candidates"]:
+        values = " | ".join(f"{row['metrics'][c]:.3f}" for c in choice["criteria"])
+        lines.append(f"| {row['name']} | {values} | {row['criterion']:.3f} |")
+    return [*lines, ""]

@@ -32,7 +32,7 @@ from adinspect.config import PipelineConfig, check_product_name, validate_config
 from adinspect.errors import InputError
 from adinspect.geometry import InputGeometry, PreprocessSpec
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: out-of-fold calibration for a target false-reject rate
 MANIFEST = "package.json"
 MANIFEST_CHECKSUM = "package.sha256"
 # written by `adinspect label`, read by training and by `evaluate` (which must not import torch)
@@ -74,6 +74,20 @@ class BackboneRecord(BaseModel):
         return data
 
 
+class ThresholdEvidence(BaseModel):
+    """How far the good training images vouch for the threshold (`fitting.calibration`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n_good: int = Field(description="good images scored out of fold")
+    target_frr: float
+    folds: str
+    false_rejects: int = Field(description="out-of-fold scores above the threshold")
+    false_reject_rate: float
+    false_reject_upper_95: float = Field(description="one-sided 95 % Clopper-Pearson upper bound")
+    statement: str
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -84,7 +98,11 @@ class Manifest(BaseModel):
     backbone: BackboneRecord
     threshold: float
     threshold_rule: str
+    threshold_evidence: ThresholdEvidence | None = None
     n_references: int
+    choices: dict[str, str] | None = Field(
+        default=None, description="what `fit --auto` chose (backbone, matching, ...) and by which rule"
+    )
     files: dict[str, str] = Field(description="file name → SHA-256")
     optional_models: list[str] = Field(default_factory=list, description="e.g. 'seg' when seg.onnx exists")
     geometry: InputGeometry | None = Field(

@@ -1,7 +1,9 @@
 """`adinspect repo verify`: the acceptance check after every deploy, on any hardware (DESIGN.md §7).
 
-For every package, the good images `fit` held out to calibrate its threshold (calibration.json:
-`holdout_files` relative to the fitted data folder, `holdout_sha256`) are read once, then
+For every package, the good images `fit` scored to calibrate its threshold (calibration.json:
+`holdout_files` relative to the fitted data folder, `holdout_sha256`; at most `MAX_IMAGES` of them,
+spread over the list) are read once and mirrored left-right (every good image is in the bank, where
+it would find itself and score about zero; mirrored it scores like a new part), then
 inspected twice from the same bytes: in-process (ONNX Runtime on this host's CPU, FP32: the
 precision the threshold was calibrated in) and through the served `inspect_<product>` ensemble
 (whatever it runs: cpu flavour, ONNX Runtime + TensorRT, FP16 plans). The deploy passes only if
@@ -22,10 +24,11 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from adinspect.errors import InputError
-from adinspect.imageio import decode_image
+from adinspect.imageio import decode_image, encode_png
 from adinspect.package import ModelPackage
 
 DEFAULT_TOLERANCE = 0.01
+MAX_IMAGES = 32  # calibration.json lists every good training image; verify replays at most this many
 # float32 rounding of the threshold baked into the served graph
 THRESHOLD_RTOL = 1e-6
 
@@ -99,7 +102,8 @@ def held_out_images(package: ModelPackage, data_dir: Path | None) -> list[HeldOu
     else:
         raise VerifyError(f"{path} records no held-out images; re-fit the product with this adinspect")
     images = []
-    for index, (name, image_path) in enumerate(paths):
+    step = -(-len(paths) // MAX_IMAGES)  # every step-th: at most MAX_IMAGES, spread over the list
+    for index, (name, image_path) in list(enumerate(paths))[::step]:
         if not image_path.is_file():
             hint = "pass --data DIR, the folder `adinspect fit --data` was given" if data_dir is None else ""
             raise VerifyError(f"held-out image {image_path} of {package.root} not found; {hint}".rstrip("; "))
@@ -111,6 +115,11 @@ def held_out_images(package: ModelPackage, data_dir: Path | None) -> list[HeldOu
             )
         images.append(HeldOutImage(name, data))
     return images
+
+
+def mirrored(image: HeldOutImage) -> HeldOutImage:
+    """The image mirrored left-right, as PNG bytes (lossless: both sides decode the same pixels)."""
+    return HeldOutImage(image.name, encode_png(decode_image(image.data, image.name)[:, ::-1]))
 
 
 def compare(
@@ -159,7 +168,7 @@ def verify_product(
     from adinspect.runtime.inspector import Inspector
 
     inspector = Inspector(Path(model_dir))
-    images = held_out_images(inspector.package, data_dir)
+    images = [mirrored(image) for image in held_out_images(inspector.package, data_dir)]
     rows = []
     for image in images:
         local = inspector.inspect(decode_image(image.data, image.name), image.name).result

@@ -58,6 +58,9 @@ def save_bank(bank: BankTensors, path: Path, metadata: dict[str, str]) -> None:
     """
     n, d, h, w = bank.features.shape
     tensors = {name: getattr(bank, name).contiguous() for name in _SMALL_FIELDS}
+    for name in _POSITION_FIELDS:
+        if getattr(bank, name) is not None:
+            tensors[name] = getattr(bank, name).float().contiguous()
     shape = {"features_in": f"{RESIDUAL_ONNX}:{BANK_INITIALIZER}", "features_shape": f"{n},{d},{h},{w}"}
     save_file(tensors, str(path), metadata={**metadata, **shape})
 
@@ -84,7 +87,8 @@ def load_bank(path: Path) -> BankTensors:
                 f"expected {(h * w, n, d)}; re-run `adinspect fit`"
             )
         tensors["features"] = cells.reshape(h, w, n, d).permute(2, 3, 0, 1).contiguous()
-    return BankTensors(**{n: tensors[n] for n in (*_SMALL_FIELDS, "features")})
+    position = {n: tensors[n] for n in _POSITION_FIELDS if n in tensors}
+    return BankTensors(**{n: tensors[n] for n in (*_SMALL_FIELDS, "features")}, **position)
 
 
 def bank_features_from_onnx(onnx_path: Path) -> torch.Tensor:
@@ -102,6 +106,7 @@ def bank_features_from_onnx(onnx_path: Path) -> torch.Tensor:
 
 RESIDUAL_ONNX = "residual.onnx"
 _SMALL_FIELDS = ("pca_mean", "pca_components", "descriptors")
+_POSITION_FIELDS = ("position_mean", "position_scale")  # with method.position_norm = "zscore"
 
 
 def representative_subset(global_maps: torch.Tensor, method: MethodConfig, n: int) -> np.ndarray:

@@ -16,6 +16,8 @@ from torch import nn
 
 from adinspect.config import MethodConfig
 from adinspect.geometry import as_shape
+from adinspect.residual.matching import match_global
+from adinspect.residual.position import PositionNorm
 
 _OUT_OF_BOUNDS = 1e10  # added to distances of candidates shifted outside the grid: never chosen
 
@@ -25,13 +27,16 @@ class BankTensors:
     """What fitting produces (DESIGN.md §1), all for N reference images.
 
     pca_mean: (c_1,); pca_components: (c_1, p); descriptors: (N, n_windows, window² · p);
-    features: (N, d_f, h_f, w_f), stored in fp16.
+    features: (N, d_f, h_f, w_f), stored in fp16; with `method.position_norm = "zscore"` the good
+    images' per-pixel map mean and floored std, position_mean / position_scale (H, W).
     """
 
     pca_mean: torch.Tensor
     pca_components: torch.Tensor
     descriptors: torch.Tensor
     features: torch.Tensor
+    position_mean: torch.Tensor | None = None
+    position_scale: torch.Tensor | None = None
 
 
 def disc_offsets(radius: float) -> list[tuple[int, int]]:
@@ -62,9 +67,10 @@ class ResidualModel(nn.Module):
     1. Global similarity (CPR): squared L2 between window descriptors at the same position, mean of
        the lowest `keep_fraction`, the K smallest references are Θ_knn.
     2. For every disc offset, shift the K reference maps, keep the running minimum distance and the
-       matching reference feature: f* = nearest candidate within radius σ (Eq. 3).
-    3. r = f* − f (Eq. 4); map = ‖r‖₂ upsampled to the input (H, W) and Gaussian-blurred; score = max
-       (or top-k mean).
+       matching reference feature: f* = nearest candidate within radius σ (Eq. 3); with
+       `matching = "global"`, the nearest over all cells of the K references (`match_global`).
+    3. r = f* − f (Eq. 4); map = ‖r‖₂ upsampled to the input (H, W) and Gaussian-blurred, with
+       `position_norm = "zscore"` then normalised per pixel (`PositionNorm`); score = max (or top-k mean).
 
     Distances are plain differences squared and summed (exact, and static-shape for export).
     """
@@ -90,6 +96,7 @@ class ResidualModel(nn.Module):
         self.window = method.window
         self.input_shape = method.shape
         self.score_topk = method.score_topk if method.score == "topk_mean" else 1
+        self.matching: str = method.matching
         self.offsets = disc_offsets(method.sigma)
         self.pad = max(max(abs(dy), abs(dx)) for dy, dx in self.offsets)
         self.register_buffer("pca_mean", bank.pca_mean.float())
@@ -104,6 +111,14 @@ class ResidualModel(nn.Module):
         self.register_buffer("offset_dx", torch.tensor([dx for _, dx in self.offsets]))
         self.register_buffer("offset_penalty", self._offset_penalty(h, w))
         self.register_buffer("blur_kernel", gaussian_kernel(method.blur_sigma))
+        self.position: nn.Module = nn.Identity()
+        if method.position_norm == "zscore":
+            if bank.position_mean is None or bank.position_scale is None:
+                raise ValueError(
+                    "method.position_norm = 'zscore' needs the good images' map statistics in the bank "
+                    "(position_mean, position_scale); re-run `adinspect fit`"
+                )
+            self.position = PositionNorm(bank.position_mean, bank.position_scale)
 
     def _offset_penalty(self, h: int, w: int) -> torch.Tensor:
         """(n_offsets, h, w): 0 where the shifted candidate lies on the grid, a huge value where not."""
@@ -115,12 +130,29 @@ class ResidualModel(nn.Module):
             penalty[i] = (~inside).float() * _OUT_OF_BOUNDS
         return penalty
 
-    def retrieve(self, global_map: torch.Tensor) -> torch.Tensor:
-        """(B, c_1, H, W) → (B, K) indices of the most similar references (Θ_knn)."""
+    def retrieve(self, global_map: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, c_1, H, W) → (B, K) indices of the most similar references (Θ_knn).
+
+        `exclude` (B, N) bool, torch only (out-of-fold scoring, never exported): references that an
+        image may not retrieve (itself, its fold); at least K must remain for every image.
+        """
         desc = window_descriptors(global_map, self.pca_mean, self.pca_components, self.window)
         dist = ((desc[:, None] - self.bank_descriptors[None]) ** 2).sum(-1)  # (B, N, n_windows)
         lowest = torch.topk(dist, self.keep, dim=-1, largest=False).values.mean(-1)  # (B, N)
-        return torch.topk(lowest, self.k, dim=-1, largest=False).indices
+        if exclude is None:
+            return torch.topk(lowest, self.k, dim=-1, largest=False).indices
+        k = min(self.k, int((~exclude).sum(1).min()))
+        if k < 1:
+            raise ValueError("every reference is excluded for some image: nothing left to match against")
+        return torch.topk(lowest.masked_fill(exclude, float("inf")), k, dim=-1, largest=False).indices
+
+    def residual(self, features: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
+        """r = f* − f (B, d_f, h, w) against the references `neighbours` (B, K), by `matching`."""
+        if self.matching == "global":
+            matched = match_global(features, self.bank_features, self.bank_sqnorm, neighbours)
+        else:
+            matched = self.match(features, neighbours)
+        return matched - features
 
     def match(self, features: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
         """(B, d_f, h, w), (B, K) → f*: (B, d_f, h, w), the nearest reference feature within the disc.
@@ -133,7 +165,7 @@ class ResidualModel(nn.Module):
         grid. One arg-min over all candidates, one gather at the end.
         """
         b, d, h, w = features.shape
-        p, k, n_off = self.pad, self.k, len(self.offsets)
+        p, k, n_off = self.pad, neighbours.shape[1], len(self.offsets)
         refs = self.bank_features[:, neighbours].float()  # (h*w, B, K, d), no transpose of the big tensor
         sqnorm = self.bank_sqnorm[:, neighbours]  # (h*w, B, K)
         padded = F.pad(features, (p, p, p, p)).permute(2, 3, 0, 1)  # (h+2p, w+2p, B, d)
@@ -157,8 +189,13 @@ class ResidualModel(nn.Module):
         return picked.reshape(b, h, w, d).permute(0, 3, 1, 2)
 
     def anomaly_map(self, residual: torch.Tensor) -> torch.Tensor:
-        """(B, d_f, h, w) → (B, 1, H, W): `residual_norm_map` at the package's input shape and blur."""
-        return residual_norm_map(residual, self.input_shape, self.blur_kernel)
+        """(B, d_f, h, w) → (B, 1, H, W): `residual_norm_map` at the package's input shape and blur,
+        then the position normalisation (identity unless `position_norm = "zscore"`)."""
+        return self.position(residual_norm_map(residual, self.input_shape, self.blur_kernel))
+
+    def raw_map(self, norms: torch.Tensor) -> torch.Tensor:
+        """Cell norms ‖r‖ (B, h, w) → the map before position normalisation (B, H, W)."""
+        return norm_map(norms[:, None], self.input_shape, self.blur_kernel)[:, 0]
 
     def score(self, amap: torch.Tensor) -> torch.Tensor:
         flat = amap.flatten(1)
@@ -169,8 +206,7 @@ class ResidualModel(nn.Module):
     def forward(
         self, features: torch.Tensor, global_map: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        neighbours = self.retrieve(global_map)
-        residual = self.match(features, neighbours) - features
+        residual = self.residual(features, self.retrieve(global_map))
         amap = self.anomaly_map(residual)
         return residual, amap, self.score(amap)
 
@@ -180,7 +216,11 @@ def residual_norm_map(
 ) -> torch.Tensor:
     """The training-free anomaly map: (B, d_f, h, w) → (B, 1, H, W) at `shape` ((H, W), or S for
     S x S), ‖r‖₂ upsampled bilinearly and Gaussian-blurred with `kernel`."""
-    norm = torch.sqrt((residual**2).sum(1, keepdim=True))
+    return norm_map(torch.sqrt((residual**2).sum(1, keepdim=True)), shape, kernel)
+
+
+def norm_map(norm: torch.Tensor, shape: int | tuple[int, int], kernel: torch.Tensor) -> torch.Tensor:
+    """Cell norms (B, 1, h, w) → (B, 1, H, W), upsampled bilinearly and blurred with `kernel`."""
     amap = F.interpolate(norm, size=as_shape(shape), mode="bilinear", align_corners=False)
     return gaussian_blur(amap, kernel)
 

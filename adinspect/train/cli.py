@@ -132,6 +132,7 @@ def run_label(args: argparse.Namespace) -> int:
 
 
 def run_train_seg(args: argparse.Namespace) -> int:
+    from adinspect.fitting.cli import parse_rate
     from adinspect.train.seg_trainer import SegTrainSettings, train_seg
 
     settings = SegTrainSettings(seed=args.seed)
@@ -150,11 +151,19 @@ def run_train_seg(args: argparse.Namespace) -> int:
     if args.no_finetune:
         settings = replace(settings, finetune_steps=0)
     settings = replace(settings, foreground=args.foreground, fusion=args.fusion)
+    if args.target_frr is not None:
+        settings = replace(settings, target_frr=parse_rate(args.target_frr, "--target-frr", 0.0, 0.5))
     report = train_seg(args.model, args.data, settings, args.resume, not args.quiet, args.init)
     s = report["seconds"]
     parity = report["parity"]["map_max_abs_diff"]
     print(f"ADClick-Seg trained: {report['steps']}, {report['n_pseudo_labelled']} pseudo-labelled images, "
           f"training {s['train']:.0f} s; seg.onnx parity max |Δmap| {parity:.1e}")  # fmt: skip
+    cal = report["calibration"]
+    print(f"seg threshold {cal['threshold']:.4g}: {cal['statement']}")
+    if cal["expected_miss_rate"] is not None:
+        print(f"pseudo-labelled defects passing it: {cal['pseudo_passed']} of {len(cal['pseudo_scores'])} "
+              f"(95 % interval {cal['expected_miss_low_95']:.1%}-{cal['expected_miss_high_95']:.1%}; "
+              "trained on them, so optimistic)")  # fmt: skip
     return 0
 
 
@@ -191,6 +200,12 @@ def run_evaluate_seg(args: argparse.Namespace) -> int:
     v, t = out["verdicts"], out["threshold"]
     print(f"at the seg threshold {t['value']:.3f}: {v['good_rejected']} of {v['n_good']} good rejected, "
           f"{v['defective_passed']} of {v['n_defective']} defective passed ({t['rule']})")  # fmt: skip
+    if "statement" in t:
+        print(f"stated: {t['statement']}")
+    if t.get("expected_miss_rate") is not None:
+        low, high = t["expected_miss_low_95"], t["expected_miss_high_95"]
+        print(f"stated miss rate from the pseudo-labelled defects: {t['expected_miss_rate']:.1%} "
+              f"(95 % {low:.1%}-{high:.1%}; trained on them)")  # fmt: skip
     _write_json(out, args.json)
     return 0
 
@@ -293,6 +308,11 @@ def _add_train_seg(subparsers: argparse._SubParsersAction) -> None:
         help="served map: geometric mean of the seg probability and the training-free map over its "
         "threshold, or the seg probability alone; auto (default) chooses on the pseudo-labelled "
         "images (docs/weak-supervision.md)",
+    )
+    p.add_argument(
+        "--target-frr",
+        metavar="RATE",
+        help="target false-reject rate of the seg threshold, in (0, 0.5) (default: the package's)",
     )
     p.add_argument("--resume", action="store_true")
     _foreground_flag(p)

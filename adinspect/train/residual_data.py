@@ -29,6 +29,7 @@ from adinspect.geometry import PreprocessSpec, preprocess_batch, resize_to
 from adinspect.imageio import read_image
 from adinspect.package import ModelPackage
 from adinspect.residual.model import BankTensors, ResidualModel, window_descriptors
+from adinspect.residual.position import PositionNorm
 
 
 class TrainDataError(InputError):
@@ -122,9 +123,11 @@ def _fold_models(ctx: ResidualContext, feats: torch.Tensor, gmaps: torch.Tensor,
     method = ctx.package.config.method
     desc = window_descriptors(gmaps, bank.pca_mean, bank.pca_components, method.window)
     models = []
+    position = bank.position
+    stats = (position.mean, position.scale) if isinstance(position, PositionNorm) else (None, None)
     for f in range(int(folds.max()) + 1):
         keep = torch.from_numpy(np.flatnonzero(folds != f))
-        tensors = BankTensors(bank.pca_mean, bank.pca_components, desc[keep], feats[keep].half())
+        tensors = BankTensors(bank.pca_mean, bank.pca_components, desc[keep], feats[keep].half(), *stats)
         models.append(ResidualModel(tensors, method).eval())
     return models
 
@@ -153,23 +156,62 @@ def good_images(data_dir: Path) -> list[Path]:
     return goods
 
 
-def holdout_images(ctx: ResidualContext) -> list[Path]:
-    """The good images the package held out to calibrate its threshold (never in its bank)."""
+SEG_HOLDOUT_FRACTION = 0.3  # of the package's good images, never trained on: the seg threshold's
+MIN_SEG_HOLDOUT = 8
+
+
+def scored_goods(ctx: ResidualContext) -> tuple[list[Path], list[int]]:
+    """The good images `fit` scored out of fold (calibration.json) and their places in the bank."""
     path = ctx.package.root / "calibration.json"
     try:
-        return [Path(p) for p in json.loads(path.read_text()).get("holdout", [])]
+        record = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise TrainDataError(f"{path}: unreadable ({exc}); re-run `adinspect fit`") from exc
+    names = [Path(p) for p in record.get("holdout", [])]
+    places = [int(i) for i in record.get("bank_index", [-1] * len(names))]
+    return names, places
+
+
+def seg_holdout(ctx: ResidualContext) -> tuple[list[Path], list[int]]:
+    """The good images kept out of click and seg training (a seeded `SEG_HOLDOUT_FRACTION` of the
+    package's good images, at least `MIN_SEG_HOLDOUT` where there are twice as many): the seg
+    threshold is set on them, so they must stay unseen. Returns (paths, places in the bank)."""
+    names, places = scored_goods(ctx)
+    n = len(names)
+    k = min(n // 2, max(MIN_SEG_HOLDOUT, int(round(SEG_HOLDOUT_FRACTION * n))))
+    if k < 1:
+        raise TrainDataError(f"{ctx.package.root}: too few good images ({n}) to keep any out of training")
+    chosen = np.sort(np.random.default_rng(ctx.package.config.seed).permutation(n)[:k])
+    return [names[i] for i in chosen], [places[i] for i in chosen]
 
 
 def training_goods(ctx: ResidualContext, data_dir: Path) -> list[Path]:
-    """Good images to train on: the dataset's, minus the package's calibration hold-out (kept unseen
-    so thresholds calibrated on it stay honest)."""
-    held = {p.resolve() for p in holdout_images(ctx)}
+    """Good images to train on: the dataset's, minus `seg_holdout` (kept unseen so the seg threshold
+    calibrated on it stays honest)."""
+    held = {p.resolve() for p in seg_holdout(ctx)[0]}
     goods = [p for p in good_images(data_dir) if p.resolve() not in held]
     if not goods:
-        raise TrainDataError(f"{data_dir}: every good image is in the calibration hold-out; add good images")
+        raise TrainDataError(f"{data_dir}: every good image is held out of training; add good images")
     return goods
+
+
+@torch.no_grad()
+def honest_residuals(
+    ctx: ResidualContext, images: list[np.ndarray], places: list[int], batch: int = 16
+) -> torch.Tensor:
+    """Residuals (N, d_f, h, w) of good images against the package's bank without each of them
+    (`places`: each image's index in the bank, -1 when it is not there), as a new good part's."""
+    model = ctx.pipeline.residual_model
+    n_bank = model.bank_descriptors.shape[0]
+    out = []
+    for i in range(0, len(images), batch):
+        f, g = embed(ctx, images[i : i + batch], batch)
+        exclude = torch.zeros(f.shape[0], n_bank, dtype=torch.bool)
+        for row, place in enumerate(places[i : i + batch]):
+            if place >= 0:
+                exclude[row, place] = True
+        out.append(model.residual(f, model.retrieve(g, exclude)))
+    return torch.cat(out)
 
 
 # long: one cache entry holds the k-fold residuals of the goods and of the painted anomalies; the

@@ -1,17 +1,20 @@
 """The ADClick-Seg pass/fail threshold, chosen only from what a user has at training time.
 
-Two kinds of images are available before any test image is seen: the good training images the
-package held out from its bank (never trained on), and the images the user pseudo-labelled.
-The rule:
+Good images the seg network never trained on (`train-seg` holds a share of the package's good
+images out of its training, `residual_data.seg_holdout`) are scored honestly: each one's residual
+comes from the package's bank without that image (as a new good part would be matched), then
+through the seg network. The threshold is set for a target false-reject rate, as `fit` sets the
+training-free one (`fitting.calibration`):
 
-    g = max(mean + k·std, max) of the held-out good images' seg scores   (the fit's rule, k = std_factor)
-    d = min of the pseudo-labelled images' seg scores
-    threshold = (g + d) / 2  when d > g   (the middle of the gap: the widest margin to both sides)
-              = g            otherwise    (no held-out good image is ever rejected)
+    threshold = the (⌊α·N⌋ + 1)-th largest of the N held-out good images' seg scores
 
-and at least `calibration.seg_floor` when that is set (None by default: an earlier default of
-0.5 had been chosen after looking at good *test* images). The pseudo-labelled images were
-trained on, so d is optimistic; the middle of the gap leaves half of it for that.
+(α = `--target-frr`, by default the package's), at least `calibration.seg_floor` when that is set.
+The record states N, the false rejects among them and the 95 % upper bound of the rate, and
+plainly when N is too small to show α. The pseudo-labelled defective images give the expected
+miss rate at that threshold, with a 95 % interval; the network was fine-tuned on them, so that
+figure is optimistic. (An earlier rule moved the threshold into the middle of the gap between
+the good images and the lowest pseudo-labelled score; it raised the threshold above what the
+false-reject target needs, and unseen defects below that middle passed.)
 
 Whether results may name a defect type is decided from the same images (`defect_type_claim`):
 the type whose language gives the highest seg score must match the labelled type of the
@@ -26,17 +29,27 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-STATISTIC = "max(mean + {k:g}*std, max) of {n} held-out good training images' seg scores"
+from adinspect.fitting.calibration import CONFIDENCE, ordinal, rate_statement
+from adinspect.metrics.rates import clopper_pearson, threshold_for_rate, upper_bound
 
 
 @dataclass(frozen=True)
 class SegThreshold:
     threshold: float
     rule: str
+    target_frr: float
     holdout: list[str]
     holdout_scores: list[float]
+    false_rejects: int
+    false_reject_rate: float
+    false_reject_upper_95: float
+    statement: str
     pseudo_labelled: list[str]
     pseudo_scores: list[float]
+    pseudo_passed: int
+    expected_miss_rate: float | None
+    expected_miss_low_95: float | None
+    expected_miss_high_95: float | None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,31 +60,43 @@ def seg_threshold(
     good_names: list[str],
     defective: np.ndarray,
     defective_names: list[str],
-    std_factor: float,
+    target_frr: float,
     floor: float | None = None,
 ) -> SegThreshold:
     """The rule of the module docstring. good (N,) and defective (M,) are seg scores; M may be 0."""
     if len(good) == 0:
         raise ValueError("no held-out good images to calibrate the seg threshold on")
-    g = max(float(good.mean() + std_factor * good.std()), float(good.max()))
-    rule = f"g = {STATISTIC.format(k=std_factor, n=len(good))}"
-    threshold = g
-    if len(defective):
-        d = float(defective.min())
-        if d > g:
-            threshold = (g + d) / 2
-            rule = f"(g + d) / 2 with {rule}, d = min of {len(defective)} pseudo-labelled images' seg scores"
-        else:
-            rule = f"{rule} (the {len(defective)} pseudo-labelled images' min seg score {d:.3g} <= g)"
+    threshold = threshold_for_rate(good, target_frr)
+    n = len(good)
+    rank = int(np.floor(target_frr * n)) + 1
+    rule = (
+        f"the {ordinal(rank)} largest of {n} held-out good training images' seg scores (never trained "
+        f"on; residuals against the bank without each image), for a target false-reject rate of "
+        f"{target_frr:.3g}"
+    )
     if floor is not None and floor > threshold:
         threshold, rule = float(floor), f"floor {floor:g} (calibration.seg_floor) over {rule}"
+    rejected = int((good > threshold).sum())
+    passed = int((np.isfinite(defective) & (defective <= threshold)).sum())
+    miss: tuple[float | None, float | None, float | None] = (None, None, None)
+    if len(defective):
+        miss = (passed / len(defective), *clopper_pearson(passed, len(defective), CONFIDENCE))
     return SegThreshold(
-        threshold,
-        rule,
-        list(good_names),
-        [float(s) for s in good],
-        list(defective_names),
-        [float(s) for s in defective],
+        threshold=threshold,
+        rule=rule,
+        target_frr=target_frr,
+        holdout=list(good_names),
+        holdout_scores=[float(s) for s in good],
+        false_rejects=rejected,
+        false_reject_rate=rejected / n,
+        false_reject_upper_95=upper_bound(rejected, n, CONFIDENCE),
+        statement=rate_statement(rejected, n, target_frr, "held-out good images", "false-reject rate"),
+        pseudo_labelled=list(defective_names),
+        pseudo_scores=[float(s) for s in defective],
+        pseudo_passed=passed,
+        expected_miss_rate=miss[0],
+        expected_miss_low_95=miss[1],
+        expected_miss_high_95=miss[2],
     )
 
 

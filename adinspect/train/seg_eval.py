@@ -76,9 +76,22 @@ def evaluate_seg(
     return result
 
 
+# what seg_model.json states to expect at its threshold (train/seg_calibration.py)
+STATED = (
+    "target_frr",
+    "false_reject_rate",
+    "false_reject_upper_95",
+    "statement",
+    "pseudo_passed",
+    "expected_miss_rate",
+    "expected_miss_low_95",
+    "expected_miss_high_95",
+)
+
+
 def _verdicts(root: Path, scores: np.ndarray, labels: np.ndarray) -> dict:
-    """Verdicts at the package's seg threshold on the evaluated images alone, and how that
-    threshold was chosen (rule and the training-time images it used, from seg_model.json)."""
+    """Verdicts at the package's seg threshold on the evaluated images alone, how that threshold
+    was chosen and what it states to expect (rule, training-time images, rates: seg_model.json)."""
     import json
 
     from adinspect.runtime.seg import SEG_META
@@ -93,6 +106,7 @@ def _verdicts(root: Path, scores: np.ndarray, labels: np.ndarray) -> dict:
             "rule": cal["rule"],
             "holdout_good_images": cal.get("holdout", []),
             "pseudo_labelled_images": cal.get("pseudo_labelled", []),
+            **{k: cal[k] for k in STATED if k in cal},
         },
         "verdicts": {
             "good_rejected": int((good & ~passed).sum()),

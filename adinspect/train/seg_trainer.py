@@ -9,9 +9,9 @@ real images (their own defect type; Eq. 9 tri-valued with δ ~ U[0, 0.1] drawn p
 with synthetic and good samples, masked NFL (Eq. 10). In both phases a share of the samples
 (`iis_fraction`) carries 1..`iis_clicks` clicks simulated from its target (IIS manner,
 `iis.py`); serving uses an all-zero click map. AdamW (default lr 3e-4 / 1e-4 instead of the
-paper's 3e-5: short CPU schedules), EMA, checkpoints and resume. Good images of the package's
-calibration hold-out are never trained on; the seg threshold comes from their seg scores and
-those of the pseudo-labelled images (`seg_calibration`), never from test images.
+paper's 3e-5: short CPU schedules), EMA, checkpoints and resume. A share of the package's good
+images (`residual_data.seg_holdout`) is never trained on; the seg threshold is set on their seg
+scores for a target false-reject rate (`seg_calibration`), never on test images.
 Writes seg_model.safetensors, seg_model.json (with that threshold) and seg.onnx (language
 tensors as constants, max over defect types inside).
 """
@@ -33,6 +33,7 @@ from adinspect.language.training import TrainingLanguage
 from adinspect.models.adclick import ADClickSeg
 from adinspect.models.export import SegGraph, export_seg
 from adinspect.models.losses import masked_normalized_focal_loss
+from adinspect.residual.position import PositionNorm
 from adinspect.runtime.clicks import click_radius
 from adinspect.runtime.seg import SEG_META, SEG_ONNX  # the names the inspector and Triton read
 from adinspect.train.checkpoint import EMA, save_weights
@@ -55,10 +56,11 @@ from adinspect.train.pseudo_labels import sample_delta, tri_valued
 from adinspect.train.residual_data import (
     ResidualSet,
     augment,
-    holdout_images,
+    honest_residuals,
     load_context,
     residual_scale,
     residuals_of,
+    seg_holdout,
     synthetic_residuals,
     training_goods,
 )
@@ -92,6 +94,7 @@ class SegTrainSettings:
     iis_fraction: float = 0.5  # share of samples that get clicks
     synthetic_language: str = "generic"  # "generic" description, or "random_type" (earlier behaviour)
     fusion: str = "auto"  # map fused with the training-free one? auto (rule: seg_fusion), geometric, none
+    target_frr: float | None = None  # the seg threshold's target false-reject rate; None: the package's
     checkpoint_every: int = 100
     seed: int = 0
 
@@ -150,21 +153,17 @@ def _pseudo_set(ctx, lang, model_dir: Path, progress: bool) -> tuple[ResidualSet
 
 
 def holdout_residuals(ctx) -> tuple[list[Path], torch.Tensor]:
-    """The fit's held-out good training images and their residuals against the full bank."""
+    """The good images kept out of training (`seg_holdout`) and their residuals, each against the
+    package's bank without it (as a new good part's)."""
     from adinspect.imageio import read_image
 
-    paths = holdout_images(ctx)
-    if not paths:
-        raise InputError(
-            f"{ctx.package.root}: calibration.json lists no held-out good images; re-run `adinspect fit`"
-        )
+    paths, places = seg_holdout(ctx)
     missing = [p for p in paths if not p.is_file()]
     if missing:
         raise InputError(
             f"held-out good image {missing[0]} (from calibration.json) is missing; restore the data"
         )
-    with torch.no_grad():
-        return paths, residuals_of(ctx, [read_image(p) for p in paths])
+    return paths, honest_residuals(ctx, [read_image(p) for p in paths], places)
 
 
 def _candidate_maps(plain: SegGraph, fused: SegGraph, sources: list[torch.Tensor], batch: int = 16) -> tuple:
@@ -201,6 +200,7 @@ def calibrate_seg(
     pseudo: ResidualSet | None,
     pseudo_names: list[str],
     pseudo_types: torch.Tensor | None,
+    target_frr: float | None = None,
 ) -> tuple[dict, dict]:
     """The seg threshold, and whether results may name a defect type, from training-time images
     only (rules: `seg_calibration`); `good` is `holdout_residuals(ctx)`.
@@ -215,9 +215,8 @@ def calibrate_seg(
         outs = graph(pseudo.residual.float()) if pseudo is not None else None
     bad = outs[1].numpy() if outs is not None else np.zeros(0)
     rules = ctx.package.config.calibration
-    cal = seg_threshold(
-        good_scores, [str(p) for p in paths], bad, pseudo_names, rules.std_factor, rules.seg_floor
-    )
+    target = rules.target_frr if target_frr is None else target_frr
+    cal = seg_threshold(good_scores, [str(p) for p in paths], bad, pseudo_names, target, rules.seg_floor)
     predicted = outs[2].numpy() if outs is not None else np.zeros(0, np.int64)
     labelled = pseudo_types.numpy() if pseudo_types is not None else np.zeros(0, np.int64)
     return cal.to_dict(), defect_type_claim(predicted, labelled, len(graph.v_lang))
@@ -314,7 +313,9 @@ def train_seg(
     save_weights(staged[SEG_WEIGHTS], ema.model, {**ident, "steps": total})
     blur, t = ctx.package.config.method.blur_sigma, ctx.package.threshold
     plain = SegGraph(ema.model, v_lang, word_mask, blur).eval()
-    fused = SegGraph(ema.model, v_lang, word_mask, blur, free_threshold=t).eval()
+    position = ctx.pipeline.residual_model.position  # the training-free map as served (normalised or not)
+    norm = position if isinstance(position, PositionNorm) else None
+    fused = SegGraph(ema.model, v_lang, word_mask, blur, free_threshold=t, position=norm).eval()
     holdout = holdout_residuals(ctx)
     fusion = decide_fusion(plain, fused, holdout[1], sets.get("pseudo"), settings.fusion)
     graph = fused if fusion["kind"] == "geometric" else plain
@@ -324,7 +325,7 @@ def train_seg(
     report["fusion"] = {**fusion, "map": served, "free_threshold": t if graph is fused else None}
     pseudo_names = [r["image"] for r in sets.get("pseudo_meta", [])]
     report["calibration"], report["defect_type_claim"] = calibrate_seg(
-        ctx, graph, holdout, sets.get("pseudo"), pseudo_names, sets.get("pseudo_types")
+        ctx, graph, holdout, sets.get("pseudo"), pseudo_names, sets.get("pseudo_types"), settings.target_frr
     )
     report["parity"] = export_seg(graph, anomalous.residual[:2].float(), staged[SEG_ONNX])
     report["seconds"]["total"] = time.perf_counter() - t0

