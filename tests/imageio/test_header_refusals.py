@@ -1,4 +1,4 @@
-"""adinspect.image_header refuses what it cannot size, naming the input and what was wrong."""
+"""adinspect.imageio.header refuses what it cannot size, naming the input and what was wrong."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from image_files import (
     tiff,
 )
 
-from adinspect.image_header import ImageHeaderError, read_image_header
+from adinspect.imageio.header import ImageHeaderError, read_image_header
 
 
 def _sof(data: bytes) -> int:

@@ -1,4 +1,4 @@
-"""Tests for adinspect.image_header: header sizes equal what OpenCV decodes; bombs sized, never decoded."""
+"""Tests for adinspect.imageio.header: header sizes equal what OpenCV decodes; bombs sized, never decoded."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from image_files import (
 )
 from PIL import Image
 
-from adinspect.image_header import ACCEPTED_FORMATS, ImageHeader, read_image_header
+from adinspect.imageio.header import ACCEPTED_FORMATS, ImageHeader, read_image_header
 
 # --------------------------------------------------------------------------- every format and mode
 
