@@ -30,7 +30,7 @@ from typing import BinaryIO, Literal, cast
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from adinspect.errors import InputError
+from adinspect.imageio.errors import ImageReadError
 
 ImageFormat = Literal["PNG", "JPEG", "BMP", "TIFF", "BigTIFF"]
 ACCEPTED_FORMATS: tuple[ImageFormat, ...] = ("PNG", "JPEG", "BMP", "TIFF", "BigTIFF")
@@ -45,7 +45,7 @@ _MAX_TIFF_ENTRIES = 4096  # libtiff's own sanity limit on a directory
 _FIX = "re-export the image as PNG or JPEG, or do not send it"
 
 
-class ImageHeaderError(InputError):
+class ImageHeaderError(ImageReadError):
     """An image header that cannot be sized: the message names the input and what was wrong."""
 
 
@@ -164,8 +164,8 @@ def _parse(src: _Source) -> ImageHeader:
         if head.startswith(signatures):
             src.fmt = fmt
             return parser(src)
-    accepted = ", ".join(ACCEPTED_FORMATS)
-    raise ImageHeaderError(f"{src.name}: not an accepted image format ({accepted}); it starts {head!r}")
+    accepted = f"not an accepted image format ({', '.join(ACCEPTED_FORMATS)}); use PNG"
+    raise ImageHeaderError(f"{src.name}: {accepted}; it starts {head!r}")
 
 
 def _header(src: _Source, width: int, height: int, channels: int, bits: int, **kw: object) -> ImageHeader:
