@@ -49,10 +49,12 @@ def _chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
 
-def png_bomb(width: int = 6300, height: int = 6286) -> bytes:
-    """16-bit RGBA PNG of zeros: 39.6 MP, under the 40 MP pixel limit, 317 MB decoded, 0.3 MB sent."""
-    ihdr = _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 6, 0, 0, 0))
-    idat = _chunk(b"IDAT", zeros_zlib((1 + width * 8) * height))
+def png_bomb(width: int = 6300, height: int = 6286, depth: int = 16, color: int = 6) -> bytes:
+    """A PNG of zeros; by default 16-bit RGBA (colour type 6) of 39.6 MP: under the 40 MP pixel
+    limit, 317 MB decoded, 0.3 MB sent."""
+    samples = {0: 1, 2: 3, 4: 2, 6: 4}[color]
+    ihdr = _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, color, 0, 0, 0))
+    idat = _chunk(b"IDAT", zeros_zlib((1 + width * samples * depth // 8) * height))
     return b"\x89PNG\r\n\x1a\n" + ihdr + idat + _chunk(b"IEND", b"")
 
 

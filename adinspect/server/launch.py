@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TextIO
 
 from adinspect.repository.integrity import read_manifest, verify_repository
-from adinspect.repository.steps import DRAIN_FILE_ENV
+from adinspect.repository.drain import DRAIN_FILE_ENV
 from adinspect.server.process import free_port, parent_death_signal
 from adinspect.server.supervise import serve_forever
 from adinspect.server.triton_install import (
