@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from servers import clone_package, needs_triton, serve_process, served
+from servers import clone_package, needs_triton, poison_served, running, serve_process
 
 from adinspect.client import InspectionClient, InspectionError
 from adinspect.repository.build import build_repository
@@ -34,11 +34,17 @@ def images(synthetic_root: Path) -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def live(fitted_package: Path, poisoned_package: Path, tmp_path_factory: pytest.TempPathFactory):
-    """A server over widget + poisoned, with a small queue (max 2 per step) to show overload."""
+def live(fitted_package: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A server over widget + poisoned (its served bank made NaN after the build, which would have
+    refused it), with a small queue (max 2 per step) to show overload."""
+    from adinspect.repository.build import build_repository
+
     root = tmp_path_factory.mktemp("live")
+    poisoned = clone_package(fitted_package, root / "poisoned", "poisoned")
     settings = RepositorySettings(max_queue_size=2, max_batch_size=2, python_instances=1)
-    with served([fitted_package, poisoned_package], root, settings, log_verbose=1) as server:
+    repo = build_repository([fitted_package, poisoned], "cpu", root / "repo", settings).out_dir
+    poison_served(repo, "poisoned")
+    with running(repo, root / "triton.log", startup_timeout=180, log_verbose=1) as server:
         yield server, server.repository
 
 
