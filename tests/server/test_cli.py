@@ -79,7 +79,7 @@ def test_raw_pixels_are_accepted_only_at_the_fixed_size_asked_for(
 def test_inspect_command_prints_one_line_per_image_and_writes_json(
     triton_server, synthetic_root, tmp_path, capsys
 ):
-    folder = synthetic_root / "test" / "good"
+    folder = synthetic_root / "test"  # good/000.png, crack/000.png, ...: one name each
     out = tmp_path / "results.json"
     code = _run(
         ["inspect", "--url", triton_server.grpc_url, "--product", "widget", str(folder), "--json", str(out)]
@@ -87,9 +87,13 @@ def test_inspect_command_prints_one_line_per_image_and_writes_json(
     assert code == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
     results = json.loads(out.read_text())
-    assert len(lines) == len(results) == len(list(folder.glob("*.png")))
-    assert all(line.split()[0] in ("PASS", "FAIL") for line in lines)
+    names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
+    assert len(lines) == len(results) == len(names) and sorted(r["image"] for r in results) == names
     assert {r["product"] for r in results} == {"widget"}
+    for line, result in zip(lines, results, strict=True):
+        assert line.split()[0] == result["verdict"].upper()
+        if result["verdict"] == "fail":  # why it failed, on its line
+            assert line.endswith(f"{result['image']}  ({result['reason']})"), line
 
 
 def test_bench_serving_options_parse() -> None:
