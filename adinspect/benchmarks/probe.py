@@ -49,15 +49,16 @@ def run_probe(
         raise InputError(
             "probe: --fault and --drain need the deployment's `adinspect serve` pid (--serve-pid)"
         )
-    pgid = None if serve_pid is None else triton_child(serve_pid)
     report: dict[str, Any] = {
         "url": url,
         "product": product,
         "images": len(blobs),
         "cpu_count": os.cpu_count(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "load_average_start": os.getloadavg(),
     }
-    refs = reference_scores(url, product, blobs)
+    refs = reference_scores(url, product, blobs)  # waits until the product is ready
+    pgid = None if serve_pid is None else triton_child(serve_pid)  # tritonserver's process group
     if bombs_per_kind:
         report["bombs"] = run_bombs(url, product, blobs[0], bombs_per_kind, pgid)
     report["malformed"] = run_bad_inputs(url, product, blobs[0], pgid)
@@ -67,6 +68,7 @@ def run_probe(
         report["fault"] = run_kill(url, product, blobs, refs, serve_pid, concurrency)
     if drain and serve_pid is not None:
         report["drain"] = run_drain(url, product, blobs[0], serve_pid, concurrency)
+    report["load_average_end"] = os.getloadavg()
     return report
 
 
@@ -107,8 +109,10 @@ def write_report(report: dict[str, Any], out_json: Path) -> str:
 
 def format_probe_table(report: dict[str, Any]) -> str:
     """The report as readable lines, one block per phase."""
+    loads = [f"{report[k][0]:.1f}" for k in ("load_average_start", "load_average_end") if k in report]
     rows = [
-        f"probe of {report['product']} at {report['url']} ({report['images']} images), {report['started']}"
+        f"probe of {report['product']} at {report['url']} ({report['images']} images), {report['started']}, "
+        f"load average {' -> '.join(loads)}"
     ]
     if "bombs" in report:
         rows += bomb_rows(report["bombs"])

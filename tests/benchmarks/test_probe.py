@@ -53,6 +53,7 @@ def test_probe_starts_serve_and_survives_its_own_faults(
     assert main([*command, "--bombs", "2", "--soak", "3", "--concurrency", "2", "--fault", "--drain"]) == 0
     report = json.loads(out.read_text())
     assert report["bombs"]["invalid_argument"] == report["bombs"]["sent"] == 2 * len(BOMB_KINDS)
+    assert report["bombs"]["rss_growth_mib"] is not None  # the serve it started is measured
     assert report["malformed"]["invalid_argument"] == report["malformed"]["tried"]
     assert report["load"]["requests"] > 0 and report["load"]["failures"] == 0
     fault = report["fault"]
