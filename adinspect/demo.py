@@ -103,8 +103,10 @@ def _serve(model: Path, data: Path, out: Path) -> dict:
         )
         with InspectionClient(server.grpc_url) as client:
             for path in images[:6]:
-                r = client.inspect(path.read_bytes(), product, name=path.name)
-                print(f"  {r.verdict.upper():4} {r.score:8.3f}  {len(r.regions)} regions  {r.image}")
+                name = path.relative_to(data).as_posix() if path.is_relative_to(data) else str(path)
+                r = client.inspect(path.read_bytes(), product, name=name)  # test/<type>/000.png: unique
+                why = f"  ({r.reason})" if r.verdict == "fail" else ""
+                print(f"  {r.verdict.upper():4} {r.score:8.3f}  {len(r.regions)} regions  {r.image}{why}")
         print("== bench: in-process vs Triton at concurrency 1, 2, 4, 8, and perf_analyzer")
         results = run_serving_bench(model, images, server.grpc_url, out / "bench_serving.json")
     print(format_table(results))

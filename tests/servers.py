@@ -151,6 +151,29 @@ def clone_package(source: Path, target: Path, product: str, threshold_scale: flo
     return target
 
 
+def poison_served(repo: Path, product: str) -> None:
+    """Make a built cpu repository serve a NaN bank for `product` and reseal its manifest: a hand edit
+    that `repo build` would have refused, so that only the fail-closed verdict stands in its way."""
+    import json
+
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from adinspect.repository.integrity import MARKER, hash_models
+
+    path = repo / f"inspect_{product}" / "1" / "model.onnx"
+    model = onnx.load(str(path))
+    for tensor in model.graph.initializer:
+        if tensor.name == "bank_features":
+            values = numpy_helper.to_array(tensor)
+            tensor.CopyFrom(numpy_helper.from_array(np.full(values.shape, np.nan, values.dtype), tensor.name))
+    onnx.save(model, str(path))
+    manifest = json.loads((repo / MARKER).read_text())
+    manifest["files"] = hash_models(repo, manifest["models"])
+    (repo / MARKER).write_text(json.dumps(manifest, indent=2))
+
+
 def claiming_types(source: Path, target: Path, product: str) -> Path:
     """A clone of a package with ADClick-Seg whose seg_model.json says the model can tell its
     defect types apart, resealed: the served seg graph then carries the type names (the tiny

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from adinspect.annotate.queue import QueueItem, build_queue
-from adinspect.annotate.store import ClickPoint, ConflictError, Decision, LabelStore, State
+from adinspect.annotate.store import EMPTY_MASK, ClickPoint, ConflictError, Decision, LabelStore, State
 from adinspect.errors import InputError
 from adinspect.imageio import decode_mask, encode_png, read_image
 from adinspect.runtime.click import ClickRuntime, ClickSession, NoClickModel
@@ -169,6 +169,8 @@ class Annotator:
                 mask = decode_mask(mask_png, name="accepted mask", expected_shape=mask.shape)
             except (InputError, ValueError) as exc:
                 raise ApiError(422, str(exc)) from exc
+        if not mask.any():  # a defect label of nothing would train the seg model on nothing
+            raise ApiError(422, EMPTY_MASK)
         try:
             return self.store.accept(it, defect_type, clicks, mask.astype(bool))
         except ConflictError as exc:

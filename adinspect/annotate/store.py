@@ -33,6 +33,10 @@ ANNOTATIONS = "annotations.json"
 CLICKS = "clicks.json"
 GROUND_TRUTH = "ground_truth"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+EMPTY_MASK = (
+    "the mask is empty (0 defect pixels): draw the defect (another click or the brush), "
+    "or mark the image 'no defect'"
+)
 
 State = Literal["accepted", "no_defect", "skipped"]
 
@@ -99,6 +103,8 @@ class LabelStore:
         """Write the (H, W) bool mask and record the clicks; returns the decision."""
         if not _SAFE_NAME.fullmatch(defect_type):
             raise InputError(f"defect type {defect_type!r} cannot be a folder name")
+        if not mask.any():
+            raise InputError(f"{item.rel}: {EMPTY_MASK}")
         rel = f"{GROUND_TRUTH}/{defect_type}/{item.path.stem}_mask.png"
         with self._locked():
             ann = self.load()

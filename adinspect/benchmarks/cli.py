@@ -14,10 +14,11 @@ from adinspect.fitting.cli import positive_int
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Add `bench`, `bench-scale`, `bench-annotate` and `bench-peer`."""
-    from adinspect.benchmarks import peer_cli
+    """Add `bench`, `bench-scale`, `bench-annotate`, `bench-peer` and `probe`."""
+    from adinspect.benchmarks import peer_cli, probe_cli
 
     peer_cli.add_commands(sub)
+    probe_cli.add_commands(sub)
     p = sub.add_parser("bench", help="latency of the in-process inspector vs the torch eager reference")
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True)

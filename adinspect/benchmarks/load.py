@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from adinspect.client import InspectionClient, InspectionError
+from adinspect.contracts import INSPECT_IN, ensemble_model
 
 ERROR_PAUSE_S = 0.05
 """A worker's pause after a failed request, as a camera PC's loop would (no busy spin on a dead port)."""
@@ -71,11 +72,30 @@ def group_memory(pgid: int | None) -> dict[str, Any]:
 
 
 def send(client: InspectionClient, product: str, blob: bytes | np.ndarray) -> tuple[str, str]:
-    """(gRPC status name, error text) of one request."""
+    """(gRPC status name, error text) of one request; an array goes as image_raw, whatever its shape
+    (the InspectionClient would encode one the server takes no raw input for)."""
+    if isinstance(blob, np.ndarray):
+        return send_raw(client.url, product, blob)
     try:
         client.inspect(blob, product)
     except InspectionError as exc:
         return exc.code or "CLIENT_ERROR", str(exc)
+    return "OK", ""
+
+
+def send_raw(url: str, product: str, array: np.ndarray) -> tuple[str, str]:
+    """One raw uint8 tensor as `image_raw`, through a plain tritonclient (a hostile client's view)."""
+    import tritonclient.grpc as grpc
+
+    client = grpc.InferenceServerClient(url)
+    tensor = grpc.InferInput(INSPECT_IN.image_raw, [1, *array.shape], "UINT8")
+    tensor.set_data_from_numpy(np.ascontiguousarray(array, np.uint8)[None])
+    try:
+        client.infer(ensemble_model(product), [tensor], client_timeout=60)
+    except grpc.InferenceServerException as exc:
+        return str(exc.status()).removeprefix("StatusCode."), str(exc.message())
+    finally:
+        client.close()
     return "OK", ""
 
 

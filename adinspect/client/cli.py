@@ -20,15 +20,18 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_inspect)
 
 
-def _image_paths(items: list[Path]) -> list[Path]:
+def _image_paths(items: list[Path]) -> list[tuple[Path, str]]:
+    """(path, name) of every image: a file as given, a folder's images named by their path relative
+    to the folder (two `000.png` in different sub-folders stay two names)."""
     from adinspect.imageio import IMAGE_EXTENSIONS
 
-    paths: list[Path] = []
+    paths: list[tuple[Path, str]] = []
     for item in items:
         if item.is_dir():
-            paths += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            found = sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            paths += [(p, p.relative_to(item).as_posix()) for p in found]
         else:
-            paths.append(item)
+            paths.append((item, str(item)))
     return paths
 
 
@@ -37,17 +40,19 @@ def run_inspect(args: argparse.Namespace) -> int:
 
     results, failures = [], 0
     with InspectionClient(args.url, deadline_s=args.timeout) as client:
-        for path in _image_paths(args.images):
+        for path, name in _image_paths(args.images):
             try:
-                r = client.inspect(path, args.product)
+                r = client.inspect(path, args.product, name=name)
             except (InspectionError, OSError) as exc:
                 failures += 1
-                print(f"SKIP  {path}: {exc}", file=sys.stderr)
+                print(f"SKIP  {name}: {exc}", file=sys.stderr)
                 continue
             results.append(r.model_dump())
+            kind = f", defect type {r.defect_type}" if r.defect_type else ""
+            why = f"  ({r.reason}{kind})" if r.verdict == "fail" else ""
             print(
                 f"{r.verdict.upper():4}  score {r.score:.4g} (threshold {r.threshold:.4g})  "
-                f"regions {len(r.regions)}  {r.image}"
+                f"regions {len(r.regions)}  {r.image}{why}"
             )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -5,17 +5,20 @@
     result, heat = client.inspect_with_map(frame, product="bottle")  # raw uint8 HWC in, map out
     results = client.inspect_batch(paths, product="bottle")          # concurrent requests
 
-Files and encoded bytes are sent as `image_bytes` (what a camera PC has), numpy arrays as
-`image_raw`. One image per request; batches are sent as concurrent requests, which Triton's
-dynamic batchers group.
+Files and encoded bytes are sent as `image_bytes` (what a camera PC has). A numpy array is sent as
+`image_raw` when the repository accepts raw pixels of its size (`repo build --raw-size HxW`), else
+encoded as a lossless PNG. One image per request; batches are sent as concurrent requests, which
+Triton's dynamic batchers group.
 
 Every image has one overall deadline (`deadline_s`). Within it, answers that mean "try again"
 (UNAVAILABLE: starting, draining, overloaded; NOT_FOUND "has no available versions": a model being
-swapped or unloaded) are retried with jittered exponential back-off. A product the server does not
-know (NOT_FOUND "is not found") is never retried: that is a configuration error, not a transient
-one. Retries run in the caller's thread or in this client's worker threads, never inside a gRPC
-callback, so a slow or failing attempt cannot block tritonclient's own threads. Each attempt
-carries a request id (`<label>@<client id>:<n>/<attempt>`) that the server's error log names.
+swapped or unloaded) are retried with jittered exponential back-off; each attempt tells the server
+the time left (Triton's request timeout), so a request queued past its deadline is dropped there,
+not computed. A product the server does not know (NOT_FOUND "is not found") is never retried: that
+is a configuration error, not a transient one. Retries run in the caller's thread or in this
+client's worker threads, never inside a gRPC callback, so a slow or failing attempt cannot block
+tritonclient's own threads. Each attempt carries a request id (`<label>@<client id>:<n>/<attempt>`)
+that the server's error log names.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from adinspect.contracts import INSPECT_IN, INSPECT_OUT, MAP_FORMATS, ensemble_model
+from adinspect.imageio import encode_png
 from adinspect.results import InspectionResult, Region
 from adinspect.runtime.postprocess import verdict_of
 
@@ -59,6 +63,7 @@ class ProductInfo:
     random_weights: bool
     adinspect_version: str
     defect_types: tuple[str, ...] = ()  # served with ADClick-Seg; empty for training-free products
+    raw_size: tuple[int, int] | None = None  # (H, W) of the raw images it accepts; None: encoded only
 
 
 def tritonclient_grpc():
@@ -163,13 +168,14 @@ class InspectionClient:
             lambda t: self._client.get_model_config(model, as_json=True, client_timeout=t),
             what=f"config of {product!r}",
         )
-        params = {k: v["string_value"] for k, v in config["config"].get("parameters", {}).items()}
+        params = {k: v.get("string_value", "") for k, v in config["config"].get("parameters", {}).items()}
         info = ProductInfo(
             product=params.get("product", product),
             threshold=float(params["threshold"]),
             random_weights=json.loads(params.get("random_weights", "false")),
             adinspect_version=params.get("adinspect_version", "?"),
             defect_types=tuple(json.loads(params.get("defect_types", "[]"))),
+            raw_size=_raw_size(params.get("raw_size", "")),
         )
         with self._lock:
             self._info[product] = info
@@ -192,6 +198,7 @@ class InspectionClient:
                 inputs,
                 outputs=outputs,
                 client_timeout=t,
+                timeout=max(1, int(t * 1e6)),  # µs: the server drops it from its queue once it passed
                 request_id=f"{request_id}/{attempt}",
             ),
             what=f"{label} on {product!r}",
@@ -262,8 +269,12 @@ class InspectionClient:
         elif isinstance(image, np.ndarray):
             if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
                 raise ValueError(f"a raw image must be uint8 (H, W, 3) RGB, got {image.dtype} {image.shape}")
-            tensor = grpc.InferInput(INSPECT_IN.image_raw, [1, *image.shape], "UINT8")
-            tensor.set_data_from_numpy(np.ascontiguousarray(image)[None])
+            if self.product_info(product).raw_size == image.shape[:2]:
+                tensor = grpc.InferInput(INSPECT_IN.image_raw, [1, *image.shape], "UINT8")
+                tensor.set_data_from_numpy(np.ascontiguousarray(image)[None])
+            else:  # lossless: the server decodes the same pixels (and sizes them before decoding)
+                tensor = grpc.InferInput(INSPECT_IN.image_bytes, [1, 1], "BYTES")
+                tensor.set_data_from_numpy(np.array([[encode_png(image, compression=1)]], dtype=np.object_))
         else:
             raise TypeError(
                 f"image must be a path, encoded bytes or a uint8 array, got {type(image).__name__}"
@@ -352,6 +363,14 @@ def _channel_args(grpcclient: Any) -> list[tuple[str, Any]]:
         ("grpc.min_reconnect_backoff_ms", 100),
         ("grpc.max_reconnect_backoff_ms", 1000),
     ]
+
+
+def _raw_size(text: str) -> tuple[int, int] | None:
+    """The ensemble parameter "raw_size" ("HxW", or "" when it takes no raw input)."""
+    if not text:
+        return None
+    height, width = (int(v) for v in text.split("x"))
+    return height, width
 
 
 def _text(response: Any, name: str) -> str:

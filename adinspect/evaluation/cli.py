@@ -36,7 +36,7 @@ def _print_json(obj: object, path: Path | None) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from adinspect.evaluation.predict import predict
+    from adinspect.evaluation.predict import predict, skipped_line
 
     summary = predict(
         args.model, args.images, args.out, overlays=not args.no_overlays, max_pixels=args.max_pixels
@@ -49,6 +49,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         )
     for e in summary["errors"]:
         print(f"SKIP  {e['error']}", file=sys.stderr)
+    if summary["skipped"]:
+        print(skipped_line(summary["skipped"]), file=sys.stderr)
     print(f"wrote {args.out}/results.csv, results.json and overlays/")
     return 1 if summary["errors"] and not summary["results"] else 0
 

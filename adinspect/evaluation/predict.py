@@ -19,17 +19,28 @@ from adinspect.runtime.inspector import Inspection, Inspector
 CSV_FIELDS = ["image", "product", "score", "threshold", "verdict", "reason", "n_regions", "regions"]
 
 
-def expand_inputs(inputs: Iterable[Path]) -> list[Path]:
-    """Files as given; directories expanded to their images (sorted, recursive)."""
+def expand_inputs(inputs: Iterable[Path], skipped: list[Path] | None = None) -> list[Path]:
+    """Files as given; directories expanded to their images (sorted, recursive). The other files found
+    in the directories (no image extension, or hidden) are appended to `skipped` when it is given."""
     out: list[Path] = []
     for p in map(Path, inputs):
-        if p.is_dir():
-            out += sorted(
-                q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS and not q.name.startswith(".")
-            )
-        else:
+        if not p.is_dir():
             out.append(p)
+            continue
+        for q in sorted(q for q in p.rglob("*") if q.is_file()):
+            if q.suffix.lower() in IMAGE_EXTENSIONS and not q.name.startswith("."):
+                out.append(q)
+            elif skipped is not None:
+                skipped.append(q)
     return out
+
+
+def skipped_line(skipped: list[Path]) -> str:
+    """One line saying which files a folder held that are not inspected."""
+    return (
+        f"skipped {len(skipped)} file{'s' if len(skipped) != 1 else ''} without an image extension "
+        f"({', '.join(IMAGE_EXTENSIONS)}) or hidden, e.g. {skipped[0]}"
+    )
 
 
 def overlay_name(path: Path, used: set[str]) -> str:
@@ -57,16 +68,19 @@ def predict(
     overlays: bool = True,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> dict:
-    """Inspect every input; returns {"results": [...], "errors": [...]} (also written to results.json)."""
+    """Inspect every input; returns {"results": [...], "errors": [...], "skipped": [...]} (also written
+    to results.json); "skipped" lists the files in the given folders that are not images."""
     inspector = Inspector(model_dir)
     out_dir = Path(out_dir)
     (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
     results, errors = [], []
+    skipped: list[Path] = []
+    paths = expand_inputs(inputs, skipped)
     used_names: set[str] = set()
     with open(out_dir / "results.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         writer.writeheader()
-        for path in expand_inputs(inputs):
+        for path in paths:
             try:
                 image = read_image(path, max_pixels=max_pixels)
                 inspection = inspector.inspect(image, name=str(path))
@@ -91,6 +105,11 @@ def predict(
             if overlays:
                 write_png(out_dir / "overlays" / name, overlay(inspection, image))
             results.append({**r.model_dump(), "overlay": f"overlays/{name}" if overlays else None})
-    summary = {"model": str(model_dir), "results": results, "errors": errors}
+    summary = {
+        "model": str(model_dir),
+        "results": results,
+        "errors": errors,
+        "skipped": list(map(str, skipped)),
+    }
     (out_dir / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

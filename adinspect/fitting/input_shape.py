@@ -15,10 +15,9 @@ from pathlib import Path
 from adinspect.config import PipelineConfig, validate_config
 from adinspect.errors import InputError
 from adinspect.geometry import InputGeometry, check_override, choose_input_shape
-from adinspect.imageio import encoded_image_size, read_image
+from adinspect.imageio import ImageHeaderError, read_image, read_image_header
 
 SIZE_TOLERANCE = 0.05  # training images may differ from the first by this fraction per side
-HEADER_BYTES = 1 << 16
 
 
 class ImageSizeError(InputError):
@@ -26,12 +25,14 @@ class ImageSizeError(InputError):
 
 
 def image_shape_of(path: Path) -> tuple[int, int]:
-    """(H, W) of an image file from its header, decoding it only when the header does not say."""
-    with open(path, "rb") as fh:
-        shape = encoded_image_size(fh.read(HEADER_BYTES))
-    if shape is None:
-        shape = read_image(path).shape[:2]
-    return int(shape[0]), int(shape[1])
+    """(H, W) of an image file from its header; decoded (and refused with a reason) when the header
+    cannot say."""
+    try:
+        header = read_image_header(path)
+    except ImageHeaderError:
+        shape = read_image(path).shape[:2]  # raises ImageReadError naming the file and what is wrong
+        return int(shape[0]), int(shape[1])
+    return header.height, header.width
 
 
 def training_image_shape(paths: Sequence[Path]) -> tuple[int, int]:

@@ -23,11 +23,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from adinspect.errors import InputError
 from adinspect.imageio.checks import PNG_SIGNATURE, bmp_problem, jpeg_problem, png_problem, tiff_problem
-from adinspect.imageio.sizes import encoded_image_size
+from adinspect.imageio.convert import to_rgb8
+from adinspect.imageio.errors import ImageReadError
+from adinspect.imageio.header import ImageHeader, read_image_header
+from adinspect.imageio.limits import (
+    DEFAULT_DECODE_BUDGET,
+    DEFAULT_MAX_PIXELS,
+    check_decodable,
+    check_image_size,
+)
 
 __all__ = [
+    "DEFAULT_DECODE_BUDGET",
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
     "ImageReadError",
@@ -40,65 +48,68 @@ __all__ = [
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
-DEFAULT_MAX_PIXELS = 40_000_000
-"""Largest image decoded (H*W), about 7300 x 5500. Checked from the header before decoding: a
-20000 x 20000 file would otherwise cost 1.2 GB and seconds before anyone could refuse it."""
-
 _FIX = "re-export or re-copy the file, or remove it from the data folder"
-
-
-class ImageReadError(InputError):
-    """An image or mask could not be read; the message names the file and what to do."""
+Buffer = bytes | bytearray | memoryview
 
 
 # --------------------------------------------------------------------------- reading
 
 
-def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def read_image(
+    path: str | os.PathLike[str],
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_bytes: int | None = DEFAULT_DECODE_BUDGET,
+) -> np.ndarray:
     """Read an image file as RGB.
 
     Args:
         path: PNG, JPEG, BMP or TIFF file; 8- or 16-bit; gray, RGB or RGBA.
-        max_pixels: refuse images with more pixels (from the header, before decoding); None: no limit.
+        max_pixels: refuse images with more pixels (from the header, before reading the file
+            further); None: no limit.
+        max_bytes: refuse images whose decoding would take more memory (`limits.decode_cost`).
 
     Returns:
         ``(H, W, 3)`` uint8 RGB array.
 
     Raises:
-        ImageReadError: missing, empty, corrupt, truncated or unsupported file.
+        ImageReadError: missing, empty, corrupt, truncated, unsupported or too large file.
     """
-    return decode_image(_read_bytes(path), name=str(path), max_pixels=max_pixels)
+    header = read_image_header(path)  # a few header blocks: the rest of a bomb is never read
+    check_decodable(header, Path(path).stat().st_size, max_pixels, max_bytes, str(path))
+    return decode_image(_read_bytes(path), name=str(path), max_pixels=max_pixels, max_bytes=max_bytes)
 
 
 def decode_image(
-    data: bytes | bytearray | memoryview, name: str = "<bytes>", max_pixels: int | None = DEFAULT_MAX_PIXELS
+    data: Buffer,
+    name: str = "<bytes>",
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_bytes: int | None = DEFAULT_DECODE_BUDGET,
 ) -> np.ndarray:
     """Decode encoded image bytes (PNG, JPEG, BMP, TIFF) to ``(H, W, 3)`` uint8 RGB.
+
+    The size, sample type and the memory decoding would take are known from the header
+    (`imageio.header`) and checked before any pixel is decoded.
 
     Args:
         data: the encoded file content.
         name: what to call the image in error messages (a path, a request id).
-        max_pixels: refuse images with more pixels (from the header, before decoding); None: no limit.
+        max_pixels: refuse images with more pixels; None: no limit.
+        max_bytes: refuse images whose decoding would take more memory; None: no limit.
 
     Raises:
         ImageReadError: empty, corrupt, truncated, unsupported or too large data.
     """
-    check_image_size(encoded_image_size(bytes(data[:65536])), max_pixels, name)
-    raw, fmt = _decode_raw(data, name)
-    check_image_size((raw.shape[0], raw.shape[1]), max_pixels, name)
-    # cv2.cvtColor, not a reversed-stride view + copy (py-spy: a quarter of decode_image on 900² PNGs)
-    if raw.ndim == 2 or raw.shape[2] == 1:
-        rgb = cv2.cvtColor(raw.reshape(raw.shape[0], raw.shape[1]), cv2.COLOR_GRAY2RGB)
-    elif raw.shape[2] == 3:
-        rgb = cv2.cvtColor(raw, cv2.COLOR_BGR2RGB)
-    elif raw.shape[2] == 4:
-        rgb = _composite_on_black(raw[:, :, 2::-1], raw[:, :, 3])
-    else:
+    header = _header(data, name)
+    check_decodable(header, len(data), max_pixels, max_bytes, name)
+    raw, fmt = _decode_raw(data, name, header)
+    if raw.ndim == 3 and raw.shape[2] not in (1, 3, 4):
+        channels = raw.shape[2]
+        del raw
         raise ImageReadError(
-            f"{name}: {fmt} image has {raw.shape[2]} channels, expected 1 (gray), 3 (RGB) or 4 (RGBA); "
+            f"{name}: {fmt} image has {channels} channels, expected 1 (gray), 3 (RGB) or 4 (RGBA); "
             "convert it to an RGB PNG"
         )
-    return np.ascontiguousarray(_to_uint8(rgb))
+    return to_rgb8(raw)
 
 
 def read_mask(path: str | os.PathLike[str], expected_shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -125,7 +136,9 @@ def decode_mask(
     expected_shape: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Decode encoded mask bytes to ``(H, W)`` bool; see :func:`read_mask`."""
-    raw, fmt = _decode_raw(data, name)
+    header = _header(data, name)
+    check_decodable(header, len(data), DEFAULT_MAX_PIXELS, DEFAULT_DECODE_BUDGET, name)
+    raw, fmt = _decode_raw(data, name, header)
     if raw.ndim == 3:
         raw = raw[:, :, :3].max(axis=2) if raw.shape[2] >= 3 else raw[:, :, 0]
     threshold = np.iinfo(raw.dtype).max // 2 if fmt == "JPEG" else 0
@@ -152,41 +165,34 @@ def _read_bytes(path: str | os.PathLike[str]) -> bytes:
         raise ImageReadError(f"{p}: cannot read file ({exc.strerror}); check its permissions") from exc
 
 
-def _decode_raw(data: bytes | bytearray | memoryview, name: str) -> tuple[np.ndarray, str]:
-    """Check the container is complete, then decode with OpenCV (BGR order, native depth)."""
+def _header(data: Buffer, name: str) -> ImageHeader:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ImageReadError(f"{name}: expected encoded image bytes, got {type(data).__name__}")
-    data = bytes(data)
-    if not data:
-        raise ImageReadError(f"{name}: file is empty (0 bytes); {_FIX}")
+    return read_image_header(data, name)
+
+
+def _decode_raw(data: Buffer, name: str, header: ImageHeader) -> tuple[np.ndarray, str]:
+    """Check the container is complete, then decode with OpenCV (BGR order, native depth)."""
+    data = data if isinstance(data, bytes) else bytes(data)
     fmt = _check_complete(data, name)
     flags = cv2.IMREAD_COLOR if fmt == "JPEG" else cv2.IMREAD_UNCHANGED
+    raw: np.ndarray | None = None
     try:
         raw = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error as exc:
-        raise ImageReadError(f"{name}: {fmt} data is corrupt ({exc.err}); {_FIX}") from exc
-    if raw is None or raw.size == 0:
-        raise ImageReadError(f"{name}: {fmt} data is corrupt and could not be decoded; {_FIX}")
-    if raw.dtype not in (np.uint8, np.uint16):
+        problem = f"({exc.err})"
+    else:
+        problem = "and could not be decoded"
+    if raw is None or not raw.size:  # raised out here: the exception keeps no frame holding pixels
+        raise ImageReadError(f"{name}: {fmt} data is corrupt {problem}; {_FIX}")
+    if raw.shape[0] * raw.shape[1] != header.pixels or raw.dtype != header.dtype:
+        got = f"{raw.shape[1]}x{raw.shape[0]} {raw.dtype}"
+        del raw
         raise ImageReadError(
-            f"{name}: {fmt} samples are {raw.dtype}, expected 8- or 16-bit unsigned integers; "
-            "convert the image to an 8- or 16-bit PNG"
+            f"{name}: {fmt} decoded to {got}, but its header declares {header.width}x{header.height} "
+            f"{header.dtype}; {_FIX}"
         )
     return raw, fmt
-
-
-def _to_uint8(image: np.ndarray) -> np.ndarray:
-    """uint8 unchanged; uint16 -> uint8 by rounding x / 257."""
-    if image.dtype == np.uint8:
-        return image
-    return ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
-
-
-def _composite_on_black(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """``color * alpha / max`` rounded, in the input's integer dtype. Shapes (H, W, 3), (H, W)."""
-    full = int(np.iinfo(color.dtype).max)
-    blended = (color.astype(np.int64) * alpha[:, :, None].astype(np.int64) + full // 2) // full
-    return blended.astype(color.dtype)
 
 
 # --------------------------------------------------------------------------- container checks
@@ -212,18 +218,3 @@ def _check_complete(data: bytes, name: str) -> str:
     if problem:
         raise ImageReadError(f"{name}: {fmt} file is truncated or corrupt ({problem}); {_FIX}")
     return fmt
-
-
-# --------------------------------------------------------------------------- size limit
-
-
-def check_image_size(size: tuple[int, int] | None, max_pixels: int | None, name: str) -> None:
-    """Refuse a (height, width) above max_pixels; None (size unknown yet) passes."""
-    if size is None:
-        return
-    height, width = size
-    if max_pixels is not None and height * width > max_pixels:
-        raise ImageReadError(
-            f"{name}: image of {width}x{height} = {height * width} pixels is larger than the "
-            f"{max_pixels} pixels accepted; downscale it (or raise the limit)"
-        )

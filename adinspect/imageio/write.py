@@ -10,11 +10,12 @@ import cv2
 import numpy as np
 
 
-def encode_png(image: np.ndarray) -> bytes:
+def encode_png(image: np.ndarray, compression: int = 3) -> bytes:
     """Encode an image as PNG bytes.
 
     Args:
         image: uint8 or uint16; ``(H, W)`` gray, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA.
+        compression: zlib level 0-9 (1: fastest; the client's arrays on their way to a server).
 
     Raises:
         ValueError: unsupported dtype or shape.
@@ -31,7 +32,7 @@ def encode_png(image: np.ndarray) -> bytes:
         raise ValueError(f"encode_png: expected shape (H, W), (H, W, 3) or (H, W, 4), got {image.shape}")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"encode_png: image is empty, got shape {image.shape}")
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image), [cv2.IMWRITE_PNG_COMPRESSION, compression])
     if not ok:
         raise ValueError(f"encode_png: OpenCV could not encode an array of shape {image.shape}")
     return buf.tobytes()

@@ -76,13 +76,16 @@ def seg_step(product: str) -> Step:
     )
 
 
-def ensemble_steps(product: str, segmentation: Step | None = None, shared: str = "") -> list[Step]:
+def ensemble_steps(
+    product: str, segmentation: Step | None = None, shared: str = "", raw: bool = False
+) -> list[Step]:
     """The steps of `inspect_<product>`; a segmentation step replaces the residual's map and score.
     `shared` is the suffix of the shared models the product runs on ("" or "<H>x<W>").
 
     With `segmentation`, it reads the ensemble tensor "residual" and must write "map",
     "raw_score" and "product_threshold" (its own calibrated threshold: its score is on another
-    scale); postprocess then reads those, and "defect_name" when the step writes it.
+    scale); postprocess then reads those, and "defect_name" when the step writes it. `raw`: the
+    ensemble has an image_raw input (`RepositorySettings.raw_size`).
     """
     residual_outputs = {
         RESIDUAL_OUT.anomaly_map: "map",
@@ -95,7 +98,7 @@ def ensemble_steps(product: str, segmentation: Step | None = None, shared: str =
     steps = [
         Step(
             shared_model(PREPROCESS_MODEL, shared),
-            {INSPECT_IN.image_bytes: INSPECT_IN.image_bytes, INSPECT_IN.image_raw: INSPECT_IN.image_raw},
+            {name: name for name in (INSPECT_IN.image_bytes, *([INSPECT_IN.image_raw] if raw else []))},
             {PREPROCESS_OUT.image: "image", PREPROCESS_OUT.original_size: "original_size"},
         ),
         Step(
@@ -129,38 +132,30 @@ def ensemble_steps(product: str, segmentation: Step | None = None, shared: str =
 # ------------------------------------------------------------------------------- tensor configs
 
 
-def _black_image_warmup(raw: dict[str, Any]) -> list[dict[str, Any]]:
-    """One 64x64 black raw image: loads decoding, ONNX Runtime and the Python stub before traffic."""
-    return [
-        {
-            "name": "black_image",
-            "batch_size": 1,
-            "inputs": [
-                {
-                    "key": raw["name"],
-                    "value": {"data_type": raw["data_type"], "dims": [64, 64, 3], "zero_data": True},
-                }
-            ],
-        }
-    ]
-
-
 def preprocess_model(
     settings: RepositorySettings,
     preprocess_spec_json: str,
     input_shape: tuple[int, int],
     name: str = PREPROCESS_MODEL,
 ) -> dict[str, Any]:
-    inputs = ensemble_io()[0][:2]
+    """gpu: `preprocess`; it warms up in `initialize` (a black image through the decoder), as the
+    cpu flavour's `inspect_<product>` does."""
+    inputs = [t for t in ensemble_io(settings.raw_size)[0] if t["name"] != INSPECT_IN.map_format]
     outputs = [
         tensor(PREPROCESS_OUT.image, "TYPE_FP32", [3, *input_shape]),
         tensor(PREPROCESS_OUT.original_size, "TYPE_INT32", [2]),
     ]
-    params = {"preprocess_spec": preprocess_spec_json, "max_pixels": str(settings.max_pixels)}
-    config = python_model(name, settings, inputs, outputs, params)
-    if settings.warmup:
-        config["model_warmup"] = _black_image_warmup(inputs[1])
-    return config
+    params = {
+        "preprocess_spec": preprocess_spec_json,
+        **_limits(settings),
+        "warmup": json.dumps(settings.warmup),
+    }
+    return python_model(name, settings, inputs, outputs, params)
+
+
+def _limits(settings: RepositorySettings) -> dict[str, str]:
+    """What the decoding models refuse before decoding: the pixel limit and the decode budget."""
+    return {"max_pixels": str(settings.max_pixels), "max_decode_bytes": str(settings.decode_budget_bytes)}
 
 
 def product_model(
@@ -172,10 +167,10 @@ def product_model(
     limit, its ONNX Runtime threads and whether to warm up. It warms up in `initialize`, not with
     Triton's `model_warmup`, whose requests it could not tell from a camera's in its metrics.
     """
-    inputs, outputs = ensemble_io()
+    inputs, outputs = ensemble_io(settings.raw_size)
     own = {
         "preprocess_spec": preprocess_spec_json,
-        "max_pixels": str(settings.max_pixels),
+        **_limits(settings),
         "intra_op_threads": str(settings.intra_op_threads),
         "warmup": json.dumps(settings.warmup),
     }
@@ -282,7 +277,11 @@ def onnx_model(
 
 
 def ensemble(
-    product: str, steps: list[Step], params: dict[str, Any], versions: dict[str, int] | None = None
+    product: str,
+    steps: list[Step],
+    params: dict[str, Any],
+    versions: dict[str, int] | None = None,
+    raw_size: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """`inspect_<product>`: configuration only; `params` (threshold, versions) are for clients.
 
@@ -290,7 +289,7 @@ def ensemble(
     product's residual and seg models together, by reloading this ensemble; shared steps use -1.
     """
     versions = versions or {}
-    inputs, outputs = ensemble_io()
+    inputs, outputs = ensemble_io(raw_size)
     return {
         "name": ensemble_model(product),
         "platform": "ensemble",

@@ -4,14 +4,19 @@
 the products and their packages, the settings, and the SHA-256 of every file under those model
 directories (config.pbtxt, ONNX files, model.py and the adinspect library copy each Python model
 imports). `serve` calls `verify_repository` before starting Triton and refuses a repository whose
-files differ, are missing or were added, naming the first such file. This guards against bit rot,
+files differ, are missing or were added, naming the first such file. The whole root is walked, not
+only the listed models: Triton would load any folder, so a model folder the manifest does not list is
+refused, and so is any symbolic link (`repo build` writes none; Triton would follow it out of what the
+manifest vouches for) and anything that is not a regular file or folder. This guards against bit rot,
 partial copies and hand edits; it is not a signature (whoever can write the files can rewrite the
 manifest too).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +122,8 @@ def verify_repository(root: Path) -> RepositoryManifest:
     """Check every generated file against the manifest; raise naming the first that differs.
 
     Raises:
-        RepositoryIntegrityError: no manifest, or a file changed, missing or added.
+        RepositoryIntegrityError: no manifest; a file changed, missing or added; an unlisted model
+            folder, a symbolic link or a special file anywhere under the root.
     """
     root = Path(root)
     manifest = read_manifest(root)
@@ -130,6 +136,7 @@ def verify_repository(root: Path) -> RepositoryManifest:
         raise RepositoryIntegrityError(
             f"{root / MARKER} lists no file checksums (built by an older adinspect); rebuild the repository"
         )
+    check_tree(root, manifest)
     for name, digest in manifest.files.items():
         path = root / name
         if not path.is_file():
@@ -144,6 +151,35 @@ def verify_repository(root: Path) -> RepositoryManifest:
                 f"{root / path} was added after `repo build` (not in {MARKER}); remove it or rebuild"
             )
     return manifest
+
+
+def check_tree(root: Path, manifest: RepositoryManifest) -> None:
+    """Refuse what Triton would load or follow that the manifest does not vouch for: an unlisted model
+    folder, a symbolic link anywhere, a device, pipe or socket.
+
+    Raises:
+        RepositoryIntegrityError: naming the first such path.
+    """
+    listed = set(manifest.models)
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in sorted(dirnames + filenames):
+            path = Path(dirpath) / name
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):
+                raise RepositoryIntegrityError(
+                    f"{path} is a symbolic link (to {os.readlink(path)}): a repository holds its own files "
+                    "(`repo build` writes no link) and Triton would serve what the link points at; replace "
+                    "it with the file or rebuild the repository"
+                )
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                raise RepositoryIntegrityError(
+                    f"{path} is not a regular file or folder; remove it or rebuild"
+                )
+            if stat.S_ISDIR(mode) and Path(dirpath) == root and name not in listed:
+                raise RepositoryIntegrityError(
+                    f"{path} is a model folder that {root / MARKER} does not list: Triton would load it and "
+                    "run its code; remove it (or rebuild the repository with `adinspect repo build`)"
+                )
 
 
 def main(argv: list[str] | None = None) -> int:

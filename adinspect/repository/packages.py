@@ -12,6 +12,7 @@ from typing import Any
 
 from adinspect.errors import InputError
 from adinspect.package import ModelPackage, PackageError
+from adinspect.repository.finite import NonFiniteError, check_onnx_constants, check_threshold
 from adinspect.repository.monitoring import ProductCalibration, served_calibration
 from adinspect.runtime.seg import SEG_META, SegInfo, seg_info
 
@@ -20,8 +21,12 @@ class RepositoryError(InputError):
     """The packages cannot be served together, or the output is not ours to replace."""
 
 
+SERVED_GRAPHS = ("backbone.onnx", "residual.onnx", "seg.onnx")
+
+
 def load_packages(model_dirs: Sequence[Path]) -> list[ModelPackage]:
-    """Load and verify every package; refuse duplicates and incompatible versions."""
+    """Load and verify every package; refuse duplicates, incompatible versions and non-finite numbers
+    (threshold, the constants of every served graph: the bank is the residual graph's)."""
     if not model_dirs:
         raise RepositoryError(
             "no model packages given; pass one or more directories written by `adinspect fit`"
@@ -29,9 +34,14 @@ def load_packages(model_dirs: Sequence[Path]) -> list[ModelPackage]:
     packages = []
     for model_dir in model_dirs:
         try:
-            packages.append(ModelPackage.load(Path(model_dir)))
-        except PackageError as exc:
+            package = ModelPackage.load(Path(model_dir))
+            check_threshold("its threshold", package.threshold, package.root / "package.json")
+            for graph in SERVED_GRAPHS:
+                if package.has(graph):
+                    check_onnx_constants(package.path(graph))
+        except (PackageError, NonFiniteError) as exc:
             raise RepositoryError(f"cannot serve {model_dir}: {exc}") from exc
+        packages.append(package)
     seen: dict[str, Path] = {}
     for package in packages:
         if package.product in seen:

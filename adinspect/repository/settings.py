@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from adinspect.imageio import DEFAULT_MAX_PIXELS
+from adinspect.imageio import DEFAULT_DECODE_BUDGET, DEFAULT_MAX_PIXELS
 from adinspect.repository.gpu import Precision, check_requested, fixed_precision
 
 Flavor = Literal["cpu", "gpu"]
@@ -52,7 +52,32 @@ class RepositorySettings(BaseModel):
         default="/var/cache/adinspect-trt", description="Writable, persistent engine cache in the server."
     )
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=64, description="Largest image accepted, H*W.")
+    decode_budget_mib: int = Field(
+        default=DEFAULT_DECODE_BUDGET // 2**20,
+        ge=1,
+        description="Most memory one image may take to decode (MiB), known from its header before decoding.",
+    )
+    # Raw pixels (image_raw) reach the Python backend through its shared-memory region, which grows
+    # to fit the largest request and never shrinks; only a fixed shape lets Triton refuse any other
+    # before the copy. Encoded bytes (image_bytes) are what a camera sends, sized from the header.
+    raw_size: tuple[int, int] | None = Field(
+        default=None, description="Accept image_raw of exactly this (height, width); None: no raw input."
+    )
     warmup: bool = True
+
+    @field_validator("raw_size")
+    @classmethod
+    def _raw_size_fits(cls, value: tuple[int, int] | None, info: ValidationInfo) -> tuple[int, int] | None:
+        limit = info.data.get("max_pixels", DEFAULT_MAX_PIXELS)
+        if value is not None and (min(value) < 8 or value[0] * value[1] > limit):
+            raise ValueError(
+                f"must be at least 8 x 8 and at most {limit} pixels in all, got {value[0]} x {value[1]}"
+            )
+        return value
+
+    @property
+    def decode_budget_bytes(self) -> int:
+        return self.decode_budget_mib * 2**20
 
     @field_validator("model_precision")
     @classmethod

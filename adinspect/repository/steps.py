@@ -4,12 +4,17 @@ Each Triton `model.py` parses its config once and hands its requests to these (g
 and `postprocess` per request; cpu: `ProductPipeline` per batch, which chains all of them), so
 everything here is testable without a server. Bad input raises `RequestError`, which
 `model.py` turns into a per-request INVALID_ARGUMENT; anything else is a bug.
+
+Nothing decoded outlives its request: a refused request is kept as a `Refusal` (its message only,
+never the exception, whose traceback would hold the frames and the pixels they hold), and every
+`RequestError` is raised outside the `except` block that caught the cause, so it carries no
+context. Whatever a client chose (a request id, a map format) is echoed at most `ECHO_CHARS` long.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -18,30 +23,64 @@ import numpy as np
 
 from adinspect.contracts import BACKBONE, INSPECT_OUT, MAP_FORMATS, RESIDUAL, RESIDUAL_OUT, SEG, SEG_OUT
 from adinspect.geometry import PreprocessSpec, check_rgb, preprocess
-from adinspect.imageio import DEFAULT_MAX_PIXELS, ImageReadError, check_image_size, decode_image
+from adinspect.imageio import (
+    DEFAULT_DECODE_BUDGET,
+    DEFAULT_MAX_PIXELS,
+    ImageReadError,
+    check_image_size,
+    decode_image,
+)
 from adinspect.runtime.postprocess import find_regions, resize_map, verdict_of
 
-DRAIN_FILE_ENV = "ADINSPECT_DRAIN_FILE"
-"""Environment variable (set by `adinspect serve` for Triton) naming the file whose existence means
-"draining": the first Python step (inspect_<p> or preprocess) then refuses new requests with UNAVAILABLE."""
+ECHO_CHARS = 40
+"""Most characters of a client-chosen value (request id, map format) put into an error message:
+the message travels in gRPC trailers, which a client refuses past 16 KiB (RESOURCE_EXHAUSTED)."""
+MAP_FORMAT_MAX_BYTES = 16
 
 
 class RequestError(ValueError):
     """A request that cannot be served as sent; the message names what was received and expected."""
 
 
+class Refusal(NamedTuple):
+    """The answer to a request that is not served: its message and gRPC status name."""
+
+    message: str
+    code: str = "INVALID_ARGUMENT"  # or CANCELLED: the client gave up (deadline passed) before the work
+
+
+def echo(value: str | bytes) -> str:
+    """A client-chosen value for an error message: at most ECHO_CHARS characters, then its length."""
+    text = value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
+    if len(text) <= ECHO_CHARS:
+        return text
+    return f"{text[:ECHO_CHARS]}… ({len(value)} {'bytes' if isinstance(value, bytes) else 'characters'})"
+
+
+def request_name(request_id: str) -> str:
+    """How errors name a request: its id (capped), or "(no id)"."""
+    return f"request {echo(request_id) if request_id else '(no id)'}"
+
+
 # ------------------------------------------------------------------------------------ preprocess
 
 
 def _check_pixels(height: int, width: int, max_pixels: int, name: str) -> None:
+    message = ""
     try:
         check_image_size((height, width), max_pixels, name)
     except ImageReadError as exc:
-        raise RequestError(str(exc)) from exc
+        message = str(exc)
+    if message:
+        raise RequestError(message)
 
 
 def decode_request_image(
-    image_bytes: np.ndarray | None, image_raw: np.ndarray | None, max_pixels: int, name: str = "request"
+    image_bytes: np.ndarray | None,
+    image_raw: np.ndarray | None,
+    max_pixels: int,
+    name: str = "request",
+    max_bytes: int | None = DEFAULT_DECODE_BUDGET,
 ) -> np.ndarray:
     """One request's image, from exactly one of the two ensemble inputs, as (H, W, 3) uint8 RGB.
 
@@ -49,6 +88,7 @@ def decode_request_image(
         image_bytes: TYPE_STRING tensor of shape (1, 1) holding one encoded image, or None.
         image_raw: uint8 tensor of shape (1, H, W, 3), or None.
         max_pixels: refuse larger images (checked from the header before decoding).
+        max_bytes: refuse images whose decoding would take more memory (from the header too).
 
     Raises:
         RequestError: both or neither input, a batch other than 1, corrupt bytes, wrong shape.
@@ -66,24 +106,33 @@ def decode_request_image(
         image = image_raw[0]
         if image.ndim == 3:
             _check_pixels(image.shape[0], image.shape[1], max_pixels, name)
-        try:
-            return check_rgb(image, name)
-        except ValueError as exc:
-            raise RequestError(str(exc)) from exc
+        return _checked_rgb(image, name)
     assert image_bytes is not None
     if image_bytes.size != 1:
         raise RequestError(f"{name}: image_bytes must hold one encoded image, got shape {image_bytes.shape}")
     data = image_bytes.reshape(-1)[0]
     if not isinstance(data, (bytes, bytearray)):
         raise RequestError(f"{name}: image_bytes must be bytes, got {type(data).__name__}")
-    try:  # the header's size is checked before anything is decoded
-        image = decode_image(bytes(data), name=name, max_pixels=max_pixels)
+    message = ""
+    try:  # size, sample type and decode memory are checked from the header before anything is decoded
+        image = decode_image(data, name=name, max_pixels=max_pixels, max_bytes=max_bytes)
     except ImageReadError as exc:
-        raise RequestError(str(exc)) from exc
+        message = str(exc)
+    if message:  # raised out here: the error keeps no context, so no frame that held pixels
+        raise RequestError(message)
+    return _checked_rgb(image, name)
+
+
+def _checked_rgb(image: np.ndarray, name: str) -> np.ndarray:
+    message = ""
     try:
-        return check_rgb(image, name)
+        check_rgb(image, name)
     except ValueError as exc:
-        raise RequestError(str(exc)) from exc
+        message = str(exc)
+    if message:
+        del image
+        raise RequestError(message)
+    return image
 
 
 def preprocess_request(
@@ -92,10 +141,11 @@ def preprocess_request(
     spec: PreprocessSpec,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     name: str = "request",
+    max_bytes: int | None = DEFAULT_DECODE_BUDGET,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Ensemble inputs of one request → (1, 3, H_in, W_in) float32 normalised, (1, 2) int32 original
     (H, W)."""
-    image = decode_request_image(image_bytes, image_raw, max_pixels, name)
+    image = decode_request_image(image_bytes, image_raw, max_pixels, name, max_bytes)
     size = np.array([[image.shape[0], image.shape[1]]], dtype=np.int32)
     return preprocess(image, spec)[None], size
 
@@ -108,9 +158,10 @@ def parse_map_format(tensor: np.ndarray | None) -> str:
     if tensor is None:
         return "none"
     value = tensor.reshape(-1)[0] if tensor.size else b""
-    text = value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
+    raw = bytes(value) if isinstance(value, (bytes, bytearray)) else str(value).encode()
+    text = raw.decode("utf-8", "replace") if len(raw) <= MAP_FORMAT_MAX_BYTES else ""
     if text not in MAP_FORMATS:
-        raise RequestError(f"map_format must be one of {list(MAP_FORMATS)}, got {text!r}")
+        raise RequestError(f"map_format must be one of {list(MAP_FORMATS)}, got {echo(raw)!r}")
     return text
 
 
@@ -179,12 +230,24 @@ def _text(tensor: np.ndarray | None) -> bytes:
 
 
 class ProductRequest(NamedTuple):
-    """One request to `inspect_<product>` as its tensors (None for an input it did not send)."""
+    """One request to `inspect_<product>` as its tensors (None for an input it did not send).
+
+    `cancelled` says whether its client gave up (Triton's `request.is_cancelled`: a passed deadline
+    cancels the call); it is asked again after decoding and after the models, so a request whose
+    deadline passed meanwhile costs no more work and is not counted as served.
+    """
 
     image_bytes: np.ndarray | None
     image_raw: np.ndarray | None
     map_format: np.ndarray | None
     name: str = "request"
+    cancelled: Callable[[], bool] | None = None
+
+    def is_cancelled(self) -> bool:
+        return self.cancelled is not None and bool(self.cancelled())
+
+
+CANCELLED = Refusal("request cancelled: its deadline passed before it was served", "CANCELLED")
 
 
 @dataclass(frozen=True)
@@ -198,6 +261,7 @@ class ProductPipeline:
 
     Args:
         sessions: ONNX Runtime sessions (backbone, baked residual, baked seg or None).
+        max_bytes: decode memory budget per image (`imageio.limits`).
     """
 
     spec: PreprocessSpec
@@ -205,25 +269,39 @@ class ProductPipeline:
     backbone: Any
     residual: Any
     seg: Any | None = None
+    max_bytes: int | None = DEFAULT_DECODE_BUDGET
 
-    def run(self, requests: Sequence[ProductRequest]) -> list[dict[str, np.ndarray] | RequestError]:
-        """Each request's outputs (`postprocess_request`'s), or the RequestError it gets; the valid
+    def run(self, requests: Sequence[ProductRequest]) -> list[dict[str, np.ndarray] | Refusal]:
+        """Each request's outputs (`postprocess_request`'s), or the Refusal it gets; the valid
         requests of a batch go through the ONNX models together."""
-        answers: list[dict[str, np.ndarray] | RequestError] = []
+        answers: list[dict[str, np.ndarray] | Refusal] = []
         valid: list[tuple[int, np.ndarray, np.ndarray, str]] = []
         for index, request in enumerate(requests):
             try:
+                map_format = parse_map_format(request.map_format)  # before decoding: it is cheap
                 image, size = preprocess_request(
-                    request.image_bytes, request.image_raw, self.spec, self.max_pixels, request.name
+                    request.image_bytes,
+                    request.image_raw,
+                    self.spec,
+                    self.max_pixels,
+                    request.name,
+                    self.max_bytes,
                 )
-                valid.append((index, image, size, parse_map_format(request.map_format)))
-                answers.append({})
             except RequestError as exc:
-                answers.append(exc)
+                answers.append(Refusal(str(exc)))  # the message only: the exception dies here
+                continue
+            if request.is_cancelled():  # its deadline passed while it was decoded: no model time
+                answers.append(CANCELLED)
+                continue
+            answers.append({})
+            valid.append((index, image, size, map_format))
         if not valid:
             return answers
         amap, score, threshold, pid, kind = self._models(np.concatenate([v[1] for v in valid]))
         for row, (index, _, size, map_format) in enumerate(valid):
+            if requests[index].is_cancelled():
+                answers[index] = CANCELLED
+                continue
             one = slice(row, row + 1)
             outputs = postprocess_request(
                 amap[one], score[one], threshold[one], size, map_format, None if kind is None else kind[one]
@@ -235,8 +313,8 @@ class ProductPipeline:
         """One black 64x64 image through every step: the first camera request pays no start-up."""
         black = ProductRequest(None, np.zeros((1, 64, 64, 3), np.uint8), None, name="warm-up")
         (answer,) = self.run([black])
-        if isinstance(answer, RequestError):
-            raise answer
+        if isinstance(answer, Refusal):
+            raise RequestError(f"warm-up refused: {answer.message}")
 
     def _models(
         self, batch: np.ndarray

@@ -16,12 +16,13 @@ def tensor(name: str, dtype: str, dims: Sequence[int], **extra: Any) -> dict[str
     return {"name": name, "data_type": Enum(dtype), "dims": list(dims), **extra}
 
 
-def ensemble_io() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    inputs = [
-        tensor(INSPECT_IN.image_bytes, "TYPE_STRING", [1], optional=True),
-        tensor(INSPECT_IN.image_raw, "TYPE_UINT8", [-1, -1, 3], optional=True),
-        tensor(INSPECT_IN.map_format, "TYPE_STRING", [1], optional=True),
-    ]
+def ensemble_io(raw_size: tuple[int, int] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The inputs and outputs of `inspect_<product>`; image_raw only with a fixed `raw_size` (H, W),
+    so that Triton refuses any other shape before it is copied into the Python backend's memory."""
+    inputs = [tensor(INSPECT_IN.image_bytes, "TYPE_STRING", [1], optional=True)]
+    if raw_size is not None:
+        inputs.append(tensor(INSPECT_IN.image_raw, "TYPE_UINT8", [*raw_size, 3], optional=True))
+    inputs.append(tensor(INSPECT_IN.map_format, "TYPE_STRING", [1], optional=True))
     outputs = [
         tensor(INSPECT_OUT.score, "TYPE_FP32", [1]),
         tensor(INSPECT_OUT.threshold, "TYPE_FP32", [1]),

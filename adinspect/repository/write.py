@@ -144,6 +144,22 @@ def pinned(config: dict[str, Any], versions: Sequence[int]) -> dict[str, Any]:
     return {**config, "version_policy": {"specific": {"versions": sorted(versions)}}}
 
 
+def _client_params(package: ModelPackage, seg: Any, settings: RepositorySettings) -> dict[str, str]:
+    """What clients read from the ensemble's config: threshold, labels, versions, raw input size."""
+    params = {
+        "product": package.product,
+        "threshold": repr(package.threshold if seg is None else seg.threshold),
+        "random_weights": json.dumps(package.manifest.backbone.random_weights),
+        "adinspect_version": __version__,
+        "package_sha256": package.manifest_sha256(),
+        # clients send raw pixels only at this size (else an encoded PNG): see RepositorySettings.raw_size
+        "raw_size": "x".join(map(str, settings.raw_size)) if settings.raw_size else "",
+    }
+    if seg is not None:
+        params["defect_types"] = json.dumps(list(seg.defect_types))
+    return params
+
+
 def write_product(
     root: Path,
     package: ModelPackage,
@@ -165,15 +181,7 @@ def write_product(
     product = package.product
     residual = bake_threshold(package.path("residual.onnx"), package.threshold, product)
     seg = package_seg(package)
-    params = {
-        "product": product,
-        "threshold": repr(package.threshold if seg is None else seg.threshold),
-        "random_weights": json.dumps(package.manifest.backbone.random_weights),
-        "adinspect_version": __version__,
-        "package_sha256": package.manifest_sha256(),
-    }
-    if seg is not None:
-        params["defect_types"] = json.dumps(list(seg.defect_types))
+    params = _client_params(package, seg, settings)
     if flavor == "cpu":
         table = MonitoringTable(products=[monitoring_entry(package)])
         files: dict[str, bytes | Path] = {
@@ -195,12 +203,13 @@ def write_product(
     written[name] = _write_onnx_model(
         root, name, settings, io, residual, engines_dir, version, _residual_data(package)
     )
+    raw = settings.raw_size is not None
     if seg is not None:
         name = seg_model(product)
         io = shapes.seg_io(len(seg.defect_types))
         written[name] = _write_onnx_model(root, name, settings, io, bake_seg(seg), engines_dir, version)
-    steps = ensemble_steps(product, None if seg is None else seg_step(product), shared)
-    config = ensemble(product, steps, params, versions={m: version for m in written})
+    steps = ensemble_steps(product, None if seg is None else seg_step(product), shared, raw=raw)
+    config = ensemble(product, steps, params, {m: version for m in written}, settings.raw_size)
     _write_model(root, config, {})
     written[config["name"]] = config
     return written

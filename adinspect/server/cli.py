@@ -9,10 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from adinspect.errors import InputError
+
+if TYPE_CHECKING:
+    from adinspect.server.launch import TritonServer
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -35,6 +39,18 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="on-failure: start tritonserver again (same ports, shared memory cleaned) when it dies",
     )
     p.add_argument("--max-restarts", type=int, default=5, help="give up after this many restarts in a row")
+    p.add_argument(
+        "--restart-backoff",
+        type=float,
+        default=1.0,
+        help="seconds before the first restart; doubled for each further one in a row, at most 30",
+    )
+    p.add_argument(
+        "--healthy-reset",
+        type=float,
+        default=600.0,
+        help="seconds ready after which a server that dies has all its restarts again (default 600)",
+    )
     p.add_argument(
         "--unverified",
         action="store_true",
@@ -66,6 +82,14 @@ def _add_build(repo_sub: argparse._SubParsersAction) -> None:
         help="instances of each inspect_<product> (cpu) or of preprocess/postprocess (gpu); default 2",
     )
     p.add_argument("--threads", type=int, help="cpu: ONNX Runtime threads per instance (default 0 = all)")
+    p.add_argument(
+        "--decode-budget-mib", type=int, help="most memory one image may take to decode, MiB (default 512)"
+    )
+    p.add_argument(
+        "--raw-size",
+        metavar="HxW",
+        help="also accept raw uint8 pixels (image_raw) of exactly this size; default: encoded images only",
+    )
     p.add_argument("--no-warmup", action="store_true")
     p.add_argument(
         "--precision",
@@ -120,8 +144,11 @@ def run_repo_build(args: argparse.Namespace) -> int:
         "max_queue_delay_us": "--max-queue-delay-us",
         "python_instances": "--python-instances",
         "intra_op_threads": "--threads",
+        "decode_budget_mib": "--decode-budget-mib",
     }
     given = {field: getattr(args, flag[2:].replace("-", "_")) for field, flag in flags.items()}
+    given["raw_size"] = _raw_size(args.raw_size)
+    flags["raw_size"] = "--raw-size"
     given.update(_precision_fields(args.precision or []), trt_cache_dir=args.trt_cache_dir)
     flags.update(precision="--precision", model_precision="--precision", trt_cache_dir="--trt-cache-dir")
     try:
@@ -161,6 +188,18 @@ def run_repo_update(args: argparse.Namespace) -> int:
     return 0
 
 
+def _raw_size(text: str | None) -> tuple[int, int] | None:
+    """`--raw-size 1080x1920` → (1080, 1920)."""
+    if text is None:
+        return None
+    height, _, width = text.lower().partition("x")
+    if not (height.isdigit() and width.isdigit()):
+        raise InputError(
+            f"repo build: --raw-size must be HEIGHTxWIDTH in pixels, e.g. 1080x1920, got {text!r}"
+        )
+    return int(height), int(width)
+
+
 def _precision_fields(values: list[str]) -> dict[str, object]:
     """`--precision fp16 --precision backbone=fp32` → precision / model_precision fields."""
     fields: dict[str, object] = {}
@@ -188,9 +227,15 @@ def run_repo_verify(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from adinspect.server.launch import ServerStartError, TritonServer
+    from adinspect.server.launch import ServerStartError, TritonNotFoundError, TritonServer
+    from adinspect.server.supervise import RestartPolicy, StopRequest, Supervisor, stop_on_signals
 
-    extra = [a for a in args.extra if a != "--"]
+    try:
+        policy = RestartPolicy(
+            args.restart, args.max_restarts, args.restart_backoff, budget_reset_s=args.healthy_reset
+        )
+    except ValueError as exc:
+        raise InputError(f"serve: {exc}") from exc
     server = TritonServer(
         args.repo,
         host=args.host,
@@ -199,25 +244,29 @@ def run_serve(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         log_file=args.log_file,
         echo=None if args.quiet else sys.stdout,
-        extra_args=extra,
+        extra_args=[a for a in args.extra if a != "--"],
         startup_timeout=args.startup_timeout,
         require_manifest=not args.unverified,
     )
-    try:
-        server.start()
-    except ServerStartError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    try:
-        print(
-            f"Triton ready: grpc {server.grpc_url}, http {server.http_url}, metrics {server.metrics_url} "
-            "(Ctrl-C stops it)",
-            file=sys.stderr,
-        )
-        code = server.serve_forever(restart=args.restart, max_restarts=args.max_restarts)
-    except KeyboardInterrupt:  # Ctrl-C before serve_forever installed its handler: same stop
-        code = 0
-    finally:
-        server.stop()
-    print("Triton stopped", file=sys.stderr)
+    stop = StopRequest()  # SIGTERM/SIGINT from here on: one clean stop, however many arrive
+    with stop_on_signals(stop):
+        try:
+            code = Supervisor(server, policy, stop, sys.stderr, on_ready=lambda: _announce(server)).run()
+        except (ServerStartError, TritonNotFoundError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            code = 1 if isinstance(exc, ServerStartError) else 2
+        finally:
+            if stop.is_set():
+                print("adinspect serve: stopping: draining, then stopping tritonserver", file=sys.stderr)
+            server.stop()
+    print("Triton stopped" + (f" ({', '.join(stop.signals)})" if stop.signals else ""), file=sys.stderr)
     return code
+
+
+def _announce(server: TritonServer) -> None:
+    print(
+        f"Triton ready: grpc {server.grpc_url}, http {server.http_url}, metrics {server.metrics_url} "
+        "(Ctrl-C stops it)",
+        file=sys.stderr,
+        flush=True,
+    )

@@ -6,6 +6,11 @@ for `/v2/health/ready`, and always stops it (SIGTERM, then SIGKILL of its proces
 grace period). A server that exits before it is ready raises `ServerStartError` carrying Triton's
 own last log lines (port in use, a broken repository, ...).
 
+Stopping drains first (`repository.drain`): new requests get UNAVAILABLE with a retry hint, the
+batches already running finish (at most `stop_grace` seconds), then the process group is killed
+and its shared memory removed. Triton's own SIGTERM would unload the models while its endpoints
+still answer, so clients would get NOT_FOUND for seconds instead of UNAVAILABLE.
+
 Python-backend models run inside Triton's `triton_python_backend_stub`, an embedded Python that
 takes its packages from the first `python3` on PATH. The 2.51 stub was compiled against NumPy 1.x
 and silently corrupts tensors under NumPy 2 (strides of 0, empty outputs, crashing on
@@ -15,8 +20,9 @@ PYTHONPATH): each Python model imports the adinspect library copy that `repo bui
 its `model.py`, so the server runs from any folder and from an installed wheel.
 
 A repository written by `repo build` is verified against its manifest before Triton starts
-(`integrity.verify_repository`). The Python backend's shared-memory regions get a per-launch
-prefix so that `stop()` removes what a crashed server left in /dev/shm.
+(`integrity.verify_repository`: every file, no unlisted model folder, no symlink), and Triton
+loads exactly the models the manifest lists. The Python backend's shared-memory regions get a
+per-launch prefix so that `stop()` removes what a crashed server left in /dev/shm.
 """
 
 from __future__ import annotations
@@ -27,31 +33,32 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from adinspect.repository.drain import busy_markers
 from adinspect.repository.integrity import read_manifest, verify_repository
-from adinspect.repository.steps import DRAIN_FILE_ENV
 from adinspect.server.process import free_port, parent_death_signal
-from adinspect.server.supervise import serve_forever
+from adinspect.server.supervise import RestartPolicy, StopRequest, StopRequested, Supervisor, stop_on_signals
 from adinspect.server.triton_install import (
     BACKEND_ENV_DIRNAME,
     BACKEND_ENV_VAR,
-    STUB_NAME,
-    BackendEnv,
     TritonInstall,
     TritonNotFoundError,
+    child_env,
     find_backend_env,
     find_tritonserver,
+    prepare_backends,
 )
-from adinspect.server.triton_log import ServerStartError, triton_error_lines
+from adinspect.server.triton_log import ServerStartError, pending_requests, triton_error_lines
 
 __all__ = [
     "BACKEND_ENV_DIRNAME",
@@ -125,6 +132,7 @@ class TritonServer:
         self._tail: collections.deque[str] = collections.deque(maxlen=40)
         self._errors: collections.deque[str] = collections.deque(maxlen=20)
         self._tee: threading.Thread | None = None
+        self._models: list[str] = []  # loaded at start: the manifest's (all folders without one)
         self.starts = 0  # how many times tritonserver was launched (restarts + 1)
 
     # -- addresses -------------------------------------------------------------------------------
@@ -157,10 +165,11 @@ class TritonServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self) -> None:
-        """Start tritonserver and block until it is ready.
+    def start(self, should_stop: Callable[[], bool] | None = None) -> None:
+        """Start tritonserver and block until it is ready (or `should_stop()` turns true).
 
         Raises:
+            StopRequested: `should_stop()` turned true before it was ready (it is stopped again).
             FileNotFoundError: the repository does not exist.
             RepositoryIntegrityError: a file differs from the repository manifest (or it has none and
                 `require_manifest` is set).
@@ -174,13 +183,13 @@ class TritonServer:
                 f"model repository {self.repository} does not exist or is not a directory"
             )
         if self.require_manifest or read_manifest(self.repository) is not None:
-            verify_repository(self.repository)
+            self._models = verify_repository(self.repository).models
         install = find_tritonserver()
         env_info = find_backend_env(self._backend_env_arg)
         self._workdir = Path(tempfile.mkdtemp(prefix="adinspect-triton-"))
         self.shm_prefix = f"adinspect_{uuid.uuid4().hex[:12]}_"
         try:
-            backends = self._prepare_backends(install, env_info)
+            backends = prepare_backends(install, env_info, self._workdir)
             self.grpc_port, self.http_port, self.metrics_port = (
                 port or free_port(self.host) for port in self._requested_ports
             )
@@ -191,28 +200,12 @@ class TritonServer:
             )  # a restart keeps them
             self.log_file = self._log_file_arg or self._workdir / "tritonserver.log"
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
-            self._launch(self._command(install, backends), self._child_env(install, env_info))
-            self._wait_ready()
+            env = child_env(install, env_info, drain_file=self._workdir / "draining")
+            self._launch(self._command(install, backends), env)
+            self._wait_ready(should_stop or (lambda: False))
         except BaseException:
             self.stop()
             raise
-
-    def _prepare_backends(self, install: TritonInstall, env_info: BackendEnv) -> Path:
-        """A private backend dir: the wheel's Python backend plus the stub matching the env's Python."""
-        stub = install.stubs_dir / env_info.python_version / STUB_NAME
-        if not stub.exists():
-            known = sorted(p.name for p in install.stubs_dir.iterdir() if p.is_dir() and p.name[0].isdigit())
-            raise TritonNotFoundError(
-                f"nvidia-pytriton {install.version} has no Python-backend stub for Python "
-                f"{env_info.python_version} of {env_info.prefix}; it has {known}"
-            )
-        assert self._workdir is not None
-        python_dir = self._workdir / "backends" / "python"
-        python_dir.mkdir(parents=True)
-        for source in (*install.python_backend_dir.iterdir(), stub):
-            if source.is_file():
-                (python_dir / source.name).symlink_to(source)
-        return python_dir.parent
 
     def _command(self, install: TritonInstall, backends: Path) -> list[str]:
         return [
@@ -228,27 +221,15 @@ class TritonServer:
             f"--log-verbose={self.log_verbose}",
             f"--exit-timeout-secs={max(1, int(self.stop_grace) - 2)}",
             f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
-            # explicit control, everything loaded at start: `repo update` can then swap a product's
-            # model versions while serving (load/unload through the repository API)
+            # no pool of reused gRPC request objects: each kept its largest payload (8 x a 48 MB raw
+            # tensor = +400 MB for good); allocating per request costs microseconds
+            "--grpc-infer-allocation-pool-size=0",
+            # explicit control: only the models the manifest lists load (an ensemble's steps with
+            # it); `repo update` can then swap a product's versions through the repository API
             "--model-control-mode=explicit",
-            "--load-model=*",
+            *(f"--load-model={name}" for name in self._models or ["*"]),
             *self.extra_args,
         ]
-
-    def _child_env(self, install: TritonInstall, env_info: BackendEnv) -> dict[str, str]:
-        """Only the child's environment changes; this process's stays as it was."""
-        env = dict(os.environ)
-        env["PATH"] = os.pathsep.join([str(env_info.prefix / "bin"), env.get("PATH", "")])
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(
-            filter(None, [str(install.lib_dir), env.get("LD_LIBRARY_PATH")])
-        )
-        assert self._workdir is not None
-        env[DRAIN_FILE_ENV] = str(self._workdir / "draining")
-        env.pop("PYTHONPATH", None)  # the stub would not honour it; models import their repository's copy
-        env["PYTHONDONTWRITEBYTECODE"] = "1"  # keep the verified repository free of __pycache__
-        env.pop("VIRTUAL_ENV", None)
-        env.pop("PYTHONHOME", None)
-        return env
 
     def _launch(self, command: list[str], env: dict[str, str]) -> None:
         assert self.log_file is not None
@@ -281,10 +262,12 @@ class TritonServer:
                     with contextlib.suppress(ValueError, OSError):
                         print(line, file=self.echo, flush=True)
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, should_stop: Callable[[], bool]) -> None:
         assert self._proc is not None
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
+            if should_stop():
+                raise StopRequested("stop requested while tritonserver was starting")
             code = self._proc.poll()
             if code is not None:
                 self._join_tee()
@@ -315,43 +298,53 @@ class TritonServer:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    def poll(self) -> int | None:
+        """None while tritonserver runs; its exit code once it exited (0 when stopped or not started)."""
+        return self._proc.poll() if self._proc is not None else 0
+
     def stop(self) -> int | None:
-        """Stop the server (SIGTERM, then SIGKILL of its group after `stop_grace`); idempotent.
+        """Drain, then kill tritonserver's process group and remove its shared memory; idempotent.
+
+        Draining (`repository.drain`): the drain file makes new requests UNAVAILABLE ("retry"); the
+        batches already running finish, for at most `stop_grace` seconds. The process stays known
+        until it is reaped, so a stop interrupted half-way (Ctrl-C in a script) resumes on the next call.
 
         Returns:
-            tritonserver's exit code, or None if it was never started.
+            tritonserver's exit code (-9 once killed), or None if it was never started.
         """
-        proc, self._proc = self._proc, None
+        proc = self._proc
         code = None
         if proc is not None:
-            if proc.poll() is None:
-                self._start_draining()
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=self.stop_grace)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=10)
-            # Stubs left behind by a crashed server share its process group.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            code = proc.returncode
-            self._join_tee(proc)
-            self.remove_shared_memory()
+            try:
+                if proc.poll() is None:
+                    self._drain(proc)
+            finally:
+                # Everything in its group goes: tritonserver and the stubs (a crashed server's too).
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                code = proc.returncode
+                self._proc = None
+                self._join_tee(proc)
+                self.remove_shared_memory()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
         return code
 
-    def _start_draining(self) -> None:
-        """New requests get UNAVAILABLE from the first Python step (`inspect_<p>` on cpu, `preprocess`
-        on gpu) from now on; Triton's own SIGTERM handling then turns readiness off, lets in-flight
-        requests finish and only then unloads the models."""
-        if self._workdir is not None:
-            with contextlib.suppress(OSError):
-                (self._workdir / "draining").touch()
+    def _drain(self, proc: subprocess.Popen[bytes]) -> None:
+        """Create the drain file, then wait (at most `stop_grace`) until no batch is running and nothing
+        is queued: the busy markers are gone and Triton reports no pending request, twice in a row."""
+        if self._workdir is None:
+            return
+        drain_file = self._workdir / "draining"
+        with contextlib.suppress(OSError):
+            drain_file.touch()
+        deadline, quiet = time.monotonic() + self.stop_grace, 0
+        while time.monotonic() < deadline and proc.poll() is None and quiet < 2:
+            busy = busy_markers(drain_file) or pending_requests(self.metrics_url) > 0
+            quiet = 0 if busy else quiet + 1
+            time.sleep(0.05 if busy else 0.1)
 
     def remove_shared_memory(self) -> list[Path]:
         """Delete this launch's Python-backend regions in /dev/shm (a killed server leaves them)."""
@@ -371,14 +364,24 @@ class TritonServer:
         if proc is not None and proc.stdout is not None and (self._tee is None or not self._tee.is_alive()):
             proc.stdout.close()
 
-    def serve_forever(self, restart: str = "no", max_restarts: int = 5, log: TextIO | None = None) -> int:
-        """Block until the server exits or this process gets SIGINT/SIGTERM, then stop it; restart it
-        on failure if asked (see `adinspect.server.supervise.serve_forever`)."""
-        if restart not in ("no", "on-failure"):
-            raise ValueError(f"restart must be 'no' or 'on-failure', got {restart!r}")
+    def serve_forever(
+        self, restart: str = "no", max_restarts: int = 5, log: TextIO | None = None, **policy: float
+    ) -> int:
+        """Block until the server exits or this process gets SIGINT/SIGTERM (any number of them),
+        then stop it; restart it on failure if asked (see `adinspect.server.supervise`).
+
+        Returns:
+            0 after a requested stop, else tritonserver's exit code.
+        """
         if self._proc is None:
             raise RuntimeError("serve_forever() needs a started server (use it inside `with`)")
-        return serve_forever(self, restart, max_restarts, log)
+        rules = RestartPolicy(restart, max_restarts, **policy)  # type: ignore[arg-type]
+        stop = StopRequest()
+        with stop_on_signals(stop):
+            try:
+                return Supervisor(self, rules, stop, log or sys.stderr).run()
+            finally:
+                self.stop()
 
     def wait(self) -> int:
         """Block until tritonserver exits; its exit code."""

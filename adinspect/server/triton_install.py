@@ -16,6 +16,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from adinspect.repository.drain import DRAIN_FILE_ENV
+
 BACKEND_ENV_VAR = "ADINSPECT_TRITON_BACKEND_ENV"
 """Environment variable naming the Python environment for Triton's Python backend."""
 
@@ -109,3 +111,34 @@ def find_backend_env(prefix: Path | str | None = None) -> BackendEnv:
             "under NumPy 2; rerun `.ci/install_triton.sh`"
         )
     return BackendEnv(prefix=env_dir, python_version=python_version, numpy_version=numpy_version)
+
+
+def prepare_backends(install: TritonInstall, env_info: BackendEnv, workdir: Path) -> Path:
+    """A private backend dir under `workdir`: the wheel's Python backend plus the stub matching the
+    env's Python (links to the wheel's files)."""
+    stub = install.stubs_dir / env_info.python_version / STUB_NAME
+    if not stub.exists():
+        known = sorted(p.name for p in install.stubs_dir.iterdir() if p.is_dir() and p.name[0].isdigit())
+        raise TritonNotFoundError(
+            f"nvidia-pytriton {install.version} has no Python-backend stub for Python "
+            f"{env_info.python_version} of {env_info.prefix}; it has {known}"
+        )
+    python_dir = workdir / "backends" / "python"
+    python_dir.mkdir(parents=True)
+    for source in (*install.python_backend_dir.iterdir(), stub):
+        if source.is_file():
+            (python_dir / source.name).symlink_to(source)
+    return python_dir.parent
+
+
+def child_env(install: TritonInstall, env_info: BackendEnv, drain_file: Path) -> dict[str, str]:
+    """tritonserver's environment; only the child's changes, this process's stays as it was."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(env_info.prefix / "bin"), env.get("PATH", "")])
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(install.lib_dir), env.get("LD_LIBRARY_PATH")]))
+    env[DRAIN_FILE_ENV] = str(drain_file)
+    env.pop("PYTHONPATH", None)  # the stub would not honour it; models import their repository's copy
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # keep the verified repository free of __pycache__
+    env.pop("VIRTUAL_ENV", None)
+    env.pop("PYTHONHOME", None)
+    return env

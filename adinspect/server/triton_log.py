@@ -1,8 +1,11 @@
-"""Reading tritonserver's log: its own error lines, and the error a failed start raises with them."""
+"""Reading tritonserver's log (its own error lines, and the error a failed start raises with them)
+and its metrics (requests still queued)."""
 
 from __future__ import annotations
 
 import re
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 
 _NOISE = ("CudaDriverHelper", "NVML", "DCGM", "pinned memory", "CUDA memory pool")
@@ -51,3 +54,15 @@ class ServerStartError(RuntimeError):
         tail = "\n".join(f"    {line}" for line in self.log_tail) or "    (no output)"
         head = f"{message}\n  Triton's reason: {self.reason}" if self.reason else message
         super().__init__(f"{head}\n  last lines of tritonserver's log:\n{tail}")
+
+
+def pending_requests(metrics_url: str) -> int:
+    """Requests Triton has queued for its models (`nv_inference_pending_request_count` summed; 0
+    when the metrics cannot be read)."""
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=1.0) as response:
+            text = response.read().decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError):
+        return 0
+    prefix = "nv_inference_pending_request_count{"
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines() if line.startswith(prefix))

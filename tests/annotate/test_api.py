@@ -97,6 +97,8 @@ def test_bad_requests_get_a_4xx_message_and_write_nothing(server: str, labels_di
     assert status == 422, answer
     status, answer = request(f"{server}/api/accept", {**ok, "mask": _png_url(np.ones((10, 10), bool))})
     assert status == 422 and "mask is 10x10" in answer["error"]  # type: ignore[index]
+    status, answer = request(f"{server}/api/accept", {**ok, "mask": _png_url(np.zeros((256, 256), bool))})
+    assert status == 422 and "the mask is empty (0 defect pixels)" in answer["error"]  # type: ignore[index]
     status, answer = request(f"{server}/api/skip", {"image": -1})
     assert status == 404
     assert _files(labels_dir) == before
@@ -207,3 +209,14 @@ def test_a_package_without_click_model_serves_heat_maps_and_says_why_it_cannot_c
         assert request(f"{url}/api/images/0/heatmap.png")[0] == 200
         status, answer = request(f"{url}/api/segment", {"image": 0, "defect_type": "spot", "clicks": CLICKS})
     assert status == 409 and "adinspect train-click" in answer["error"]  # type: ignore[index]
+
+
+def test_the_store_refuses_an_empty_defect_label(tmp_path: Path, synthetic_root: Path) -> None:
+    from adinspect.annotate.queue import build_queue
+    from adinspect.annotate.store import LabelStore
+    from adinspect.errors import InputError
+
+    item = build_queue(synthetic_root)[0]
+    with pytest.raises(InputError, match="the mask is empty"):
+        LabelStore(tmp_path / "labels", synthetic_root).accept(item, "crack", [], np.zeros((256, 256), bool))
+    assert not list((tmp_path / "labels").rglob("*.png"))

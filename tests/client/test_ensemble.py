@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
+from adinspect.benchmarks.bombs import tiff_bomb
 from adinspect.client import InspectionClient, InspectionError
 from adinspect.contracts import INSPECT_IN, ensemble_model
 from adinspect.imageio import read_image
@@ -64,7 +65,7 @@ def test_every_served_model_answers(client: InspectionClient, triton_server, ser
     assert all(count > 0 for count in counts.values()), counts
 
 
-@pytest.mark.parametrize("as_bytes", [True, False], ids=["image_bytes", "image_raw"])
+@pytest.mark.parametrize("as_bytes", [True, False], ids=["image_bytes", "array_sent_as_png"])
 def test_scores_and_maps_equal_in_process(client, inspectors, test_images, as_bytes: bool) -> None:
     for product, inspector in inspectors.items():
         for path in test_images:
@@ -135,43 +136,54 @@ def _enormous_png() -> bytes:
     return buffer.tobytes()
 
 
+def _png(array: np.ndarray) -> np.ndarray:
+    ok, buffer = cv2.imencode(".png", array)
+    assert ok
+    return np.array([[buffer.tobytes()]], dtype=object)
+
+
 BAD_REQUESTS = {
     "corrupt_bytes": (
         lambda: [_bytes_input(np.array([[b"\x89PNG\r\n\x1a\nnot really"]], dtype=object))],
         "PNG",
     ),
-    "not_an_image": (lambda: [_bytes_input(np.array([[b"hello"]], dtype=object))], "not a PNG, JPEG"),
+    "not_an_image": (
+        lambda: [_bytes_input(np.array([[b"hello"]], dtype=object))],
+        "not an accepted image format",
+    ),
+    # raw pixels only where `repo build --raw-size` asked for them: refused before the copy
+    "raw_pixels": (
+        lambda: [_array_input(np.zeros((1, 32, 32, 3), np.uint8), INSPECT_IN.image_raw, "UINT8")],
+        "unexpected inference input 'image_raw'",
+    ),
     "wrong_dtype": (
-        lambda: [_array_input(np.zeros((1, 32, 32, 3), np.float32), INSPECT_IN.image_raw, "FP32")],
+        lambda: [_array_input(np.zeros((1, 1), np.float32), INSPECT_IN.image_bytes, "FP32")],
         "data-type",
     ),
-    "wrong_shape": (
-        lambda: [_array_input(np.zeros((1, 32, 32, 4), np.uint8), INSPECT_IN.image_raw, "UINT8")],
-        "shape",
-    ),
-    "tiny_image": (
-        lambda: [_array_input(np.zeros((1, 4, 4, 3), np.uint8), INSPECT_IN.image_raw, "UINT8")],
-        ">= 8",
-    ),
+    "tiny_image": (lambda: [_bytes_input(_png(np.zeros((4, 4, 3), np.uint8)))], ">= 8"),
     "empty_batch": (lambda: [_bytes_input(np.zeros((0, 1), dtype=object))], "got 0"),
     "two_images": (
         lambda: [_bytes_input(np.array([[b"a"], [b"b"]], dtype=object))],
         "got batch 2",  # the gpu ensemble's max_batch_size 1 says "batch-size must be <= 1"
     ),
-    "both_inputs": (
-        lambda: [
-            _bytes_input(np.array([[b"x"]], dtype=object)),
-            _array_input(np.zeros((1, 32, 32, 3), np.uint8), INSPECT_IN.image_raw, "UINT8"),
-        ],
-        "exactly one",
-    ),
     "enormous_image": (lambda: [_bytes_input(np.array([[_enormous_png()]], dtype=object))], "larger than"),
+    "decode_bomb": (
+        lambda: [_bytes_input(np.array([[tiff_bomb(big=True)]], dtype=object))],
+        "20000x20000 = 400000000 pixels is larger than",
+    ),
     "bad_map_format": (
         lambda: [
-            _array_input(np.zeros((1, 32, 32, 3), np.uint8), INSPECT_IN.image_raw, "UINT8"),
+            _bytes_input(_png(np.zeros((32, 32, 3), np.uint8))),
             _bytes_input(np.array([[b"jpeg"]], dtype=object), INSPECT_IN.map_format),
         ],
         "map_format",
+    ),
+    "map_format_of_100_kb": (  # echoed whole it would not fit gRPC's trailers (RESOURCE_EXHAUSTED)
+        lambda: [
+            _bytes_input(_png(np.zeros((32, 32, 3), np.uint8))),
+            _bytes_input(np.array([[b"x" * 100_000]], dtype=object), INSPECT_IN.map_format),
+        ],
+        "(100000 bytes)",
     ),
 }
 

@@ -228,7 +228,7 @@ def test_directory_and_non_image_raise(tmp_path: Path) -> None:
         read_image(tmp_path)
     text = tmp_path / "notes.png"
     text.write_text("not an image at all")
-    with pytest.raises(ImageReadError, match="not a PNG, JPEG, BMP or TIFF") as info:
+    with pytest.raises(ImageReadError, match="not an accepted image format") as info:
         read_image(text)
     assert str(text) in str(info.value)
 

@@ -15,7 +15,7 @@ from adinspect.geometry import PreprocessSpec
 from adinspect.imageio import read_image
 from adinspect.repository.build import build_repository
 from adinspect.repository.monitoring import product_id
-from adinspect.repository.steps import ProductPipeline, ProductRequest, RequestError
+from adinspect.repository.steps import CANCELLED, ProductPipeline, ProductRequest, Refusal
 from adinspect.runtime.inspector import Inspector
 from adinspect.runtime.sessions import make_session
 
@@ -28,6 +28,7 @@ def pipeline_of(model_dir: Path) -> ProductPipeline:
     return ProductPipeline(
         spec=PreprocessSpec.model_validate_json(params["preprocess_spec"]),
         max_pixels=int(params["max_pixels"]),
+        max_bytes=int(params["max_decode_bytes"]),
         backbone=make_session(version / "backbone.onnx", 1),
         residual=make_session(version / "model.onnx", 1),
         seg=make_session(seg, 1) if seg.is_file() else None,
@@ -83,12 +84,29 @@ def test_a_bad_request_gets_its_error_and_the_rest_of_the_batch_is_answered(
     both = ProductRequest(np.array([[b"x"]], dtype=object), np.zeros((1, 8, 8, 3), np.uint8), None)
     bad_format = ProductRequest(None, np.zeros((1, 64, 64, 3), np.uint8), np.array([[b"jpeg"]], dtype=object))
     answers = pipeline.run([broken, as_bytes(images[0]), both, bad_format])
-    assert isinstance(answers[0], RequestError) and "broken.png" in str(answers[0])
+    assert isinstance(answers[0], Refusal) and answers[0].message.startswith("broken.png: ")
     assert isinstance(answers[1], dict) and answers[1][INSPECT_OUT.verdict][0, 0] in (b"pass", b"fail")
-    assert isinstance(answers[2], RequestError) and "exactly one" in str(answers[2])
-    assert isinstance(answers[3], RequestError) and "map_format" in str(answers[3])
-    assert isinstance(pipeline.run([broken])[0], RequestError)  # a batch of only bad requests
+    assert isinstance(answers[2], Refusal) and "exactly one" in answers[2].message
+    assert isinstance(answers[3], Refusal) and "map_format" in answers[3].message
+    assert {a.code for a in answers if isinstance(a, Refusal)} == {"INVALID_ARGUMENT"}
+    assert isinstance(pipeline.run([broken])[0], Refusal)  # a batch of only bad requests
     pipeline.warm_up()  # what initialize runs: a black image through every step
+
+
+def test_a_request_whose_deadline_passed_is_not_computed_or_served(cpu_repository: Path, images) -> None:
+    pipeline = pipeline_of(cpu_repository / "inspect_widget")
+    asked: list[str] = []
+
+    def after_decoding() -> bool:  # the deadline passes while the batch runs its models
+        asked.append("asked")
+        return len(asked) > 1
+
+    gone = as_bytes(images[0])._replace(cancelled=lambda: True)
+    late = as_bytes(images[1])._replace(cancelled=after_decoding)
+    answers = pipeline.run([gone, late, as_bytes(images[2])])
+    assert answers[0] == CANCELLED and answers[1] == CANCELLED and len(asked) == 2
+    assert isinstance(answers[2], dict)
+    assert pipeline.run([gone]) == [CANCELLED]
 
 
 def test_with_adclick_seg_the_seg_model_answers(

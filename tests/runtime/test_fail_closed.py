@@ -64,16 +64,26 @@ def _png_header_only(width: int, height: int) -> bytes:
 
 
 def test_predict_skips_tiny_and_huge_images_and_inspects_the_rest(
-    fitted_package: Path, synthetic_root: Path, tmp_path: Path
+    fitted_package: Path, synthetic_root: Path, tmp_path: Path, capsys
 ) -> None:
-    from adinspect.evaluation.predict import predict
+    import json
+
+    from adinspect.cli import main
 
     images = tmp_path / "images"
     write_png(images / "a_tiny.png", np.zeros((1, 1, 3), np.uint8))
     (images / "b_huge.png").write_bytes(_png_header_only(20000, 20000))
     good = sorted((synthetic_root / "test" / "good").iterdir())[0]
     (images / "c_good.png").write_bytes(good.read_bytes())
-    summary = predict(fitted_package, [images], tmp_path / "out", overlays=False)
+    (images / "notes.txt").write_text("camera 3, shift B\n")
+    (images / "d_frame.raw").write_bytes(bytes(64))
+    command = ["predict", "--model", str(fitted_package), str(images), "--out", str(tmp_path / "out")]
+    assert main([*command, "--no-overlays"]) == 0
+    summary = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert summary["skipped"] == [str(images / "d_frame.raw"), str(images / "notes.txt")]
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("skipped")]
+    assert said == [f"skipped 2 files without an image extension (.png, .jpg, .jpeg, .bmp, .tif, .tiff) or "
+                    f"hidden, e.g. {images / 'd_frame.raw'}"]  # fmt: skip
     assert [Path(r["image"]).name for r in summary["results"]] == ["c_good.png"]
     errors = {Path(e["image"]).name: e["error"] for e in summary["errors"]}
     assert set(errors) == {"a_tiny.png", "b_huge.png"}
@@ -87,7 +97,7 @@ def test_predict_skips_tiny_and_huge_images_and_inspects_the_rest(
 def test_image_size_is_read_from_the_header(fmt: str) -> None:
     import cv2
 
-    from adinspect.imageio import encoded_image_size
+    from adinspect.imageio import read_image_header
 
     ok, data = cv2.imencode(f".{fmt}", np.zeros((37, 53, 3), np.uint8))
-    assert ok and encoded_image_size(data.tobytes()) == (37, 53)
+    assert ok and read_image_header(data.tobytes()).shape[:2] == (37, 53)

@@ -54,11 +54,32 @@ def test_repo_build_flags_set_batching_and_bad_values_name_the_flag(
         _run([*base, "--max-batch-size", "0"])
 
 
+def test_raw_pixels_are_accepted_only_at_the_fixed_size_asked_for(
+    served_packages: list[Path], tmp_path: Path
+) -> None:
+    from servers import parse_config
+
+    out = tmp_path / "model_repository"
+    base = ["repo", "build", "--models", str(served_packages[0]), "--out", str(out)]
+    assert _run([*base, "--raw-size", "480x640", "--decode-budget-mib", "256"]) == 0
+    config = parse_config(out / "inspect_widget" / "config.pbtxt")
+    raw = {t.name: list(t.dims) for t in config.input}["image_raw"]
+    assert raw == [480, 640, 3]  # Triton refuses any other shape before copying it
+    assert config.parameters["raw_size"].string_value == "480x640"
+    assert config.parameters["max_decode_bytes"].string_value == str(256 * 2**20)
+    assert _run(base) == 0
+    assert "image_raw" not in {t.name for t in parse_config(out / "inspect_widget" / "config.pbtxt").input}
+    with pytest.raises(InputError, match="--raw-size"):
+        _run([*base, "--raw-size", "4x4"])
+    with pytest.raises(InputError, match="--raw-size must be HEIGHTxWIDTH"):
+        _run([*base, "--raw-size", "big"])
+
+
 @pytest.mark.triton
 def test_inspect_command_prints_one_line_per_image_and_writes_json(
     triton_server, synthetic_root, tmp_path, capsys
 ):
-    folder = synthetic_root / "test" / "good"
+    folder = synthetic_root / "test"  # good/000.png, crack/000.png, ...: one name each
     out = tmp_path / "results.json"
     code = _run(
         ["inspect", "--url", triton_server.grpc_url, "--product", "widget", str(folder), "--json", str(out)]
@@ -66,9 +87,13 @@ def test_inspect_command_prints_one_line_per_image_and_writes_json(
     assert code == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
     results = json.loads(out.read_text())
-    assert len(lines) == len(results) == len(list(folder.glob("*.png")))
-    assert all(line.split()[0] in ("PASS", "FAIL") for line in lines)
+    names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
+    assert len(lines) == len(results) == len(names) and sorted(r["image"] for r in results) == names
     assert {r["product"] for r in results} == {"widget"}
+    for line, result in zip(lines, results, strict=True):
+        assert line.split()[0] == result["verdict"].upper()
+        if result["verdict"] == "fail":  # why it failed, on its line
+            assert line.endswith(f"{result['image']}  ({result['reason']})"), line
 
 
 def test_bench_serving_options_parse() -> None:

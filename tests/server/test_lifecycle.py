@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from servers import clone_package, needs_triton, serve_process, served
+from servers import clone_package, needs_triton, poison_served, running, serve_process
 
-from adinspect.client import InspectionClient, InspectionError
+from adinspect.client import InspectionClient
+from adinspect.imageio import decode_image, read_image_header
 from adinspect.repository.build import build_repository
 from adinspect.repository.integrity import verify_repository
 from adinspect.repository.settings import RepositorySettings
@@ -34,11 +35,19 @@ def images(synthetic_root: Path) -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def live(fitted_package: Path, poisoned_package: Path, tmp_path_factory: pytest.TempPathFactory):
-    """A server over widget + poisoned, with a small queue (max 2 per step) to show overload."""
+def live(fitted_package: Path, images, tmp_path_factory: pytest.TempPathFactory):
+    """A server over widget + poisoned (its served bank made NaN after the build, which would have
+    refused it), with a small queue (max 2 per step) to show overload, taking raw pixels at the
+    test images' size."""
+    from adinspect.repository.build import build_repository
+
     root = tmp_path_factory.mktemp("live")
-    settings = RepositorySettings(max_queue_size=2, max_batch_size=2, python_instances=1)
-    with served([fitted_package, poisoned_package], root, settings, log_verbose=1) as server:
+    poisoned = clone_package(fitted_package, root / "poisoned", "poisoned")
+    size = read_image_header(images[0]).shape[:2]
+    settings = RepositorySettings(max_queue_size=2, max_batch_size=2, python_instances=1, raw_size=size)
+    repo = build_repository([fitted_package, poisoned], "cpu", root / "repo", settings).out_dir
+    poison_served(repo, "poisoned")
+    with running(repo, root / "triton.log", startup_timeout=180, log_verbose=1) as server:
         yield server, server.repository
 
 
@@ -49,6 +58,38 @@ def test_a_nan_model_fails_the_part_with_a_reason(live, images) -> None:
         good = client.inspect(images[0], "widget")
     assert result.verdict == "fail" and "not finite" in result.reason, result
     assert np.isfinite(good.score)
+
+
+def _shm_bytes(prefix: str) -> int:
+    return sum(p.stat().st_size for p in Path("/dev/shm").glob(f"{prefix}*"))
+
+
+def test_raw_pixels_only_at_the_built_size_and_never_grow_shared_memory(live, images) -> None:
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    server, _ = live
+    pixels = decode_image(images[0])
+    with InspectionClient(server.grpc_url, deadline_s=60) as client:
+        assert client.product_info("widget").raw_size == pixels.shape[:2]
+        raw, encoded = client.inspect(pixels, "widget"), client.inspect(images[0], "widget")
+        assert raw.score == pytest.approx(encoded.score, abs=1e-5)
+    before = _shm_bytes(server.shm_prefix)
+    big = grpcclient.InferInput("image_raw", [1, 4000, 4000, 3], "UINT8")
+    big.set_data_from_numpy(np.zeros((1, 4000, 4000, 3), np.uint8))  # 48 MB of the wrong shape
+    admin = grpcclient.InferenceServerClient(server.grpc_url)
+    with pytest.raises(InferenceServerException) as info:
+        admin.infer("inspect_widget", [big], client_timeout=60)
+    admin.close()
+    assert info.value.status() == "StatusCode.INVALID_ARGUMENT" and "shape" in info.value.message()
+    assert _shm_bytes(server.shm_prefix) == before, "refused before it reached shared memory"
+
+
+def test_only_the_listed_models_are_loaded(live) -> None:
+    server, _ = live
+    args = Path(f"/proc/{server.pid}/cmdline").read_bytes().decode().split("\0")
+    loads = sorted(a for a in args if a.startswith("--load-model="))
+    assert loads == ["--load-model=inspect_poisoned", "--load-model=inspect_widget"]
 
 
 def test_overload_is_refused_at_once_and_the_server_goes_on(live, images) -> None:
@@ -122,14 +163,20 @@ def test_a_refit_goes_live_without_a_failed_request(
     verify_repository(repo)  # the manifest follows the swap
 
 
-def _traffic_until(url: str, images: list[bytes], stop: threading.Event, outcomes: list[str]) -> None:
-    with InspectionClient(url, deadline_s=3.0, backoff_s=0.05) as client:
-        while not stop.is_set():
-            try:
-                client.inspect(images[0], "widget")
-                outcomes.append("ok")
-            except InspectionError as exc:
-                outcomes.append(f"{exc.code}: {exc}")
+def _raw_traffic(url: str, image: bytes, stop: threading.Event, outcomes: list[tuple[float, str]]) -> None:
+    """A raw gRPC client, as a camera's own code would be: every request once, no retry."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url)
+    tensor = grpcclient.InferInput("image_bytes", [1, 1], "BYTES")
+    tensor.set_data_from_numpy(np.array([[image]], dtype=object))
+    while not stop.is_set():
+        try:
+            client.infer("inspect_widget", [tensor], client_timeout=10)
+            outcomes.append((time.monotonic(), "OK"))
+        except grpcclient.InferenceServerException as exc:
+            outcomes.append((time.monotonic(), f"{exc.status()} {exc.message()}"))
+            time.sleep(0.01)
 
 
 def test_sigterm_drains_new_requests_get_unavailable_never_not_found(
@@ -139,25 +186,32 @@ def test_sigterm_drains_new_requests_get_unavailable_never_not_found(
     build_repository([fitted_package], "cpu", repo)
     server = TritonServer(repo, log_file=tmp_path / "triton.log", startup_timeout=180)
     server.start()
-    outcomes: list[str] = []
+    outcomes: list[tuple[float, str]] = []
     stop = threading.Event()
-    worker = threading.Thread(target=_traffic_until, args=(server.grpc_url, images, stop, outcomes))
+    workers = [
+        threading.Thread(target=_raw_traffic, args=(server.grpc_url, images[0], stop, outcomes))
+        for _ in range(3)
+    ]
     try:
-        worker.start()
+        for worker in workers:
+            worker.start()
         time.sleep(3.0)
-        served_before = outcomes.count("ok")
-        server.stop()  # drain flag, then SIGTERM: readiness off, in-flight finish, then unload
-        time.sleep(4.0)
+        stopping = time.monotonic()
+        server.stop()  # drain (UNAVAILABLE, in-flight batches finish), then kill: no unload window
+        stopped = time.monotonic()
+        time.sleep(2.0)
     finally:
         stop.set()
-        worker.join(timeout=60)
+        for worker in workers:
+            worker.join(timeout=60)
         server.stop()
-    assert served_before > 0
-    errors = [o for o in outcomes if o != "ok"]
-    assert errors, "requests after the stop must fail"
-    # the one deadline per image ran out while the server was going away: never "unknown product"
-    assert all(o.startswith(("UNAVAILABLE", "DEADLINE_EXCEEDED")) for o in errors), errors[:3]
-    assert not any("is not found" in o for o in errors), errors[:3]
+    before = [status for end, status in outcomes if end < stopping]
+    after = [status for end, status in outcomes if end >= stopping]
+    assert before and set(before) == {"OK"}, "no failure while it was ready"
+    errors = [status for status in after if status != "OK"]
+    assert errors and all(e.startswith("StatusCode.UNAVAILABLE") for e in errors), sorted(set(errors))[:5]
+    assert any("draining" in e and "retry in 1 s" in e for e in errors), sorted(set(errors))[:5]
+    assert stopped - stopping < server.stop_grace
 
 
 def _shm_prefix(triton_pid: int | None) -> str:

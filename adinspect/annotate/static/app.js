@@ -259,6 +259,14 @@
 
   function accept() {
     if (!S.clicks.length) { showError("click the defect at least once before accepting (or mark no defect)"); return; }
+    if (S.area === 0) {  // an empty defect label would train the seg model on nothing: ask
+      if (window.confirm("The mask is empty (0 defect pixels). Mark this image 'no defect' instead?")) {
+        decide("/api/no_defect", { image: S.id });
+      } else {
+        showError("the mask is empty: draw the defect (another click or the brush), or mark no defect");
+      }
+      return;
+    }
     decide("/api/accept", { image: S.id, defect_type: defectType(), clicks: S.clicks, mask: maskDataURL() });
   }
   const go = (d) => { const id = S.id + d; if (id >= 0 && id < S.list.images.length) openImage(id); };

@@ -8,22 +8,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import json
-import os
 
 import triton_python_backend_utils as pb_utils
 
 from adinspect.contracts import INSPECT_IN, INSPECT_OUT, RESIDUAL_OUT
 from adinspect.geometry import PreprocessSpec
+from adinspect.repository.drain import DrainGate
 from adinspect.repository.models.triton_utils import (
     cancelled_response,
     draining_response,
     error_logger,
-    error_response,
     metric_family,
     optional_input,
+    refusal_response,
 )
 from adinspect.repository.monitoring import MONITORING_FILE, open_exporter
-from adinspect.repository.steps import DRAIN_FILE_ENV, ProductPipeline, ProductRequest, RequestError
+from adinspect.repository.steps import ProductPipeline, ProductRequest, Refusal, request_name
 from adinspect.runtime.sessions import make_session
 
 BACKBONE_FILE, RESIDUAL_FILE, SEG_FILE = "backbone.onnx", "model.onnx", "seg.onnx"
@@ -38,21 +38,25 @@ class TritonPythonModel:
         self.pipeline = ProductPipeline(
             spec=PreprocessSpec.model_validate_json(parameters["preprocess_spec"]["string_value"]),
             max_pixels=int(parameters["max_pixels"]["string_value"]),
+            max_bytes=int(parameters["max_decode_bytes"]["string_value"]),
             backbone=make_session(version / BACKBONE_FILE, threads),
             residual=make_session(version / RESIDUAL_FILE, threads),
             seg=make_session(seg, threads) if seg.is_file() else None,
         )
         if json.loads(parameters["warmup"]["string_value"]):
             self.pipeline.warm_up()  # here, not as Triton warm-up requests, which metrics would count
-        # `adinspect serve` creates this file when it starts draining (SIGTERM): new requests then get
-        # UNAVAILABLE, which clients retry, while those already running finish.
-        self.drain_file = os.environ.get(DRAIN_FILE_ENV, "")
+        # `adinspect serve` drains before it stops the server: batches started before that finish
+        # (serve waits for their busy markers), later ones get UNAVAILABLE, which clients retry.
+        self.drain = DrainGate()
         table = version / MONITORING_FILE
         self.log_error = error_logger(args["model_name"])
         self.metrics = open_exporter(table, metric_family, args["model_instance_name"], self.log_error)
 
     def execute(self, requests):
-        draining = bool(self.drain_file) and os.path.exists(self.drain_file)
+        with self.drain.batch() as draining:
+            return self._execute(requests, draining)
+
+    def _execute(self, requests, draining):
         responses = [None] * len(requests)
         live = []
         for i, request in enumerate(requests):
@@ -68,15 +72,16 @@ class TritonPythonModel:
                     optional_input(requests[i], INSPECT_IN.image_bytes),
                     optional_input(requests[i], INSPECT_IN.image_raw),
                     optional_input(requests[i], INSPECT_IN.map_format),
-                    name=f"request {requests[i].request_id() or '(no id)'}",
+                    name=request_name(requests[i].request_id()),
+                    cancelled=requests[i].is_cancelled,
                 )
                 for i in live
             ]
         )
         served = []
-        for i, answer in zip(live, answers, strict=True):
-            if isinstance(answer, RequestError):
-                responses[i] = error_response(str(answer), pb_utils.TritonError.INVALID_ARG)
+        for i, answer in zip(live, answers, strict=True):  # Refusals (CANCELLED included) are not served
+            if isinstance(answer, Refusal):  # only a message: nothing of the request outlives it
+                responses[i] = refusal_response(answer)
                 continue
             served.append((answer[RESIDUAL_OUT.product_id], answer))
             responses[i] = pb_utils.InferenceResponse([pb_utils.Tensor(n, answer[n]) for n in INSPECT_OUT])

@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import triton_python_backend_utils as pb_utils
 
 from adinspect.contracts import POSTPROCESS_IN
+from adinspect.repository.drain import DrainGate
 from adinspect.repository.models.triton_utils import (
     cancelled_response,
     error_logger,
@@ -27,8 +28,13 @@ class TritonPythonModel:
         table = Path(args["model_repository"]) / args["model_version"] / MONITORING_FILE
         self.log_error = error_logger("postprocess")
         self.metrics = open_exporter(table, metric_family, args["model_instance_name"], self.log_error)
+        self.drain = DrainGate()  # the last step: in flight until it answers, so serve waits for it
 
     def execute(self, requests):
+        with self.drain.batch():
+            return self._execute(requests)
+
+    def _execute(self, requests):
         responses = []
         served = []
         for request in requests:

@@ -2,6 +2,8 @@
 
 import triton_python_backend_utils as pb_utils
 
+from adinspect.repository.drain import DRAINING_MESSAGE
+
 
 def optional_input(request, name):
     """The request's input `name` as numpy, or None when it was not sent."""
@@ -30,4 +32,13 @@ def error_logger(model):
 
 def draining_response():
     """The answer while `adinspect serve` drains (SIGTERM): UNAVAILABLE, which clients retry."""
-    return error_response("server is draining (shutting down); retry", pb_utils.TritonError.UNAVAILABLE)
+    return error_response(DRAINING_MESSAGE, pb_utils.TritonError.UNAVAILABLE)
+
+
+def refusal_response(refusal):
+    """A `steps.Refusal` (message and gRPC status name) as a per-request error."""
+    codes = {
+        "INVALID_ARGUMENT": pb_utils.TritonError.INVALID_ARG,
+        "CANCELLED": pb_utils.TritonError.CANCELLED,
+    }
+    return error_response(refusal.message, codes[refusal.code])
