@@ -41,9 +41,10 @@ class SegIO(NamedTuple):
 
 
 class ClickIO(NamedTuple):
-    """click.onnx (ADClick, written by `adinspect train-click`; same names as models.export.CLICK).
+    """click.onnx (ADClick, written by `adinspect train-click`).
 
-    Used offline by `adinspect annotate` (runtime/click.py), not served on Triton.
+    Used offline by `adinspect annotate` (runtime/click.py), not served on Triton. The image priors
+    are fed with the backbone's own tensors, so their names are the backbone's (a test checks).
     """
 
     residual: str = "residual"  # (B, d_f, S/8, S/8) float32
@@ -51,6 +52,9 @@ class ClickIO(NamedTuple):
     clicks: str = "clicks"  # (B, 2, H_in, W_in) float32 positive / negative discs
     defect_type: str = "defect_type"  # (B,) int64
     mask: str = "mask"  # (B, 1, H_in, W_in) float32 probability
+    # optional inputs, present when the click model was trained with the image prior of that name
+    image: str = "image"  # (B, 3, H_in, W_in) float32, the backbone's input (`--image-branch`)
+    features: str = "features"  # (B, d_f, H_in/8, W_in/8) float32, the backbone's output (`--image-features`)
 
 
 BACKBONE = BackboneIO()

@@ -105,18 +105,40 @@ def seg_package(fitted_package: Path, synthetic_root: Path, tmp_path_factory: py
 
 
 # the cheapest train-click: the tests check that tools reproduce click.onnx, not its accuracy
-CHEAPEST = ["--steps", "2", "--batch-size", "2", "--n-synthetic", "8", "--snap", "off"]
+CHEAPEST = [
+    "--steps",
+    "2",
+    "--batch-size",
+    "2",
+    "--n-synthetic",
+    "8",
+    "--snap",
+    "off",
+    "--validation-images",
+    "2",
+]
 
 
 @pytest.fixture(scope="session")
 def click_package(
     fitted_package: Path, tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path, train_package
 ) -> Path:
-    """The synthetic package plus click.onnx from `adinspect train-click` with the cheapest settings
-    (2 steps of batch 2 on 8 synthetic anomalies, ~10 s): the tests check that the tool reproduces
-    whatever click.onnx computes, not its accuracy."""
+    """The synthetic package plus a residual-only click.onnx from `adinspect train-click` with the
+    cheapest settings (2 steps of batch 2 on 8 synthetic anomalies, ~10 s): the tests check that the
+    tool reproduces whatever click.onnx computes, not its accuracy."""
     model = tmp_path_factory.mktemp("click_package") / "widget"
-    return train_package(fitted_package, model, "train-click", synthetic_root, *CHEAPEST)
+    return train_package(
+        fitted_package, model, "train-click", synthetic_root, "--no-image-features", *CHEAPEST
+    )
+
+
+@pytest.fixture(scope="session")
+def feature_click_package(
+    fitted_package: Path, tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path, train_package
+) -> Path:
+    """As `click_package`, with the backbone-feature prior (click.onnx takes `features` too)."""
+    model = tmp_path_factory.mktemp("feature_click_package") / "widget"
+    return train_package(fitted_package, model, "train-click", synthetic_root, "--image-features", *CHEAPEST)
 
 
 @pytest.fixture(scope="session")
@@ -126,7 +148,7 @@ def image_click_package(
     """As `click_package`, with ADClick's image branch (click.onnx takes the image too) and half the
     synthetic anomalies under a capture shift."""
     model = tmp_path_factory.mktemp("image_click_package") / "widget"
-    options = ["--image-branch", "--capture-shift-aug", "0.5", *CHEAPEST]
+    options = ["--image-branch", "--no-image-features", "--capture-shift-aug", "0.5", *CHEAPEST]
     return train_package(fitted_package, model, "train-click", synthetic_root, *options)
 
 

@@ -108,6 +108,7 @@ def test_listing_commands(argv, capsys):
         ("--thin-anomalies", "1.5", "thin_anomalies"),
         ("--capture-shift-aug", "-0.1", "capture_shift_aug"),
         ("--steps", "0", "steps"),
+        ("--validation-images", "-1", "validation_images"),
     ],
 )
 def test_train_click_refuses_out_of_range_settings_before_touching_the_package(

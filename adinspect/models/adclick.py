@@ -14,6 +14,10 @@ and the image itself (`refine_full`), so a boundary can follow the pixels. Where
 lights up everywhere (a capture shift the good images do not cover), the clicks can still find a
 defect's boundary in the image. Models without it (older packages) have no `image` input.
 
+Feature prior (optional, `image_features`): the backbone's ImageNet features F of the image (the
+tensor R was computed from), standardised and embedded by two 1x1 convs, added at the same place
+(`priors.FeaturePrior`); click.onnx then takes `features`. Models without it have no such input.
+
 ADClick head: SegFormer-style MLP decoder (per-stage linear → resize to the grid → concat → MLP)
 → pixel shuffle to (h·s, w·s) → a small conv refinement that also sees the previous mask and the
 click maps area-pooled to that resolution → bilinear to H x W. Output: mask logits (B, 1, H, W)
@@ -39,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adinspect.models.blocks import Block, PatchMerging, resize, window_side
+from adinspect.models.priors import FeaturePrior, ImageStem
 from adinspect.models.pwam import PWAM
 
 MODEL_VERSION = 1
@@ -64,6 +69,7 @@ class ADClickConfig:
     pwam_heads: int = 1
     image_stem: int = 0  # channels of the image branch's conv stem; 0 = residual only (older models)
     refine_full: bool = False  # the refinement runs at H x W (image branch: boundaries from pixels)
+    image_features: bool = False  # the backbone's features F of the image as a prior (`priors.py`)
 
     def __post_init__(self) -> None:
         if not len(self.dims) == len(self.depths) == len(self.heads):
@@ -115,20 +121,21 @@ class ADClickConfig:
         grid: int | tuple[int, int],
         image_size: int | tuple[int, int],
         image_branch: bool = False,
+        image_features: bool = False,
     ) -> ADClickConfig:
         """Named sizes: 'cpu' trains on 2 cores in minutes; 'paper' is Swin-T sized (4 stages).
         `image_branch` adds the image stem (32 channels for cpu, 64 for paper) and moves the
-        refinement to full resolution."""
+        refinement to full resolution; `image_features` adds the backbone-feature prior."""
         if preset == "cpu":
             return cls(
                 in_channels, lang_dim, grid, image_size, preset="cpu", image_stem=32 if image_branch else 0,
-                refine_full=image_branch,
+                refine_full=image_branch, image_features=image_features,
             )  # fmt: skip
         if preset == "paper":
             return cls(
                 in_channels, lang_dim, grid, image_size, preset="paper", dims=(96, 192, 384, 768),
                 depths=(2, 2, 6, 2), heads=(3, 6, 12, 24), decoder_dim=256, out_scale=4, pwam_heads=1,
-                image_stem=64 if image_branch else 0, refine_full=image_branch,
+                image_stem=64 if image_branch else 0, refine_full=image_branch, image_features=image_features,
             )  # fmt: skip
         raise ValueError(f"unknown ADClick preset {preset!r}; known: cpu, paper")
 
@@ -137,7 +144,7 @@ class ADClickConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ADClickConfig:
-        d = dict(d)  # older dicts lack image_stem / refine_full: the defaults are what they ran
+        d = dict(d)  # older dicts lack image_stem / refine_full / image_features: the defaults ran
         for k in ("dims", "depths", "heads"):
             d[k] = tuple(d[k])
         for k in ("grid", "image_size"):  # JSON lists of a rectangular model
@@ -240,29 +247,6 @@ class MLPDecoder(nn.Module):
         return F.pixel_shuffle(self.head(x), self.scale)
 
 
-class ImageStem(nn.Module):
-    """Normalised image (B, 3, H, W) → (B, C_1, h, w): stride-2 3x3 convs down to the grid, then 1x1.
-
-    Four stride-2 convs at most (H/h = 8 for the cpu preset needs three); any rest is area-pooled."""
-
-    def __init__(self, cfg: ADClickConfig) -> None:
-        super().__init__()
-        c, patch = cfg.image_stem, cfg.patch
-        n = min(max(int(patch).bit_length() - 1, 1), 4)
-        layers: list[nn.Module] = []
-        for i in range(n):
-            layers += [nn.Conv2d(3 if i == 0 else c, c, 3, stride=2, padding=1), nn.GELU()]
-        self.convs = nn.Sequential(*layers)
-        self.pool = patch // 2**n
-        self.out = nn.Conv2d(c, cfg.dims[0], 1)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = self.convs(image)
-        if self.pool > 1:
-            x = F.avg_pool2d(x, self.pool)
-        return self.out(x)
-
-
 class ADClick(nn.Module):
     """Φ(R, [I,] M_{t−1}, C_t, V_lang) → mask logits (B, 1, H, W) (Eq. 1)."""
 
@@ -271,7 +255,8 @@ class ADClick(nn.Module):
         self.cfg = cfg
         self.encoder = ResidualEncoder(cfg)
         self.decoder = MLPDecoder(cfg)
-        self.image_embed = ImageStem(cfg) if cfg.image_stem else None
+        self.image_embed = ImageStem(cfg.image_stem, cfg.patch, cfg.dims[0]) if cfg.image_stem else None
+        self.feature_embed = FeaturePrior(cfg.in_channels, cfg.dims[0]) if cfg.image_features else None
         refine_in = 4 + (3 if cfg.image_stem else 0)
         width = 16
         layers: list[nn.Module] = [nn.Conv2d(refine_in, width, 3, padding=1), nn.GELU()]
@@ -283,6 +268,10 @@ class ADClick(nn.Module):
     def takes_image(self) -> bool:
         return self.image_embed is not None
 
+    @property
+    def takes_features(self) -> bool:
+        return self.feature_embed is not None
+
     def forward(
         self,
         residual: torch.Tensor,
@@ -291,10 +280,12 @@ class ADClick(nn.Module):
         words: torch.Tensor,
         word_mask: torch.Tensor,
         image: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """residual (B, d_f, h, w); prev_mask (B, 1, H, W) in [0, 1]; clicks (B, 2, H, W) positive and
         negative discs; words (B, Z, Q); word_mask (B, Z); image (B, 3, H, W) normalised, required
-        when the model has the image branch (ignored otherwise) → logits (B, 1, H, W)."""
+        when the model has the image branch; features (B, d_f, h, w), the backbone's F of the image,
+        required when it has the feature prior (each ignored otherwise) → logits (B, 1, H, W)."""
         maps = torch.cat([prev_mask, clicks], 1)
         embedded = self.encoder.embed_residual(residual)
         side, size = self.cfg.head_hw, self.cfg.image_hw
@@ -304,6 +295,10 @@ class ADClick(nn.Module):
                 raise ValueError("this ADClick has the image branch: pass the normalised image (B, 3, H, W)")
             embedded = embedded + self.image_embed(image)
             extra = torch.cat([maps, image], 1)
+        if self.feature_embed is not None:
+            if features is None:
+                raise ValueError("this ADClick has the feature prior: pass the backbone's features F")
+            embedded = embedded + self.feature_embed(features)
         feats = self.encoder(embedded, maps, words, word_mask)
         coarse = self.decoder.logits(self.decoder.fused(feats))  # (B, 1, h·s, w·s)
         if self.cfg.refine_full:  # thin defects (1-3 px) need the image's own pixels

@@ -5,7 +5,8 @@
 `train-seg` chose so fused with the training-free map of the same residual, and the winning type.
 `ClickGraph` wraps ADClick with the same constants and picks V_lang by a defect-type index
 input (a Gather), so `click.onnx` never needs the text encoder; an ADClick with the image branch
-adds one input, the normalised `image` (the backbone's input name and tensor).
+adds one input, the normalised `image` (the backbone's input name and tensor); one with the
+feature prior adds `features` (the backbone's output name and tensor).
 Both use the TorchScript exporter (`dynamo=False`, as the foundation's exporter) with a dynamic
 batch axis; all other shapes are static.
 """
@@ -14,32 +15,18 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import onnx
 import torch
 from torch import nn
 
-from adinspect.contracts import BACKBONE, SEG  # names shared with the inspector, runtime and Triton
+from adinspect.contracts import CLICK, SEG  # names shared with the inspector, runtime and Triton
 from adinspect.models.adclick import ADClick, ADClickSeg
 from adinspect.residual.model import gaussian_blur, gaussian_kernel, residual_norm_map
 
 OPSET = 17
 BATCH = "batch"
-
-
-class ClickIO(NamedTuple):
-    """Tensor names of `click.onnx` (used offline for labelling; not served)."""
-
-    residual: str = "residual"  # (B, d_f, h, w) float32
-    prev_mask: str = "prev_mask"  # (B, 1, H, W) float32 in [0, 1]
-    clicks: str = "clicks"  # (B, 2, H, W) float32 positive / negative discs
-    defect_type: str = "defect_type"  # (B,) int64
-    mask: str = "mask"  # (B, 1, H, W) float32 probability
-
-
-CLICK = ClickIO()
 
 
 class SegGraph(nn.Module):
@@ -101,7 +88,7 @@ class SegGraph(nn.Module):
 
 
 class ClickGraph(nn.Module):
-    """residual, prev_mask, clicks, defect_type[, image] → mask probability (B, 1, H, W)."""
+    """residual, prev_mask, clicks, defect_type[, image][, features] → mask probability (B, 1, H, W)."""
 
     v_lang: torch.Tensor
     word_mask: torch.Tensor
@@ -114,9 +101,11 @@ class ClickGraph(nn.Module):
 
     @property
     def input_names(self) -> list[str]:
-        """click.onnx's inputs: the four of `ClickIO`, then `image` when the model takes it."""
+        """click.onnx's inputs: the four of `ClickIO`, then `image` and `features` when the model
+        takes them."""
         names = [CLICK.residual, CLICK.prev_mask, CLICK.clicks, CLICK.defect_type]
-        return names + [BACKBONE.image] if self.model.takes_image else names
+        names += [CLICK.image] if self.model.takes_image else []
+        return names + ([CLICK.features] if self.model.takes_features else [])
 
     def forward(
         self,
@@ -124,12 +113,17 @@ class ClickGraph(nn.Module):
         prev_mask: torch.Tensor,
         clicks: torch.Tensor,
         defect_type: torch.Tensor,
-        image: torch.Tensor | None = None,
+        *priors: torch.Tensor,
     ) -> torch.Tensor:
+        """`priors`: the image and / or the features, in `input_names` order."""
+        rest = list(priors)
+        image = rest.pop(0) if self.model.takes_image else None
+        features = rest.pop(0) if self.model.takes_features else None
+        if rest:
+            raise ValueError(f"{len(priors)} prior inputs given, click.onnx takes {self.input_names[4:]}")
         words = self.v_lang[defect_type]
-        return torch.sigmoid(
-            self.model(residual, prev_mask, clicks, words, self.word_mask[defect_type], image)
-        )
+        mask = self.word_mask[defect_type]
+        return torch.sigmoid(self.model(residual, prev_mask, clicks, words, mask, image, features))
 
 
 def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str]) -> None:
@@ -168,7 +162,8 @@ def export_seg(graph: SegGraph, residual: torch.Tensor, path: Path) -> dict[str,
 
 
 def export_click(graph: ClickGraph, example: tuple[torch.Tensor, ...], path: Path) -> dict[str, float]:
-    """Export `graph` with example (residual, prev_mask, clicks, defect_type[, image]); returns parity."""
+    """Export `graph` with example (residual, prev_mask, clicks, defect_type[, image][, features]);
+    returns parity."""
     names = graph.input_names
     if len(example) != len(names):
         raise ValueError(f"example has {len(example)} tensors, click.onnx takes {names}")

@@ -7,8 +7,10 @@ input (H_in x W_in, the package's `preprocess.shape`) exactly as
 `adinspect label --clicks` scales them (`train.clicks.scale_clicks`), and they are fed one by one,
 each prediction becoming the next previous mask, as `evaluate-clicks` and `label` do, so the same
 clicks give the same masks; when the package says so (click_model.json "snap"), each prediction
-is snapped to the image (`runtime.snap`) there as here. Predictions for every click prefix are
-cached, so a new click (or an undo) costs one click.onnx run.
+is snapped to the image (`runtime.snap`) there as here, and every positive click is kept inside
+its mask (`runtime.coverage`) there as here. Predictions for every click prefix are cached, so a
+new click (or an undo) costs one click.onnx run. A click model trained with an image prior takes
+the preprocessed image and / or the backbone's features of it, both computed once on opening.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from adinspect.runtime.clicks import (
     click_radius,
     scale_clicks,
 )
+from adinspect.runtime.coverage import cover_positive_clicks
 from adinspect.runtime.postprocess import resize_map
 from adinspect.runtime.sessions import make_session
 from adinspect.runtime.snap import snap_rgb, snap_to_image
@@ -66,11 +69,12 @@ class ClickRuntime:
             self.defect_types = _defect_types(self.package.path(CLICK_META))
             self.snap = snap_setting(self.package.path(CLICK_META))
             self.input_names = [i.name for i in self.click.get_inputs()]
-            unknown = set(self.input_names) - {*CLICK, BACKBONE.image}
+            unknown = set(self.input_names) - set(CLICK)
             if unknown:
                 raise PackageError(
                     f"{self.package.root / CLICK_ONNX}: unknown inputs {sorted(unknown)}; expected "
-                    f"{list(CLICK)} (and optionally {BACKBONE.image!r}); re-run `adinspect train-click`"
+                    f"{list(CLICK[:4])} (and optionally {CLICK.image!r}, {CLICK.features!r}); re-run "
+                    "`adinspect train-click`"
                 )
 
     def type_index(self, defect_type: str) -> int:
@@ -89,7 +93,8 @@ class ClickRuntime:
             {RESIDUAL.features: features, RESIDUAL.global_map: global_map},
         )
         rgb = snap_rgb(image, self.model_shape) if self.snap else None
-        return ClickSession(self, x, residual, amap[0, 0], (image.shape[0], image.shape[1]), rgb)
+        shape = (image.shape[0], image.shape[1])
+        return ClickSession(self, x, residual, amap[0, 0], shape, rgb, features)
 
 
 class ClickSession:
@@ -103,9 +108,11 @@ class ClickSession:
         amap: np.ndarray,
         shape: tuple,
         rgb: np.ndarray | None = None,
+        features: np.ndarray | None = None,
     ) -> None:
         self.runtime = runtime
         self.image = image  # (1, 3, H_in, W_in) float32, fed when click.onnx takes the image too
+        self.features = features  # (1, d_f, h, w) float32, fed when click.onnx takes the features
         self.rgb = rgb  # (H_in, W_in, 3) uint8 when predictions are snapped to the image
         self.residual = residual
         self.anomaly_map = amap
@@ -163,19 +170,22 @@ class ClickSession:
         return resize_map(prob, *self.shape) > PRED_THRESHOLD
 
     def _run(self, prev: np.ndarray, clicks: list[Click], index: int) -> np.ndarray:
-        maps = click_maps(clicks, self.model_shape, click_radius(self.size))
+        radius = click_radius(self.size)
+        maps = click_maps(clicks, self.model_shape, radius)
         feeds = {
             CLICK.residual: self.residual,
             CLICK.prev_mask: prev[None, None].astype(np.float32),
             CLICK.clicks: maps[None],
             CLICK.defect_type: np.array([index], np.int64),
-            BACKBONE.image: self.image,
+            CLICK.image: self.image,
+            CLICK.features: self.features,
         }
         session = self.runtime.click
         if session is None:  # checked by `probability`; keeps the type checker honest
             raise NoClickModel(f"{self.runtime.package.root}: no click model")
         (out,) = session.run([CLICK.mask], {n: feeds[n] for n in self.runtime.input_names})
-        return out[0, 0] if self.rgb is None else snap_to_image(out[0, 0], self.rgb, clicks)
+        prob = out[0, 0] if self.rgb is None else snap_to_image(out[0, 0], self.rgb, clicks)
+        return cover_positive_clicks(prob, clicks, radius)[0]
 
 
 def snap_setting(meta_path: Path) -> bool:

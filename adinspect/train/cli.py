@@ -1,7 +1,7 @@
 """Command-line entry points of the training commands (wired into `adinspect` by `add_commands`).
 
     adinspect train-click     --model DIR --data DIR [--prompts FILE] [--encoder DIR] [--steps N] [--resume]
-                              [--init OTHER_MODEL_DIR] [--foreground] [--image-branch]
+                              [--init OTHER_MODEL_DIR] [--foreground] [--image-branch] [--[no-]image-features]
                               [--capture-shift-aug FRACTION] [--thin-anomalies FRACTION] [--snap auto|on|off]
     adinspect choose-snap     --model DIR --data DIR [--snap auto|on|off]
     adinspect label           --model DIR --data DIR (--clicks FILE | --simulate N) [--subset labelled]
@@ -72,10 +72,12 @@ def run_train_click(args: argparse.Namespace) -> int:
     from adinspect.train.click_trainer import ClickTrainSettings, train_click
 
     settings = ClickTrainSettings(seed=args.seed)
-    for field in ("steps", "batch_size", "lr", "n_synthetic"):
+    for field in ("steps", "batch_size", "lr", "n_synthetic", "validation_images"):
         if getattr(args, field) is not None:
             settings = replace(settings, **{field: getattr(args, field)})
     settings = replace(settings, foreground=args.foreground, image_branch=args.image_branch)
+    if args.image_features is not None:
+        settings = replace(settings, image_features=args.image_features)
     if args.capture_shift_aug is not None:
         settings = replace(settings, capture_shift_aug=args.capture_shift_aug)
     if args.thin_anomalies is not None:
@@ -85,9 +87,14 @@ def run_train_click(args: argparse.Namespace) -> int:
     report = train_click(
         args.model, args.data, settings, args.prompts, args.encoder, args.resume, not args.quiet, args.init
     )
-    s = report["seconds"]
+    s, v = report["seconds"], report["validation"]
     print(f"ADClick trained: {report['steps']} steps, data {s['data']:.0f} s, training {s['train']:.0f} s; "
           f"click.onnx parity max |Δ| {report['parity']['mask_max_abs_diff']:.1e}")  # fmt: skip
+    if v["n_images"]:
+        k = v["clicks"]
+        ap = v[f"ap_{k}"]
+        print(f"on {v['n_images']} synthetic anomalies on the {v['holdout_images']} held-out good images: "
+              f"IoU@1 {v['iou_at_k'][0]:.3f}  IoU@{k} {v['iou_at_k'][-1]:.3f}  AP@{k} {ap:.3f}")  # fmt: skip
     return run_choose_snap(args)
 
 
@@ -229,12 +236,26 @@ def _add_train_click(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--n-synthetic", type=int, help="synthetic anomalies to generate (cached)")
+    p.add_argument(
+        "--validation-images",
+        type=int,
+        metavar="N",
+        help="at the end, click on N synthetic anomalies painted on the fit's held-out good images and "
+        "record the figures in click_model.json (default 48; 0: skip)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument(
         "--image-branch",
         action="store_true",
         help="ADClick also sees the image (click.onnx gets an `image` input); off by default, see "
         "docs/weak-supervision.md",
+    )
+    p.add_argument(
+        "--image-features",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ADClick also sees the backbone's ImageNet features of the image (click.onnx gets a "
+        "`features` input; see docs/weak-supervision.md)",
     )
     p.add_argument(
         "--capture-shift-aug",

@@ -14,7 +14,11 @@ cosine decay, EMA of the weights, checkpoint every `checkpoint_every` steps and 
 With `image_branch` the network also sees the painted image (normalised as served) and click.onnx
 takes an `image` input; `capture_shift_aug` photographs that fraction of the synthetic anomalies
 under a random gain / illumination gradient, so their residual lights up beyond the defect and
-the boundary must come from the image.
+the boundary must come from the image. With `image_features` the network also sees the backbone's
+features F of the painted image (the tensor its residual came from) and click.onnx takes a
+`features` input. At the end the trained model clicks on synthetic anomalies painted on the
+calibration hold-out images (`click_validation`), never trained on, and the figures go into
+click_model.json.
 Writes into the package: click_model.safetensors (EMA weights + metadata), click_model.json and
 click.onnx.
 """
@@ -41,6 +45,7 @@ from adinspect.models.export import ClickGraph, export_click
 from adinspect.models.losses import normalized_focal_loss, soft_iou_loss
 from adinspect.runtime.click import CLICK_META, CLICK_ONNX  # the names the labelling tool reads
 from adinspect.runtime.clicks import PRED_THRESHOLD, Click, click_maps, click_radius
+from adinspect.train.batches import augment, normalise_images, residual_scale
 from adinspect.train.checkpoint import (
     EMA,
     CheckpointError,
@@ -48,6 +53,7 @@ from adinspect.train.checkpoint import (
     read_meta,
     save_weights,
 )
+from adinspect.train.click_validation import validate_on_synthetic
 from adinspect.train.clicks import next_click
 from adinspect.train.common import (
     commit_files,
@@ -63,10 +69,7 @@ from adinspect.train.common import (
 from adinspect.train.loop import run_loop
 from adinspect.train.residual_data import (
     ResidualContext,
-    augment,
     load_context,
-    normalise_images,
-    residual_scale,
     synthetic_residuals,
     training_goods,
 )
@@ -94,9 +97,11 @@ class ClickTrainSettings:
     checkpoint_every: int = 100
     seed: int = 0
     image_branch: bool = False  # ADClick also sees the image; off by default: docs/weak-supervision.md
+    image_features: bool = False  # ADClick also sees the backbone's features F of the image
     capture_shift_aug: float = 0.0  # fraction of synthetic anomalies under a random capture shift
     thin_anomalies: float = 0.0  # fraction of synthetic anomalies that are thin strokes (scratches)
     iou_loss: float = 0.0  # soft-IoU weight added to the NFL (thin defects); docs/weak-supervision.md
+    validation_images: int = 48  # synthetic anomalies on the hold-out to validate on (0: none)
 
     def __post_init__(self) -> None:
         for name in ("capture_shift_aug", "thin_anomalies"):
@@ -104,6 +109,8 @@ class ClickTrainSettings:
                 raise InputError(f"{name} must be a fraction in [0, 1], got {getattr(self, name)}")
         if not self.iou_loss >= 0.0:  # also refuses NaN
             raise InputError(f"iou_loss must be a weight >= 0, got {self.iou_loss}")
+        if self.validation_images < 0:
+            raise InputError(f"validation_images must be >= 0, got {self.validation_images}")
         if self.steps < 1 or self.batch_size < 1 or self.n_synthetic < 1:
             raise InputError(
                 f"steps, batch_size and n_synthetic must be >= 1, got {self.steps}, {self.batch_size}, "
@@ -111,11 +118,19 @@ class ClickTrainSettings:
             )
 
 
-def model_config(ctx: ResidualContext, lang: LanguageFeatures, image_branch: bool = False) -> ADClickConfig:
+def model_config(
+    ctx: ResidualContext, lang: LanguageFeatures, image_branch: bool = False, image_features: bool = False
+) -> ADClickConfig:
     """Network sizes for this package: its preset, d_f, grid (h, w), input (H_in, W_in), the encoder
-    width Q, image branch. Square sizes are written as ints, as before rectangular inputs."""
+    width Q, image priors. Square sizes are written as ints, as before rectangular inputs."""
     return ADClickConfig.for_preset(
-        ctx.preset, ctx.feature_dim, lang.width, compact(ctx.grid), compact(ctx.shape), image_branch
+        ctx.preset,
+        ctx.feature_dim,
+        lang.width,
+        compact(ctx.grid),
+        compact(ctx.shape),
+        image_branch,
+        image_features,
     )
 
 
@@ -185,17 +200,21 @@ def _batch(
 ) -> tuple:
     idx = torch.from_numpy(rng.integers(len(anomalous), size=settings.batch_size))
     images = normalise_images(anomalous.images[idx], spec) if settings.image_branch else None
-    r, m, images = augment(anomalous.residual[idx].float(), anomalous.masks[idx], rng, images)
+    r = anomalous.residual[idx].float()
+    if settings.image_features:  # F turns and flips with R: one tensor through `augment`
+        r = torch.cat([r, anomalous.features[idx].float()], 1)
+    r, m, images = augment(r, anomalous.masks[idx], rng, images)
+    d = anomalous.residual.shape[1]
+    features = r[:, d:].contiguous() if settings.image_features else None
     types = synthetic_types(tl, settings.batch_size, settings.synthetic_language, rng)
     words, wmask = tl.sample(types, rng, settings.single_prompt_fraction)
-    return r, m.contiguous(), words, wmask, images
+    return r[:, :d].contiguous(), m.contiguous(), words, wmask, images, features
 
 
 def train_step(model, batch: tuple, rng: np.random.Generator, settings: ClickTrainSettings, radius: float):
-    """One iterative-click training step on (residual, masks, words, word mask[, image]); returns
-    the loss."""
-    residual, masks, words, wmask = batch[:4]
-    image = batch[4] if len(batch) > 4 else None
+    """One iterative-click training step on (residual, masks, words, word mask, image or None,
+    features or None); returns the loss."""
+    residual, masks, words, wmask, image, features = batch
     gts = np.stack(
         [target_subset(g, rng) if rng.random() < settings.target_subset_prob else g for g in masks.numpy()]
     )
@@ -205,13 +224,14 @@ def train_step(model, batch: tuple, rng: np.random.Generator, settings: ClickTra
     prev = torch.zeros(len(gts), 1, *shape)
     with torch.no_grad():
         for _ in range(int(rng.integers(0, settings.max_correction_clicks + 1))):
-            prob = torch.sigmoid(model(residual, prev, render(clicks, shape, radius), words, wmask, image))
+            maps = render(clicks, shape, radius)
+            prob = torch.sigmoid(model(residual, prev, maps, words, wmask, image, features))
             for b, g in enumerate(gts):
                 c = next_click(g, prob[b, 0].numpy() > PRED_THRESHOLD)
                 if c is not None:
                     clicks[b].append(c)
             prev = prob
-    logits = model(residual, prev, render(clicks, shape, radius), words, wmask, image)
+    logits = model(residual, prev, render(clicks, shape, radius), words, wmask, image, features)
     target = masks[:, None].float()
     loss = normalized_focal_loss(logits, target)
     if settings.iou_loss > 0:
@@ -243,10 +263,10 @@ def train_click(
     anomalous, _ = synthetic_residuals(
         ctx, goods, settings.n_synthetic, settings.seed, settings.n_folds, shapes, cache_dir=work,
         progress=progress, foreground=settings.foreground, keep_images=settings.image_branch,
-        capture_shift=settings.capture_shift_aug,
+        capture_shift=settings.capture_shift_aug, keep_features=settings.image_features,
     )  # fmt: skip
     t_data = time.perf_counter() - t0
-    cfg = model_config(ctx, lang, settings.image_branch)
+    cfg = model_config(ctx, lang, settings.image_branch, settings.image_features)
     model = ADClick(cfg)
     init_from = "scratch"
     if init is not None:
@@ -255,6 +275,8 @@ def train_click(
         )
         model.load_state_dict(state)
     model.encoder.residual_scale.fill_(residual_scale(anomalous.residual))
+    if model.feature_embed is not None and anomalous.features is not None:
+        model.feature_embed.set_statistics(anomalous.features)  # this product's own, as the scale
     ema = EMA(model, settings.ema_decay)
     optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
     ident = identity("click", ctx, cfg, lang)
@@ -287,6 +309,11 @@ def train_click(
     staged = {name: staging(root, name) for name in (CLICK_WEIGHTS, CLICK_ONNX, CLICK_META)}
     save_weights(staged[CLICK_WEIGHTS], ema.model, {**ident, "steps": settings.steps})
     report["parity"] = _export_click(ema.model, anomalous, lang, lang_t, staged[CLICK_ONNX], ctx.preprocess)
+    t_val = time.perf_counter()
+    report["validation"] = validate_on_synthetic(
+        ctx, ema.model, tl, shapes, settings.seed, settings.validation_images, progress
+    )
+    report["seconds"]["validation"] = time.perf_counter() - t_val
     report["seconds"]["total"] = time.perf_counter() - t0
     write_json(staged[CLICK_META], {**ident, **report})
     commit_files(root, staged)  # not an optional *served* model: click.onnx is for labelling
@@ -295,7 +322,7 @@ def train_click(
 
 def _export_click(model: ADClick, anomalous, lang: LanguageFeatures, lang_t: tuple, path: Path, spec) -> dict:
     """Export click.onnx to `path`, with an example that clicks and uses the first and last type
-    (and the painted images when the model takes the image)."""
+    (and the painted images and / or their features when the model takes them)."""
     h, w = model.cfg.image_hw
     example: tuple[torch.Tensor, ...] = (
         anomalous.residual[:2].float(),
@@ -307,6 +334,8 @@ def _export_click(model: ADClick, anomalous, lang: LanguageFeatures, lang_t: tup
     example[3][1] = lang.num_types - 1
     if model.takes_image:
         example = (*example, normalise_images(anomalous.images[:2], spec))
+    if model.takes_features:
+        example = (*example, anomalous.features[:2].float())
     return export_click(ClickGraph(model, *lang_t), example, path)
 
 
@@ -320,8 +349,8 @@ def load_click_model(ctx: ResidualContext, lang: LanguageFeatures) -> ADClick:
     meta = read_meta(path)
     cfg = ADClickConfig.from_dict(meta.get("arch", {})) if meta.get("arch") else model_config(ctx, lang)
     model = ADClick(cfg)
-    expected = identity("click", ctx, model_config(ctx, lang, cfg.image_stem > 0), lang)
-    for field in ("image_stem", "refine_full"):  # written before these existed: their defaults ran
+    expected = identity("click", ctx, model_config(ctx, lang, cfg.image_stem > 0, cfg.image_features), lang)
+    for field in ("image_stem", "refine_full", "image_features"):  # older models: their defaults ran
         if field not in meta.get("arch", {}):
             expected["arch"].pop(field)
     load_weights(path, model, expected)

@@ -63,6 +63,8 @@ class ClickSession:
     clicks: list[Click]
     ious: list[float]  # IoU after click k (index k-1)
     probs: list[np.ndarray]  # probability map (H, W) after click k
+    missed: int = 0  # predictions that left a positive click outside the mask (as the predictor counts)
+    empty: int = 0  # predictions whose mask was empty (as the predictor counts)
 
 
 Predictor = Callable[[np.ndarray, list[Click]], np.ndarray]

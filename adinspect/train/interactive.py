@@ -31,50 +31,15 @@ from adinspect.language.encoder import LanguageFeatures
 from adinspect.metrics import aupro, pixel_ap, pixel_auroc
 from adinspect.models.adclick import ADClick
 from adinspect.runtime.click import CLICK_META, snap_setting
-from adinspect.runtime.clicks import PRED_THRESHOLD, Click, click_maps, click_radius
-from adinspect.runtime.snap import snap_rgb, snap_to_image
+from adinspect.runtime.clicks import PRED_THRESHOLD
+from adinspect.runtime.snap import snap_rgb
 from adinspect.train.click_trainer import load_click_model
 from adinspect.train.clicks import MAX_CLICKS, ClickSession, click_metrics, simulate_clicks
 from adinspect.train.common import language_tensors, prepare_language
-from adinspect.train.residual_data import ResidualContext, images_of, load_context, residuals_of
+from adinspect.train.predictor import ClickPredictor
+from adinspect.train.residual_data import ResidualContext, features_and_residuals, images_of, load_context
 
 SUBSETS = ("all", "labelled", "eval")
-
-
-class ClickPredictor:
-    """ADClick for one image: (previous probability (H_in, W_in), clicks so far) → probability."""
-
-    def __init__(
-        self,
-        model: ADClick,
-        residual: torch.Tensor,
-        words: torch.Tensor,
-        word_mask: torch.Tensor,
-        image: torch.Tensor | None = None,
-        rgb: np.ndarray | None = None,
-    ) -> None:
-        self.model = model
-        self.residual = residual  # (1, d_f, h, w)
-        self.image = image  # (1, 3, H_in, W_in) normalised; used by models with the image branch
-        self.words, self.word_mask = words[None], word_mask[None]
-        self.shape = model.cfg.image_hw
-        self.radius = click_radius(min(self.shape))
-        self.rgb = rgb  # (H_in, W_in, 3) uint8: when given, each prediction is snapped to it (runtime.snap)
-
-    @torch.no_grad()
-    def __call__(self, prev: np.ndarray, clicks: list[Click]) -> np.ndarray:
-        maps = torch.from_numpy(click_maps(clicks, self.shape, self.radius))[None]
-        prev_t = torch.from_numpy(prev.astype(np.float32))[None, None]
-        logits = self.model(self.residual, prev_t, maps, self.words, self.word_mask, self.image)
-        prob = torch.sigmoid(logits)[0, 0].numpy()
-        return prob if self.rgb is None else snap_to_image(prob, self.rgb, clicks)
-
-    def run(self, clicks: list[Click]) -> np.ndarray:
-        """Feed the clicks one by one (each prediction is the next previous mask); final probability."""
-        prob = np.zeros(self.shape, np.float32)
-        for k in range(1, len(clicks) + 1):
-            prob = self(prob, clicks[:k])
-        return prob
 
 
 def split_defective(samples: list[Sample], seed: int = 0) -> tuple[list[Sample], list[Sample]]:
@@ -166,6 +131,7 @@ class RealImages:
     rgb: np.ndarray  # (N, H_in, W_in, 3) uint8: the images at the model input (snapping, panels)
     shapes: list[tuple[int, int]]  # (H, W) of each original image
     images: torch.Tensor | None = None  # (N, 3, H_in, W_in) normalised, when asked for (image branch)
+    features: torch.Tensor | None = None  # (N, d_f, h, w) backbone features, when asked for (prior)
 
     def sessions(
         self,
@@ -177,13 +143,20 @@ class RealImages:
         progress: bool = False,
     ) -> Iterator[ClickSession]:
         """Simulated clicking on each image in order, with its defect type's language (and the
-        image when the model takes it), each prediction snapped to the image when `snap`."""
+        image or its features when the model takes them), each prediction snapped to the image
+        when `snap`; each session counts the predictions that missed a positive click or were
+        empty before the coverage floor (`ClickPredictor`)."""
         for i in tqdm(range(len(self.samples)), desc="simulating clicks", disable=not progress):
             t = self.types[i]
             image = self.images[i : i + 1] if self.images is not None else None
+            features = self.features[i : i + 1] if self.features is not None else None
             rgb = self.rgb[i] if snap else None
-            predict = ClickPredictor(model, self.residual[i : i + 1], v_lang[t], word_mask[t], image, rgb)
-            yield simulate_clicks(predict, self.masks[i], max_clicks)
+            predict = ClickPredictor(
+                model, self.residual[i : i + 1], v_lang[t], word_mask[t], image, rgb, features
+            )
+            session = simulate_clicks(predict, self.masks[i], max_clicks)
+            session.missed, session.empty = predict.missed, predict.empty
+            yield session
 
 
 def load_real(
@@ -192,9 +165,11 @@ def load_real(
     samples: list[Sample],
     progress: bool = True,
     with_images: bool = False,
+    with_features: bool = False,
 ) -> RealImages:
     """Residuals (full bank), masks at the model input and defect-type indices of labelled samples,
-    and with `with_images` the normalised images (ADClick's image branch)."""
+    with `with_images` the normalised images (ADClick's image branch), with `with_features` the
+    backbone's features (its feature prior)."""
     s = ctx.shape
     images, masks = [], []
     for sample in tqdm(samples, desc="reading defective images", disable=not progress):
@@ -205,7 +180,9 @@ def load_real(
     normalised = images_of(ctx, images) if with_images else None
     rgb = np.stack([snap_rgb(im, s) for im in images])
     shapes = [(im.shape[0], im.shape[1]) for im in images]
-    return RealImages(samples, residuals_of(ctx, images), np.stack(masks), types, rgb, shapes, normalised)
+    features, residual = features_and_residuals(ctx, images)
+    return RealImages(samples, residual, np.stack(masks), types, rgb, shapes, normalised,
+                      features if with_features else None)  # fmt: skip
 
 
 def _write_panel(
@@ -224,7 +201,9 @@ def evaluate_clicks(
     FPR) of the probability maps after 3 and 5 clicks. Images without a usable mask are skipped
     (listed under `skipped`, counted in `n_skipped`). With `panels`, each session is also drawn
     there as `<defect type>_<image stem>.png` (`plots.click_session_panel`). `snap` (None: as the
-    package says) snaps each prediction to the image (`runtime.snap`)."""
+    package says) snaps each prediction to the image (`runtime.snap`). `before_coverage_floor`
+    counts the predictions whose mask, as the network (and snapping) gave it, left a positive click
+    out or was empty; the floor (`runtime.coverage`) then covers every positive click."""
     t0 = time.perf_counter()
     ctx = load_context(model_dir)
     lang = prepare_language(ctx, data_dir)
@@ -232,12 +211,16 @@ def evaluate_clicks(
     snap = snap_setting(ctx.package.root / CLICK_META) if snap is None else snap
     v_lang, word_mask = language_tensors(lang)
     pool = defective_pool(data_dir, ctx.shape, seed)
-    real = load_real(ctx, lang, pool.subset(subset), progress, with_images=model.takes_image)
+    real = load_real(ctx, lang, pool.subset(subset), progress, model.takes_image, model.takes_features)
     all_ious: list[list[float]] = []
+    floor = {"predictions": 0, "missed_positive_click": 0, "empty": 0}
     after: dict[int, list[np.ndarray]] = {3: [], 5: []}
     per_image = []
     for i, session in enumerate(real.sessions(model, v_lang, word_mask, max_clicks, snap, progress)):
         all_ious.append(session.ious)
+        floor["predictions"] += len(session.probs)
+        floor["missed_positive_click"] += session.missed
+        floor["empty"] += session.empty
         if panels is not None:
             _write_panel(panels, real.samples[i], real.rgb[i], real.masks[i], session)
         for k in after:
@@ -250,6 +233,7 @@ def evaluate_clicks(
         out[f"ap_{k}"] = pixel_ap(maps, real.masks)
         out[f"pixel_auroc_{k}"] = pixel_auroc(maps, real.masks)
         out[f"aupro_{k}"] = aupro(maps, real.masks)
+    out["before_coverage_floor"] = floor
     out.update(n_images=len(real.samples), subset=subset, snap=snap, n_skipped=len(pool.skipped),
                skipped=pool.skipped, seconds=time.perf_counter() - t0, images=per_image)  # fmt: skip
     return out

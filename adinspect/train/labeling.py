@@ -39,9 +39,10 @@ from adinspect.runtime.snap import snap_rgb
 from adinspect.train.click_trainer import load_click_model
 from adinspect.train.clicks import iou
 from adinspect.train.common import language_tensors, prepare_language
-from adinspect.train.interactive import ClickPredictor, defective_pool, load_real
+from adinspect.train.interactive import defective_pool, load_real
+from adinspect.train.predictor import ClickPredictor
 from adinspect.train.pseudo_labels import click_corrected
-from adinspect.train.residual_data import images_of, load_context, residuals_of
+from adinspect.train.residual_data import features_and_residuals, images_of, load_context
 
 PSEUDO_LABELS = "pseudo_labels.safetensors"
 
@@ -118,13 +119,14 @@ def label(
     records, softs, masks_out, skipped = [], [], [], []
     if clicks_file is not None:
         requests = parse_click_file(clicks_file, data_dir, lang.defect_types, size)
-        residual = residuals_of(ctx, [r.image for r in requests])
+        features, residual = features_and_residuals(ctx, [r.image for r in requests])
         images = images_of(ctx, [r.image for r in requests]) if model.takes_image else None
         for i, req in enumerate(tqdm(requests, desc="labelling", disable=not progress)):
             t = lang.index(req.defect_type)
             image = images[i : i + 1] if images is not None else None
             rgb = snap_rgb(req.image, size) if snap else None
-            predictor = ClickPredictor(model, residual[i : i + 1], v_lang[t], word_mask[t], image, rgb)
+            prior = features[i : i + 1] if model.takes_features else None
+            predictor = ClickPredictor(model, residual[i : i + 1], v_lang[t], word_mask[t], image, rgb, prior)
             prob = predictor.run(req.scaled)
             softs.append(click_corrected(prob, req.scaled, distance))
             records.append(_record(req.path, req.defect_type, req.scaled, req.original))
@@ -136,7 +138,7 @@ def label(
         pool = defective_pool(data_dir, size, seed)
         samples: list[Sample] = pool.subset(subset)
         skipped = pool.skipped
-        real = load_real(ctx, lang, samples, progress, with_images=model.takes_image)
+        real = load_real(ctx, lang, samples, progress, model.takes_image, model.takes_features)
         for i, session in enumerate(real.sessions(model, v_lang, word_mask, n_clicks, snap, progress)):
             sample = samples[i]
             soft = click_corrected(session.probs[-1], session.clicks, distance)

@@ -96,23 +96,34 @@ def embed(
 @torch.no_grad()
 def residuals_of(ctx: ResidualContext, images: list[np.ndarray], batch: int = 16) -> torch.Tensor:
     """Residuals against the package's full bank: (N, d_f, h, w) float32, as served."""
-    out = []
+    return features_and_residuals(ctx, images, batch)[1]
+
+
+@torch.no_grad()
+def features_and_residuals(
+    ctx: ResidualContext, images: list[np.ndarray], batch: int = 16
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The backbone's features F and the residuals against the full bank, each (N, d_f, h, w)
+    float32, as served (ADClick's feature prior reads F)."""
+    feats, out = [], []
     for i in range(0, len(images), batch):
         f, g = embed(ctx, images[i : i + batch], batch)
+        feats.append(f)
         out.append(ctx.pipeline.residual_model(f, g)[0])
-    return torch.cat(out)
+    return torch.cat(feats), torch.cat(out)
 
 
 @dataclass
 class ResidualSet:
     """Training samples: residual (N, d_f, h, w) float16 and masks (N, H_in, W_in) bool; with `images`
     the painted images (N, H_in, W_in, 3) uint8 the residuals were computed from (ADClick's image
-    branch)."""
+    branch), with `features` their backbone features F (N, d_f, h, w) float16 (ADClick's feature prior)."""
 
     residual: torch.Tensor
     masks: torch.Tensor
     on_foreground: bool = False  # synthetic defects were confined to the object's foreground
     images: torch.Tensor | None = None
+    features: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.residual.shape[0]
@@ -229,15 +240,16 @@ def synthetic_residuals(
     foreground: bool = False,
     keep_images: bool = False,
     capture_shift: float = 0.0,
+    keep_features: bool = False,
 ) -> tuple[ResidualSet, ResidualSet]:
     """Synthetic anomalies on the good images and the good images themselves, as residuals.
 
     With `foreground`, an object product's anomalies are painted only on the object
     (`data.foreground`); a texture's anywhere. `keep_images` also returns (and caches) the painted
-    images. `capture_shift` > 0: that fraction of the anomalies is photographed with a random
-    capture shift (`data.capture`: light of strength 0.1–0.4 and the part moved by up to 20 % of
-    the side, its mask with it) before its residual is computed, so their residual lights up
-    beyond the defect.
+    images, `keep_features` their backbone features. `capture_shift` > 0: that fraction of the
+    anomalies is photographed with a random capture shift (`data.capture`: light of strength
+    0.1–0.4 and the part moved by up to 20 % of the side, its mask with it) before its residual is
+    computed, so their residual lights up beyond the defect.
 
     Returns:
         (anomalous set with n_samples masks, good set with one empty mask per good image).
@@ -252,7 +264,7 @@ def synthetic_residuals(
         ctx, goods, n=n_samples, seed=seed, folds=n_folds, settings=settings, fg=foreground, **shift
     )
     cache = Path(cache_dir) / f"synthetic-{key}.safetensors" if cache_dir else None
-    cached = _read_cache(cache, keep_images) if cache is not None else None
+    cached = _read_cache(cache, keep_images, keep_features) if cache is not None else None
     if cached is not None:
         return cached
     images = [
@@ -265,7 +277,7 @@ def synthetic_residuals(
     folds = rng.permutation(np.arange(len(images)) % n_folds)
     models = _fold_models(ctx, feats, gmaps, folds)
     good = _by_fold(models, folds, feats, gmaps)
-    residual, masks, kept = [], [], []
+    residual, masks, kept, kept_features = [], [], [], []
     batch = 16
     for start in tqdm(range(0, n_samples, batch), desc="synthetic anomalies", disable=not progress):
         src = [int(rng.integers(len(images))) for _ in range(min(batch, n_samples - start))]
@@ -273,28 +285,34 @@ def synthetic_residuals(
         shown = [p[0] for p in painted]
         f, g = embed(ctx, shown)
         residual.append(_by_fold(models, folds[src], f, g).half())
+        kept_features += [f.half()] if keep_features else []
         masks += [torch.from_numpy(p[1].astype(bool)) for p in painted]
         if keep_images:
             kept += [torch.from_numpy(np.ascontiguousarray(im)) for im in shown]
     anomalous = ResidualSet(
-        torch.cat(residual), torch.stack(masks), fgs is not None, torch.stack(kept) if keep_images else None
-    )
+        torch.cat(residual), torch.stack(masks), fgs is not None, torch.stack(kept) if keep_images else None,
+        torch.cat(kept_features) if keep_features else None,
+    )  # fmt: skip
     goods_set = ResidualSet(good.half(), torch.zeros(len(images), *ctx.shape, dtype=torch.bool))
     if cache is not None:
         _write_cache(cache, anomalous, goods_set)
     return anomalous, goods_set
 
 
-def _read_cache(cache: Path, keep_images: bool) -> tuple[ResidualSet, ResidualSet] | None:
+def _read_cache(
+    cache: Path, keep_images: bool, keep_features: bool
+) -> tuple[ResidualSet, ResidualSet] | None:
     """The sets `synthetic_residuals` cached under these settings, None if absent (or without the
-    painted images when they are asked for)."""
+    painted images or their features when they are asked for)."""
     if not cache.is_file():
         return None
     t = load_file(str(cache))
-    if keep_images and "anomalous_images" not in t:
+    if (keep_images and "anomalous_images" not in t) or (keep_features and "anomalous_features" not in t):
         return None
     on_fg = bool(t["on_foreground"].item()) if "on_foreground" in t else False
-    anomalous = ResidualSet(t["anomalous"], t["anomalous_masks"], on_fg, t.get("anomalous_images"))
+    anomalous = ResidualSet(
+        t["anomalous"], t["anomalous_masks"], on_fg, t.get("anomalous_images"), t.get("anomalous_features")
+    )
     return anomalous, ResidualSet(t["good"], t["good_masks"])
 
 
@@ -309,6 +327,7 @@ def _write_cache(cache: Path, anomalous: ResidualSet, goods_set: ResidualSet) ->
             "good_masks": goods_set.masks.contiguous(),
             "on_foreground": torch.tensor(anomalous.on_foreground),
             **({"anomalous_images": anomalous.images} if anomalous.images is not None else {}),
+            **({"anomalous_features": anomalous.features} if anomalous.features is not None else {}),
         },
         str(tmp),
     )
@@ -344,43 +363,7 @@ def _shifted(
     return misalign(image, offset), moved
 
 
-def augment(
-    residual: torch.Tensor, masks: torch.Tensor, rng: np.random.Generator, images: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """The same random flip / 90° rotation of a batch of residuals (B, d, h, w), masks (B, H, W)
-    and, when given, images (B, 3, H, W). A rectangular batch turns by 0° or 180° only (a quarter
-    turn would swap its sides), so with the flip it still meets all four of a rectangle's symmetries."""
-    k = int(rng.integers(4))
-    if masks.shape[-2] != masks.shape[-1]:
-        k &= 2
-    if k:
-        residual, masks = torch.rot90(residual, k, (-2, -1)), torch.rot90(masks, k, (-2, -1))
-        images = torch.rot90(images, k, (-2, -1)) if images is not None else None
-    if rng.random() < 0.5:
-        residual, masks = residual.flip(-1), masks.flip(-1)
-        images = images.flip(-1) if images is not None else None
-    return residual, masks, images
-
-
-def normalise_images(images: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
-    """(B, H_in, W_in, 3) uint8 at the model size → (B, 3, H_in, W_in) float32, as `preprocess`
-    normalises."""
-    mean = torch.tensor(spec.mean, dtype=torch.float32)[None, :, None, None]
-    std = torch.tensor(spec.std, dtype=torch.float32)[None, :, None, None]
-    return (images.permute(0, 3, 1, 2).float() / 255.0 - mean) / std
-
-
 @torch.no_grad()
 def images_of(ctx: ResidualContext, images: list[np.ndarray]) -> torch.Tensor:
     """Normalised model inputs (N, 3, H_in, W_in) float32 of images of any size, as served."""
     return torch.from_numpy(preprocess_batch(images, ctx.preprocess))
-
-
-def residual_scale(residual: torch.Tensor) -> float:
-    """1 / RMS of residual entries: brings R to unit scale inside the networks."""
-    rms = float(residual.float().pow(2).mean().sqrt())
-    if not np.isfinite(rms) or rms <= 0:
-        raise TrainDataError(
-            "residuals of the training images are all zero; is the bank made of these images?"
-        )
-    return 1.0 / rms

@@ -36,6 +36,7 @@ from adinspect.models.losses import masked_normalized_focal_loss
 from adinspect.residual.position import PositionNorm
 from adinspect.runtime.clicks import click_radius
 from adinspect.runtime.seg import SEG_META, SEG_ONNX  # the names the inspector and Triton read
+from adinspect.train.batches import augment, residual_scale
 from adinspect.train.checkpoint import EMA, save_weights
 from adinspect.train.click_trainer import CLICK_WEIGHTS, WORK_DIR, identity, model_config, synthetic_types
 from adinspect.train.common import (
@@ -55,10 +56,8 @@ from adinspect.train.loop import run_loop
 from adinspect.train.pseudo_labels import sample_delta, tri_valued
 from adinspect.train.residual_data import (
     ResidualSet,
-    augment,
     honest_residuals,
     load_context,
-    residual_scale,
     residuals_of,
     seg_holdout,
     synthetic_residuals,

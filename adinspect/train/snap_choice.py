@@ -82,7 +82,7 @@ def measure_snap(model_dir: Path, data_dir: Path, seed: int, progress: bool) -> 
     lang = prepare_language(ctx, data_dir)
     model = load_click_model(ctx, lang)
     v_lang, word_mask = language_tensors(lang)
-    real = load_real(ctx, lang, samples, progress, with_images=model.takes_image)
+    real = load_real(ctx, lang, samples, progress, model.takes_image, model.takes_features)
     measured = {}
     for snap in (False, True):
         last = [

@@ -25,8 +25,8 @@ def warm_start_weights(
     ctx: ResidualContext, other_dir: Path, names: tuple[str, ...], arch: dict, check_image_stem: bool = True
 ) -> tuple[dict[str, torch.Tensor], str]:
     """The first of `names` (weights files) present in package `other_dir`, checked against this run
-    (ADClick's image branch and refinement too, unless the caller loads non-strictly and ignores
-    them).
+    (ADClick's image branch, refinement and feature prior too, unless the caller loads
+    non-strictly and ignores them).
 
     Returns:
         (state dict, "<other_dir>/<file>") for the report.
@@ -62,7 +62,11 @@ def warm_start_weights(
     return load_file(str(path)), f"{other_dir}/{name}"
 
 
-def _image_branch(arch: dict) -> tuple[int, bool]:
-    """ADClick's image-branch width and refinement resolution; the defaults for models written
-    before they existed (and for ADClick-Seg, which has neither)."""
-    return int(arch.get("image_stem", 0)), bool(arch.get("refine_full", False))
+def _image_branch(arch: dict) -> tuple[int, bool, bool]:
+    """ADClick's image-branch width, refinement resolution and feature prior; the defaults for
+    models written before they existed (and for ADClick-Seg, which has none of them)."""
+    return (
+        int(arch.get("image_stem", 0)),
+        bool(arch.get("refine_full", False)),
+        bool(arch.get("image_features", False)),
+    )

@@ -41,7 +41,7 @@ def test_same_clicks_same_masks_as_label(click_package: Path, synthetic_root: Pa
     from adinspect.runtime.click import ClickRuntime
     from adinspect.train.click_trainer import load_click_model
     from adinspect.train.common import language_tensors, prepare_language
-    from adinspect.train.interactive import ClickPredictor
+    from adinspect.train.predictor import ClickPredictor
     from adinspect.train.residual_data import load_context, residuals_of
 
     path = next((synthetic_root / "test" / "scratch").glob("*.png"))
@@ -93,8 +93,9 @@ def test_click_onnx_inputs_are_the_contract(click_package: Path) -> None:
     from adinspect.contracts import BACKBONE, CLICK
 
     session = ort.InferenceSession(str(click_package / "click.onnx"), providers=["CPUExecutionProvider"])
-    assert {i.name for i in session.get_inputs()} <= {*CLICK, BACKBONE.image}
+    assert [i.name for i in session.get_inputs()] == list(CLICK[:4])  # residual only
     assert [o.name for o in session.get_outputs()] == [CLICK.mask]
+    assert (CLICK.image, CLICK.features) == (BACKBONE.image, BACKBONE.features)
 
 
 def _torch_reference(
@@ -107,8 +108,8 @@ def _torch_reference(
 
     from adinspect.train.click_trainer import load_click_model
     from adinspect.train.common import language_tensors, prepare_language
-    from adinspect.train.interactive import ClickPredictor
-    from adinspect.train.residual_data import images_of, load_context
+    from adinspect.train.predictor import ClickPredictor
+    from adinspect.train.residual_data import features_and_residuals, images_of, load_context
 
     ctx = load_context(package)
     lang = prepare_language(ctx, root)
@@ -116,7 +117,10 @@ def _torch_reference(
     t = lang.index(kind)
     model = load_click_model(ctx, lang)
     normalised = images_of(ctx, [image]) if model.takes_image else None
-    predictor = ClickPredictor(model, torch.from_numpy(residual), v_lang[t], word_mask[t], normalised)
+    features = features_and_residuals(ctx, [image])[0] if model.takes_features else None
+    predictor = ClickPredictor(
+        model, torch.from_numpy(residual), v_lang[t], word_mask[t], normalised, None, features
+    )
     return predictor.run(scale_clicks(clicks, image.shape[:2], ctx.image_size))
 
 
@@ -147,8 +151,9 @@ def test_image_branch_click_onnx_takes_the_image_and_the_runtime_feeds_it(
 def test_click_model_written_before_the_image_branch_still_loads_and_runs(
     click_package: Path, synthetic_root: Path, tmp_path: Path
 ) -> None:
-    """A package whose click_model.safetensors has no `image_stem` in its arch (older code) and whose
-    click.onnx has the four inputs: torch (`label`, `evaluate-clicks`) and the runtime still run."""
+    """A package whose click_model.safetensors has no `image_stem`, `refine_full` or `image_features`
+    in its arch (older code) and whose click.onnx has the four inputs: torch (`label`,
+    `evaluate-clicks`) and the runtime still run."""
     import json
     import shutil
 
@@ -164,7 +169,8 @@ def test_click_model_written_before_the_image_branch_still_loads_and_runs(
     with safe_open(str(old / CLICK_WEIGHTS), "pt") as fh:
         tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open is no mapping)
         meta = json.loads(fh.metadata()["meta"])
-    meta["arch"].pop("image_stem")
+    for field in ("image_stem", "refine_full", "image_features"):  # none of them existed then
+        meta["arch"].pop(field)
     save_file(tensors, str(old / CLICK_WEIGHTS), metadata={"meta": json.dumps(meta)})
     register_files(old, [CLICK_WEIGHTS])
     image = read_image(next((synthetic_root / "test" / "crack").glob("*.png")))
@@ -194,3 +200,60 @@ def test_evaluate_clicks_and_label_run_the_image_branch(
     assert main(["label", *common, "--simulate", "2"]) == 0
     labels = json.loads((model / "labels" / "labels.json").read_text())
     assert labels["images"] and all(len(r["clicks"]) <= 2 for r in labels["images"])
+
+
+def test_feature_prior_click_onnx_takes_the_features_and_the_runtime_feeds_the_backbones(
+    feature_click_package: Path, synthetic_root: Path
+) -> None:
+    """click.onnx of `train-click --image-features`: inputs, the runtime's probability against the
+    torch path of `label` / `evaluate-clicks`, and the features it feeds are the backbone's."""
+    import json
+
+    import onnxruntime as ort
+
+    from adinspect.contracts import CLICK
+    from adinspect.runtime.click import ClickRuntime
+
+    session = ort.InferenceSession(
+        str(feature_click_package / "click.onnx"), providers=["CPUExecutionProvider"]
+    )
+    assert [i.name for i in session.get_inputs()] == [*CLICK[:4], CLICK.features]
+    meta = json.loads((feature_click_package / "click_model.json").read_text())
+    assert meta["arch"]["image_features"] is True and meta["settings"]["image_features"] is True
+    assert meta["validation"]["n_images"] == 2 and len(meta["validation"]["iou_at_k"]) == 5
+    image = read_image(next((synthetic_root / "test" / "spot").glob("*.png")))
+    clicks = [Click(100, 120, True), Click(40, 30, False)]
+    opened = ClickRuntime(feature_click_package).open(image)
+    assert opened.features is not None and opened.features.shape == opened.residual.shape
+    prob = opened.probability(clicks, "spot")
+    reference = _torch_reference(
+        feature_click_package, synthetic_root, image, clicks, "spot", opened.residual
+    )
+    assert np.abs(prob - reference).max() < 1e-4
+    opened.features = opened.features * 0  # the runtime feeds what the session holds
+    opened._cache.clear()
+    assert np.abs(opened.probability(clicks, "spot") - prob).max() > 1e-6
+
+
+def test_every_positive_click_is_inside_the_runtime_mask(click_package: Path, synthetic_root: Path) -> None:
+    """Whatever click.onnx answers (here: 0.01 everywhere, a network that misses every click), each
+    positive click gets a mask around it, negative clicks none."""
+    from adinspect.runtime.click import ClickRuntime
+    from adinspect.runtime.clicks import click_radius
+
+    class Silent:  # click.onnx's interface, answering "no defect anywhere"
+        def run(self, outputs, feeds):
+            return [np.full_like(feeds["prev_mask"], 0.01)]
+
+    runtime = ClickRuntime(click_package)
+    runtime.click = Silent()  # type: ignore[assignment]
+    image = read_image(next((synthetic_root / "test" / "crack").glob("*.png")))
+    clicks = [Click(100, 120, True), Click(40, 30, False), Click(200, 60, True)]
+    opened = runtime.open(image)
+    yy, xx = np.mgrid[: runtime.size, : runtime.size]
+    r = click_radius(runtime.size)
+    for k in range(1, 4):
+        scaled = opened.scaled(clicks[:k])
+        discs = [(yy - c.y) ** 2 + (xx - c.x) ** 2 <= r * r for c in scaled if c.positive]
+        mask = opened.mask(opened.probability(clicks[:k], "crack"), full_size=False)
+        assert np.array_equal(mask, np.logical_or.reduce(discs))

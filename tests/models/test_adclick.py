@@ -223,3 +223,60 @@ def test_full_resolution_refinement_follows_a_one_pixel_edge_of_the_image(cfg: A
     assert diff[S // 2, S // 2 + 1] > 0
     assert diff[S // 2, S // 2 + 1] >= diff.max() * 0.5  # the change is at the pixel, not smeared
     assert diff[S // 2 + 4 :, :].max() < diff.max() * 0.5  # beyond the refinement's 3 px reach: small
+
+
+def _with_features(cfg: ADClickConfig) -> ADClickConfig:
+    return ADClickConfig.from_dict({**cfg.to_dict(), "image_features": True})
+
+
+def test_feature_prior_starts_as_the_residual_only_model_and_then_learns_from_the_features(
+    cfg: ADClickConfig,
+) -> None:
+    """Zero-initialised, the prior adds nothing (training starts from residual-only behaviour); after
+    two optimiser steps each of its parameters has moved and other features give another mask."""
+    torch.manual_seed(0)
+    model = ADClick(_with_features(cfg))
+    assert model.takes_features and not model.takes_image
+    plain = ADClick(cfg)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("feature_embed")})
+    features = torch.randn(2, D_F, GRID, GRID) * 5 + 3
+    model.feature_embed.set_statistics(features)
+    with torch.no_grad():
+        torch.testing.assert_close(model(*_inputs(2), features=features), plain(*_inputs(2)))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(2):  # the first step moves the zeroed conv, the second the one before it
+        optimizer.zero_grad()
+        model(*_inputs(2), features=features).square().mean().backward()
+        optimizer.step()
+    prior = [n for n, _ in model.named_parameters() if n.startswith("feature_embed.")]
+    assert len(prior) == 3  # two convs' weights and the first one's bias
+    assert [n for n, p in model.named_parameters() if n in prior and torch.equal(p, before[n])] == []
+    model.eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.feature_embed.net[-1].weight)  # as a trained prior: not near zero
+        a = model(*_inputs(1), features=features[:1])
+        b = model(*_inputs(1), features=features[1:])
+    assert (a - b).abs().max() > 1e-3  # same residual, clicks and words; other features
+    with pytest.raises(ValueError, match="feature prior"):
+        model(*_inputs(1))
+
+
+def test_feature_statistics_standardise_each_channel(cfg: ADClickConfig) -> None:
+    prior = ADClick(_with_features(cfg)).feature_embed
+    assert prior is not None
+    scales = torch.logspace(-3, 3, D_F)[None, :, None, None]  # channels 6 orders of magnitude apart
+    features = (torch.randn(40, D_F, GRID, GRID) * scales + 7 * scales).half()
+    prior.set_statistics(features, chunk=7)
+    x = (features.float() - prior.mean[None, :, None, None]) * prior.inv_std[None, :, None, None]
+    torch.testing.assert_close(x.mean((0, 2, 3)), torch.zeros(D_F), atol=1e-3, rtol=0)
+    torch.testing.assert_close(x.std((0, 2, 3)), torch.ones(D_F), atol=1e-2, rtol=0)
+
+
+def test_configs_written_before_the_feature_prior_load_without_it(cfg: ADClickConfig) -> None:
+    old = {k: v for k, v in cfg.to_dict().items() if k != "image_features"}
+    assert ADClickConfig.from_dict(old).image_features is False
+    both = ADClickConfig.for_preset("cpu", 32, 16, 32, 256, image_branch=True, image_features=True)
+    model = ADClick(both)
+    assert model.takes_image and model.takes_features
+    assert not ADClick(ADClickConfig.for_preset("cpu", 32, 16, 32, 256)).takes_features

@@ -140,3 +140,45 @@ def test_click_export_with_the_image_branch_adds_only_the_image_input(tmp_path: 
     np.testing.assert_allclose(got, ref.numpy(), atol=1e-4)
     with pytest.raises(ValueError, match="takes"):
         export_click(graph, (residual, prev, clicks, torch.tensor([0, 2])), tmp_path / "short.onnx")
+
+
+@pytest.mark.parametrize("with_image", [False, True])
+def test_click_export_with_the_feature_prior_adds_the_features_input(
+    tmp_path: Path, with_image: bool
+) -> None:
+    """click.onnx takes `features` (after `image` when both priors are on); ONNX Runtime matches torch
+    for another batch size, and the features change the mask."""
+    from adinspect.contracts import BACKBONE
+
+    torch.manual_seed(0)
+    v_lang = torch.randn(P, Z, Q)
+    cfg = ADClickConfig.from_dict({**_cfg().to_dict(), "image_features": True, "image_stem": 8 * with_image})
+    model = ADClick(cfg).eval()
+    assert model.feature_embed is not None
+    torch.nn.init.normal_(model.feature_embed.net[-1].weight)  # trained, not the zero start
+    graph = ClickGraph(model, v_lang, torch.ones(P, Z))
+    residual, prev = torch.randn(2, D_F, GRID, GRID), torch.rand(2, 1, S, S)
+    clicks = torch.zeros(2, 2, S, S)
+    clicks[:, 0, 30:34, 30:34] = 1
+    image = [torch.randn(2, 3, S, S)] if with_image else []
+    example = (residual, prev, clicks, torch.tensor([0, 2]), *image, torch.randn(2, D_F, GRID, GRID))
+    assert export_click(graph, example, tmp_path / "click.onnx")["mask_max_abs_diff"] < 1e-4
+    names = [i.name for i in onnx.load(str(tmp_path / "click.onnx")).graph.input]
+    assert names == [*CLICK[:4], *([CLICK.image] if with_image else []), CLICK.features]
+    assert (CLICK.image, CLICK.features) == (BACKBONE.image, BACKBONE.features)  # fed the backbone's own
+    session = ort.InferenceSession(str(tmp_path / "click.onnx"))
+    r3, p3, c3 = torch.randn(3, D_F, GRID, GRID), torch.rand(3, 1, S, S), clicks[:1].repeat(3, 1, 1, 1)
+    image3 = torch.randn(3, 3, S, S) if with_image else None
+    features = torch.randn(3, D_F, GRID, GRID)
+    feeds = {CLICK.residual: r3.numpy(), CLICK.prev_mask: p3.numpy(), CLICK.clicks: c3.numpy(),
+             CLICK.defect_type: np.array([2, 1, 0]), CLICK.features: features.numpy()}  # fmt: skip
+    if image3 is not None:
+        feeds[CLICK.image] = image3.numpy()
+    got = session.run(None, feeds)[0]
+    with torch.no_grad():
+        ref = torch.sigmoid(model(r3, p3, c3, v_lang[[2, 1, 0]], torch.ones(3, Z), image3, features))
+    np.testing.assert_allclose(got, ref.numpy(), atol=1e-4)
+    other = session.run(None, {**feeds, CLICK.features: np.zeros_like(feeds[CLICK.features])})[0]
+    assert np.abs(other - got).max() > 1e-3
+    with pytest.raises(ValueError, match="takes"):
+        export_click(graph, example[:4], tmp_path / "short.onnx")

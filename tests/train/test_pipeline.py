@@ -35,7 +35,8 @@ def trained(fitted_package: Path, synthetic_root: Path, tmp_path_factory: pytest
     model = tmp_path_factory.mktemp("adclick") / "widget"
     shutil.copytree(fitted_package, model)
     common = ["--model", str(model), "--data", str(synthetic_root), "--quiet"]
-    assert _run("train-click", *common, "--steps", "2", "--batch-size", "2", "--n-synthetic", "8") == 0
+    tiny = ["--steps", "2", "--batch-size", "2", "--n-synthetic", "8", "--validation-images", "3"]
+    assert _run("train-click", *common, *tiny) == 0
     return model
 
 
@@ -52,15 +53,16 @@ def test_train_click_writes_a_verified_package(trained: Path) -> None:
     assert "click" not in package.manifest.optional_models  # labelling only, never served
     meta = json.loads((trained / "click_model.json").read_text())
     assert meta["preset"] == "cpu" and meta["parity"]["mask_max_abs_diff"] < 1e-4
+    validation = meta["validation"]  # synthetic anomalies on the fit's held-out good images
+    assert validation["n_images"] == 3 and validation["holdout_images"] >= 1
+    assert len(validation["iou_at_k"]) == 5 and 0 <= validation["ap_5"] <= 1
     assert meta["defect_types"] == json.loads((trained / "language.json").read_text())["defect_types"]
 
 
 def test_resume_continues_from_the_checkpoint(trained: Path, synthetic_root: Path) -> None:
     common = ["--model", str(trained), "--data", str(synthetic_root), "--quiet"]
-    assert (
-        _run("train-click", *common, "--steps", "3", "--batch-size", "2", "--n-synthetic", "8", "--resume")
-        == 0
-    )
+    more = ["--steps", "3", "--batch-size", "2", "--n-synthetic", "8", "--validation-images", "0"]
+    assert _run("train-click", *common, *more, "--resume") == 0
     assert json.loads((trained / "click_model.json").read_text())["resumed_from"] == 2
 
 
@@ -108,6 +110,9 @@ def test_label_train_seg_and_evaluate(trained: Path, synthetic_root: Path, tmp_p
     assert {"noc80", "noc85", "noc90", *after} <= set(metrics) and len(metrics["iou_at_k"]) == 3
     assert all(0 <= metrics[k] <= 1 for k in after) and metrics["n_skipped"] == 0
     assert all(0 <= v <= 1 for v in metrics["iou_at_k"]) and 1 <= metrics["noc85"] <= 3
+    floor = metrics["before_coverage_floor"]  # what the network alone did, before the floor
+    assert floor["predictions"] == sum(len(m["iou"]) for m in metrics["images"])
+    assert 0 <= floor["missed_positive_click"] <= floor["predictions"] and 0 <= floor["empty"]
 
     seg_json = tmp_path / "seg.json"
     assert _run("evaluate-seg", *common, "--json", str(seg_json)) == 0
@@ -210,6 +215,7 @@ def test_init_starts_from_another_packages_weights(
         _run("train-click", *common, "--steps", "1", "--init", str(fitted_package))
     # lr 0: the weights stay exactly those of the other package (the residual scale is this product's)
     tiny = ["--steps", "1", "--batch-size", "2", "--n-synthetic", "8", "--lr", "0"]
+    tiny += ["--validation-images", "0"]
     assert _run("train-click", *common, *tiny, "--init", str(trained)) == 0
     meta = json.loads((model / "click_model.json").read_text())
     assert meta["init"] == f"{trained}/click_model.safetensors"
