@@ -24,7 +24,7 @@ from adinspect.models.invad import INVAD_VERSION, InvAD, InvADConfig, reconstruc
 from adinspect.residual.budget import peak_rss_bytes
 from adinspect.runtime.preprocess import PreprocessSpec
 from adinspect.train.checkpoint import EMA, load_weights, read_meta, save_weights
-from adinspect.train.loop import run_loop
+from adinspect.train.loop import LoopResult, run_loop
 from adinspect.train.unified_data import ProductImages, ShuffledBatches, gather_products
 
 WEIGHTS = "invad.safetensors"
@@ -135,9 +135,22 @@ def train_unified(
         )  # fmt: skip
     finally:
         batches.close()
-    peak = peak_rss_bytes()
     meta = {**identity, "backbone_weights": info.source, "train_seconds": result.seconds}
-    save_weights(out_dir / WEIGHTS, ema.model, meta)
+    peak = _write_outputs(out_dir, ema.model, meta, settings, products, result)
+    return UnifiedResult(out_dir, products, result.start, result.final_loss, result.seconds, peak)
+
+
+def _write_outputs(
+    out_dir: Path,
+    model: InvAD,
+    meta: dict,
+    settings: UnifiedSettings,
+    products: list[ProductImages],
+    result: LoopResult,
+) -> int:
+    """The weights (with `meta`) and the JSON summary; returns the run's peak RSS in bytes."""
+    peak = peak_rss_bytes()
+    save_weights(out_dir / WEIGHTS, model, meta)
     summary = {
         **meta,
         "settings": settings.model_dump(),
@@ -146,7 +159,7 @@ def train_unified(
         "peak_rss_bytes": peak,
     }
     (out_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
-    return UnifiedResult(out_dir, products, result.start, result.final_loss, result.seconds, peak)
+    return peak
 
 
 def _identity(
