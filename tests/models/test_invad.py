@@ -1,0 +1,181 @@
+"""InvAD: shapes, learning on a toy product (a pasted patch does not reconstruct), ONNX parity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from adinspect.features.backbones import IMAGENET_MEAN, IMAGENET_STD, create_backbone
+from adinspect.models.invad import (
+    INVAD_IO,
+    GaussianBlur,
+    InvAD,
+    InvADConfig,
+    InvADScorer,
+    cosine_distance,
+    distance_map,
+    reconstruction_loss,
+)
+from adinspect.residual.model import gaussian_blur, gaussian_kernel
+
+LITE0 = dict(channels=(24, 40, 112), strides=(4, 8, 16))
+S = 64
+
+
+def _maps(batch: int, cfg: InvADConfig, seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(batch, c, n, n, generator=g) for c, n in zip(cfg.channels, cfg.grids, strict=True)]
+
+
+def test_reconstructions_have_the_shapes_of_the_backbone_maps() -> None:
+    torch.manual_seed(0)
+    cfg = InvADConfig(**LITE0, image_size=S)
+    assert cfg.grids == (16, 8, 4) and cfg.style_widths == (24, 40, 64)
+    model = InvAD(cfg).eval()
+    for batch in (1, 3):
+        features = _maps(batch, cfg)
+        with torch.no_grad():
+            out = model(*features)
+        assert [o.shape for o in out] == [f.shape for f in features]
+        assert float(reconstruction_loss(features, out)) > 0
+    amap, score = InvADScorer(model).eval()(*features)
+    assert amap.shape == (3, 1, S, S) and score.shape == (3,)
+    torch.testing.assert_close(score, amap.amax(dim=(1, 2, 3)))
+
+
+def test_distance_map_is_zero_for_a_perfect_reconstruction_and_positive_elsewhere() -> None:
+    cfg = InvADConfig(**LITE0, image_size=S)
+    features = _maps(2, cfg)
+    blur = GaussianBlur(cfg.blur_sigma, S)
+    assert float(distance_map(features, features, cfg.strides, blur).abs().max()) < 1e-5
+    flipped = [f.clone() for f in features]
+    flipped[0][:, :, :4, :4] *= -1  # opposite directions in one corner of the shallow map: cos = −1
+    amap = distance_map(features, flipped, cfg.strides, blur)
+    assert amap[0, 0, :16, :16].mean() > 0.2 > amap[0, 0, 40:, 40:].max()
+    torch.testing.assert_close(cosine_distance(features[1], -features[1]), torch.full((2, 1, 8, 8), 2.0))
+
+
+def test_blur_equals_the_training_free_maps_blur() -> None:
+    amap = torch.rand(2, 1, S, S)
+    for sigma in (0.0, 2.0, 4.0):
+        torch.testing.assert_close(GaussianBlur(sigma, S)(amap), gaussian_blur(amap, gaussian_kernel(sigma)))
+    with pytest.raises(ValueError, match="radius"):
+        GaussianBlur(20.0, S)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"strides": (4, 8, 32)}, "twice the previous stride"),
+        ({"image_size": 72}, "multiple of stride"),
+        ({"channels": (24, 40)}, "one stride per map"),
+        ({"style_width": 30}, "multiple of 4"),
+    ],
+)
+def test_inconsistent_sizes_are_refused(overrides: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        InvADConfig(**{**LITE0, "image_size": S, **overrides})
+
+
+def test_config_round_trips_through_json_values_and_refuses_unknown_keys() -> None:
+    cfg = InvADConfig(**LITE0, image_size=S, blocks_per_scale=1)
+    raw = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.to_dict().items()}
+    assert InvADConfig.from_dict(raw) == cfg
+    with pytest.raises(ValueError, match="unknown InvAD config keys"):
+        InvADConfig.from_dict({**raw, "depth": 3})
+
+
+# --- learning on a toy product ----------------------------------------------------------------------
+
+
+def _good(rng: np.random.Generator) -> np.ndarray:
+    """A 64x64 striped part: horizontal stripes, random phase and brightness, sensor noise."""
+    y = np.arange(S, dtype=np.float32)[:, None, None]
+    base = 0.5 + 0.25 * np.sin(2 * np.pi * y / 8 + rng.uniform(0, 2 * np.pi))
+    image = base * rng.uniform(0.9, 1.1) * np.array([0.9, 0.7, 0.5], np.float32)
+    return np.clip(np.broadcast_to(image, (S, S, 3)) + rng.normal(0, 0.02, (S, S, 3)), 0, 1)
+
+
+def _with_patch(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int]]:
+    """A 16x16 patch of vertical stripes in another colour pasted at a random place."""
+    out = image.copy()
+    top, left = (int(v) for v in rng.integers(8, S - 24, size=2))
+    x = np.arange(16, dtype=np.float32)[None, :, None]
+    out[top : top + 16, left : left + 16] = (0.5 + 0.4 * np.sin(2 * np.pi * x / 4)) * np.array(
+        [0.2, 0.5, 0.9]
+    )
+    return out, (top, left)
+
+
+def _batch(images: list[np.ndarray]) -> torch.Tensor:
+    x = (np.stack(images) - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+    return torch.from_numpy(x.transpose(0, 3, 1, 2).astype(np.float32))
+
+
+def test_a_pasted_patch_reconstructs_worse_than_the_good_parts_after_a_few_steps() -> None:
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    extractor, spec, _ = create_backbone("efficientnet_lite0")
+    model = InvAD(InvADConfig(spec.channels, spec.strides, S, blocks_per_scale=1)).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3, betas=(0.0, 0.99))
+    losses = []
+    for _ in range(60):
+        with torch.no_grad():
+            features = extractor(_batch([_good(rng) for _ in range(8)]))
+        loss = reconstruction_loss(features, model(*features))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
+    goods = [_good(rng) for _ in range(4)]
+    patched, corners = zip(*(_with_patch(g, rng) for g in goods), strict=True)
+    scorer = InvADScorer(model.eval()).eval()
+    with torch.no_grad():
+        good_map, good_score = scorer(*extractor(_batch(goods)))
+        bad_map, bad_score = scorer(*extractor(_batch(list(patched))))
+    assert float(bad_score.min()) > float(good_score.max()) + 0.1  # untrained: the two overlap
+    inside = [float(bad_map[i, 0, t : t + 16, x : x + 16].mean()) for i, (t, x) in enumerate(corners)]
+    assert min(inside) > float(good_map.mean()) * 2
+
+
+# --- export ------------------------------------------------------------------------------------------
+
+
+def test_onnx_export_has_static_shapes_and_matches_torch(tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    cfg = InvADConfig(**LITE0, image_size=S)
+    scorer = InvADScorer(InvAD(cfg)).eval()
+    names = INVAD_IO.features(3)
+    path = tmp_path / "invad.onnx"
+    outputs = [INVAD_IO.anomaly_map, INVAD_IO.score]
+    torch.onnx.export(
+        scorer,
+        tuple(_maps(2, cfg)),
+        str(path),
+        input_names=names,
+        output_names=outputs,
+        dynamic_axes={n: {0: "batch"} for n in names + outputs},
+        opset_version=17,
+        dynamo=False,
+    )
+    graph = onnx.shape_inference.infer_shapes(onnx.load(str(path))).graph
+    assert [i.name for i in graph.input] == names and [o.name for o in graph.output] == outputs
+    assert all(v.type.tensor_type.shape.dim[0].dim_param == "batch" for v in [*graph.input, *graph.output])
+    for value in [*graph.input, *graph.output, *graph.value_info]:  # every tensor: only the batch is free
+        dims = value.type.tensor_type.shape.dim
+        assert all(d.HasField("dim_value") for d in dims[1:]), f"{value.name} has a dynamic dimension"
+    features = _maps(3, cfg, seed=1)  # another batch size than the export's
+    got = ort.InferenceSession(str(path)).run(
+        None, dict(zip(names, (f.numpy() for f in features), strict=True))
+    )
+    with torch.no_grad():
+        amap, score = scorer(*features)
+    assert got[0].shape == (3, 1, S, S)
+    np.testing.assert_allclose(got[0], amap.numpy(), atol=1e-4)
+    np.testing.assert_allclose(got[1], score.numpy(), atol=1e-4)
