@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from adinspect.features.backbones import create_backbone
 from adinspect.models.invad import INVAD_VERSION, InvAD, InvADConfig, reconstruction_loss
 from adinspect.residual.budget import peak_rss_bytes
-from adinspect.runtime.preprocess import PreprocessSpec
+from adinspect.geometry import PreprocessSpec
 from adinspect.train.checkpoint import EMA, load_weights, read_meta, save_weights
 from adinspect.train.loop import LoopResult, run_loop
 from adinspect.train.unified_data import ProductImages, ShuffledBatches, gather_products

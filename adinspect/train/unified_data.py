@@ -16,7 +16,7 @@ import numpy as np
 
 from adinspect.data.datasets import DatasetError, open_dataset
 from adinspect.imageio import read_image
-from adinspect.runtime.preprocess import PreprocessSpec, preprocess
+from adinspect.geometry import PreprocessSpec, preprocess
 
 
 @dataclass(frozen=True)

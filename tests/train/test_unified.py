@@ -10,7 +10,7 @@ import pytest
 
 from adinspect.data.datasets import DatasetError
 from adinspect.imageio import write_png
-from adinspect.runtime.preprocess import PreprocessSpec
+from adinspect.geometry import PreprocessSpec
 from adinspect.train.checkpoint import CheckpointError, read_meta
 from adinspect.train.unified import (
     CHECKPOINT,
