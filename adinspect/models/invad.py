@@ -5,8 +5,9 @@ maps with 24/40/112 channels) are fused into a small latent at the deepest grid;
 turns it into one style *map* per scale; a generator that starts from a learned constant and is
 driven only through style-modulated convolutions (`stylemap.py`) inverts the latent back to the
 features, scale by scale. Normal features invert well; a defect, which the latent and the
-generator never learned to express, does not. The anomaly map is the per-scale cosine distance
-between the features and their reconstruction, upsampled to the image, averaged and blurred.
+generator never learned to express, does not. The anomaly map (`invad_graph.py`) is the
+per-scale cosine distance between the features and their reconstruction, upsampled to the image,
+averaged and blurred.
 
 Blocks as in the reference (ADer `model/invad.py`, config `configs/invad/invad_mvtec.py`):
   Fuser: per scale a patchify conv (kernel = stride = its factor to the deepest grid) + BN,
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,10 +31,8 @@ from torch import nn
 from torchvision.models.resnet import Bottleneck
 
 from adinspect.models.stylemap import ConvLayer, StyledResBlock
-from adinspect.residual.model import gaussian_kernel
 
-INVAD_VERSION = 1
-_COS_EPS = 1e-8
+INVAD_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -47,6 +46,8 @@ class InvADConfig:
     style_kernel: kernel of the convs that turn a style map into gamma/beta [3].
     lr_mul: learning-rate multiplier of the fuser's up-sampling convs [0.01].
     blur_sigma: Gaussian blur of the anomaly map in pixels at `image_size` [4 at 256].
+    pad: pixels of reflection added on every side of the image before the backbone, cropped from
+        its maps again (a multiple of the deepest stride; 0: none) [not in the reference].
     """
 
     channels: tuple[int, ...]
@@ -58,7 +59,7 @@ class InvADConfig:
     style_kernel: int = 3
     lr_mul: float = 0.01
     blur_sigma: float = 4.0
-    preset: str = "cpu"
+    pad: int = 0
 
     def __post_init__(self) -> None:
         if len(self.channels) != len(self.strides) or len(self.channels) < 2:
@@ -71,6 +72,10 @@ class InvADConfig:
                 raise ValueError(f"strides {self.strides}: each map must have twice the previous stride")
         if self.image_size % self.strides[-1]:
             raise ValueError(f"image_size {self.image_size} is not a multiple of stride {self.strides[-1]}")
+        if self.pad < 0 or self.pad % self.strides[-1] or self.pad >= self.image_size:
+            raise ValueError(
+                f"pad {self.pad}: expected a multiple of stride {self.strides[-1]} in [0, {self.image_size})"
+            )
         if self.style_widths[-1] % 4 or self.latent_channels < 1 or self.blocks_per_scale < 1:
             raise ValueError(
                 f"deepest style width {self.style_widths[-1]} (a multiple of 4, for the bottleneck), "
@@ -82,6 +87,11 @@ class InvADConfig:
     def grids(self) -> tuple[int, ...]:
         """Side of each feature map, shallow → deep."""
         return tuple(self.image_size // s for s in self.strides)
+
+    @property
+    def padded_size(self) -> int:
+        """The backbone's input side: the image plus `pad` on both sides."""
+        return self.image_size + 2 * self.pad
 
     @property
     def style_widths(self) -> tuple[int, ...]:
@@ -193,92 +203,3 @@ def reconstruction_loss(
     return sum(
         (F.mse_loss(r, f) for f, r in zip(features, reconstructed, strict=True)), start=torch.zeros(())
     )
-
-
-def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(B, C, h, w) x2 → (B, 1, h, w): 1 − cos over channels, written out for export."""
-    dot = (a * b).sum(1, keepdim=True)
-    norms = torch.sqrt((a * a).sum(1, keepdim=True) * (b * b).sum(1, keepdim=True))
-    return 1.0 - dot / torch.clamp(norms, min=_COS_EPS)
-
-
-class GaussianBlur(nn.Module):
-    """Separable Gaussian blur of (B, 1, S, S) maps with reflect padding, radius 4σ (as scipy).
-
-    The same numbers as `residual.model.gaussian_blur`, but the reflect padding is a gather with
-    constant indices instead of a Pad op, whose pads the TorchScript exporter computes at run time
-    (the graph then loses its static spatial shapes).
-    """
-
-    kernel_w: torch.Tensor
-    kernel_h: torch.Tensor
-    index: torch.Tensor
-
-    def __init__(self, sigma: float, size: int) -> None:
-        super().__init__()
-        kernel = gaussian_kernel(sigma)
-        self.radius = r = kernel.numel() // 2
-        if r >= size:
-            raise ValueError(f"blur sigma {sigma} needs a radius of {r} px, more than the map side {size}")
-        index = [r - i for i in range(r)] + list(range(size)) + [size - 2 - i for i in range(r)]
-        self.register_buffer("kernel_w", kernel.view(1, 1, 1, -1))
-        self.register_buffer("kernel_h", kernel.view(1, 1, -1, 1))
-        self.register_buffer("index", torch.tensor(index, dtype=torch.long))
-
-    def forward(self, amap: torch.Tensor) -> torch.Tensor:
-        if self.radius == 0:
-            return amap
-        amap = F.conv2d(amap.index_select(3, self.index), self.kernel_w)
-        return F.conv2d(amap.index_select(2, self.index), self.kernel_h)
-
-
-def distance_map(
-    features: Sequence[torch.Tensor],
-    reconstructed: Sequence[torch.Tensor],
-    strides: Sequence[int],
-    blur: nn.Module,
-) -> torch.Tensor:
-    """The InvAD anomaly map (B, 1, S, S): per scale 1 − cos(f, f̂), bilinear up-sampling by the
-    map's stride to S x S, mean over scales, then `blur` (a `GaussianBlur`). Up-sampling by a
-    constant factor (not to a size read from the tensor) keeps every shape of the graph static.
-
-    The reference (ADer `cal_anomaly_map`, uni_am, use_cos) L2-normalises each scale, resizes
-    all to the largest grid, concatenates and takes one cosine: with unit vectors that is the
-    mean of the per-scale cosines, computed here before resizing so every scale is exact.
-    """
-    maps = [
-        F.interpolate(cosine_distance(f, r), scale_factor=float(s), mode="bilinear", align_corners=False)
-        for f, r, s in zip(features, reconstructed, strides, strict=True)
-    ]
-    return blur(sum(maps[1:], maps[0]) / len(maps))
-
-
-class InvADIO(NamedTuple):
-    """Tensor names of the exported InvAD scorer: one input per backbone map, map and score out."""
-
-    feature_prefix: str = "feature_"  # feature_<i>: (B, c_i, S/s_i, S/s_i) float32, shallow → deep
-    anomaly_map: str = "anomaly_map"  # (B, 1, S, S) float32, blurred cosine distance
-    score: str = "score"  # (B,) float32, max of anomaly_map
-
-    def features(self, n: int) -> list[str]:
-        return [f"{self.feature_prefix}{i}" for i in range(n)]
-
-
-INVAD_IO = InvADIO()
-
-
-class InvADScorer(nn.Module):
-    """Backbone maps → (anomaly_map (B, 1, S, S), score (B,)): InvAD, `distance_map` and the max.
-
-    The blur's kernel and indices are buffers (constants of the exported graph).
-    """
-
-    def __init__(self, model: InvAD) -> None:
-        super().__init__()
-        self.model = model
-        self.strides = model.cfg.strides
-        self.blur = GaussianBlur(model.cfg.blur_sigma, model.cfg.image_size)
-
-    def forward(self, *features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        amap = distance_map(features, self.model(*features), self.strides, self.blur)
-        return amap, amap.flatten(1).max(dim=1).values

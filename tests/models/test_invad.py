@@ -1,4 +1,5 @@
-"""InvAD: shapes, learning on a toy product (a pasted patch does not reconstruct), ONNX parity."""
+"""InvAD: shapes, the image graph (reflection, crops), learning on a toy product (a pasted patch
+does not reconstruct), ONNX export with static shapes and parity."""
 
 from __future__ import annotations
 
@@ -8,17 +9,19 @@ import numpy as np
 import onnx
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
+from adinspect.contracts import UNIFIED
 from adinspect.features.backbones import IMAGENET_MEAN, IMAGENET_STD, create_backbone
-from adinspect.models.invad import (
-    INVAD_IO,
+from adinspect.models.invad import InvAD, InvADConfig, reconstruction_loss
+from adinspect.models.invad_graph import (
     GaussianBlur,
-    InvAD,
-    InvADConfig,
-    InvADScorer,
+    InvADGraph,
+    ReflectPad,
     cosine_distance,
     distance_map,
-    reconstruction_loss,
+    export_invad,
 )
 from adinspect.residual.model import gaussian_blur, gaussian_kernel
 
@@ -42,7 +45,7 @@ def test_reconstructions_have_the_shapes_of_the_backbone_maps() -> None:
             out = model(*features)
         assert [o.shape for o in out] == [f.shape for f in features]
         assert float(reconstruction_loss(features, out)) > 0
-    amap, score = InvADScorer(model).eval()(*features)
+    amap, score = InvADGraph(nn.Identity(), model).eval().score_features(features)
     assert amap.shape == (3, 1, S, S) and score.shape == (3,)
     torch.testing.assert_close(score, amap.amax(dim=(1, 2, 3)))
 
@@ -74,6 +77,7 @@ def test_blur_equals_the_training_free_maps_blur() -> None:
         ({"image_size": 72}, "multiple of stride"),
         ({"channels": (24, 40)}, "one stride per map"),
         ({"style_width": 30}, "multiple of 4"),
+        ({"pad": 8}, "pad 8"),
     ],
 )
 def test_inconsistent_sizes_are_refused(overrides: dict, field: str) -> None:
@@ -134,48 +138,77 @@ def test_a_pasted_patch_reconstructs_worse_than_the_good_parts_after_a_few_steps
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
     goods = [_good(rng) for _ in range(4)]
     patched, corners = zip(*(_with_patch(g, rng) for g in goods), strict=True)
-    scorer = InvADScorer(model.eval()).eval()
+    graph = InvADGraph(extractor, model.eval()).eval()
     with torch.no_grad():
-        good_map, good_score = scorer(*extractor(_batch(goods)))
-        bad_map, bad_score = scorer(*extractor(_batch(list(patched))))
+        good_map, good_score = graph(_batch(goods))
+        bad_map, bad_score = graph(_batch(list(patched)))
     assert float(bad_score.min()) > float(good_score.max()) + 0.1  # untrained: the two overlap
     inside = [float(bad_map[i, 0, t : t + 16, x : x + 16].mean()) for i, (t, x) in enumerate(corners)]
     assert min(inside) > float(good_map.mean()) * 2
 
 
-# --- export ------------------------------------------------------------------------------------------
+# --- the image graph and its export ---------------------------------------------------------------
 
 
-def test_onnx_export_has_static_shapes_and_matches_torch(tmp_path: Path) -> None:
-    ort = pytest.importorskip("onnxruntime")
+def test_reflection_mirrors_without_repeating_the_edge_and_the_crops_undo_it() -> None:
+    x = torch.randn(2, 3, S, S)
+    torch.testing.assert_close(ReflectPad(S, 16)(x), F.pad(x, (16, 16, 16, 16), mode="reflect"))
+    extractor, spec, _ = create_backbone("efficientnet_lite0")
+    cfg = InvADConfig(spec.channels, spec.strides, S, blocks_per_scale=1, pad=16)
+    graph = InvADGraph(extractor, InvAD(cfg)).eval()
+    with torch.no_grad():
+        cropped, padded = graph.features(x), extractor(F.pad(x, (16, 16, 16, 16), mode="reflect"))
+    assert [tuple(f.shape[1:]) for f in cropped] == [(24, 16, 16), (40, 8, 8), (112, 4, 4)]
+    for f, full, stride in zip(cropped, padded, spec.strides, strict=True):
+        c = 16 // stride  # the image's cells inside the padded map
+        torch.testing.assert_close(f, full[:, :, c:-c, c:-c])
+
+
+class _FromFeatures(nn.Module):
+    """The graph after the backbone (maps → map, score), to export InvAD and the map on their own."""
+
+    def __init__(self, graph: InvADGraph) -> None:
+        super().__init__()
+        self.graph = graph
+
+    def forward(self, *features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.graph.score_features(features)
+
+
+def test_invad_and_its_map_export_with_static_shapes(tmp_path: Path) -> None:
+    """Only the batch is free from the backbone's maps on (inside the backbone, TF "same" padding
+    computes its pads from the input's shape, as in the training-free backbone.onnx)."""
     torch.manual_seed(0)
     cfg = InvADConfig(**LITE0, image_size=S)
-    scorer = InvADScorer(InvAD(cfg)).eval()
-    names = INVAD_IO.features(3)
-    path = tmp_path / "invad.onnx"
-    outputs = [INVAD_IO.anomaly_map, INVAD_IO.score]
+    path, names = tmp_path / "maps.onnx", [f"feature_{i}" for i in range(3)]
+    outputs = [UNIFIED.anomaly_map, UNIFIED.score]
     torch.onnx.export(
-        scorer,
-        tuple(_maps(2, cfg)),
-        str(path),
-        input_names=names,
-        output_names=outputs,
-        dynamic_axes={n: {0: "batch"} for n in names + outputs},
-        opset_version=17,
-        dynamo=False,
-    )
+        _FromFeatures(InvADGraph(nn.Identity(), InvAD(cfg))).eval(), tuple(_maps(2, cfg)), str(path),
+        input_names=names, output_names=outputs, dynamic_axes={n: {0: "batch"} for n in names + outputs},
+        opset_version=17, dynamo=False,
+    )  # fmt: skip
     graph = onnx.shape_inference.infer_shapes(onnx.load(str(path))).graph
-    assert [i.name for i in graph.input] == names and [o.name for o in graph.output] == outputs
     assert all(v.type.tensor_type.shape.dim[0].dim_param == "batch" for v in [*graph.input, *graph.output])
-    for value in [*graph.input, *graph.output, *graph.value_info]:  # every tensor: only the batch is free
+    for value in [*graph.input, *graph.output, *graph.value_info]:
         dims = value.type.tensor_type.shape.dim
         assert all(d.HasField("dim_value") for d in dims[1:]), f"{value.name} has a dynamic dimension"
-    features = _maps(3, cfg, seed=1)  # another batch size than the export's
-    got = ort.InferenceSession(str(path)).run(
-        None, dict(zip(names, (f.numpy() for f in features), strict=True))
-    )
+
+
+def test_the_image_graph_exports_and_matches_torch(tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    extractor, spec, _ = create_backbone("efficientnet_lite0")
+    graph = InvADGraph(extractor, InvAD(InvADConfig(spec.channels, spec.strides, S, pad=16))).eval()
+    path = tmp_path / "invad.onnx"
+    export_invad(graph, path)
+    proto = onnx.load(str(path)).graph
+    assert [i.name for i in proto.input] == [UNIFIED.image]
+    assert [o.name for o in proto.output] == [UNIFIED.anomaly_map, UNIFIED.score]
+    dims = [[d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in proto.output]
+    assert dims == [["batch", 1, S, S], ["batch"]]
+    images = torch.randn(3, 3, S, S, generator=torch.Generator().manual_seed(1))  # not the export's batch
+    got = ort.InferenceSession(str(path)).run(None, {UNIFIED.image: images.numpy()})
     with torch.no_grad():
-        amap, score = scorer(*features)
-    assert got[0].shape == (3, 1, S, S)
+        amap, score = graph(images)
     np.testing.assert_allclose(got[0], amap.numpy(), atol=1e-4)
     np.testing.assert_allclose(got[1], score.numpy(), atol=1e-4)
