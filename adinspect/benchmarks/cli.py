@@ -26,6 +26,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int)
     p.add_argument("--no-eager", action="store_true", help="skip the torch reference (no torch needed)")
+    p.add_argument("--product", help="a unified package's product (default: the data folder's name)")
     add_bench_serving_arguments(p)
     p.set_defaults(func=cmd_bench)
 
@@ -84,6 +85,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         threads=args.threads,
         eager=not args.no_eager,
+        product=args.product,
     )
     print(write_bench(results, args.json))
     return 0

@@ -18,7 +18,7 @@ from adinspect.data.datasets import Sample, open_dataset
 from adinspect.geometry import preprocess_batch
 from adinspect.imageio import read_image, read_mask
 from adinspect.metrics import compute_metrics
-from adinspect.package import LABELS_DIR, LABELS_JSON
+from adinspect.package import LABELS_DIR, LABELS_JSON, ModelPackage
 
 
 @dataclass
@@ -66,13 +66,22 @@ def collect(
 
 
 def evaluate_package(
-    model_dir: Path, data_dir: Path, plots_dir: Path | None = None, progress: bool = True
-) -> dict[str, float]:
-    """Metrics of a package on the test split of `data_dir` (MVTec or KolektorSDD2 layout)."""
+    model_dir: Path,
+    data_dir: Path,
+    plots_dir: Path | None = None,
+    progress: bool = True,
+    product: str | None = None,
+) -> dict[str, float | str]:
+    """Metrics of a package on the test split of `data_dir` (MVTec or KolektorSDD2 layout).
+
+    A unified package inspects the data as `product` (default: the product named like the data
+    folder); its threshold gives the false-reject and miss rates.
+    """
     from adinspect.runtime.inspector import Inspector
 
-    inspector = Inspector(model_dir)
     dataset = open_dataset(Path(data_dir))
+    package = ModelPackage.load(Path(model_dir), verify=False)  # which product; Inspector verifies
+    inspector = Inspector(model_dir, product=package.product_for_data(product, dataset.name))
     if not dataset.test:
         raise ValueError(f"{data_dir}: no test images (expected test/good and test/<defect> folders)")
     pre = inspector.package.preprocess
@@ -80,7 +89,8 @@ def evaluate_package(
         inspector, dataset.test, pre.image_size, pre, keep_images=plots_dir is not None, progress=progress
     )
     labels = np.array([s.label for s in data.samples])
-    metrics = compute_metrics(data.scores, labels, data.maps, data.masks)
+    metrics: dict[str, float | str] = {"product": inspector.product, "threshold": inspector.threshold}
+    metrics.update(compute_metrics(data.scores, labels, data.maps, data.masks))
     verdict_fail = data.scores > inspector.threshold
     metrics["false_reject_rate"] = float(verdict_fail[labels == 0].mean()) if (labels == 0).any() else 0.0
     metrics["miss_rate"] = float((~verdict_fail[labels == 1]).mean()) if (labels == 1).any() else 0.0

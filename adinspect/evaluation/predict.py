@@ -56,9 +56,12 @@ def predict(
     out_dir: Path,
     overlays: bool = True,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    product: str | None = None,
 ) -> dict:
-    """Inspect every input; returns {"results": [...], "errors": [...]} (also written to results.json)."""
-    inspector = Inspector(model_dir)
+    """Inspect every input; returns {"results": [...], "errors": [...]} (also written to results.json).
+
+    `product`: whose threshold decides; required for a unified package, optional otherwise."""
+    inspector = Inspector(model_dir, product=product)
     out_dir = Path(out_dir)
     (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
     results, errors = [], []

@@ -11,6 +11,8 @@ from adinspect.package.manifest import (
     Manifest,
     ModelPackage,
     PackageError,
+    ProductThreshold,
+    UnifiedRecord,
     sha256_of,
     write_manifest,
 )
@@ -26,6 +28,8 @@ __all__ = [
     "Manifest",
     "ModelPackage",
     "PackageError",
+    "ProductThreshold",
+    "UnifiedRecord",
     "sha256_of",
     "write_manifest",
 ]

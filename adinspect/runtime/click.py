@@ -53,6 +53,7 @@ class ClickRuntime:
 
     def __init__(self, model_dir: Path, threads: int | None = None) -> None:
         self.package = ModelPackage.load(Path(model_dir))
+        self.package.require_bank()  # clicks work on residuals against one product's bank
         self.size = self.package.preprocess.image_size
         self.backbone = make_session(self.package.path("backbone.onnx"), threads)
         self.residual = make_session(self.package.path("residual.onnx"), threads)

@@ -1,46 +1,53 @@
-"""Train one InvAD model on the good images of several products together (multi-class).
+"""`adinspect train-unified`: one InvAD model on the good images of several products together.
 
-Per step: a shuffled batch of good images from all products (`unified_data.ShuffledBatches`,
-read per batch, never the whole set), the frozen backbone's maps under `no_grad`, InvAD's
-reconstruction and the reference loss (sum over scales of the MSE). The optimiser is the
-reference's: Adam with betas (0, 0.99), lr 0.001 · batch / 8, divided by 10 for the last 20 %
-of the steps. `train/loop.run_loop` adds gradient clipping, an EMA of the weights (the EMA is
-what is saved), the progress bar and a checkpoint every `checkpoint_every` steps, so an
-interrupted run resumes where it stopped. Output: `invad.safetensors` (weights + metadata) and
-`invad_training.json` (products, settings, time, peak memory) in the output folder.
+Orchestration: each product's good images are split into training and held-out images
+(`unified_data.gather_products`); the training images go through the frozen backbone once into a
+feature file in the work folder; then per step a shuffled batch of all products' maps is read
+back and InvAD learns to reconstruct them with the reference's loss (sum over scales of the MSE)
+and optimiser (Adam, betas (0, 0.99), lr 0.001 · batch / 8, divided by 10 for the last 20 % of
+the steps). `train/loop.run_loop` adds gradient clipping, an EMA of the weights (the EMA is what
+ships), the progress bar and a checkpoint every `checkpoint_every` steps, so an interrupted run
+resumes where it stopped when the same command is run again. `unified_package.write_unified_package`
+then calibrates each product's threshold on its held-out images and writes the model package.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from adinspect.errors import InputError
 from adinspect.features.backbones import create_backbone
-from adinspect.models.invad import INVAD_VERSION, InvAD, InvADConfig, reconstruction_loss
-from adinspect.residual.budget import peak_rss_bytes
 from adinspect.geometry import PreprocessSpec
-from adinspect.train.checkpoint import EMA, load_weights, read_meta, save_weights
+from adinspect.models.invad import INVAD_VERSION, InvAD, InvADConfig, reconstruction_loss
+from adinspect.models.invad_graph import InvADGraph
+from adinspect.residual.budget import peak_rss_bytes
+from adinspect.train.checkpoint import EMA, CheckpointError
 from adinspect.train.loop import LoopResult, run_loop
-from adinspect.train.unified_data import ProductImages, ShuffledBatches, gather_products
+from adinspect.train.unified_data import FeatureFile, ProductImages, ShuffledBatches, gather_products
+from adinspect.train.unified_package import PackageReport, model_name, write_unified_package
 
-WEIGHTS = "invad.safetensors"
 CHECKPOINT = "invad_checkpoint.safetensors"
-SUMMARY = "invad_training.json"
+FEATURES = "features.f16"
+SUMMARY = "training.json"
 KIND = "invad"
 
 
 class UnifiedSettings(BaseModel):
-    """Settings of `train_unified`; the model sizes default to the cpu preset (see InvADConfig)."""
+    """Settings of `train_unified`; model sizes as `InvADConfig` (reference values there)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     backbone: str = "efficientnet_lite0"
     image_size: int = Field(default=256, ge=64, le=1024)
-    steps: int = Field(default=3000, ge=1)
+    pad: int = Field(default=16, ge=0, description="reflection (px per side) before the backbone")
+    steps: int = Field(default=2000, ge=1)
     batch_size: int = Field(default=16, ge=2)
     lr: float | None = Field(default=None, gt=0, description="None: the reference's 0.001 · batch / 8.")
     decay_at: float = Field(default=0.8, gt=0, le=1, description="Fraction of steps after which lr / 10.")
@@ -49,9 +56,12 @@ class UnifiedSettings(BaseModel):
     checkpoint_every: int = Field(default=100, ge=1)
     style_width: int = 64
     latent_channels: int = 16
-    blocks_per_scale: int = 2
+    blocks_per_scale: int = Field(default=1, ge=1, description="StyledResBlocks per scale (reference: 2)")
     style_kernel: int = 3
     blur_sigma: float = 4.0
+    holdout_fraction: float = Field(default=0.1, gt=0.0, lt=0.5, description="per product, never trained on")
+    min_holdout: int = Field(default=4, ge=2)
+    std_factor: float = Field(default=3.0, ge=0.0, description="threshold = max(mean + k·std, max)")
 
     @property
     def base_lr(self) -> float:
@@ -64,8 +74,9 @@ class UnifiedResult:
     products: list[ProductImages]
     start_step: int
     final_loss: float | None
-    train_seconds: float
+    seconds: dict[str, float]
     peak_rss_bytes: int
+    package: PackageReport
 
 
 def invad_config(
@@ -80,7 +91,13 @@ def invad_config(
         blocks_per_scale=settings.blocks_per_scale,
         style_kernel=settings.style_kernel,
         blur_sigma=settings.blur_sigma,
+        pad=settings.pad,
     )
+
+
+def work_dir_of(out_dir: Path) -> Path:
+    """Where a run keeps its checkpoint and feature file until the package is written: `<out>.work`."""
+    return out_dir.with_name(out_dir.name + ".work")
 
 
 def train_unified(
@@ -89,77 +106,108 @@ def train_unified(
     settings: UnifiedSettings,
     *,
     weights: Path | None = None,
-    resume: bool = True,
+    overwrite: bool = False,
+    keep_work: bool = False,
     progress: bool = True,
 ) -> UnifiedResult:
-    """Train InvAD on the good images of every root; write the weights and a summary to `out_dir`.
+    """Train InvAD on the good images of every root and write the unified package to `out_dir`.
 
     Args:
-        roots: product folders (MVTec layout or plain image folders), one product each.
-        out_dir: created if missing; holds the checkpoint while training.
+        roots: product folders (MVTec layout or plain image folders), one product each, named by
+            the folder.
+        out_dir: the package; refused if it exists unless `overwrite`. Its name names the model.
         settings: see `UnifiedSettings`.
         weights: backbone weights file (None: the backbone's offline default).
-        resume: continue from `out_dir`'s checkpoint when it exists and matches this run.
-        progress: show a tqdm bar.
+        keep_work: keep `<out>.work` (checkpoint, feature file) after the package is written.
+        progress: show tqdm bars.
+
+    A run interrupted before the package is written resumes from `<out>.work` when called again
+    with the same data and settings (a different run there is refused with what differs).
     """
-    products = gather_products([Path(r) for r in roots])
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise CheckpointError(f"{out_dir} already exists; choose another --out or pass --overwrite")
+    model_name(out_dir)  # refused now rather than after training
+    products = gather_products(roots, settings.holdout_fraction, settings.min_holdout, settings.seed)
+    t0 = time.perf_counter()
     extractor, spec, info = create_backbone(settings.backbone, weights=weights)
     extractor.requires_grad_(False)
-    cfg = invad_config(settings, spec.channels, spec.strides)
     torch.manual_seed(settings.seed)
+    try:
+        cfg = invad_config(settings, spec.channels, spec.strides)
+    except ValueError as exc:
+        raise InputError(f"train-unified settings: {exc}") from exc
     model = InvAD(cfg).train()
-    ema = EMA(model, settings.ema_decay)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.base_lr, betas=(0.0, 0.99))
+    graph = InvADGraph(extractor, model).eval()
     pre = PreprocessSpec(image_size=settings.image_size, mean=spec.mean, std=spec.std)
-    paths = [p for product in products for p in product.paths]
-    batches = ShuffledBatches(paths, pre, settings.batch_size, settings.seed)
     identity = _identity(settings, cfg, products, info.sha256)
+    work = work_dir_of(out_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    features = _feature_file(work / FEATURES, graph, products, pre, identity, progress)
+    seconds = {"embed": time.perf_counter() - t0}
+    ema = EMA(model, settings.ema_decay)
+    try:
+        result = _fit(model, ema, features, settings, work / CHECKPOINT, identity, progress)
+    finally:
+        features.close()
+    seconds["train"] = result.seconds
+    trained = InvADGraph(extractor, ema.model).eval()
+    meta = {**identity, "backbone_weights": info.source, "final_loss": result.final_loss}
+    report = write_unified_package(out_dir, trained, products, settings, pre, info, meta, seconds)
+    peak = peak_rss_bytes()
+    summary = {**meta, "seconds": seconds, "peak_rss_bytes": peak, "start_step": result.start}
+    (work / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    if not keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    return UnifiedResult(out_dir, products, result.start, result.final_loss, seconds, peak, report)
+
+
+def _feature_file(
+    path: Path,
+    graph: InvADGraph,
+    products: list[ProductImages],
+    pre: PreprocessSpec,
+    identity: dict,
+    progress: bool,
+) -> FeatureFile:
+    """Every product's training images through the backbone once (reused when already done)."""
+    paths = [p for product in products for p in product.train]
+    cfg = graph.model.cfg
+    shapes = [[c, g, g] for c, g in zip(cfg.channels, cfg.grids, strict=True)]
+    stamp = {**identity, "shapes": shapes, "images": [str(p) for p in paths]}
+    return FeatureFile.build(path, paths, graph.features, pre, stamp, progress=progress)
+
+
+def _fit(
+    model: InvAD,
+    ema: EMA,
+    features: FeatureFile,
+    settings: UnifiedSettings,
+    checkpoint: Path,
+    identity: dict,
+    progress: bool,
+) -> LoopResult:
+    """The optimisation: shuffled batches of the stored maps, the reference's loss and schedule."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.base_lr, betas=(0.0, 0.99))
+    batches = ShuffledBatches(features.n, settings.batch_size, settings.seed, features.read)
     decay_step = int(settings.decay_at * settings.steps)
 
     def loss_at(step: int) -> torch.Tensor:
-        with torch.no_grad():
-            features = extractor(torch.from_numpy(batches(step)))
-        return reconstruction_loss(features, model(*features))
+        maps = [torch.from_numpy(m) for m in batches(step)]
+        return reconstruction_loss(maps, model(*maps))
 
     def rate_at(step: int) -> None:
         for group in optimizer.param_groups:
             group["lr"] = settings.base_lr * (0.1 if step >= decay_step else 1.0)
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        result = run_loop(
+        return run_loop(
             model, ema, optimizer, total=settings.steps, loss_at=loss_at, rate_at=rate_at,
-            checkpoint=out_dir / CHECKPOINT, identity=identity, extra={}, resume=resume,
+            checkpoint=checkpoint, identity=identity, extra={}, resume=True,
             checkpoint_every=settings.checkpoint_every, desc="invad", progress=progress,
         )  # fmt: skip
     finally:
         batches.close()
-    meta = {**identity, "backbone_weights": info.source, "train_seconds": result.seconds}
-    peak = _write_outputs(out_dir, ema.model, meta, settings, products, result)
-    return UnifiedResult(out_dir, products, result.start, result.final_loss, result.seconds, peak)
-
-
-def _write_outputs(
-    out_dir: Path,
-    model: InvAD,
-    meta: dict,
-    settings: UnifiedSettings,
-    products: list[ProductImages],
-    result: LoopResult,
-) -> int:
-    """The weights (with `meta`) and the JSON summary; returns the run's peak RSS in bytes."""
-    peak = peak_rss_bytes()
-    save_weights(out_dir / WEIGHTS, model, meta)
-    summary = {
-        **meta,
-        "settings": settings.model_dump(),
-        "images": sum(len(p.paths) for p in products),
-        "final_loss": result.final_loss,
-        "peak_rss_bytes": peak,
-    }
-    (out_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
-    return peak
 
 
 def _identity(
@@ -173,19 +221,10 @@ def _identity(
         "backbone": settings.backbone,
         "backbone_sha256": sha,
         "invad": cfg.to_dict(),
-        "products": [[p.name, len(p.paths)] for p in products],
+        "products": [[p.name, len(p.train), len(p.holdout)] for p in products],
         "steps": settings.steps,
         "batch_size": settings.batch_size,
+        "lr": settings.base_lr,
         "seed": settings.seed,
     }
     return json.loads(json.dumps(identity))
-
-
-def load_invad(path: Path) -> tuple[InvAD, dict]:
-    """An InvAD in eval mode from `save_weights` output, and its metadata (products, backbone)."""
-    meta = read_meta(Path(path))
-    if meta.get("kind") != KIND:
-        raise ValueError(f"{path}: not InvAD weights (kind {meta.get('kind')!r}, expected {KIND!r})")
-    model = InvAD(InvADConfig.from_dict(meta["invad"]))
-    load_weights(Path(path), model, {"kind": KIND})
-    return model.eval(), meta
