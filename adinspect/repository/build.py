@@ -27,6 +27,7 @@ from adinspect.repository.integrity import MARKER, RepositoryManifest, hash_mode
 from adinspect.repository.packages import RepositoryError, check_shared_backbone, load_packages
 from adinspect.repository.settings import Flavor, RepositorySettings
 from adinspect.repository.tensors import Shapes
+from adinspect.repository.unified import check_unified, write_unified
 from adinspect.repository.write import write_product, write_shared_models
 
 FLAVORS = ("cpu", "gpu")
@@ -50,7 +51,8 @@ def build_repository(
     """Write the Triton repository serving `inspect_<product>` for every package.
 
     Args:
-        model_dirs: packages written by `adinspect fit`, one per product, sharing one backbone.
+        model_dirs: packages written by `adinspect fit`, one per product, sharing one backbone; or
+            unified packages (`adinspect train-unified`), each served as one model for its products.
         flavor: "cpu" (Python backend + ONNX Runtime) or "gpu" (ORT+TensorRT or TensorRT plans).
         out_dir: the repository; models from an earlier build there are replaced, other files kept.
         settings: batching, instances and limits.
@@ -68,34 +70,37 @@ def build_repository(
         )
     settings = settings or RepositorySettings()
     packages = load_packages(model_dirs)
-    check_shared_backbone(packages)
+    unified = check_unified(packages)
+    if not unified:
+        check_shared_backbone(packages)
     out_dir = Path(out_dir)
     previous = _previous_models(out_dir)
-    shapes = Shapes.of(packages[0])
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        if flavor == "cpu":
+        if unified:
+            write_unified(tmp, packages, flavor, settings, engines_dir)
+        elif flavor == "cpu":
             for package in packages:
-                write_product(tmp, package, flavor, settings, shapes)
+                write_product(tmp, package, flavor, settings, Shapes.of(package))
         else:
-            write_shared_models(tmp, packages, settings, shapes, engines_dir)
+            write_shared_models(tmp, packages, settings, Shapes.of(packages[0]), engines_dir)
         models = sorted(p.name for p in tmp.iterdir() if p.is_dir())
         _check_precision_names(settings, models)
         marker = RepositoryManifest(
             adinspect_version=__version__,
             flavor=flavor,
             models=models,
-            products={p.product: str(p.root.resolve()) for p in packages},
+            products={product: str(p.root.resolve()) for p in packages for product in p.products},
             settings=settings.model_dump(),
-            backbone_sha256=packages[0].manifest.files["backbone.onnx"],
+            backbone_sha256=packages[0].manifest.files.get("backbone.onnx", ""),
             preprocess=packages[0].preprocess.model_dump(mode="json"),
             files=hash_models(tmp, models),
         )
         _move_into_place(tmp, out_dir, previous, models, marker)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return BuildReport(out_dir, flavor, [p.product for p in packages], models)
+    return BuildReport(out_dir, flavor, [product for p in packages for product in p.products], models)
 
 
 def _check_precision_names(settings: RepositorySettings, models: list[str]) -> None:

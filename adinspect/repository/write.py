@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from adinspect.repository.tensors import Shapes
 LIBRARY = "adinspect"  # the library copy's folder name inside a Python model's version directory
 
 
-def _model_source(name: str) -> bytes:
+def model_source(name: str) -> bytes:
     return resources.files("adinspect.repository.models").joinpath(f"{name}.py").read_bytes()
 
 
@@ -48,8 +48,8 @@ def _copy_library(version_dir: Path) -> None:
     )
 
 
-def _write_model(
-    root: Path, config: dict[str, Any], files: dict[str, bytes | Path], version_number: int = 1
+def write_model(
+    root: Path, config: dict[str, Any], files: Mapping[str, bytes | Path], version_number: int = 1
 ) -> None:
     model_dir = root / config["name"]
     if model_dir.resolve().parent != root.resolve():  # names are validated; this is the last guard
@@ -98,7 +98,7 @@ def _write_onnx_model(
     files: dict[str, bytes | Path] = {"model.plan": plan} if plan is not None else {"model.onnx": onnx}
     if plan is None and external_data:
         files.update(external_data)
-    _write_model(root, config, files, version)
+    write_model(root, config, files, version)
     return config
 
 
@@ -111,20 +111,20 @@ def write_shared_models(
 ) -> None:
     """The gpu flavour's ensembles: shared preprocess, backbone and postprocess, and each product's
     own models."""
-    _write_model(
+    write_model(
         root,
         preprocess_model(settings, packages[0].preprocess.model_dump_json(), shapes.image_size),
-        {"model.py": _model_source("preprocess")},
+        {"model.py": model_source("preprocess")},
     )
     backbone = packages[0].path("backbone.onnx").read_bytes()
     _write_onnx_model(root, BACKBONE_MODEL, settings, shapes.backbone_io(), backbone, engines_dir)
     for package in packages:
         write_product(root, package, "gpu", settings, shapes, engines_dir)
     table = MonitoringTable(products=[monitoring_entry(p) for p in packages])
-    _write_model(
+    write_model(
         root,
         postprocess_model(settings, shapes.image_size),
-        {"model.py": _model_source("postprocess"), MONITORING_FILE: table.model_dump_json(indent=2).encode()},
+        {"model.py": model_source("postprocess"), MONITORING_FILE: table.model_dump_json(indent=2).encode()},
     )
 
 
@@ -164,7 +164,7 @@ def write_product(
     if flavor == "cpu":
         table = MonitoringTable(products=[monitoring_entry(package)])
         files: dict[str, bytes | Path] = {
-            "model.py": _model_source("inspect"),
+            "model.py": model_source("inspect"),
             "backbone.onnx": package.path("backbone.onnx"),
             "model.onnx": residual,
             **_residual_data(package),
@@ -174,7 +174,7 @@ def write_product(
             files["seg.onnx"] = bake_seg(seg)
         spec_json = package.preprocess.model_dump_json()
         config = pinned(product_model(product, settings, params, spec_json), [version])
-        _write_model(root, config, files, version)
+        write_model(root, config, files, version)
         return {config["name"]: config}
     written: dict[str, dict[str, Any]] = {}
     name = residual_model(product)
@@ -189,6 +189,6 @@ def write_product(
         written[name] = _write_onnx_model(root, name, settings, io, bake_seg(seg), engines_dir, version)
         steps = ensemble_steps(product, seg_step(product))
     config = ensemble(product, steps, params, versions={m: version for m in written})
-    _write_model(root, config, {})
+    write_model(root, config, {})
     written[config["name"]] = config
     return written
