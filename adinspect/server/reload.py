@@ -89,6 +89,11 @@ def update_product(repo: Path, client: Any, model_dir: Path) -> UpdateReport:
     repo = Path(repo)
     manifest = verify_repository(repo)
     (package,) = load_packages([Path(model_dir)])
+    if package.is_unified:
+        raise RepositoryError(
+            f"{model_dir} is a unified package: its one model serves all its products, so it goes live "
+            "with `adinspect repo build` and a restart, not product by product"
+        )
     product = package.product
     if product not in manifest.products:
         raise RepositoryError(
