@@ -46,8 +46,9 @@ class InvADConfig:
     style_kernel: kernel of the convs that turn a style map into gamma/beta [3].
     lr_mul: learning-rate multiplier of the fuser's up-sampling convs [0.01].
     blur_sigma: Gaussian blur of the anomaly map in pixels at `image_size` [4 at 256].
-    pad: pixels of reflection added on every side of the image before the backbone, cropped from
-        its maps again (a multiple of the deepest stride; 0: none) [not in the reference].
+    pad: pixels of reflection added on every side of the image before the backbone (a multiple of
+        the deepest stride; 0: none) [not in the reference]. InvAD reconstructs the maps of the
+        padded image; the anomaly map is cropped back to the image (`invad_graph.py`).
     """
 
     channels: tuple[int, ...]
@@ -85,8 +86,8 @@ class InvADConfig:
 
     @property
     def grids(self) -> tuple[int, ...]:
-        """Side of each feature map, shallow → deep."""
-        return tuple(self.image_size // s for s in self.strides)
+        """Side of each feature map InvAD reconstructs (of the padded image), shallow → deep."""
+        return tuple(self.padded_size // s for s in self.strides)
 
     @property
     def padded_size(self) -> int:

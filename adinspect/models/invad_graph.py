@@ -1,14 +1,16 @@
 """InvAD from the image to the anomaly map, in one exportable graph (`invad.onnx` of a unified package).
 
-image (B, 3, S, S) → reflect padding (`pad` px per side) → the frozen backbone's maps, cropped back
-to the image → InvAD's reconstruction → per scale 1 − cos(f, f̂), up-sampled to S x S, averaged →
-Gaussian blur → anomaly_map (B, 1, S, S) and score = its maximum (B,).
+image (B, 3, S, S) → reflect padding (`pad` px per side) → the frozen backbone's maps of the padded
+image → InvAD's reconstruction → per scale 1 − cos(f, f̂), up-sampled to the padded side, averaged
+→ cropped back to S x S → Gaussian blur → anomaly_map (B, 1, S, S) and score = its maximum (B,).
 
-Why reflection: the backbone pads with zeros (EfficientNet-Lite0: TF "same" padding), which makes
-its border cells unlike any interior cell, and InvAD's generator has to learn to reproduce them from
-its own zero-padded convolutions. Reflecting the image first gives the cropped maps' border cells
-real (mirrored) context, so they look like interior cells. The padding is a constant-index gather,
-not a Pad op, so the exported graph keeps static shapes.
+Why the mirrored margin: convolutions pad with zeros, so the cells at a map's edge are unlike any
+interior cell, twice over: the backbone's (EfficientNet-Lite0: TF "same" padding) and, worse, InvAD's
+own generator, which must learn to reproduce edge cells from its zero-padded convolutions and
+reconstructs them worst (held-out good images peaked at the image border). With the image mirrored
+by `pad` px, both edges fall on the mirrored margin, whose distances are cropped away; the image's
+own border cells have real context on every side. The padding is a constant-index gather and the
+crop a constant slice (no Pad op, no sizes read from tensors), so the graph keeps static shapes.
 """
 
 from __future__ import annotations
@@ -87,14 +89,11 @@ class GaussianBlur(nn.Module):
 
 
 def distance_map(
-    features: Sequence[torch.Tensor],
-    reconstructed: Sequence[torch.Tensor],
-    strides: Sequence[int],
-    blur: nn.Module,
+    features: Sequence[torch.Tensor], reconstructed: Sequence[torch.Tensor], strides: Sequence[int]
 ) -> torch.Tensor:
-    """The InvAD anomaly map (B, 1, S, S): per scale 1 − cos(f, f̂), bilinear up-sampling by the
-    map's stride to S x S, mean over scales, then `blur` (a `GaussianBlur`). Up-sampling by a
-    constant factor (not to a size read from the tensor) keeps every shape of the graph static.
+    """The InvAD distance (B, 1, H, W) at the input's side: per scale 1 − cos(f, f̂), bilinear
+    up-sampling by the map's stride, mean over scales. Up-sampling by a constant factor (not to a
+    size read from the tensor) keeps every shape of the graph static.
 
     The reference (ADer `cal_anomaly_map`, uni_am, use_cos) L2-normalises each scale, resizes
     all to the largest grid, concatenates and takes one cosine: with unit vectors that is the
@@ -104,7 +103,7 @@ def distance_map(
         F.interpolate(cosine_distance(f, r), scale_factor=float(s), mode="bilinear", align_corners=False)
         for f, r, s in zip(features, reconstructed, strides, strict=True)
     ]
-    return blur(sum(maps[1:], maps[0]) / len(maps))
+    return sum(maps[1:], maps[0]) / len(maps)
 
 
 class InvADGraph(nn.Module):
@@ -122,22 +121,18 @@ class InvADGraph(nn.Module):
         self.model = model
         self.strides = cfg.strides
         self.pad = ReflectPad(cfg.image_size, cfg.pad) if cfg.pad else None
-        self.crops = tuple(cfg.pad // s for s in cfg.strides)
-        self.grids = cfg.grids
+        self.margin, self.size = cfg.pad, cfg.image_size
         self.blur = GaussianBlur(cfg.blur_sigma, cfg.image_size)
 
     def features(self, image: torch.Tensor) -> list[torch.Tensor]:
-        """The maps InvAD reconstructs: (B, c_i, S/s_i, S/s_i), shallow → deep (crops by constants,
-        not by sizes read from the tensors, so the exported graph stays static)."""
-        maps = self.extractor(self.pad(image) if self.pad is not None else image)
-        return [
-            m[:, :, c : c + g, c : c + g] if c else m
-            for m, c, g in zip(maps, self.crops, self.grids, strict=True)
-        ]
+        """The maps InvAD reconstructs, of the mirrored image: (B, c_i, g_i, g_i), shallow → deep."""
+        return self.extractor(self.pad(image) if self.pad is not None else image)
 
     def score_features(self, features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Backbone maps → (anomaly_map (B, 1, S, S), score (B,))."""
-        amap = distance_map(features, self.model(*features), self.strides, self.blur)
+        distance = distance_map(features, self.model(*features), self.strides)
+        m, s = self.margin, self.size
+        amap = self.blur(distance[:, :, m : m + s, m : m + s] if m else distance)
         return amap, amap.flatten(1).max(dim=1).values
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

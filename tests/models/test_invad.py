@@ -54,10 +54,10 @@ def test_distance_map_is_zero_for_a_perfect_reconstruction_and_positive_elsewher
     cfg = InvADConfig(**LITE0, image_size=S)
     features = _maps(2, cfg)
     blur = GaussianBlur(cfg.blur_sigma, S)
-    assert float(distance_map(features, features, cfg.strides, blur).abs().max()) < 1e-5
+    assert float(distance_map(features, features, cfg.strides).abs().max()) < 1e-5
     flipped = [f.clone() for f in features]
     flipped[0][:, :, :4, :4] *= -1  # opposite directions in one corner of the shallow map: cos = −1
-    amap = distance_map(features, flipped, cfg.strides, blur)
+    amap = blur(distance_map(features, flipped, cfg.strides))
     assert amap[0, 0, :16, :16].mean() > 0.2 > amap[0, 0, 40:, 40:].max()
     torch.testing.assert_close(cosine_distance(features[1], -features[1]), torch.full((2, 1, 8, 8), 2.0))
 
@@ -150,18 +150,24 @@ def test_a_pasted_patch_reconstructs_worse_than_the_good_parts_after_a_few_steps
 # --- the image graph and its export ---------------------------------------------------------------
 
 
-def test_reflection_mirrors_without_repeating_the_edge_and_the_crops_undo_it() -> None:
+def test_invad_reconstructs_the_mirrored_image_and_the_map_is_cropped_back() -> None:
     x = torch.randn(2, 3, S, S)
-    torch.testing.assert_close(ReflectPad(S, 16)(x), F.pad(x, (16, 16, 16, 16), mode="reflect"))
+    mirrored = F.pad(x, (16, 16, 16, 16), mode="reflect")
+    torch.testing.assert_close(ReflectPad(S, 16)(x), mirrored)
+    torch.manual_seed(0)
     extractor, spec, _ = create_backbone("efficientnet_lite0")
     cfg = InvADConfig(spec.channels, spec.strides, S, blocks_per_scale=1, pad=16)
+    assert cfg.grids == (24, 12, 6)  # of the 96 px mirrored image
     graph = InvADGraph(extractor, InvAD(cfg)).eval()
     with torch.no_grad():
-        cropped, padded = graph.features(x), extractor(F.pad(x, (16, 16, 16, 16), mode="reflect"))
-    assert [tuple(f.shape[1:]) for f in cropped] == [(24, 16, 16), (40, 8, 8), (112, 4, 4)]
-    for f, full, stride in zip(cropped, padded, spec.strides, strict=True):
-        c = 16 // stride  # the image's cells inside the padded map
-        torch.testing.assert_close(f, full[:, :, c:-c, c:-c])
+        maps = graph.features(x)
+        amap, score = graph(x)
+        distance = distance_map(maps, graph.model(*maps), cfg.strides)
+    for f, full in zip(maps, extractor(mirrored), strict=True):
+        torch.testing.assert_close(f, full)
+    assert distance.shape == (2, 1, 96, 96) and amap.shape == (2, 1, S, S)
+    torch.testing.assert_close(amap, GaussianBlur(cfg.blur_sigma, S)(distance[:, :, 16:80, 16:80]))
+    torch.testing.assert_close(score, amap.amax(dim=(1, 2, 3)))
 
 
 class _FromFeatures(nn.Module):
