@@ -120,6 +120,7 @@ def _batch(images: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(x.transpose(0, 3, 1, 2).astype(np.float32))
 
 
+@pytest.mark.slow  # 60 training steps through the backbone
 def test_a_pasted_patch_reconstructs_worse_than_the_good_parts_after_a_few_steps() -> None:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)

@@ -15,6 +15,7 @@ from adinspect.errors import InputError
 from adinspect.geometry import PreprocessSpec
 from adinspect.imageio import write_png
 from adinspect.package import ModelPackage
+from adinspect.runtime.click import ClickRuntime
 from adinspect.runtime.inspector import Inspector
 from adinspect.train.checkpoint import CheckpointError, read_meta
 from adinspect.train.unified import CHECKPOINT, FEATURES, UnifiedSettings, train_unified, work_dir_of
@@ -86,6 +87,8 @@ def test_unified_package_needs_a_product_it_was_calibrated_for(unified_package: 
         _ = package.threshold
     with pytest.raises(InputError, match="no reference bank"):
         _ = package.config
+    with pytest.raises(InputError, match="no reference bank"):  # the labelling tool's runtime
+        ClickRuntime(unified_package)
     assert package.product_for_data(None, "cloth") == "cloth" and package.product_for_data(None, "x") is None
 
 

@@ -64,11 +64,14 @@ def test_train_unified_writes_a_package_whatever_the_image_sizes(tmp_path: Path,
     assert not (tmp_path / "line.work").exists()
 
 
-@pytest.mark.parametrize("command", ["train-click", "train-seg", "label", "choose-snap"])
+@pytest.mark.parametrize(
+    "command", ["train-click", "train-seg", "label", "choose-snap", "evaluate-clicks", "evaluate-seg"]
+)
 def test_commands_that_need_a_bank_refuse_a_unified_package(
-    command: str, unified_package: Path, synthetic_root: Path, capsys
+    command: str, unified_package: Path, synthetic_root: Path, tmp_path: Path, capsys
 ) -> None:
-    extra = ["--simulate", "3"] if command == "label" else []
+    extra = {"label": ["--simulate", "3"], "evaluate-clicks": ["--json", str(tmp_path / "c.json")],
+             "evaluate-seg": ["--json", str(tmp_path / "s.json")]}.get(command, [])  # fmt: skip
     argv = [command, "--model", str(unified_package), "--data", str(synthetic_root), "--quiet", *extra]
     _fails(capsys, argv, str(unified_package), "no reference bank", "adinspect fit")
 
