@@ -109,10 +109,18 @@ def distance_map(
 class InvADGraph(nn.Module):
     """image (B, 3, S, S) normalised → (anomaly_map (B, 1, S, S), score (B,)).
 
+    The blurred distance d is standardised per position, (d − mean) / scale, with statistics of good
+    images of all products together (`set_position_statistics`; identity until set): what one
+    position's distance usually is on good parts, whichever the product, so that positions the
+    model reconstructs less well on every product (near the border) do not decide the score.
+
     Args:
         extractor: the frozen backbone, image → its maps (shallow → deep), as `create_backbone` gives.
         model: the trained InvAD; its config fixes S, the strides and the padding.
     """
+
+    position_mean: torch.Tensor
+    position_scale: torch.Tensor
 
     def __init__(self, extractor: nn.Module, model: InvAD) -> None:
         super().__init__()
@@ -123,6 +131,26 @@ class InvADGraph(nn.Module):
         self.pad = ReflectPad(cfg.image_size, cfg.pad) if cfg.pad else None
         self.margin, self.size = cfg.pad, cfg.image_size
         self.blur = GaussianBlur(cfg.blur_sigma, cfg.image_size)
+        size = (1, 1, cfg.image_size, cfg.image_size)
+        self.register_buffer("position_mean", torch.zeros(size))
+        self.register_buffer("position_scale", torch.ones(size))
+
+    def set_position_statistics(self, mean: torch.Tensor, std: torch.Tensor, floor: float = 0.1) -> None:
+        """Standardise maps with these per-position statistics ((S, S) each, of blurred distances of
+        good images); std is floored at `floor` x its median so no position divides by ~0."""
+        size = self.position_mean.shape
+        if mean.shape != size[2:] or std.shape != size[2:]:
+            raise ValueError(f"position statistics of shape {tuple(mean.shape)}, {tuple(std.shape)}; "
+                             f"expected {tuple(size[2:])}")  # fmt: skip
+        scale = torch.clamp(std, min=max(floor * float(std.median()), 1e-6))
+        self.position_mean.copy_(mean.view(size))
+        self.position_scale.copy_(scale.view(size))
+
+    def distance(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Backbone maps → the blurred distance (B, 1, S, S), before standardising."""
+        distance = distance_map(features, self.model(*features), self.strides)
+        m, s = self.margin, self.size
+        return self.blur(distance[:, :, m : m + s, m : m + s] if m else distance)
 
     def features(self, image: torch.Tensor) -> list[torch.Tensor]:
         """The maps InvAD reconstructs, of the mirrored image: (B, c_i, g_i, g_i), shallow → deep."""
@@ -130,9 +158,7 @@ class InvADGraph(nn.Module):
 
     def score_features(self, features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Backbone maps → (anomaly_map (B, 1, S, S), score (B,))."""
-        distance = distance_map(features, self.model(*features), self.strides)
-        m, s = self.margin, self.size
-        amap = self.blur(distance[:, :, m : m + s, m : m + s] if m else distance)
+        amap = (self.distance(features) - self.position_mean) / self.position_scale
         return amap, amap.flatten(1).max(dim=1).values
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

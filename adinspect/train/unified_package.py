@@ -1,6 +1,8 @@
 """A trained InvAD → a unified model package (`package/manifest.py` describes the files).
 
-One pass over every product's held-out good images (never trained on) runs the torch graph and
+First the per-position statistics of the distance map, from an equal number of each product's
+training images (`position_statistics`); the graph standardises its maps with them. Then one pass
+over every product's held-out good images (never trained on) runs the torch graph and
 the exported `invad.onnx` side by side: the torch scores calibrate each product's threshold with
 the project's rule (`fitting.calibration.calibrate`), the differences are the package's parity
 check. The package is assembled in a temporary sibling folder and moved into place when complete.
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from adinspect import __version__
 from adinspect.config import check_product_name
@@ -48,6 +51,8 @@ from adinspect.train.unified_data import ProductImages
 
 ONNX_FILE = "invad.onnx"
 WEIGHTS = "invad.safetensors"
+POSITION = "position.safetensors"
+PER_PRODUCT = 32  # training images per product for the position statistics
 SETTINGS = "unified.json"
 CALIBRATION = "calibration.json"
 
@@ -65,6 +70,27 @@ def model_name(out_dir: Path) -> str:
         return check_product_name(Path(out_dir).name)
     except ValueError as exc:
         raise InputError(f"--out {out_dir}: the folder's name names the model; {exc}") from exc
+
+
+def position_statistics(
+    graph: InvADGraph, products: list[ProductImages], pre: PreprocessSpec, seed: int, batch_size: int = 8
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation (S, S) of the blurred distance over up to `PER_PRODUCT` training
+    images of every product (the same number from each, chosen with `seed`): product-agnostic."""
+    rng = np.random.default_rng(seed)
+    count = min(PER_PRODUCT, *(len(p.train) for p in products))
+    paths = [p.train[i] for p in products for i in sorted(rng.choice(len(p.train), count, replace=False))]
+    total = torch.zeros(pre.image_size, pre.image_size, dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for start in range(0, len(paths), batch_size):
+        batch = preprocess_batch([read_image(p) for p in paths[start : start + batch_size]], pre)
+        with torch.no_grad():
+            d = graph.distance(graph.features(torch.from_numpy(batch)))[:, 0].double()
+        total += d.sum(0)
+        squares += (d * d).sum(0)
+    mean = total / len(paths)
+    std = torch.sqrt(torch.clamp(squares / len(paths) - mean * mean, min=0.0))
+    return mean.float(), std.float()
 
 
 def _holdout_pass(
@@ -124,7 +150,7 @@ def _manifest(
         name=backbone, weights_source=info.source, weights_sha256=info.sha256, random_weights=info.random,
         feature_dim=0, feature_grid=0, global_channels=0, global_grid=0,
     )  # fmt: skip
-    files = [ONNX_FILE, WEIGHTS, SETTINGS, CALIBRATION]
+    files = [ONNX_FILE, WEIGHTS, POSITION, SETTINGS, CALIBRATION]
     return Manifest(
         format_version=FORMAT_VERSION,
         adinspect_version=__version__,
@@ -157,9 +183,14 @@ def write_unified_package(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
+        graph.set_position_statistics(*position_statistics(graph, products, pre, settings.seed))
+        save_file(
+            {"mean": graph.position_mean[0, 0], "scale": graph.position_scale[0, 0]}, str(tmp / POSITION)
+        )
         export_invad(graph, tmp / ONNX_FILE)
         save_weights(tmp / WEIGHTS, graph.model, meta)
-        (tmp / WEIGHTS).chmod(0o644)  # safetensors writes 0600; servers may run as another user
+        for written in (WEIGHTS, POSITION):
+            (tmp / written).chmod(0o644)  # safetensors writes 0600; servers may run as another user
         calibrations, parity = _calibrations(graph, tmp, products, pre, settings.std_factor)
         record = {
             "settings": settings.model_dump(),
@@ -202,4 +233,8 @@ def load_unified_graph(model_dir: Path) -> InvADGraph:
             f"{model_dir}: trained with backbone weights {record.weights_sha256}, but {info.source} has "
             f"{info.sha256}; restore the original weights file"
         )
-    return InvADGraph(extractor.requires_grad_(False), model.eval()).eval()
+    graph = InvADGraph(extractor.requires_grad_(False), model.eval()).eval()
+    position = load_file(str(package.path(POSITION)))
+    graph.position_mean.copy_(position["mean"].view(graph.position_mean.shape))
+    graph.position_scale.copy_(position["scale"].view(graph.position_scale.shape))
+    return graph

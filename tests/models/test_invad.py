@@ -167,8 +167,20 @@ def test_invad_reconstructs_the_mirrored_image_and_the_map_is_cropped_back() -> 
     for f, full in zip(maps, extractor(mirrored), strict=True):
         torch.testing.assert_close(f, full)
     assert distance.shape == (2, 1, 96, 96) and amap.shape == (2, 1, S, S)
-    torch.testing.assert_close(amap, GaussianBlur(cfg.blur_sigma, S)(distance[:, :, 16:80, 16:80]))
+    blurred = GaussianBlur(cfg.blur_sigma, S)(distance[:, :, 16:80, 16:80])
+    torch.testing.assert_close(amap, blurred)
     torch.testing.assert_close(score, amap.amax(dim=(1, 2, 3)))
+    # standardised per position; the scale is floored at a tenth of its median
+    mean, std = torch.rand(S, S), torch.rand(S, S) + 0.5
+    std[0, 0] = 0.0
+    graph.set_position_statistics(mean, std)
+    with torch.no_grad():
+        standard, _ = graph(x)
+    scale = std.clone()
+    scale[0, 0] = 0.1 * float(std.median())
+    torch.testing.assert_close(standard, (blurred - mean) / scale)
+    with pytest.raises(ValueError, match="expected \\(64, 64\\)"):
+        graph.set_position_statistics(mean[:8], std)
 
 
 class _FromFeatures(nn.Module):
