@@ -93,9 +93,10 @@ def write_unified_card(
     parity: dict[str, float],
     seconds: dict[str, float],
     settings: dict[str, Any],
+    position_images: int,
 ) -> Path:
     """Write root/model_card.md of a unified package: its products, each one's threshold and
-    held-out scores, the backbone, the parity check and the training settings."""
+    held-out scores, the backbone, the map's standardisation, the parity check and the settings."""
     bb, unified = manifest.backbone, manifest.unified
     if unified is None:
         raise ValueError(
@@ -124,6 +125,11 @@ def write_unified_card(
         "## Backbone",
         f"- {bb.name}, weights `{bb.weights_source}`, SHA-256 `{bb.weights_sha256}`",
         f"- input {manifest.preprocess.image_size}², inside invad.onnx with the model",
+        "",
+        "## Map",
+        "- per position (d − mean) / scale, d the blurred feature distance; mean and scale (the standard "
+        f"deviation, floored at a tenth of its median) over {position_images} training images of every "
+        "product (position.safetensors)",
         "",
         "## Checks",
         "- ONNX Runtime vs torch on every held-out image: "

@@ -202,7 +202,16 @@ def write_unified_package(
         manifest = _manifest(name, tmp, pre, info, settings.backbone, products, calibrations)
         write_manifest(tmp, manifest)
         seconds["package"] = time.perf_counter() - t0
-        write_unified_card(tmp, manifest, calibrations, parity=parity, seconds=seconds, settings=record)
+        count = min(PER_PRODUCT, *(len(p.train) for p in products))
+        write_unified_card(
+            tmp,
+            manifest,
+            calibrations,
+            parity=parity,
+            seconds=seconds,
+            settings=record,
+            position_images=count,
+        )
         finalise_manifest(tmp, "model_card.md")
         ModelPackage.load(tmp)  # the package as written must load and verify
         size = sum(f.stat().st_size for f in tmp.iterdir() if f.is_file())
