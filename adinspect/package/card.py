@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from adinspect.config import PipelineConfig
-from adinspect.package import Manifest
+from adinspect.package import Manifest, ProductThreshold
 
 
 def write_model_card(
@@ -102,14 +102,7 @@ def write_unified_card(
         raise ValueError(
             f"{root}: write_unified_card needs a unified manifest, got product {manifest.product!r}"
         )
-    rows = []
-    for name, entry in unified.products.items():
-        scores = np.asarray(calibrations[name].holdout_scores)
-        rejected = int((scores > entry.threshold).sum())
-        rows.append(
-            f"| {name} | {entry.n_train} | {entry.n_holdout} | {entry.threshold:.6g} | "
-            f"{scores.min():.4g} / {np.median(scores):.4g} / {scores.max():.4g} | {rejected}/{len(scores)} |"
-        )
+    rows = [_product_row(name, entry, calibrations[name]) for name, entry in unified.products.items()]
     rule = next(iter(unified.products.values())).threshold_rule
     lines = [
         f"# Model card: {manifest.product} (one InvAD model for {len(rows)} products)",
@@ -148,3 +141,13 @@ def write_unified_card(
     path = root / "model_card.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _product_row(name: str, entry: ProductThreshold, calibration: Any) -> str:
+    """One product's line of the unified card's table."""
+    scores = np.asarray(calibration.holdout_scores)
+    rejected = int((scores > entry.threshold).sum())
+    return (
+        f"| {name} | {entry.n_train} | {entry.n_holdout} | {entry.threshold:.6g} | "
+        f"{scores.min():.4g} / {np.median(scores):.4g} / {scores.max():.4g} | {rejected}/{len(scores)} |"
+    )

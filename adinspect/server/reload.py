@@ -48,6 +48,11 @@ def _versions(model_dir: Path) -> list[int]:
 
 def _check_compatible(manifest: RepositoryManifest, package: ModelPackage) -> None:
     """The new package must fit the served shared models (backbone file and input spec)."""
+    if package.is_unified:
+        raise RepositoryError(
+            f"{package.root} is a unified package: its one model serves all its products, so it goes live "
+            "with `adinspect repo build` and a restart, not product by product"
+        )
     if package.manifest.files.get("backbone.onnx") != manifest.backbone_sha256:
         raise RepositoryError(
             f"{package.root}: its backbone.onnx differs from the served backbone; a new backbone needs "
@@ -89,11 +94,6 @@ def update_product(repo: Path, client: Any, model_dir: Path) -> UpdateReport:
     repo = Path(repo)
     manifest = verify_repository(repo)
     (package,) = load_packages([Path(model_dir)])
-    if package.is_unified:
-        raise RepositoryError(
-            f"{model_dir} is a unified package: its one model serves all its products, so it goes live "
-            "with `adinspect repo build` and a restart, not product by product"
-        )
     product = package.product
     if product not in manifest.products:
         raise RepositoryError(

@@ -60,7 +60,7 @@ def _settings(args: argparse.Namespace):
     from pydantic import ValidationError
 
     from adinspect.errors import InputError
-    from adinspect.train.unified import UnifiedSettings
+    from adinspect.train.unified_settings import UnifiedSettings
 
     fields: dict = {}
     if args.settings is not None:

@@ -48,6 +48,7 @@ from adinspect.package.card import write_unified_card
 from adinspect.runtime.sessions import make_session
 from adinspect.train.checkpoint import load_weights, read_meta, save_weights
 from adinspect.train.unified_data import ProductImages
+from adinspect.train.unified_settings import UnifiedSettings
 
 ONNX_FILE = "invad.onnx"
 WEIGHTS = "invad.safetensors"
@@ -169,7 +170,7 @@ def write_unified_package(
     out_dir: Path,
     graph: InvADGraph,
     products: list[ProductImages],
-    settings,
+    settings: UnifiedSettings,
     pre: PreprocessSpec,
     info: WeightsInfo,
     meta: dict,
