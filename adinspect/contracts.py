@@ -1,8 +1,9 @@
 """Named tensor contracts: the same names are ONNX I/O names, Triton tensors and client constants.
 
 One place defines them, on the floor both sides stand on: the exported models' graph inputs and
-outputs (BACKBONE, RESIDUAL, SEG, CLICK), then what the serving path adds (the `inspect_<product>`
-ensemble's inputs and outputs, the steps between them and the served model names). The same names
+outputs (BACKBONE, RESIDUAL, SEG, CLICK, UNIFIED), then what the serving path adds (the
+`inspect_<product>` ensemble's inputs and outputs, the steps between them and the served model
+names). The same names
 are written into every config.pbtxt by `adinspect.repository` and read by `adinspect.client`;
 `tests/repository/test_contracts.py` checks that the exported models, the generated configs and
 the client agree.
@@ -57,8 +58,18 @@ class ClickIO(NamedTuple):
     features: str = "features"  # (B, d_f, H_in/8, W_in/8) float32, the backbone's output (`--image-features`)
 
 
+class UnifiedIO(NamedTuple):
+    """invad.onnx (InvAD, written by `adinspect train-unified`): one graph from the image to the map,
+    the same for every product of the package (the product only picks the threshold)."""
+
+    image: str = BackboneIO().image  # (B, 3, S, S) float32, normalised
+    anomaly_map: str = "anomaly_map"  # (B, 1, S, S) float32, blurred feature-reconstruction distance
+    score: str = "score"  # (B,) float32, max of anomaly_map
+
+
 BACKBONE = BackboneIO()
 RESIDUAL = ResidualIO()
+UNIFIED = UnifiedIO()
 SEG = SegIO()
 CLICK = ClickIO()
 
@@ -114,6 +125,15 @@ class SegServingOutputs(NamedTuple):
     defect_name: str = "defect_name"  # (B,) string
 
 
+class UnifiedServingOutputs(NamedTuple):
+    """What a unified package's shared `invad_<model>` serves in the cpu flavour (it decodes and
+    preprocesses too): invad.onnx's outputs plus the received image's size."""
+
+    anomaly_map: str = UNIFIED.anomaly_map
+    score: str = UNIFIED.score
+    original_size: str = PreprocessOutputs().original_size
+
+
 class PostprocessInputs(NamedTuple):
     anomaly_map: str = "anomaly_map"  # TYPE_FP32 [1, H_in, W_in]
     score: str = "score"  # TYPE_FP32 [1]
@@ -129,6 +149,7 @@ INSPECT_OUT = InspectOutputs()
 PREPROCESS_OUT = PreprocessOutputs()
 RESIDUAL_OUT = ResidualServingOutputs()
 SEG_OUT = SegServingOutputs()
+UNIFIED_OUT = UnifiedServingOutputs()
 POSTPROCESS_IN = PostprocessInputs()
 
 MAP_FORMATS = ("none", "array", "png")
@@ -154,3 +175,13 @@ def seg_model(product: str) -> str:
 
 def ensemble_model(product: str) -> str:
     return f"inspect_{product}"
+
+
+def unified_model(model: str) -> str:
+    """A unified package's one served model, shared by all its products."""
+    return f"invad_{model}"
+
+
+def product_postprocess_model(product: str) -> str:
+    """A unified package's product step: postprocess with the product's threshold baked in."""
+    return f"{POSTPROCESS_MODEL}_{product}"

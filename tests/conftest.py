@@ -69,6 +69,30 @@ def tall_package(tall_root: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return out
 
 
+@pytest.fixture(scope="session")
+def cloth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second, smaller synthetic product (a woven texture) for the unified package."""
+    from adinspect.data.synthetic import make_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("synthetic_cloth") / "cloth"
+    return make_synthetic_dataset(
+        root, kind="texture", n_train=12, n_test_good=4, n_test_defect=4, size=96, seed=1
+    )
+
+
+@pytest.fixture(scope="session")
+def unified_package(synthetic_root: Path, cloth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One InvAD for the two synthetic products `widget` and `cloth` (`train_unified`, 4 steps at
+    64², a few seconds): the tests check that every path reproduces invad.onnx, not its accuracy."""
+    pytest.importorskip("torch")
+    from adinspect.train.unified import UnifiedSettings, train_unified
+
+    out = tmp_path_factory.mktemp("unified") / "line"
+    settings = UnifiedSettings(image_size=64, steps=4, batch_size=4, pad=16)
+    train_unified([synthetic_root, cloth_root], out, settings, progress=False)
+    return out
+
+
 def trained_copy(source: Path, model: Path, command: str, data: Path, *options: str) -> Path:
     """A copy of package `source` at `model`, then `adinspect <command> --model model --data data
     --quiet <options>` (train-click, train-seg) through the train CLI, as a user would run it."""

@@ -27,6 +27,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int)
     p.add_argument("--no-eager", action="store_true", help="skip the torch reference (no torch needed)")
+    p.add_argument(
+        "--product", help="a unified package's product (default: the data folder's name, else its first)"
+    )
     add_bench_serving_arguments(p)
     p.set_defaults(func=cmd_bench)
 
@@ -85,6 +88,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         threads=args.threads,
         eager=not args.no_eager,
+        product=args.product,
     )
     print(write_bench(results, args.json))
     return 0
@@ -149,18 +153,22 @@ def run_bench_serving(args: argparse.Namespace) -> int:
     """`adinspect bench --serving --model DIR --data DIR --json OUT [--url HOST:PORT]`."""
     from adinspect.benchmarks.serving import format_table, run_serving_bench
     from adinspect.data.datasets import open_dataset
+    from adinspect.package import ModelPackage
 
     dataset = open_dataset(Path(args.data))
     images = ([s.path for s in dataset.test] or list(dataset.train))[: args.images]
     levels = [int(v) for v in str(args.concurrency).split(",") if v.strip()]
+    package = ModelPackage.load(Path(args.model), verify=False)
+    product = package.product_for_data(args.product, dataset.name) or package.products[0]
     if args.soak is not None:
-        return _run_soak(args, images, max(levels))
+        return _run_soak(args, images, max(levels), product)
     options = dict(
         concurrency=levels,
         requests_per_level=args.requests,
         warmup=args.warmup,
         threads=args.threads,
         perf_analyzer=not args.no_perf_analyzer,
+        product=product,
     )
     if args.url:
         results = run_serving_bench(args.model, images, args.url, args.json, **options)
@@ -178,7 +186,7 @@ def run_bench_serving(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_soak(args: argparse.Namespace, images: list[Path], concurrency: int) -> int:
+def _run_soak(args: argparse.Namespace, images: list[Path], concurrency: int, product: str) -> int:
     """`bench --serving --soak SECONDS [--fault]`: see adinspect.benchmarks.soak."""
     from adinspect.benchmarks.soak import format_reliability_table, run_reliability_bench
 
@@ -192,6 +200,7 @@ def _run_soak(args: argparse.Namespace, images: list[Path], concurrency: int) ->
         concurrency=concurrency,
         url=args.url,
         fault=args.fault,
+        product=product,
     )
     print(format_reliability_table(results))
     print(f"wrote {args.json}")

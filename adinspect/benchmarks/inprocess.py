@@ -54,13 +54,20 @@ def bench_inprocess(
     warmup: int = 3,
     threads: int | None = None,
     eager: bool = True,
+    product: str | None = None,
 ) -> dict:
-    """Per-image latency of the ONNX Runtime inspector and (optionally) the torch eager reference."""
+    """Per-image latency of the ONNX Runtime inspector and (optionally) the torch eager reference.
+
+    A unified package is timed as `product` (default: the product named like the data folder, else
+    its first): the model is the same for all, the product's threshold only shapes the regions."""
+    from adinspect.package import ModelPackage
     from adinspect.runtime.inspector import Inspector
 
     threads = threads or os.cpu_count() or 1
-    inspector = Inspector(model_dir, threads=threads)
     dataset = open_dataset(Path(data_dir))
+    package = ModelPackage.load(Path(model_dir), verify=False)
+    product = package.product_for_data(product, dataset.name) or package.products[0]
+    inspector = Inspector(model_dir, threads=threads, product=product)
     paths = [s.path for s in dataset.test][:n_images] or dataset.train[:n_images]
     images = [read_image(p) for p in paths]
     spec = inspector.package.preprocess
@@ -69,10 +76,8 @@ def bench_inprocess(
     if eager:
         import torch
 
-        from adinspect.fitting.pipeline import TorchPipeline
-
         torch.set_num_threads(threads)
-        runners["torch_eager"] = TorchPipeline.from_package(model_dir).run
+        runners["torch_eager"] = _eager_runner(model_dir, package.is_unified)
 
     def end_to_end(run, image):
         amap, score = run(preprocess(image, spec)[None])
@@ -81,6 +86,7 @@ def bench_inprocess(
 
     results: dict = {
         "model_dir": str(model_dir),
+        "product": product,
         "images": len(images),
         "threads": threads,
         "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine()},
@@ -101,6 +107,26 @@ def bench_inprocess(
         )
     results["_latencies_ms"] = raw
     return results
+
+
+def _eager_runner(model_dir: Path, unified: bool) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The torch eager reference of the package's ONNX graphs: (B, 3, S, S) → maps (B, S, S), scores."""
+    import torch
+
+    if not unified:
+        from adinspect.fitting.pipeline import TorchPipeline
+
+        return TorchPipeline.from_package(model_dir).run
+    from adinspect.train.unified_package import load_unified_graph
+
+    graph = load_unified_graph(model_dir)
+
+    @torch.no_grad()
+    def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        amap, score = graph(torch.from_numpy(batch))
+        return amap[:, 0].numpy(), score.numpy()
+
+    return run
 
 
 def write_bench(results: dict, json_path: Path, plot: bool = True) -> str:

@@ -158,13 +158,16 @@ def run_serving_bench(
     warmup: int = 5,
     threads: int | None = None,
     perf_analyzer: bool = True,
+    product: str | None = None,
 ) -> dict[str, Any]:
-    """Measure everything on one running server and write `out_json` (+ .png plot, + perf CSV)."""
+    """Measure everything on one running server and write `out_json` (+ .png plot, + perf CSV).
+
+    `product`: which of a unified package's products to call (None: a one-product package's own)."""
     from adinspect.imageio import decode_image
     from adinspect.package import ModelPackage
     from adinspect.runtime.inspector import Inspector
 
-    product = ModelPackage.load(model_dir, verify=False).product
+    product = ModelPackage.load(model_dir, verify=False).resolve_product(product)
     blobs = [Path(p).read_bytes() for p in images]
     if not blobs:
         raise ValueError("bench needs at least one image, got none")
@@ -175,7 +178,7 @@ def run_serving_bench(
         "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine()},
         "triton": {},
     }
-    inspector = Inspector(model_dir, threads=threads)
+    inspector = Inspector(model_dir, threads=threads, product=product)
     with InspectionClient(url, deadline_s=120) as client:
         client.wait_until_ready(product)
         for blob in blobs[:warmup]:

@@ -101,6 +101,7 @@ def run_reliability_bench(
     url: str | None = None,
     fault: bool = False,
     kill_after_s: float = 10.0,
+    product: str | None = None,
 ) -> dict[str, Any]:
     """Soak and bad inputs on `url` (or on a server started here), then the fault run if asked;
     writes `out_json` and returns the results."""
@@ -111,7 +112,7 @@ def run_reliability_bench(
     from adinspect.repository.build import build_repository
     from adinspect.server.launch import TritonServer
 
-    product = ModelPackage.load(model_dir, verify=False).product
+    product = ModelPackage.load(model_dir, verify=False).resolve_product(product)
     blobs = [Path(p).read_bytes() for p in images]
     if not blobs:
         raise ValueError("the soak needs at least one image, got none")

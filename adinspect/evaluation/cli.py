@@ -15,6 +15,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", type=Path, nargs="+", help="image files or folders")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--no-overlays", action="store_true")
+    p.add_argument("--product", help="a unified package's product whose threshold decides (required there)")
     p.add_argument(
         "--max-pixels", type=int, default=40_000_000, help="skip larger images (checked before decoding)"
     )
@@ -25,6 +26,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--json", type=Path)
     p.add_argument("--plots", type=Path, help="folder for ROC/PR curves and an overlay grid")
+    p.add_argument(
+        "--product",
+        help="a unified package's product whose threshold decides (default: the data folder's name)",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
@@ -39,7 +44,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from adinspect.evaluation.predict import predict, skipped_line
 
     summary = predict(
-        args.model, args.images, args.out, overlays=not args.no_overlays, max_pixels=args.max_pixels
+        args.model,
+        args.images,
+        args.out,
+        overlays=not args.no_overlays,
+        max_pixels=args.max_pixels,
+        product=args.product,
     )
     for r in summary["results"]:
         why = f"  ({r['reason']})" if r["reason"] and r["verdict"] == "fail" and not r["regions"] else ""
@@ -58,7 +68,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from adinspect.evaluation.evaluate import evaluate_package
 
-    metrics = evaluate_package(args.model, args.data, plots_dir=args.plots, progress=not args.quiet)
+    metrics = evaluate_package(
+        args.model, args.data, plots_dir=args.plots, progress=not args.quiet, product=args.product
+    )
     width = max(len(k) for k in metrics)
     for key, value in metrics.items():
         print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")

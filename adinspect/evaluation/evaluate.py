@@ -25,6 +25,7 @@ from adinspect.evaluation.expected import (
 from adinspect.geometry import as_shape, preprocess_batch
 from adinspect.imageio import read_image, read_mask
 from adinspect.metrics import compute_metrics
+from adinspect.package import ModelPackage
 from adinspect.runtime.seg import SEG_META
 
 
@@ -76,15 +77,24 @@ def collect(
 
 
 def evaluate_package(
-    model_dir: Path, data_dir: Path, plots_dir: Path | None = None, progress: bool = True
+    model_dir: Path,
+    data_dir: Path,
+    plots_dir: Path | None = None,
+    progress: bool = True,
+    product: str | None = None,
 ) -> dict:
     """Metrics of a package on the test split of `data_dir` (MVTec or KolektorSDD2 layout), with
     what the package states to expect at its threshold beside the measured rates
-    (`evaluation.expected`)."""
+    (`evaluation.expected`).
+
+    A unified package inspects the data as `product` (default: the product named like the data
+    folder); its threshold gives the false-reject and miss rates.
+    """
     from adinspect.runtime.inspector import Inspector
 
-    inspector = Inspector(model_dir)
     dataset = open_dataset(Path(data_dir))
+    package = ModelPackage.load(Path(model_dir), verify=False)  # which product; Inspector verifies
+    inspector = Inspector(model_dir, product=package.product_for_data(product, dataset.name))
     if not dataset.test:
         raise ValueError(f"{data_dir}: no test images (expected test/good and test/<defect> folders)")
     pre = inspector.package.preprocess
@@ -92,7 +102,8 @@ def evaluate_package(
         inspector, dataset.test, pre.shape, pre, keep_images=plots_dir is not None, progress=progress
     )
     labels = np.array([s.label for s in data.samples])
-    metrics: dict = dict(compute_metrics(data.scores, labels, data.maps, data.masks))
+    metrics: dict = {"product": inspector.product, "threshold": inspector.threshold}
+    metrics.update(compute_metrics(data.scores, labels, data.maps, data.masks))
     passed = np.isfinite(data.scores) & (data.scores <= inspector.threshold)  # fail closed, as served
     metrics["false_reject_rate"] = float((~passed[labels == 0]).mean()) if (labels == 0).any() else 0.0
     metrics["miss_rate"] = float(passed[labels == 1].mean()) if (labels == 1).any() else 0.0

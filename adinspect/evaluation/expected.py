@@ -27,7 +27,10 @@ def image_key(path: Path) -> ImageKey:
 
 
 def stated_false_rejects(package: ModelPackage, seg_meta: Path | None) -> dict[str, object]:
-    """The false-reject rate the package states for its served threshold."""
+    """The false-reject rate the package states for its served threshold (a unified package states
+    one per product in its model card)."""
+    if package.is_unified:
+        return {}
     if seg_meta is not None:
         record = json.loads(seg_meta.read_text())["calibration"]
     else:

@@ -67,10 +67,13 @@ def predict(
     out_dir: Path,
     overlays: bool = True,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    product: str | None = None,
 ) -> dict:
     """Inspect every input; returns {"results": [...], "errors": [...], "skipped": [...]} (also written
-    to results.json); "skipped" lists the files in the given folders that are not images."""
-    inspector = Inspector(model_dir)
+    to results.json); "skipped" lists the files in the given folders that are not images.
+
+    `product`: whose threshold decides; required for a unified package, optional otherwise."""
+    inspector = Inspector(model_dir, product=product)
     out_dir = Path(out_dir)
     (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
     results, errors = [], []

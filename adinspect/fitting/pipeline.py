@@ -29,6 +29,7 @@ class TorchPipeline(torch.nn.Module):
     @classmethod
     def from_package(cls, model_dir: Path) -> TorchPipeline:
         package = ModelPackage.load(Path(model_dir))
+        package.require_bank()
         cfg = package.config
         record = package.manifest.backbone
         weights = None if record.random_weights else Path(record.weights_source)

@@ -11,7 +11,9 @@ from adinspect.package.manifest import (
     Manifest,
     ModelPackage,
     PackageError,
+    ProductThreshold,
     ThresholdEvidence,
+    UnifiedRecord,
     sha256_of,
     write_manifest,
 )
@@ -27,6 +29,8 @@ __all__ = [
     "Manifest",
     "ModelPackage",
     "PackageError",
+    "ProductThreshold",
+    "UnifiedRecord",
     "ThresholdEvidence",
     "sha256_of",
     "write_manifest",

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from adinspect.config import PipelineConfig
-from adinspect.package import Manifest
+from adinspect.package import Manifest, ProductThreshold
 
 
 def write_model_card(
@@ -137,3 +137,71 @@ def _choice_lines(choice: dict[str, Any]) -> list[str]:
         values = " | ".join(f"{row['metrics'][c]:.3f}" for c in choice["criteria"])
         lines.append(f"| {row['name']} | {values} | {row['criterion']:.3f} |")
     return [*lines, ""]
+
+
+def write_unified_card(
+    root: Path,
+    manifest: Manifest,
+    calibrations: dict[str, Any],
+    *,
+    parity: dict[str, float],
+    seconds: dict[str, float],
+    settings: dict[str, Any],
+    position_images: int,
+) -> Path:
+    """Write root/model_card.md of a unified package: its products, each one's threshold and
+    held-out scores, the backbone, the map's standardisation, the parity check and the settings."""
+    bb, unified = manifest.backbone, manifest.unified
+    if unified is None:
+        raise ValueError(
+            f"{root}: write_unified_card needs a unified manifest, got product {manifest.product!r}"
+        )
+    rows = [_product_row(name, entry, calibrations[name]) for name, entry in unified.products.items()]
+    rule = next(iter(unified.products.values())).threshold_rule
+    lines = [
+        f"# Model card: {manifest.product} (one InvAD model for {len(rows)} products)",
+        "",
+        "## Products",
+        "The model does not know the product; each product's threshold comes from its own held-out good "
+        f"images, never trained on (rule: {rule}).",
+        "",
+        "| product | trained on | held out | threshold | held-out scores min / median / max | rejected |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+        "## Backbone",
+        f"- {bb.name}, weights `{bb.weights_source}`, SHA-256 `{bb.weights_sha256}`",
+        f"- input {manifest.preprocess.image_size}², inside invad.onnx with the model",
+        "",
+        "## Map",
+        "- per position (d − mean) / scale, d the blurred feature distance; mean and scale (the standard "
+        f"deviation, floored at a tenth of its median) over {position_images} training images of every "
+        "product (position.safetensors)",
+        "",
+        "## Checks",
+        "- ONNX Runtime vs torch on every held-out image: "
+        f"max |Δmap| = {parity['map_max_abs_diff']:.3g}, max |Δscore| = {parity['score_max_abs_diff']:.3g} "
+        f"(scores up to {parity['score_scale']:.3g})",
+        "",
+        "## Time (s)",
+        "- " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()),
+        "",
+        "## Settings",
+        "```json",
+        json.dumps(settings, indent=2),
+        "```",
+        "",
+    ]
+    path = root / "model_card.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _product_row(name: str, entry: ProductThreshold, calibration: Any) -> str:
+    """One product's line of the unified card's table."""
+    scores = np.asarray(calibration.holdout_scores)
+    rejected = int((scores > entry.threshold).sum())
+    return (
+        f"| {name} | {entry.n_train} | {entry.n_holdout} | {entry.threshold:.6g} | "
+        f"{scores.min():.4g} / {np.median(scores):.4g} / {scores.max():.4g} | {rejected}/{len(scores)} |"
+    )

@@ -15,6 +15,13 @@ Layout::
       package.sha256      SHA-256 of package.json itself (`sha256sum -c` format), so the manifest's
                           own fields (threshold, product, file list) are covered too
 
+A unified package (`adinspect train-unified`: one InvAD model for several products) has the same
+manifest, checksums and card, with `unified` naming its products and each product's threshold; its
+files are `invad.onnx` (image → anomaly_map, score), `invad.safetensors` (the torch weights),
+`unified.json` (the training settings) and `calibration.json` (each product's held-out scores). It
+has no reference bank and no config.json: `config` and `threshold` refuse it, `threshold_for(product)`
+reads a product's threshold.
+
 Everything downstream (inspector, Triton repository, benchmarks) reads only this directory.
 """
 
@@ -24,7 +31,7 @@ import hashlib
 import json
 import os
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -88,6 +95,33 @@ class ThresholdEvidence(BaseModel):
     statement: str
 
 
+class ProductThreshold(BaseModel):
+    """One product of a unified package: its threshold from its own held-out good images."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    threshold: float
+    threshold_rule: str
+    n_train: int = Field(ge=1, description="good images trained on")
+    n_holdout: int = Field(ge=1, description="good images held out (never trained on) for the threshold")
+
+
+class UnifiedRecord(BaseModel):
+    """What makes a package unified: one model for these products, a threshold for each."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: Literal["invad"] = "invad"
+    products: dict[str, ProductThreshold] = Field(min_length=1)
+
+    @field_validator("products")
+    @classmethod
+    def _names(cls, products: dict[str, ProductThreshold]) -> dict[str, ProductThreshold]:
+        for name in products:
+            check_product_name(name)  # each becomes served model names
+        return products
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -107,6 +141,9 @@ class Manifest(BaseModel):
     optional_models: list[str] = Field(default_factory=list, description="e.g. 'seg' when seg.onnx exists")
     geometry: InputGeometry | None = Field(
         default=None, description="how fit chose the input shape (None in packages from before)"
+    )
+    unified: UnifiedRecord | None = Field(
+        default=None, description="one model for several products (train-unified); product names the model"
     )
 
     @field_validator("product")
@@ -170,18 +207,79 @@ def _check_manifest_checksum(root: Path) -> None:
 class ModelPackage:
     """A validated model package. `load` checks the manifest, versions and every file's checksum."""
 
-    def __init__(self, root: Path, manifest: Manifest, config: PipelineConfig) -> None:
+    def __init__(self, root: Path, manifest: Manifest, config: PipelineConfig | None) -> None:
         self.root = root
         self.manifest = manifest
-        self.config = config
+        self._config = config
 
     @property
     def product(self) -> str:
+        """The product (a unified package: the model's name; `products` lists what it inspects)."""
         return self.manifest.product
 
     @property
+    def is_unified(self) -> bool:
+        return self.manifest.unified is not None
+
+    @property
+    def products(self) -> list[str]:
+        """The products this package inspects: its one product, or a unified package's products."""
+        unified = self.manifest.unified
+        return [self.manifest.product] if unified is None else list(unified.products)
+
+    @property
+    def config(self) -> PipelineConfig:
+        """The pipeline config of a package from `adinspect fit` (a unified package has none)."""
+        if self._config is None:
+            self.require_bank()
+        assert self._config is not None
+        return self._config
+
+    @property
     def threshold(self) -> float:
+        """The threshold of a one-product package (a unified package: `threshold_for(product)`)."""
+        if self.manifest.unified is not None:
+            raise PackageError(
+                f"{self.root} is one model for products {self.products}: each has its own threshold; "
+                "name the product (--product)"
+            )
         return self.manifest.threshold
+
+    def resolve_product(self, product: str | None) -> str:
+        """The product to inspect: `product` when the package knows it (None: a one-product
+        package's own), else a PackageError listing what it knows."""
+        if product is None and not self.is_unified:
+            return self.manifest.product
+        if product is None or product not in self.products:
+            got = "no product" if product is None else f"product {product!r}"
+            raise PackageError(
+                f"{self.root} inspects products {self.products}, got {got}: name one of them "
+                "(--product); a product it was not trained on has no threshold"
+            )
+        return product
+
+    def product_for_data(self, product: str | None, data_name: str) -> str | None:
+        """The product to inspect a data folder named `data_name` as: `product` when given, else a
+        unified package's product of that name (None when it has none: `resolve_product` says so)."""
+        if product is None and self.is_unified and data_name in self.products:
+            return data_name
+        return product
+
+    def threshold_for(self, product: str | None) -> float:
+        """The threshold of `product` (see `resolve_product`)."""
+        name = self.resolve_product(product)
+        unified = self.manifest.unified
+        return self.manifest.threshold if unified is None else unified.products[name].threshold
+
+    def require_bank(self) -> None:
+        """PackageError unless this package holds one product's reference bank (`adinspect fit`)."""
+        if self.is_unified:
+            raise PackageError(
+                f"{self.root} is one InvAD model for products {self.products} (from `adinspect "
+                "train-unified`): it has no reference bank, which ADClick, ADClick-Seg, labelling and "
+                "the torch residual pipeline work on; fit the product with `adinspect fit --data DIR "
+                "--out PKG` and use that package"
+            )
 
     @property
     def preprocess(self) -> PreprocessSpec:
@@ -237,6 +335,8 @@ class ModelPackage:
                     raise PackageError(
                         f"{path} is corrupt (checksum differs from {MANIFEST}); re-run `adinspect fit`"
                     )
+        if manifest.unified is not None:
+            return cls(root, manifest, None)
         try:
             config_raw = json.loads((root / "config.json").read_text())
         except (OSError, json.JSONDecodeError) as exc:

@@ -34,6 +34,7 @@ from adinspect.repository.integrity import (
 from adinspect.repository.packages import BackboneGroup, RepositoryError, backbone_groups, load_packages
 from adinspect.repository.settings import Flavor, RepositorySettings
 from adinspect.repository.tensors import Shapes
+from adinspect.repository.unified import check_unified, write_unified
 from adinspect.repository.write import write_product, write_shared_models
 
 FLAVORS = ("cpu", "gpu")
@@ -57,8 +58,9 @@ def build_repository(
     """Write the Triton repository serving `inspect_<product>` for every package.
 
     Args:
-        model_dirs: packages written by `adinspect fit`, one per product; those of one input shape
-            share one backbone.
+        model_dirs: packages written by `adinspect fit`, one per product (those of one input shape
+            share one backbone); or unified packages (`adinspect train-unified`), each served as one
+            model for its products.
         flavor: "cpu" (Python backend + ONNX Runtime) or "gpu" (ORT+TensorRT or TensorRT plans).
         out_dir: the repository; models from an earlier build there are replaced, other files kept.
         settings: batching, instances and limits.
@@ -76,12 +78,15 @@ def build_repository(
         )
     settings = settings or RepositorySettings()
     packages = load_packages(model_dirs)
-    groups = backbone_groups(packages)
+    unified = check_unified(packages)
+    groups = [] if unified else backbone_groups(packages)
     out_dir = Path(out_dir)
     previous = _previous_models(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
+        if unified:
+            write_unified(tmp, packages, flavor, settings, engines_dir)
         for group in groups:
             shapes = Shapes.of(group.packages[0])
             if flavor == "cpu":
@@ -95,9 +100,9 @@ def build_repository(
             adinspect_version=__version__,
             flavor=flavor,
             models=models,
-            products={p.product: str(p.root.resolve()) for p in packages},
+            products={product: str(p.root.resolve()) for p in packages for product in p.products},
             settings=settings.model_dump(),
-            backbone_sha256=packages[0].manifest.files["backbone.onnx"],
+            backbone_sha256=packages[0].manifest.files.get("backbone.onnx", ""),
             preprocess=packages[0].preprocess.model_dump(mode="json"),
             shared=[_shared(g) for g in groups],
             files=hash_models(tmp, models),
@@ -105,7 +110,7 @@ def build_repository(
         _move_into_place(tmp, out_dir, previous, models, marker)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return BuildReport(out_dir, flavor, [p.product for p in packages], models)
+    return BuildReport(out_dir, flavor, [product for p in packages for product in p.products], models)
 
 
 def _shared(group: BackboneGroup) -> SharedModels:

@@ -44,12 +44,13 @@ def load_packages(model_dirs: Sequence[Path]) -> list[ModelPackage]:
         packages.append(package)
     seen: dict[str, Path] = {}
     for package in packages:
-        if package.product in seen:
-            raise RepositoryError(
-                f"two packages for product {package.product!r}: {seen[package.product]} and {package.root}; "
-                "each product is served once (re-fit one under another --product name)"
-            )
-        seen[package.product] = package.root
+        for product in package.products:
+            if product in seen:
+                raise RepositoryError(
+                    f"two packages for product {product!r}: {seen[product]} and {package.root}; "
+                    "each product is served once (re-fit one under another --product name)"
+                )
+            seen[product] = package.root
         unknown = sorted(set(package.manifest.optional_models) - {"seg"})
         if unknown:
             raise RepositoryError(

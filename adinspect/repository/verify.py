@@ -1,9 +1,10 @@
 """`adinspect repo verify`: the acceptance check after every deploy, on any hardware (DESIGN.md §7).
 
-For every package, the good images `fit` scored to calibrate its threshold (calibration.json:
-`holdout_files` relative to the fitted data folder, `holdout_sha256`; at most `MAX_IMAGES` of them,
-spread over the list) are read once and mirrored left-right (every good image is in the bank, where
-it would find itself and score about zero; mirrored it scores like a new part), then
+For every package (every product of a unified package), the good images scored to calibrate its
+threshold (calibration.json: `holdout_files` relative to the fitted data folder, `holdout_sha256`;
+at most `MAX_IMAGES` of them, spread over the list) are read once and mirrored left-right (every
+good image is in a bank, where it would find itself and score about zero; mirrored it scores like
+a new part), then
 inspected twice from the same bytes: in-process (ONNX Runtime on this host's CPU, FP32: the
 precision the threshold was calibrated in) and through the served `inspect_<product>` ensemble
 (whatever it runs: cpu flavour, ONNX Runtime + TensorRT, FP16 plans). The deploy passes only if
@@ -81,14 +82,34 @@ class HeldOutImage:
     data: bytes
 
 
-def held_out_images(package: ModelPackage, data_dir: Path | None) -> list[HeldOutImage]:
-    """The package's calibration images, checked against the SHA-256 recorded at fit time.
+def _calibration_record(
+    package: ModelPackage, product: str | None, data_dir: Path | None
+) -> tuple[dict, Path | None]:
+    """calibration.json's record of the product and the folder its held-out files are relative to.
+
+    A unified package records every product (relative to that product's folder): `--data DIR` is
+    then the folder holding the product folders, and without it the folders it was trained from."""
+    record = json.loads(package.path("calibration.json").read_text())
+    if not package.is_unified:
+        return record, data_dir
+    name = package.resolve_product(product)
+    if data_dir is not None:
+        return record[name], Path(data_dir) / name
+    roots = json.loads(package.path("unified.json").read_text())["products"]
+    return record[name], Path(roots[name])
+
+
+def held_out_images(
+    package: ModelPackage, data_dir: Path | None, product: str | None = None
+) -> list[HeldOutImage]:
+    """The package's calibration images (a unified package: `product`'s), checked against the
+    SHA-256 recorded at calibration time.
 
     Raises:
         VerifyError: calibration.json records no images, one is missing or its bytes differ.
     """
     path = package.path("calibration.json")
-    record = json.loads(path.read_text())
+    record, data_dir = _calibration_record(package, product, data_dir)
     files: list[str] = record.get("holdout_files") or []
     digests: list[str] = record.get("holdout_sha256") or []
     if data_dir is not None and files:
@@ -162,22 +183,34 @@ def compare(
 def verify_product(
     client, model_dir: Path, data_dir: Path | None, tolerance: float = DEFAULT_TOLERANCE
 ) -> list[VerifyRow]:
-    """Rows for one package's held-out images against the served ensemble (`client`:
-    an `adinspect.client.InspectionClient`)."""
+    """Rows for one package's held-out images against the served ensembles (`client`: an
+    `adinspect.client.InspectionClient`); a unified package's products one after the other."""
+    from adinspect.package import ModelPackage
+
+    package = ModelPackage.load(Path(model_dir))
+    rows = []
+    for product in package.products:
+        rows += _verify_one(client, Path(model_dir), product, data_dir, tolerance)
+    return rows
+
+
+def _verify_one(
+    client, model_dir: Path, product: str, data_dir: Path | None, tolerance: float
+) -> list[VerifyRow]:
     from adinspect.client import InspectionError
     from adinspect.runtime.inspector import Inspector
 
-    inspector = Inspector(Path(model_dir))
-    images = [mirrored(image) for image in held_out_images(inspector.package, data_dir)]
+    inspector = Inspector(model_dir, product=product)
+    images = [mirrored(image) for image in held_out_images(inspector.package, data_dir, product)]
     rows = []
     for image in images:
         local = inspector.inspect(decode_image(image.data, image.name), image.name).result
         try:
-            served = client.inspect(image.data, inspector.product, name=image.name)
+            served = client.inspect(image.data, product, name=image.name)
         except InspectionError as exc:
-            rows.append(compare(inspector.product, image.name, _triple(local), None, tolerance, str(exc)))
+            rows.append(compare(product, image.name, _triple(local), None, tolerance, str(exc)))
             continue
-        rows.append(compare(inspector.product, image.name, _triple(local), _triple(served), tolerance))
+        rows.append(compare(product, image.name, _triple(local), _triple(served), tolerance))
     return rows
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from adinspect.repository.tensors import Shapes
 LIBRARY = "adinspect"  # the library copy's folder name inside a Python model's version directory
 
 
-def _model_source(name: str) -> bytes:
+def model_source(name: str) -> bytes:
     return resources.files("adinspect.repository.models").joinpath(f"{name}.py").read_bytes()
 
 
@@ -55,8 +55,8 @@ def _copy_library(version_dir: Path) -> None:
     )
 
 
-def _write_model(
-    root: Path, config: dict[str, Any], files: dict[str, bytes | Path], version_number: int = 1
+def write_model(
+    root: Path, config: dict[str, Any], files: Mapping[str, bytes | Path], version_number: int = 1
 ) -> None:
     model_dir = root / config["name"]
     if model_dir.resolve().parent != root.resolve():  # names are validated; this is the last guard
@@ -105,7 +105,7 @@ def _write_onnx_model(
     files: dict[str, bytes | Path] = {"model.plan": plan} if plan is not None else {"model.onnx": onnx}
     if plan is None and external_data:
         files.update(external_data)
-    _write_model(root, config, files, version)
+    write_model(root, config, files, version)
     return config
 
 
@@ -121,10 +121,10 @@ def write_shared_models(
     and postprocess (named with `suffix` when the repository serves several input shapes), and each
     product's own models."""
     spec = packages[0].preprocess.model_dump_json()
-    _write_model(
+    write_model(
         root,
         preprocess_model(settings, spec, shapes.input_shape, shared_model(PREPROCESS_MODEL, suffix)),
-        {"model.py": _model_source("preprocess")},
+        {"model.py": model_source("preprocess")},
     )
     backbone = packages[0].path("backbone.onnx").read_bytes()
     name = shared_model(BACKBONE_MODEL, suffix)
@@ -132,10 +132,10 @@ def write_shared_models(
     for package in packages:
         write_product(root, package, "gpu", settings, shapes, engines_dir, shared=suffix)
     table = MonitoringTable(products=[monitoring_entry(p) for p in packages])
-    _write_model(
+    write_model(
         root,
         postprocess_model(settings, shapes.input_shape, shared_model(POSTPROCESS_MODEL, suffix)),
-        {"model.py": _model_source("postprocess"), MONITORING_FILE: table.model_dump_json(indent=2).encode()},
+        {"model.py": model_source("postprocess"), MONITORING_FILE: table.model_dump_json(indent=2).encode()},
     )
 
 
@@ -185,7 +185,7 @@ def write_product(
     if flavor == "cpu":
         table = MonitoringTable(products=[monitoring_entry(package)])
         files: dict[str, bytes | Path] = {
-            "model.py": _model_source("inspect"),
+            "model.py": model_source("inspect"),
             "backbone.onnx": package.path("backbone.onnx"),
             "model.onnx": residual,
             **_residual_data(package),
@@ -195,7 +195,7 @@ def write_product(
             files["seg.onnx"] = bake_seg(seg)
         spec_json = package.preprocess.model_dump_json()
         config = pinned(product_model(product, settings, params, spec_json), [version])
-        _write_model(root, config, files, version)
+        write_model(root, config, files, version)
         return {config["name"]: config}
     written: dict[str, dict[str, Any]] = {}
     name = residual_model(product)
@@ -210,6 +210,6 @@ def write_product(
         written[name] = _write_onnx_model(root, name, settings, io, bake_seg(seg), engines_dir, version)
     steps = ensemble_steps(product, None if seg is None else seg_step(product), shared, raw=raw)
     config = ensemble(product, steps, params, {m: version for m in written}, settings.raw_size)
-    _write_model(root, config, {})
+    write_model(root, config, {})
     written[config["name"]] = config
     return written

@@ -57,6 +57,7 @@ class ClickRuntime:
 
     def __init__(self, model_dir: Path, threads: int | None = None) -> None:
         self.package = ModelPackage.load(Path(model_dir))
+        self.package.require_bank()  # clicks work on residuals against one product's bank
         self.model_shape = self.package.preprocess.shape  # (H_in, W_in) of the model input
         self.size = self.package.preprocess.image_size  # its short side S (click discs scale with it)
         self.backbone = make_session(self.package.path("backbone.onnx"), threads)

@@ -2,7 +2,9 @@
 
 images → preprocess → backbone.onnx → residual.onnx → [seg.onnx] → postprocess → InspectionResult.
 With a trained ADClick-Seg (manifest `optional_models` lists 'seg'), its map, score, calibrated
-threshold and highest-scoring defect type replace the training-free ones.
+threshold and highest-scoring defect type replace the training-free ones. A unified package (one
+InvAD model for several products) runs invad.onnx instead, image → map and score, and takes the
+threshold of the product the inspector was opened for.
 Imports numpy, opencv, onnxruntime and pydantic only.
 """
 
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adinspect.contracts import BACKBONE, RESIDUAL, SEG
+from adinspect.contracts import BACKBONE, RESIDUAL, SEG, UNIFIED
 from adinspect.geometry import check_rgb, preprocess_batch
 from adinspect.imageio import read_image
 from adinspect.package import ModelPackage
@@ -32,19 +34,38 @@ class Inspection:
     anomaly_map: np.ndarray
 
 
+UNIFIED_ONNX = "invad.onnx"
+
+
 class Inspector:
     """Runs one product's model package.
 
     Args:
-        model_dir: a directory written by `adinspect fit`.
+        model_dir: a directory written by `adinspect fit` (or `adinspect train-unified`).
         threads: ONNX Runtime intra-op threads (default: all cores).
         providers: ONNX Runtime execution providers (default: CPU).
+        product: which product's threshold decides the verdict: required for a unified package
+            (one of its products), optional for a one-product package (its own).
+
+    Raises:
+        PackageError: a broken package, or a product the package was not calibrated for.
     """
 
     def __init__(
-        self, model_dir: Path, threads: int | None = None, providers: Sequence[str] | None = None
+        self,
+        model_dir: Path,
+        threads: int | None = None,
+        providers: Sequence[str] | None = None,
+        product: str | None = None,
     ) -> None:
         self.package = ModelPackage.load(Path(model_dir))
+        self._product = self.package.resolve_product(product)
+        self.seg_info = None
+        self.seg = None
+        if self.package.is_unified:
+            self.unified = make_session(self.package.path(UNIFIED_ONNX), threads, providers)
+            return
+        self.unified = None
         self.backbone = make_session(self.package.path("backbone.onnx"), threads, providers)
         self.residual = make_session(self.package.path("residual.onnx"), threads, providers)
         self.seg_info = seg_info(self.package)
@@ -52,12 +73,12 @@ class Inspector:
 
     @property
     def product(self) -> str:
-        return self.package.product
+        return self._product
 
     @property
     def threshold(self) -> float:
-        """The seg model's calibrated threshold when it is used, else the package's."""
-        return self.package.threshold if self.seg_info is None else self.seg_info.threshold
+        """The seg model's calibrated threshold when it is used, else the product's."""
+        return self.package.threshold_for(self._product) if self.seg_info is None else self.seg_info.threshold
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, 3, H_in, W_in) float32 normalised → anomaly maps (B, H_in, W_in), scores (B,)."""
@@ -66,6 +87,9 @@ class Inspector:
 
     def run_with_types(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Like `run`, plus the highest-scoring defect-type index (B,) int64, None without seg."""
+        if self.unified is not None:
+            amap, score = self.unified.run([UNIFIED.anomaly_map, UNIFIED.score], {UNIFIED.image: batch})
+            return amap[:, 0], score, None
         features, global_map = self.backbone.run(None, {BACKBONE.image: batch})
         feeds = {RESIDUAL.features: features, RESIDUAL.global_map: global_map}
         if self.seg is None:

@@ -122,7 +122,10 @@ def _add_verify(repo_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address HOST:PORT")
     p.add_argument("--models", type=Path, nargs="+", required=True, help="the packages the repository serves")
     p.add_argument(
-        "--data", type=Path, help="the folder each package was fitted on (default: recorded paths)"
+        "--data",
+        type=Path,
+        help="the folder each package was fitted on, or holding a unified package's product folders "
+        "(default: recorded paths)",
     )
     p.add_argument(
         "--tolerance",

@@ -58,6 +58,11 @@ def _versions(model_dir: Path) -> list[int]:
 def _check_compatible(shared: SharedModels, package: ModelPackage) -> None:
     """The new package must fit the shared models its product is served with (backbone file and
     input spec, the input shape included)."""
+    if package.is_unified:
+        raise RepositoryError(
+            f"{package.root} is a unified package: its one model serves all its products, so it goes live "
+            "with `adinspect repo build` and a restart, not product by product"
+        )
     if package.manifest.files.get("backbone.onnx") != shared.backbone_sha256:
         raise RepositoryError(
             f"{package.root}: its backbone.onnx differs from the served backbone; a new backbone (or input "

@@ -218,13 +218,17 @@ def run_evaluate_seg(args: argparse.Namespace) -> int:
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register train-click, choose-snap, label, train-seg, evaluate-clicks and evaluate-seg."""
+    """Register train-click, choose-snap, label, train-seg, evaluate-clicks, evaluate-seg and
+    train-unified."""
+    from adinspect.train import unified_cli
+
     _add_train_click(subparsers)
     _add_choose_snap(subparsers)
     _add_label(subparsers)
     _add_train_seg(subparsers)
     _add_evaluate_clicks(subparsers)
     _add_evaluate_seg(subparsers)
+    unified_cli.add_commands(subparsers)
 
 
 def _add_train_click(subparsers: argparse._SubParsersAction) -> None:

@@ -71,6 +71,7 @@ class ResidualContext:
 def load_context(model_dir: Path) -> ResidualContext:
     """Open a fitted package and rebuild its torch models (weights checksum checked)."""
     package = ModelPackage.load(Path(model_dir))
+    package.require_bank()  # a unified package has no bank to compute residuals with
     return ResidualContext(package, TorchPipeline.from_package(Path(model_dir)), package.preprocess)
 
 

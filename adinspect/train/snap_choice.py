@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from adinspect.errors import InputError
+from adinspect.package import ModelPackage
 from adinspect.runtime.click import CLICK_META
 from adinspect.train.click_trainer import load_click_model
 from adinspect.train.clicks import padded_ious
@@ -45,6 +46,7 @@ def choose_snap(
         raise InputError(f"--snap {how!r}: choose one of {CHOICES}")
     t0 = time.perf_counter()
     root = Path(model_dir)
+    ModelPackage.load(root).require_bank()  # clicks need one product's bank, whatever else is missing
     if not (root / CLICK_META).is_file():
         raise InputError(f"{root}: no click model ({CLICK_META}); run `adinspect train-click` first")
     n_images, measured = measure_snap(root, Path(data_dir), seed, progress) if how == "auto" else (0, {})

@@ -32,6 +32,7 @@ def warm_start_weights(
         (state dict, "<other_dir>/<file>") for the report.
     """
     other = ModelPackage.load(Path(other_dir))
+    other.require_bank()
     mine, theirs = ctx.package.manifest.backbone, other.manifest.backbone
     for field in ("name", "weights_sha256", "feature_dim", "feature_shape"):
         if getattr(mine, field) != getattr(theirs, field):

@@ -1,0 +1,75 @@
+"""Triton `invad_<model>` (cpu flavour): decode, preprocess and invad.onnx for every product of a
+unified package; the product's `postprocess_<product>` step applies its threshold."""
+
+import sys
+from pathlib import Path
+
+# `repo build` puts the adinspect library this repository was built with next to this file: the
+# Python stub runs its own interpreter, which sees neither PYTHONPATH nor the launcher's packages.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import json
+import os
+
+import triton_python_backend_utils as pb_utils
+
+from adinspect.contracts import INSPECT_IN, UNIFIED_OUT
+from adinspect.geometry import PreprocessSpec
+from adinspect.repository.drain import DRAIN_FILE_ENV
+from adinspect.repository.models.triton_utils import (
+    cancelled_response,
+    draining_response,
+    error_response,
+    optional_input,
+)
+from adinspect.repository.steps import RequestError, UnifiedPipeline, UnifiedRequest
+from adinspect.runtime.sessions import make_session
+
+MODEL_FILE = "model.onnx"
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        parameters = json.loads(args["model_config"])["parameters"]
+        version = Path(args["model_repository"]) / args["model_version"]
+        threads = int(parameters["intra_op_threads"]["string_value"]) or None
+        self.pipeline = UnifiedPipeline(
+            spec=PreprocessSpec.model_validate_json(parameters["preprocess_spec"]["string_value"]),
+            max_pixels=int(parameters["max_pixels"]["string_value"]),
+            session=make_session(version / MODEL_FILE, threads),
+        )
+        if json.loads(parameters["warmup"]["string_value"]):
+            self.pipeline.warm_up()
+        # `adinspect serve` creates this file when it starts draining (SIGTERM): new requests then get
+        # UNAVAILABLE, which clients retry, while those already running finish.
+        self.drain_file = os.environ.get(DRAIN_FILE_ENV, "")
+
+    def execute(self, requests):
+        draining = bool(self.drain_file) and os.path.exists(self.drain_file)
+        responses = [None] * len(requests)
+        live = []
+        for i, request in enumerate(requests):
+            if draining:
+                responses[i] = draining_response()
+            elif request.is_cancelled():  # the client gave up: do not spend the work
+                responses[i] = cancelled_response()
+            else:
+                live.append(i)
+        answers = self.pipeline.run(
+            [
+                UnifiedRequest(
+                    optional_input(requests[i], INSPECT_IN.image_bytes),
+                    optional_input(requests[i], INSPECT_IN.image_raw),
+                    name=f"request {requests[i].request_id() or '(no id)'}",
+                )
+                for i in live
+            ]
+        )
+        for i, answer in zip(live, answers, strict=True):
+            if isinstance(answer, RequestError):
+                responses[i] = error_response(str(answer), pb_utils.TritonError.INVALID_ARG)
+            else:
+                responses[i] = pb_utils.InferenceResponse(
+                    [pb_utils.Tensor(n, answer[n]) for n in UNIFIED_OUT]
+                )
+        return responses
