@@ -19,19 +19,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     peer_cli.add_commands(sub)
     probe_cli.add_commands(sub)
-    p = sub.add_parser("bench", help="latency of the in-process inspector vs the torch eager reference")
-    p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--json", type=Path, required=True)
-    p.add_argument("--images", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--threads", type=int)
-    p.add_argument("--no-eager", action="store_true", help="skip the torch reference (no torch needed)")
-    p.add_argument(
-        "--product", help="a unified package's product (default: the data folder's name, else its first)"
-    )
-    add_bench_serving_arguments(p)
-    p.set_defaults(func=cmd_bench)
+    _add_bench(sub)
 
     p = sub.add_parser("bench-scale", help="fit time, memory, package size and latency against bank size")
     p.add_argument("--data", type=Path, required=True, help="a dataset with good training and test images")
@@ -74,6 +62,23 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare", type=Path, help="an evaluate-clicks JSON of the same model to check against")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run_bench_annotate)
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    """Add `bench`."""
+    p = sub.add_parser("bench", help="latency of the in-process inspector vs the torch eager reference")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--json", type=Path, required=True)
+    p.add_argument("--images", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--no-eager", action="store_true", help="skip the torch reference (no torch needed)")
+    p.add_argument(
+        "--product", help="a unified package's product (default: the data folder's name, else its first)"
+    )
+    add_bench_serving_arguments(p)
+    p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

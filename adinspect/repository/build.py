@@ -48,6 +48,7 @@ class BuildReport:
     models: list[str]
 
 
+# long: checks, then one try block owns the staging folder until it replaces the old repository
 def build_repository(
     model_dirs: Sequence[Path],
     flavor: Flavor,

@@ -147,13 +147,13 @@ def preprocess_model(
     ]
     params = {
         "preprocess_spec": preprocess_spec_json,
-        **_limits(settings),
+        **limits(settings),
         "warmup": json.dumps(settings.warmup),
     }
     return python_model(name, settings, inputs, outputs, params)
 
 
-def _limits(settings: RepositorySettings) -> dict[str, str]:
+def limits(settings: RepositorySettings) -> dict[str, str]:
     """What the decoding models refuse before decoding: the pixel limit and the decode budget."""
     return {"max_pixels": str(settings.max_pixels), "max_decode_bytes": str(settings.decode_budget_bytes)}
 
@@ -170,7 +170,7 @@ def product_model(
     inputs, outputs = ensemble_io(settings.raw_size)
     own = {
         "preprocess_spec": preprocess_spec_json,
-        **_limits(settings),
+        **limits(settings),
         "intra_op_threads": str(settings.intra_op_threads),
         "warmup": json.dumps(settings.warmup),
     }

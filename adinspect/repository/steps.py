@@ -1,9 +1,9 @@
 """The work behind each Python-backend model, as plain functions (numpy, opencv, onnxruntime).
 
 Each Triton `model.py` parses its config once and hands its requests to these (gpu: `preprocess`
-and `postprocess` per request; cpu: `ProductPipeline` per batch, which chains all of them, or for a
-unified package `UnifiedPipeline`, then each product's `postprocess`), so
-everything here is testable without a server. Bad input raises `RequestError`, which
+and `postprocess` per request; cpu: `ProductPipeline` per batch, which chains all of them; a
+unified package's model runs `unified_steps.UnifiedPipeline`), so everything here is testable
+without a server. Bad input raises `RequestError`, which
 `model.py` turns into a per-request INVALID_ARGUMENT; anything else is a bug.
 
 Nothing decoded outlives its request: a refused request is kept as a `Refusal` (its message only,
@@ -30,8 +30,6 @@ from adinspect.contracts import (
     RESIDUAL_OUT,
     SEG,
     SEG_OUT,
-    UNIFIED,
-    UNIFIED_OUT,
 )
 from adinspect.geometry import PreprocessSpec, check_rgb, preprocess
 from adinspect.imageio import (
@@ -345,60 +343,3 @@ class ProductPipeline:
             {SEG.residual: residual},
         )
         return amap, score, threshold, pid, np.asarray(kind, dtype=object)
-
-
-# ------------------------------------------------------------------------------------ unified model
-
-
-class UnifiedRequest(NamedTuple):
-    """One request to a unified package's shared model `invad_<model>` (cpu flavour)."""
-
-    image_bytes: np.ndarray | None
-    image_raw: np.ndarray | None
-    name: str = "request"
-
-
-@dataclass(frozen=True)
-class UnifiedPipeline:
-    """`invad_<model>` of the cpu flavour: decode, preprocess and invad.onnx for every product of a
-    unified package; each product's `postprocess_<product>` then applies its own threshold.
-
-    Args:
-        session: ONNX Runtime session of invad.onnx (image → anomaly_map, score).
-    """
-
-    spec: PreprocessSpec
-    max_pixels: int
-    session: Any
-
-    def run(self, requests: Sequence[UnifiedRequest]) -> list[dict[str, np.ndarray] | RequestError]:
-        """Each request's anomaly_map (1, 1, S, S), score (1, 1) and original_size (1, 2), or the
-        RequestError it gets; the valid requests of a batch go through the model together."""
-        answers: list[dict[str, np.ndarray] | RequestError] = []
-        valid: list[tuple[int, np.ndarray, np.ndarray]] = []
-        for index, request in enumerate(requests):
-            try:
-                image, size = preprocess_request(
-                    request.image_bytes, request.image_raw, self.spec, self.max_pixels, request.name
-                )
-                valid.append((index, image, size))
-                answers.append({})
-            except RequestError as exc:
-                answers.append(exc)
-        if not valid:
-            return answers
-        batch = np.concatenate([v[1] for v in valid])
-        amap, score = self.session.run([UNIFIED.anomaly_map, UNIFIED.score], {UNIFIED.image: batch})
-        for row, (index, _, size) in enumerate(valid):
-            answers[index] = {
-                UNIFIED_OUT.anomaly_map: amap[row : row + 1],
-                UNIFIED_OUT.score: score[row : row + 1].reshape(1, 1),
-                UNIFIED_OUT.original_size: size,
-            }
-        return answers
-
-    def warm_up(self) -> None:
-        """One black 64x64 image through the model: the first camera request pays no start-up."""
-        (answer,) = self.run([UnifiedRequest(None, np.zeros((1, 64, 64, 3), np.uint8), "warm-up")])
-        if isinstance(answer, RequestError):
-            raise answer

@@ -38,6 +38,7 @@ from adinspect.package import ModelPackage
 from adinspect.repository.configs import (
     Step,
     ensemble,
+    limits,
     onnx_model,
     postprocess_model,
     preprocess_model,
@@ -93,7 +94,7 @@ def calibration_of(package: ModelPackage, product: str) -> ProductCalibration:
 
 def _unified_python(name: str, settings: RepositorySettings, spec_json: str, size: int) -> dict[str, Any]:
     """`invad_<m>` of the cpu flavour: the ensemble's image inputs → map, score, original size."""
-    inputs = ensemble_io()[0][:2]
+    inputs = [t for t in ensemble_io(settings.raw_size)[0] if t["name"] != INSPECT_IN.map_format]
     outputs = [
         tensor(UNIFIED_OUT.anomaly_map, "TYPE_FP32", [1, size, size]),
         tensor(UNIFIED_OUT.score, "TYPE_FP32", [1]),
@@ -101,7 +102,7 @@ def _unified_python(name: str, settings: RepositorySettings, spec_json: str, siz
     ]
     params = {
         "preprocess_spec": spec_json,
-        "max_pixels": str(settings.max_pixels),
+        **limits(settings),
         "intra_op_threads": str(settings.intra_op_threads),
         "warmup": json.dumps(settings.warmup),
     }
@@ -129,10 +130,11 @@ def _postprocess(product: str, threshold: float, settings: RepositorySettings, s
     return python_model(product_postprocess_model(product), settings, inputs, config["output"], params)
 
 
-def unified_steps(model: str, product: str, flavor: Flavor) -> list[Step]:
-    """The steps of `inspect_<product>` for a unified package's model `invad_<model>`."""
+def unified_steps(model: str, product: str, flavor: Flavor, raw: bool = False) -> list[Step]:
+    """The steps of `inspect_<product>` for a unified package's model `invad_<model>` (`raw`: the
+    ensemble takes image_raw, built with `--raw-size`)."""
     steps = []
-    image = {INSPECT_IN.image_bytes: INSPECT_IN.image_bytes, INSPECT_IN.image_raw: INSPECT_IN.image_raw}
+    image = {name: name for name in (INSPECT_IN.image_bytes, *([INSPECT_IN.image_raw] if raw else []))}
     if flavor == "gpu":
         steps.append(
             Step(
@@ -214,4 +216,5 @@ def _write_product(
         "package_sha256": package.manifest_sha256(),
         "model": unified_model(package.product),
     }
-    write_model(root, ensemble(product, unified_steps(package.product, product, flavor), params), {})
+    steps = unified_steps(package.product, product, flavor, raw=settings.raw_size is not None)
+    write_model(root, ensemble(product, steps, params, raw_size=settings.raw_size), {})

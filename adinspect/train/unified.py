@@ -71,6 +71,8 @@ def work_dir_of(out_dir: Path) -> Path:
     return out_dir.with_name(out_dir.name + ".work")
 
 
+# long: the run read top to bottom (products, backbone, feature file, training, package); one try
+# block owns the feature file
 def train_unified(
     roots: list[Path],
     out_dir: Path,

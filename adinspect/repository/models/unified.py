@@ -22,7 +22,8 @@ from adinspect.repository.models.triton_utils import (
     error_response,
     optional_input,
 )
-from adinspect.repository.steps import RequestError, UnifiedPipeline, UnifiedRequest
+from adinspect.repository.steps import Refusal
+from adinspect.repository.unified_steps import UnifiedPipeline, UnifiedRequest
 from adinspect.runtime.sessions import make_session
 
 MODEL_FILE = "model.onnx"
@@ -37,6 +38,7 @@ class TritonPythonModel:
             spec=PreprocessSpec.model_validate_json(parameters["preprocess_spec"]["string_value"]),
             max_pixels=int(parameters["max_pixels"]["string_value"]),
             session=make_session(version / MODEL_FILE, threads),
+            max_bytes=int(parameters["max_decode_bytes"]["string_value"]),
         )
         if json.loads(parameters["warmup"]["string_value"]):
             self.pipeline.warm_up()
@@ -66,8 +68,8 @@ class TritonPythonModel:
             ]
         )
         for i, answer in zip(live, answers, strict=True):
-            if isinstance(answer, RequestError):
-                responses[i] = error_response(str(answer), pb_utils.TritonError.INVALID_ARG)
+            if isinstance(answer, Refusal):
+                responses[i] = error_response(answer.message, pb_utils.TritonError.INVALID_ARG)
             else:
                 responses[i] = pb_utils.InferenceResponse(
                     [pb_utils.Tensor(n, answer[n]) for n in UNIFIED_OUT]
