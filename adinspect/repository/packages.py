@@ -35,7 +35,9 @@ def load_packages(model_dirs: Sequence[Path]) -> list[ModelPackage]:
     for model_dir in model_dirs:
         try:
             package = ModelPackage.load(Path(model_dir))
-            check_threshold("its threshold", package.threshold, package.root / "package.json")
+            for product in package.products:
+                threshold = package.threshold_for(product if package.is_unified else None)
+                check_threshold(f"{product}'s threshold", threshold, package.root / "package.json")
             for graph in SERVED_GRAPHS:
                 if package.has(graph):
                     check_onnx_constants(package.path(graph))

@@ -163,14 +163,15 @@ def run_train_seg(args: argparse.Namespace) -> int:
     report = train_seg(args.model, args.data, settings, args.resume, not args.quiet, args.init)
     s = report["seconds"]
     parity = report["parity"]["map_max_abs_diff"]
-    print(f"ADClick-Seg trained: {report['steps']}, {report['n_pseudo_labelled']} pseudo-labelled images, "
-          f"training {s['train']:.0f} s; seg.onnx parity max |Δmap| {parity:.1e}")  # fmt: skip
     cal = report["calibration"]
     print(f"seg threshold {cal['threshold']:.4g}: {cal['statement']}")
     if cal["expected_miss_rate"] is not None:
         print(f"pseudo-labelled defects passing it: {cal['pseudo_passed']} of {len(cal['pseudo_scores'])} "
               f"(95 % interval {cal['expected_miss_low_95']:.1%}-{cal['expected_miss_high_95']:.1%}; "
               "trained on them, so optimistic)")  # fmt: skip
+    # the summary last: the labelling page shows a job's last line
+    print(f"ADClick-Seg trained: {report['steps']}, {report['n_pseudo_labelled']} pseudo-labelled images, "
+          f"training {s['train']:.0f} s; seg.onnx parity max |Δmap| {parity:.1e}")  # fmt: skip
     return 0
 
 

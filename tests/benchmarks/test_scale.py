@@ -60,8 +60,9 @@ def test_one_image_chunks_give_the_same_package(inline_package, synthetic_root, 
     assert "chunks of 1 images" not in (inline_package / "model_card.md").read_text()
     a = json.loads((inline_package / "calibration.json").read_text())
     b = json.loads((out / "calibration.json").read_text())
-    np.testing.assert_allclose(b["holdout_scores"], a["holdout_scores"], rtol=1e-5, atol=1e-6)
-    assert b["threshold"] == pytest.approx(a["threshold"], rel=1e-5)
+    # float32 sums in another order (batched convolutions, per-image matching): a few 1e-5 apart
+    np.testing.assert_allclose(b["holdout_scores"], a["holdout_scores"], rtol=1e-4, atol=1e-6)
+    assert b["threshold"] == pytest.approx(a["threshold"], rel=1e-4)
 
 
 def _shapes(config):
