@@ -44,7 +44,7 @@ def run_demo(out: Path, data: Path | None = None, preset: str = "cpu", serve: bo
 
     t = _step(f"fit {product} ({preset} preset) on {data}")
     model = out / "models" / product
-    report = fit_product(data, preset_config(preset, product), model, overwrite=True)
+    report = fit_product(data, preset_config(preset, product), model, overwrite=True, auto=True)  # as `fit`
     summary["fit_seconds"] = round(time.perf_counter() - t, 1)
     summary["threshold"] = report.threshold
     print(f"fitted in {summary['fit_seconds']} s, threshold {report.threshold:.4g}")

@@ -65,7 +65,22 @@ def tall_package(tall_root: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     from adinspect.cli import main
 
     out = tmp_path_factory.mktemp("tall_package") / "strip"
-    assert main(["fit", "--data", str(tall_root), "--out", str(out), "--image-size", "128", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--data",
+                str(tall_root),
+                "--out",
+                str(out),
+                "--image-size",
+                "128",
+                "--no-auto",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return out
 
 

@@ -61,10 +61,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clean-z", type=float, default=3.0, help="--clean drops images with z above this")
     p.add_argument(
         "--auto",
-        action="store_true",
-        help="choose the backbone (EfficientNet-Lite0/1/2 unless --backbone/--weights name one), the "
-        "matching (local/global) and the map normalisation (none/zscore) from the good images and "
-        "synthetic anomalies painted on them; the choice and its evidence go into the model card",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="(default) choose the backbone (EfficientNet-Lite0/1/2 unless --backbone/--weights/--config "
+        "name one), the matching (local/global) and the map normalisation (none/zscore) from the good "
+        "images and synthetic anomalies painted on them; the choice and its evidence go into the model "
+        "card. --no-auto: the preset's settings as they are (faster)",
     )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_fit)

@@ -163,6 +163,7 @@ def fit_product(
     goods, config, geometry, cleaning = select_goods(Path(data_dir), config, clean)
     seconds, record = {}, None
     if auto:
+        _planned(goods, config)  # a budget error before the choice's work, not after it
         choice = choose(goods, config, progress, backbones)
         config, record = choice.apply(config), choice.record()
         seconds["choose"] = choice.seconds
@@ -209,7 +210,17 @@ def embed_images(
     geometry: InputGeometry | None = None,
 ) -> Embedded:
     """The memory plan (a budget error before any work), then every good image through the backbone."""
-    n_refs = len(goods)
+    embedder, spec_name, weights, pre, plan = _planned(goods, config)
+    shapes = shapes_of(embedder, config)
+    feats, gmaps = embed_paths(embedder, goods, pre, shapes, plan.embed_batch, progress=progress)
+    return Embedded(goods, feats, gmaps, embedder, spec_name, weights, pre, plan, cleaning, geometry=geometry)
+
+
+def _planned(
+    goods: list[Path], config: PipelineConfig
+) -> tuple[FeatureEmbedder, str, WeightsInfo, PreprocessSpec, MemoryPlan]:
+    """The config's backbone, its input spec and the memory plan for `goods`; raises the budget error
+    before any image is read."""
     torch.manual_seed(config.seed)
     extractor, spec, weights = create_backbone(
         config.backbone.name, weights=config.backbone.weights, allow_random=config.backbone.allow_random
@@ -219,12 +230,10 @@ def embed_images(
     pre = PreprocessSpec(
         image_size=config.method.image_size, mean=spec.mean, std=spec.std, height=height, width=width
     )
-    shapes = shapes_of(embedder, config)
     n_params = sum(p.numel() for p in embedder.parameters())
-    n_refs = min(n_refs, config.scale.max_references or n_refs)
-    plan = plan_memory(config, shapes, len(goods), n_refs, n_params)  # fails before any work
-    feats, gmaps = embed_paths(embedder, goods, pre, shapes, plan.embed_batch, progress=progress)
-    return Embedded(goods, feats, gmaps, embedder, spec.name, weights, pre, plan, cleaning, geometry=geometry)
+    n_refs = min(len(goods), config.scale.max_references or len(goods))
+    plan = plan_memory(config, shapes_of(embedder, config), len(goods), n_refs, n_params)
+    return embedder, spec.name, weights, pre, plan
 
 
 # long: the fit after the backbone read top to bottom (bank, calibration, export, parity, package);

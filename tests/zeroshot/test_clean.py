@@ -44,7 +44,7 @@ def test_fit_clean_drops_the_planted_images_and_says_so(contaminated, tmp_path, 
 
     data, planted = contaminated
     out = tmp_path / "m"
-    assert main(["fit", "--data", str(data), "--out", str(out), "--clean", "--quiet"]) == 0
+    assert main(["fit", "--data", str(data), "--out", str(out), "--clean", "--no-auto", "--quiet"]) == 0
     package = ModelPackage.load(out)  # cleaning.json is covered by the manifest's checksums
     assert package.has(CLEANING_JSON)
     report = json.loads((out / CLEANING_JSON).read_text())
