@@ -9,20 +9,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import json
-import os
 
 import triton_python_backend_utils as pb_utils
 
 from adinspect.contracts import INSPECT_IN, UNIFIED_OUT
 from adinspect.geometry import PreprocessSpec
-from adinspect.repository.drain import DRAIN_FILE_ENV
+from adinspect.repository.drain import DrainGate
 from adinspect.repository.models.triton_utils import (
     cancelled_response,
     draining_response,
-    error_response,
     optional_input,
+    refusal_response,
 )
-from adinspect.repository.steps import Refusal
+from adinspect.repository.steps import Refusal, request_name
 from adinspect.repository.unified_steps import UnifiedPipeline, UnifiedRequest
 from adinspect.runtime.sessions import make_session
 
@@ -42,12 +41,15 @@ class TritonPythonModel:
         )
         if json.loads(parameters["warmup"]["string_value"]):
             self.pipeline.warm_up()
-        # `adinspect serve` creates this file when it starts draining (SIGTERM): new requests then get
-        # UNAVAILABLE, which clients retry, while those already running finish.
-        self.drain_file = os.environ.get(DRAIN_FILE_ENV, "")
+        # `adinspect serve` drains before it stops the server: batches started before that finish
+        # (serve waits for their busy markers), later ones get UNAVAILABLE, which clients retry.
+        self.drain = DrainGate()
 
     def execute(self, requests):
-        draining = bool(self.drain_file) and os.path.exists(self.drain_file)
+        with self.drain.batch() as draining:
+            return self._execute(requests, draining)
+
+    def _execute(self, requests, draining):
         responses = [None] * len(requests)
         live = []
         for i, request in enumerate(requests):
@@ -62,14 +64,14 @@ class TritonPythonModel:
                 UnifiedRequest(
                     optional_input(requests[i], INSPECT_IN.image_bytes),
                     optional_input(requests[i], INSPECT_IN.image_raw),
-                    name=f"request {requests[i].request_id() or '(no id)'}",
+                    name=request_name(requests[i].request_id()),
                 )
                 for i in live
             ]
         )
         for i, answer in zip(live, answers, strict=True):
-            if isinstance(answer, Refusal):
-                responses[i] = error_response(answer.message, pb_utils.TritonError.INVALID_ARG)
+            if isinstance(answer, Refusal):  # only a message: nothing of the request outlives it
+                responses[i] = refusal_response(answer)
             else:
                 responses[i] = pb_utils.InferenceResponse(
                     [pb_utils.Tensor(n, answer[n]) for n in UNIFIED_OUT]
