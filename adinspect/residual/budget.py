@@ -90,16 +90,17 @@ def default_budget() -> int:
 
 def residual_bytes_per_image(config: PipelineConfig, shapes: Shapes, n_refs: int) -> int:
     """Working set of ResidualModel.match for one image: the K gathered reference maps (fp16 and
-    fp32), the shifted queries, the (K x offsets) score planes (with global matching one
-    reference's cell-by-cell distances), and the map at H x W for the blur."""
+    fp32), the shifted queries, the (K x offsets) score planes (with global matching the K
+    references' cell-by-cell distance planes), and the map at H x W for the blur."""
     m = config.method
     k = min(m.k_neighbors, n_refs)
     cells = shapes.cells
     n_off = len(disc_offsets(m.sigma))
     d = shapes.feature_dim
     per_cell = k * d * (2 + 4) + n_off * d * 4 + k * n_off * 4 * 4 + d * 4 * 3
-    if m.matching == "global":  # one reference's (h·w) x (h·w) distance plane, its minimum and a copy
-        per_cell += 3 * cells * 4
+    if m.matching == "global":  # a (h·w) x (h·w) distance plane per reference: torch frees each in
+        # turn, but ONNX Runtime (the parity pass, serving) keeps the K planes of the unrolled loop
+        per_cell += (k + 2) * cells * 4
     # ONNX Runtime's parity pass holds a little more than torch (its own buffers): x 1.5
     height, width = m.shape
     return int(1.5 * (cells * per_cell + 6 * height * width * 4))
