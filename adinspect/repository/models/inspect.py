@@ -15,12 +15,11 @@ from adinspect.contracts import INSPECT_IN, INSPECT_OUT, RESIDUAL_OUT
 from adinspect.geometry import PreprocessSpec
 from adinspect.repository.drain import DrainGate
 from adinspect.repository.models.triton_utils import (
-    cancelled_response,
-    draining_response,
     error_logger,
     metric_family,
     optional_input,
     refusal_response,
+    triage,
 )
 from adinspect.repository.monitoring import MONITORING_FILE, open_exporter
 from adinspect.repository.steps import ProductPipeline, ProductRequest, Refusal, request_name
@@ -57,15 +56,7 @@ class TritonPythonModel:
             return self._execute(requests, draining)
 
     def _execute(self, requests, draining):
-        responses = [None] * len(requests)
-        live = []
-        for i, request in enumerate(requests):
-            if draining:
-                responses[i] = draining_response()
-            elif request.is_cancelled():  # the client gave up: do not spend the work
-                responses[i] = cancelled_response()
-            else:
-                live.append(i)
+        responses, live = triage(requests, draining)
         answers = self.pipeline.run(
             [
                 ProductRequest(

@@ -42,3 +42,18 @@ def refusal_response(refusal):
         "CANCELLED": pb_utils.TritonError.CANCELLED,
     }
     return error_response(refusal.message, codes[refusal.code])
+
+
+def triage(requests, draining):
+    """(responses, live): UNAVAILABLE for every request while draining, CANCELLED for those whose
+    client gave up (no work spent on them), None in `responses` and an index in `live` for the rest."""
+    responses = [None] * len(requests)
+    live = []
+    for i, request in enumerate(requests):
+        if draining:
+            responses[i] = draining_response()
+        elif request.is_cancelled():
+            responses[i] = cancelled_response()
+        else:
+            live.append(i)
+    return responses, live

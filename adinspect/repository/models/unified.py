@@ -16,10 +16,9 @@ from adinspect.contracts import INSPECT_IN, UNIFIED_OUT
 from adinspect.geometry import PreprocessSpec
 from adinspect.repository.drain import DrainGate
 from adinspect.repository.models.triton_utils import (
-    cancelled_response,
-    draining_response,
     optional_input,
     refusal_response,
+    triage,
 )
 from adinspect.repository.steps import Refusal, request_name
 from adinspect.repository.unified_steps import UnifiedPipeline, UnifiedRequest
@@ -50,15 +49,7 @@ class TritonPythonModel:
             return self._execute(requests, draining)
 
     def _execute(self, requests, draining):
-        responses = [None] * len(requests)
-        live = []
-        for i, request in enumerate(requests):
-            if draining:
-                responses[i] = draining_response()
-            elif request.is_cancelled():  # the client gave up: do not spend the work
-                responses[i] = cancelled_response()
-            else:
-                live.append(i)
+        responses, live = triage(requests, draining)
         answers = self.pipeline.run(
             [
                 UnifiedRequest(
