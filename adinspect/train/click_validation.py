@@ -24,8 +24,7 @@ from adinspect.train.clicks import padded_ious, simulate_clicks
 from adinspect.train.predictor import ClickPredictor
 from adinspect.train.residual_data import (
     ResidualContext,
-    embed,
-    honest_residuals,
+    honest_features_and_residuals,
     images_of,
     resize_to_model,
     seg_holdout,
@@ -60,8 +59,7 @@ def validate_on_synthetic(
         painted.append(image)
         masks.append(mask.astype(bool))
         source.append(kept[n % len(goods)][1])
-    features = embed(ctx, painted)[0]
-    residual = honest_residuals(ctx, painted, source)
+    features, residual = honest_features_and_residuals(ctx, painted, source)
     images = images_of(ctx, painted) if model.takes_image else None
     avg, avg_mask = tl.averaged()
     words, word_mask = avg[tl.generic], avg_mask[tl.generic]

@@ -213,17 +213,26 @@ def honest_residuals(
 ) -> torch.Tensor:
     """Residuals (N, d_f, h, w) of good images against the package's bank without each of them
     (`places`: each image's index in the bank, -1 when it is not there), as a new good part's."""
+    return honest_features_and_residuals(ctx, images, places, batch)[1]
+
+
+@torch.no_grad()
+def honest_features_and_residuals(
+    ctx: ResidualContext, images: list[np.ndarray], places: list[int], batch: int = 16
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The backbone's features F and `honest_residuals`, each (N, d_f, h, w), from one backbone pass."""
     model = ctx.pipeline.residual_model
     n_bank = model.bank_descriptors.shape[0]
-    out = []
+    feats, out = [], []
     for i in range(0, len(images), batch):
         f, g = embed(ctx, images[i : i + batch], batch)
         exclude = torch.zeros(f.shape[0], n_bank, dtype=torch.bool)
         for row, place in enumerate(places[i : i + batch]):
             if place >= 0:
                 exclude[row, place] = True
+        feats.append(f)
         out.append(model.residual(f, model.retrieve(g, exclude)))
-    return torch.cat(out)
+    return torch.cat(feats), torch.cat(out)
 
 
 # long: one cache entry holds the k-fold residuals of the goods and of the painted anomalies; the
