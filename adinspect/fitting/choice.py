@@ -14,7 +14,7 @@ embedding of the sample per backbone plus two residual passes.
 Rule: the candidate with the highest criterion, unless the default (the config as given) is
 within `MARGIN` of it: the default is kept when the evidence does not clearly favour another.
 Two stages keep the cost down: every matching and normalisation on the config's backbone, then
-the other backbones with the matching that won there (`choose`).
+the other backbones with the matching of the highest criterion there (`choose`).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ RULE = (
     f"mean of synthetic image AUROC, pixel AP and AUPRO (one synthetic anomaly on each of up to "
     f"{MAX_IMAGES} good training images, {THIN_FRACTION:.0%} thin strokes; each image against the "
     f"others), highest wins unless the default is within {MARGIN}; backbones other than the "
-    "default are tried with the matching that won on the default backbone"
+    "default are tried with the matching of the highest criterion on the default backbone"
 )
 
 
@@ -80,9 +80,14 @@ class Choice:
     def criterion(self, candidate: Candidate) -> float:
         return float(np.mean([self.evidence[candidate][c] for c in CRITERIA]))
 
+    def best(self) -> Candidate:
+        """The candidate with the highest criterion so far (the other backbones are tried with its
+        matching: the margin guards the final choice, not which candidates are explored)."""
+        return max(self.evidence, key=self.criterion)
+
     def pick(self) -> Candidate:
         """The rule: the best candidate so far, unless the default is within `MARGIN` of it."""
-        best = max(self.evidence, key=self.criterion)
+        best = self.best()
         if self.default in self.evidence and self.criterion(best) <= self.criterion(self.default) + MARGIN:
             return self.default
         return best
@@ -149,7 +154,7 @@ def choose(
         )
     steps = tqdm(total=len(first) + len(backbones) - 1, desc="fit --auto", unit="pass", disable=not progress)
     for stage, names in enumerate((backbones[:1], backbones[1:])):
-        matchings = first if stage == 0 else (choice.pick().matching,)
+        matchings = first if stage == 0 else (choice.best().matching,)
         for backbone in names:
             model, *features = _embed_both(config, backbone, images, painted)
             for matching in matchings:

@@ -72,3 +72,21 @@ def test_fit_auto_writes_the_choice_and_its_evidence_into_the_package(
     assert len(record["candidates"]) == 4 and record["rule"] == package.manifest.choices["rule"]
     card = (out / "model_card.md").read_text()
     assert "## Choices" in card and all(row["name"] in card for row in record["candidates"])
+
+
+def test_other_backbones_are_explored_with_the_best_matching_even_where_the_default_stays() -> None:
+    from adinspect.fitting.choice import Candidate, Choice
+
+    local = Candidate("efficientnet_lite0", "local", "none")
+    near = Candidate("efficientnet_lite0", "global", "none")
+    choice = Choice(local, local, {}, 32, 0.0)
+    choice.evidence[local] = {"image_auroc": 0.96, "pixel_ap": 0.68, "aupro": 0.96}
+    choice.evidence[near] = {
+        "image_auroc": 0.97,
+        "pixel_ap": 0.69,
+        "aupro": 0.965,
+    }  # + 0.005: within the margin
+    assert choice.pick() == local and choice.best() == near  # the default stays, global is explored
+    wider = Candidate("efficientnet_lite2", "global", "none")
+    choice.evidence[wider] = {"image_auroc": 0.98, "pixel_ap": 0.71, "aupro": 0.97}  # clearly ahead
+    assert choice.pick() == wider
