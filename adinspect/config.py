@@ -67,6 +67,14 @@ class MethodConfig(_Frozen):
     window: int = Field(default=4, ge=1, description="Window side of the global descriptor, in cells.")
     keep_fraction: float = Field(default=0.8, gt=0.0, le=1.0, description="Mean of lowest window distances.")
     k_neighbors: int = Field(ge=1, description="K most similar references (Θ_knn).")
+    global_coreset: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="Global matching searches a k-center coreset of this share of each reference's "
+        "cells (PatchCore's coreset, per reference): a reference repeats itself, so a quarter of its "
+        "cells covers it, at a quarter of the cost; None: every cell (packages from before).",
+    )
     sigma: float = Field(
         ge=0.0,
         description="Matching radius in feature-grid cells; offsets with dy² + dx² <= sigma². Eq. 3 is "
@@ -260,6 +268,7 @@ def _preset_paper() -> dict:
             "layer_dim": 512,
             "combine": "mean",
             "k_neighbors": 50,
+            "global_coreset": 0.25,
             "sigma": 3.2,
             "blur_sigma": 4.0,
         },
@@ -270,7 +279,14 @@ def _preset_cpu() -> dict:
     return {
         "preset": "cpu",
         "backbone": {"name": "efficientnet_lite0"},
-        "method": {"image_size": 256, "layer_dim": None, "k_neighbors": 16, "sigma": 2.0, "blur_sigma": 2.0},
+        "method": {
+            "image_size": 256,
+            "layer_dim": None,
+            "k_neighbors": 16,
+            "global_coreset": 0.25,
+            "sigma": 2.0,
+            "blur_sigma": 2.0,
+        },
     }
 
 

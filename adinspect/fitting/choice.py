@@ -40,6 +40,7 @@ from adinspect.metrics import compute_metrics
 from adinspect.residual.bank import fit_bank
 from adinspect.residual.model import ResidualModel
 from adinspect.residual.position import MapMoments, PositionNorm
+from adinspect.residual.subset import coreset_size
 
 CRITERIA = ("image_auroc", "pixel_ap", "aupro")
 MATCHINGS = ("local", "global")
@@ -173,14 +174,17 @@ def _pairs(features: list[torch.Tensor]) -> tuple[tuple[torch.Tensor, torch.Tens
     return (features[0], features[1]), (features[2], features[3])
 
 
-GLOBAL_MAX_MACS = 3e10  # about two seconds per image on one CPU core (KolektorSDD at 640 x 256: 2e10)
+GLOBAL_MAX_MACS = 3e10  # about two seconds per image on one CPU core (KolektorSDD at 640 x 256: 5e9)
 
 
 def global_macs(config: PipelineConfig) -> float:
-    """Multiply-adds of global matching per image: K x (h·w)² x d_f (the widest Lite's d_f)."""
+    """Multiply-adds of global matching per image: K x h·w x m x d_f (m cells searched of each
+    reference, the widest Lite's d_f)."""
+    method = config.method
     h, w = (side // 8 for side in input_shape(config))
-    width = config.method.layer_dim * 3 if config.method.layer_dim else 192
-    return float(config.method.k_neighbors * (h * w) ** 2 * width)
+    width = method.layer_dim * 3 if method.layer_dim else 192
+    searched = h * w if method.global_coreset is None else coreset_size(h * w, method.global_coreset)
+    return float(method.k_neighbors * h * w * searched * width)
 
 
 def global_affordable(config: PipelineConfig) -> bool:

@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from adinspect.config import MethodConfig
 from adinspect.residual.model import BankTensors, window_descriptors
-from adinspect.residual.subset import k_center_greedy
+from adinspect.residual.subset import cell_coreset, k_center_greedy
 
 
 def fit_pca(global_maps: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,7 +43,10 @@ def fit_bank(features: torch.Tensor, global_maps: torch.Tensor, method: MethodCo
         )
     mean, components = fit_pca(global_maps, method.pca_dim)
     descriptors = window_descriptors(global_maps.float(), mean, components, method.window)
-    return BankTensors(mean, components, descriptors, features.half())
+    features = features.half()
+    share = method.global_coreset
+    coreset = None if share is None or share >= 1.0 else cell_coreset(features, share)
+    return BankTensors(mean, components, descriptors, features, global_cells=coreset)
 
 
 BANK_INITIALIZER = "bank_features"  # ResidualModel's buffer name, kept as the ONNX initializer's name
@@ -61,6 +64,8 @@ def save_bank(bank: BankTensors, path: Path, metadata: dict[str, str]) -> None:
     for name in _POSITION_FIELDS:
         if getattr(bank, name) is not None:
             tensors[name] = getattr(bank, name).float().contiguous()
+    if bank.global_cells is not None:
+        tensors[_CORESET_FIELD] = bank.global_cells.contiguous()
     shape = {"features_in": f"{RESIDUAL_ONNX}:{BANK_INITIALIZER}", "features_shape": f"{n},{d},{h},{w}"}
     save_file(tensors, str(path), metadata={**metadata, **shape})
 
@@ -87,8 +92,8 @@ def load_bank(path: Path) -> BankTensors:
                 f"expected {(h * w, n, d)}; re-run `adinspect fit`"
             )
         tensors["features"] = cells.reshape(h, w, n, d).permute(2, 3, 0, 1).contiguous()
-    position = {n: tensors[n] for n in _POSITION_FIELDS if n in tensors}
-    return BankTensors(**{n: tensors[n] for n in (*_SMALL_FIELDS, "features")}, **position)
+    optional = {n: tensors[n] for n in (*_POSITION_FIELDS, _CORESET_FIELD) if n in tensors}
+    return BankTensors(**{n: tensors[n] for n in (*_SMALL_FIELDS, "features")}, **optional)
 
 
 def bank_features_from_onnx(onnx_path: Path) -> torch.Tensor:
@@ -107,6 +112,7 @@ def bank_features_from_onnx(onnx_path: Path) -> torch.Tensor:
 RESIDUAL_ONNX = "residual.onnx"
 _SMALL_FIELDS = ("pca_mean", "pca_components", "descriptors")
 _POSITION_FIELDS = ("position_mean", "position_scale")  # with method.position_norm = "zscore"
+_CORESET_FIELD = "global_cells"  # with method.global_coreset < 1
 
 
 def representative_subset(global_maps: torch.Tensor, method: MethodConfig, n: int) -> np.ndarray:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from adinspect.config import PipelineConfig
 from adinspect.errors import InputError
 from adinspect.residual.model import disc_offsets
+from adinspect.residual.subset import coreset_size
 
 MB = 1 << 20
 GB = 1 << 30
@@ -98,9 +99,11 @@ def residual_bytes_per_image(config: PipelineConfig, shapes: Shapes, n_refs: int
     n_off = len(disc_offsets(m.sigma))
     d = shapes.feature_dim
     per_cell = k * d * (2 + 4) + n_off * d * 4 + k * n_off * 4 * 4 + d * 4 * 3
-    if m.matching == "global":  # a (h·w) x (h·w) distance plane per reference: torch frees each in
-        # turn, but ONNX Runtime (the parity pass, serving) keeps the K planes of the unrolled loop
-        per_cell += (k + 2) * cells * 4
+    if m.matching == "global":  # a (h·w) x m distance plane per reference (m cells searched): torch
+        # frees each in turn, but ONNX Runtime (the parity pass, serving) keeps the K planes of the
+        # unrolled loop
+        searched = cells if m.global_coreset is None else coreset_size(cells, m.global_coreset)
+        per_cell += (k + 2) * searched * 4
     # ONNX Runtime's parity pass holds a little more than torch (its own buffers): x 1.5
     height, width = m.shape
     return int(1.5 * (cells * per_cell + 6 * height * width * 4))

@@ -28,7 +28,9 @@ class BankTensors:
 
     pca_mean: (c_1,); pca_components: (c_1, p); descriptors: (N, n_windows, window² · p);
     features: (N, d_f, h_f, w_f), stored in fp16; with `method.position_norm = "zscore"` the good
-    images' per-pixel map mean and floored std, position_mean / position_scale (H, W).
+    images' per-pixel map mean and floored std, position_mean / position_scale (H, W); with
+    `method.global_coreset` below 1, global_cells (m, N): the cells of each reference that global
+    matching searches (`cell_coreset`).
     """
 
     pca_mean: torch.Tensor
@@ -37,6 +39,7 @@ class BankTensors:
     features: torch.Tensor
     position_mean: torch.Tensor | None = None
     position_scale: torch.Tensor | None = None
+    global_cells: torch.Tensor | None = None
 
 
 def disc_offsets(radius: float) -> list[tuple[int, int]]:
@@ -68,7 +71,8 @@ class ResidualModel(nn.Module):
        the lowest `keep_fraction`, the K smallest references are Θ_knn.
     2. For every disc offset, shift the K reference maps, keep the running minimum distance and the
        matching reference feature: f* = nearest candidate within radius σ (Eq. 3); with
-       `matching = "global"`, the nearest over all cells of the K references (`match_global`).
+       `matching = "global"`, the nearest over all cells of the K references, or over each one's
+       coreset of cells (`method.global_coreset`; `match_global`).
     3. r = f* − f (Eq. 4); map = ‖r‖₂ upsampled to the input (H, W) and Gaussian-blurred, with
        `position_norm = "zscore"` then normalised per pixel (`PositionNorm`); score = max (or top-k mean).
 
@@ -85,6 +89,7 @@ class ResidualModel(nn.Module):
     offset_dx: torch.Tensor
     offset_penalty: torch.Tensor
     blur_kernel: torch.Tensor
+    global_cells: torch.Tensor | None
 
     def __init__(self, bank: BankTensors, method: MethodConfig) -> None:
         super().__init__()
@@ -107,6 +112,8 @@ class ResidualModel(nn.Module):
         cells = bank.features.half().permute(2, 3, 0, 1).reshape(h * w, n, d).contiguous()
         self.register_buffer("bank_features", cells)
         self.register_buffer("bank_sqnorm", (cells.float() ** 2).sum(-1))  # (h*w, N)
+        # (m, N) the cells global matching searches; None: every cell
+        self.register_buffer("global_cells", None if bank.global_cells is None else bank.global_cells.long())
         self.register_buffer("offset_dy", torch.tensor([dy for dy, _ in self.offsets]))
         self.register_buffer("offset_dx", torch.tensor([dx for _, dx in self.offsets]))
         self.register_buffer("offset_penalty", self._offset_penalty(h, w))
@@ -149,7 +156,8 @@ class ResidualModel(nn.Module):
     def residual(self, features: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
         """r = f* − f (B, d_f, h, w) against the references `neighbours` (B, K), by `matching`."""
         if self.matching == "global":
-            matched = match_global(features, self.bank_features, self.bank_sqnorm, neighbours)
+            bank = self.bank_features, self.bank_sqnorm
+            matched = match_global(features, *bank, neighbours, self.global_cells)
         else:
             matched = self.match(features, neighbours)
         return matched - features

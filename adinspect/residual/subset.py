@@ -1,4 +1,6 @@
-"""A representative subset of references for large products: k-center greedy in the retrieval space.
+"""Representative subsets by k-center greedy: of the references for large products, in the
+retrieval space (`k_center_greedy`), and of each reference's cells for global matching
+(`cell_coreset`).
 
 Retrieval (CPR) compares images by their window descriptors: squared L2 per window position, mean
 of the lowest `keep_fraction`. k-center greedy on that same distance picks the references whose
@@ -9,7 +11,10 @@ near-duplicates.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import torch
 
 
 def retrieval_distance(descriptors: np.ndarray, one: np.ndarray, keep: int) -> np.ndarray:
@@ -53,3 +58,52 @@ def k_center_greedy(descriptors: np.ndarray, n: int, keep_fraction: float) -> np
         picked.append(nxt)
         nearest = np.minimum(nearest, retrieval_distance(descriptors, descriptors[nxt], keep))
     return np.sort(np.asarray(picked))
+
+
+def coreset_size(cells: int, share: float) -> int:
+    """Cells kept of a reference's `cells` for a `share` in (0, 1]: at least one."""
+    return max(1, min(cells, math.ceil(share * cells)))
+
+
+def cell_coreset(features: torch.Tensor, share: float, batch: int = 16) -> torch.Tensor:
+    """Each reference's k-center greedy coreset of its grid cells (PatchCore's coreset, per image).
+
+    Global matching compares a query cell with every cell of a reference; a surface or a part
+    repeats itself, so the cells whose nearest kept cell is farthest are kept first and the
+    near-duplicates last. Exact L2 in the feature space (no projection); deterministic (the first
+    cell kept is the one nearest the reference's mean; ties: lowest index).
+
+    Args:
+        features: (N, d_f, h, w) the references' features.
+        share: fraction of the h·w cells kept per reference, in (0, 1].
+
+    Returns:
+        (m, N) int64, m = ceil(share · h·w): the kept cells of each reference (row-major cell
+        index), sorted, cell-major like the model's bank.
+    """
+    n, _, h, w = features.shape
+    m = coreset_size(h * w, share)
+    out = torch.empty(m, n, dtype=torch.long)
+    for start in range(0, n, batch):
+        x = features[start : start + batch].float().flatten(2).transpose(1, 2)  # (b, h·w, d)
+        out[:, start : start + x.shape[0]] = _k_center_cells(x, m).T
+    return out
+
+
+def _k_center_cells(x: torch.Tensor, m: int) -> torch.Tensor:
+    """(b, h·w, d) cells of b references → (b, m) sorted indices of each one's k-center coreset."""
+    b = x.shape[0]
+    rows = torch.arange(b)
+    sq = (x**2).sum(-1)  # (b, h·w)
+
+    def dist_to(index: torch.Tensor) -> torch.Tensor:  # (b,) one cell per reference → (b, h·w)
+        centre = x[rows, index]  # (b, d)
+        return sq - 2.0 * torch.bmm(x, centre[..., None])[..., 0] + sq[rows, index][:, None]
+
+    picked = torch.empty(b, m, dtype=torch.long)
+    picked[:, 0] = ((x - x.mean(1, keepdim=True)) ** 2).sum(-1).argmin(1)
+    nearest = dist_to(picked[:, 0])
+    for i in range(1, m):
+        picked[:, i] = nearest.argmax(1)
+        nearest = torch.minimum(nearest, dist_to(picked[:, i]))
+    return picked.sort(1).values

@@ -139,7 +139,10 @@ def _fold_models(ctx: ResidualContext, feats: torch.Tensor, gmaps: torch.Tensor,
     stats = (position.mean, position.scale) if isinstance(position, PositionNorm) else (None, None)
     for f in range(int(folds.max()) + 1):
         keep = torch.from_numpy(np.flatnonzero(folds != f))
-        tensors = BankTensors(bank.pca_mean, bank.pca_components, desc[keep], feats[keep].half(), *stats)
+        coreset = None if bank.global_cells is None else bank.global_cells[:, keep]
+        tensors = BankTensors(
+            bank.pca_mean, bank.pca_components, desc[keep], feats[keep].half(), *stats, global_cells=coreset
+        )
         models.append(ResidualModel(tensors, method).eval())
     return models
 

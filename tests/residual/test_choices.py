@@ -36,15 +36,19 @@ def _with_position(model: ResidualModel, seed: int = 3) -> ResidualModel:
     return model
 
 
-def test_global_matching_is_the_nearest_cell_of_any_retrieved_reference() -> None:
+@pytest.mark.parametrize("share", [None, 0.25])
+def test_global_matching_is_the_nearest_searched_cell_of_any_retrieved_reference(share) -> None:
     feats, gmaps, query, qmaps = _data()
-    method = _method(matching="global")
+    method = _method(matching="global", global_coreset=share)
     model = ResidualModel(fit_bank(feats, gmaps, method), method).eval()
     with torch.no_grad():
         neighbours = model.retrieve(qmaps)
         residual = model.residual(query, neighbours).numpy()
+    grid = feats.flatten(2).transpose(1, 2)  # (N, 64 cells, 5)
+    kept = torch.arange(64)[:, None].expand(64, 6) if share is None else model.global_cells
+    assert tuple(kept.shape) == ((64 if share is None else 16), 6)
     for b in range(2):
-        cells = feats[neighbours[b]].permute(0, 2, 3, 1).reshape(-1, 5).numpy()  # every cell of K refs
+        cells = torch.cat([grid[n, kept[:, n]] for n in neighbours[b]]).numpy()  # searched cells of K refs
         q = query[b].permute(1, 2, 0).reshape(-1, 5).numpy()
         dist = ((q[:, None, :] - cells[None]) ** 2).sum(-1)  # brute force, no shortcut
         nearest = cells[dist.argmin(1)].reshape(8, 8, 5).transpose(2, 0, 1)
@@ -56,7 +60,7 @@ def test_global_matching_finds_a_part_that_moved_where_local_matching_cannot() -
     shifted = torch.roll(feats[:1], shifts=(3, 3), dims=(2, 3))  # the part 3 cells away
     scores = {}
     for matching in ("local", "global"):
-        method = _method(matching=matching, k_neighbors=1)
+        method = _method(matching=matching, k_neighbors=1, global_coreset=None)  # every cell: exact
         model = ResidualModel(fit_bank(feats, gmaps, method), method).eval()
         with torch.no_grad():
             exclude = torch.tensor([[False, True, True, True]])  # retrieve the image it came from
@@ -83,6 +87,24 @@ def test_excluded_references_are_never_retrieved() -> None:
         model.retrieve(gmaps[:1], torch.ones(1, 6, dtype=torch.bool))
 
 
+def test_cell_coreset_is_k_center_greedy_and_keeps_an_odd_cell() -> None:
+    from adinspect.residual.subset import cell_coreset
+
+    gen = torch.Generator().manual_seed(0)
+    feats = 0.01 * torch.randn(3, 4, 6, 6, generator=gen)  # three near-uniform references ...
+    feats[1, :, 2, 3] += 5.0  # ... one with a single odd cell
+    kept = cell_coreset(feats, 0.25)
+    assert tuple(kept.shape) == (9, 3) and bool((kept[1:] > kept[:-1]).all())  # sorted, distinct
+    assert 2 * 6 + 3 in kept[:, 1].tolist()  # the odd cell is never dropped
+    x = feats[0].flatten(1).T.double()  # brute-force k-center greedy on reference 0
+    picked = [int(((x - x.mean(0)) ** 2).sum(1).argmin())]
+    for _ in range(8):
+        nearest = torch.cdist(x, x[picked]).min(1).values
+        picked.append(int(nearest.argmax()))
+    assert kept[:, 0].tolist() == sorted(picked)
+    assert torch.equal(cell_coreset(feats, 0.25), kept)  # deterministic
+
+
 def test_map_moments_equal_a_direct_computation_and_leave_maps_out() -> None:
     rng = np.random.default_rng(0)
     maps = rng.gamma(2.0, 1.0, size=(20, 16, 12))
@@ -101,9 +123,9 @@ def test_map_moments_equal_a_direct_computation_and_leave_maps_out() -> None:
     np.testing.assert_allclose(rest_scale.numpy(), np.maximum(rest_std, np.median(rest_std)), rtol=1e-5)
 
 
-def test_zscore_needs_its_statistics_and_they_survive_the_bank_file(tmp_path) -> None:
+def test_zscore_and_coreset_need_their_tensors_and_they_survive_the_bank_file(tmp_path) -> None:
     feats, gmaps, _, _ = _data()
-    method = _method(position_norm="zscore")
+    method = _method(position_norm="zscore", matching="global")
     bank = fit_bank(feats, gmaps, method)
     with pytest.raises(ValueError, match="position_mean"):
         ResidualModel(bank, method)
@@ -113,8 +135,10 @@ def test_zscore_needs_its_statistics_and_they_survive_the_bank_file(tmp_path) ->
     export_residual(model, feats[:2], gmaps[:2], tmp_path / "residual.onnx")
     again = load_bank(tmp_path / "bank.safetensors")
     assert torch.equal(again.position_scale, bank.position_scale)
+    assert bank.global_cells is not None and torch.equal(again.global_cells, bank.global_cells)
+    assert load_bank(tmp_path / "bank.safetensors").global_cells.shape == (16, 6)
     with torch.no_grad():
-        raw = ResidualModel(bank, _method()).eval()
+        raw = ResidualModel(bank, _method(matching="global")).eval()
         query = feats[:2] + 0.5
         assert torch.allclose(model(query, gmaps[:2])[1], raw(query, gmaps[:2])[1] / 2.0)
 
