@@ -244,7 +244,9 @@ def _embed_both(
         return torch.cat([f for f, _ in out]), torch.cat([g for _, g in out])
 
     feats, gmaps = embed(images)
-    method = config.method.model_copy(update={"position_norm": "none"})
+    # matching "global" so the bank carries the coreset global matching searches; `choose` sets
+    # the model's matching per candidate
+    method = config.method.model_copy(update={"position_norm": "none", "matching": "global"})
     model = ResidualModel(fit_bank(feats, gmaps, method), method).eval()
     return (model, feats.half().float(), gmaps, *embed(painted))
 
