@@ -65,13 +65,18 @@ def coreset_size(cells: int, share: float) -> int:
     return max(1, min(cells, math.ceil(share * cells)))
 
 
-def cell_coreset(features: torch.Tensor, share: float, batch: int = 16) -> torch.Tensor:
+PROJECTION_DIM = 64  # k-center distances of the cells in a seeded random projection (PatchCore's)
+
+
+def cell_coreset(features: torch.Tensor, share: float, batch: int = 8) -> torch.Tensor:
     """Each reference's k-center greedy coreset of its grid cells (PatchCore's coreset, per image).
 
     Global matching compares a query cell with every cell of a reference; a surface or a part
     repeats itself, so the cells whose nearest kept cell is farthest are kept first and the
-    near-duplicates last. Exact L2 in the feature space (no projection); deterministic (the first
-    cell kept is the one nearest the reference's mean; ties: lowest index).
+    near-duplicates last. Distances are L2 in a seeded Gaussian projection to `PROJECTION_DIM`
+    (Johnson-Lindenstrauss, as PatchCore does), so a few references' cells stay in cache; where
+    d_f is no wider, in the features themselves. Deterministic: the first cell kept is the one
+    nearest the reference's mean; ties: lowest index.
 
     Args:
         features: (N, d_f, h, w) the references' features.
@@ -81,24 +86,31 @@ def cell_coreset(features: torch.Tensor, share: float, batch: int = 16) -> torch
         (m, N) int64, m = ceil(share · h·w): the kept cells of each reference (row-major cell
         index), sorted, cell-major like the model's bank.
     """
-    n, _, h, w = features.shape
+    n, d, h, w = features.shape
     m = coreset_size(h * w, share)
+    projection = None
+    if d > PROJECTION_DIM:
+        gen = torch.Generator().manual_seed(0)
+        projection = torch.randn(d, PROJECTION_DIM, generator=gen) / math.sqrt(PROJECTION_DIM)
     out = torch.empty(m, n, dtype=torch.long)
     for start in range(0, n, batch):
         x = features[start : start + batch].float().flatten(2).transpose(1, 2)  # (b, h·w, d)
-        out[:, start : start + x.shape[0]] = _k_center_cells(x, m).T
+        if projection is not None:
+            x = x @ projection
+        out[:, start : start + x.shape[0]] = _k_center_cells(x.contiguous(), m).T
     return out
 
 
 def _k_center_cells(x: torch.Tensor, m: int) -> torch.Tensor:
-    """(b, h·w, d) cells of b references → (b, m) sorted indices of each one's k-center coreset."""
+    """(b, h·w, p) cells of b references → (b, m) sorted indices of each one's k-center coreset."""
     b = x.shape[0]
     rows = torch.arange(b)
+    xt = x.transpose(1, 2).contiguous()  # (b, p, h·w): a row vector times it is the fast MatMul
     sq = (x**2).sum(-1)  # (b, h·w)
 
     def dist_to(index: torch.Tensor) -> torch.Tensor:  # (b,) one cell per reference → (b, h·w)
-        centre = x[rows, index]  # (b, d)
-        return sq - 2.0 * torch.bmm(x, centre[..., None])[..., 0] + sq[rows, index][:, None]
+        dot = torch.bmm(xt[rows, :, index][:, None, :], xt)[:, 0]
+        return sq - 2.0 * dot + sq[rows, index][:, None]
 
     picked = torch.empty(b, m, dtype=torch.long)
     picked[:, 0] = ((x - x.mean(1, keepdim=True)) ** 2).sum(-1).argmin(1)
