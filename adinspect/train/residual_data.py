@@ -136,12 +136,12 @@ def _fold_models(ctx: ResidualContext, feats: torch.Tensor, gmaps: torch.Tensor,
     desc = window_descriptors(gmaps, bank.pca_mean, bank.pca_components, method.window)
     models = []
     position = bank.position
-    stats = (position.mean, position.scale) if isinstance(position, PositionNorm) else (None, None)
+    mean, scale = (position.mean, position.scale) if isinstance(position, PositionNorm) else (None, None)
     for f in range(int(folds.max()) + 1):
         keep = torch.from_numpy(np.flatnonzero(folds != f))
         coreset = None if bank.global_cells is None else bank.global_cells[:, keep]
         tensors = BankTensors(
-            bank.pca_mean, bank.pca_components, desc[keep], feats[keep].half(), *stats, global_cells=coreset
+            bank.pca_mean, bank.pca_components, desc[keep], feats[keep].half(), mean, scale, coreset
         )
         models.append(ResidualModel(tensors, method).eval())
     return models
