@@ -44,9 +44,9 @@ def fit_bank(features: torch.Tensor, global_maps: torch.Tensor, method: MethodCo
     mean, components = fit_pca(global_maps, method.pca_dim)
     descriptors = window_descriptors(global_maps.float(), mean, components, method.window)
     features = features.half()
-    share = method.global_coreset  # only global matching searches the coreset
-    wanted = method.matching == "global" and share is not None and share < 1.0
-    coreset = cell_coreset(features, share) if wanted and share is not None else None
+    share, coreset = method.global_coreset, None
+    if method.matching == "global" and share is not None and share < 1.0:  # only global matching uses it
+        coreset = cell_coreset(features, share)
     return BankTensors(mean, components, descriptors, features, global_cells=coreset)
 
 
