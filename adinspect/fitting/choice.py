@@ -160,7 +160,7 @@ def choose(
     for stage, names in enumerate((backbones[:1], backbones[1:])):
         matchings = first if stage == 0 else (choice.best().matching,)
         for backbone in names:
-            model, *features = _embed_both(config, backbone, images, painted)
+            model, *features = _embed_both(config, backbone, images, painted, searched="global" in matchings)
             for matching in matchings:
                 model.matching = matching
                 good, synthetic = (_maps(model, _left_out_norms(model, *pair)) for pair in _pairs(features))
@@ -225,9 +225,14 @@ def _at_input(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 @torch.no_grad()
 def _embed_both(
-    config: PipelineConfig, backbone: str, images: list[np.ndarray], painted: list[np.ndarray]
+    config: PipelineConfig,
+    backbone: str,
+    images: list[np.ndarray],
+    painted: list[np.ndarray],
+    searched: bool = True,
 ) -> tuple[ResidualModel, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One backbone: a bank of the sampled good images and the features of both image sets."""
+    """One backbone: a bank of the sampled good images and the features of both image sets; with
+    `searched`, the bank carries the cells global matching searches."""
     bb = config.backbone
     own = backbone == bb.name  # the config's own backbone keeps its weights file
     extractor, spec, _ = create_backbone(
@@ -247,9 +252,10 @@ def _embed_both(
         return torch.cat([f for f, _ in out]), torch.cat([g for _, g in out])
 
     feats, gmaps = embed(images)
-    # matching "global" so the bank carries the coreset global matching searches; `choose` sets
-    # the model's matching per candidate
-    method = config.method.model_copy(update={"position_norm": "none", "matching": "global"})
+    # matching "global" so the bank carries the coreset global matching searches (not built where
+    # only local matching is tried); `choose` sets the model's matching per candidate
+    matching = "global" if searched else "local"
+    method = config.method.model_copy(update={"position_norm": "none", "matching": matching})
     model = ResidualModel(fit_bank(feats, gmaps, method), method).eval()
     return (model, feats.half().float(), gmaps, *embed(painted))
 
