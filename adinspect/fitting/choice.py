@@ -229,7 +229,7 @@ def _embed_both(
     backbone: str,
     images: list[np.ndarray],
     painted: list[np.ndarray],
-    searched: bool = True,
+    searched: bool,
 ) -> tuple[ResidualModel, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One backbone: a bank of the sampled good images and the features of both image sets; with
     `searched`, the bank carries the cells global matching searches."""
