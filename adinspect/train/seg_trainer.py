@@ -28,12 +28,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from adinspect.data.anomalies import AnomalySettings
 from adinspect.errors import InputError
 from adinspect.language.training import TrainingLanguage
 from adinspect.models.adclick import ADClickSeg
 from adinspect.models.export import SegGraph, export_seg
 from adinspect.models.losses import masked_normalized_focal_loss
 from adinspect.residual.position import PositionNorm
+from adinspect.runtime.click import CLICK_META
 from adinspect.runtime.clicks import click_radius
 from adinspect.runtime.seg import SEG_META, SEG_ONNX  # the names the inspector and Triton read
 from adinspect.train.batches import augment, residual_scale
@@ -221,6 +223,24 @@ def calibrate_seg(
     return cal.to_dict(), defect_type_claim(predicted, labelled, len(graph.v_lang))
 
 
+def click_shapes(model_dir: Path) -> AnomalySettings:
+    """The synthetic anomaly shapes the package's click model was trained on (thin strokes too, when
+    it was), so the seg model pre-trains on the same defects and shares the cached residuals; the
+    default shapes when there is no click model."""
+    meta = model_dir / CLICK_META
+    if not meta.is_file():
+        return AnomalySettings()
+    try:
+        thin = json.loads(meta.read_text()).get("settings", {}).get("thin_anomalies", 0.0)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{meta}: unreadable ({exc}); run `adinspect train-click` again") from exc
+    if not isinstance(thin, int | float) or not 0.0 <= thin <= 1.0:
+        raise InputError(
+            f"{meta}: settings.thin_anomalies {thin!r} is not a fraction; run `adinspect train-click` again"
+        )
+    return AnomalySettings(thin_fraction=float(thin))
+
+
 def _initialise(model: ADClickSeg, ctx, lang, model_dir: Path, s: SegTrainSettings, init: Path | None) -> str:
     """Load starting weights into `model`: another package's (--init), else this package's ADClick
     (shared encoder and decoder; the click embedding then only contributes its bias), else none."""
@@ -256,7 +276,8 @@ def train_seg(
     lang = prepare_language(ctx, data_dir)
     anomalous, good = synthetic_residuals(
         ctx, training_goods(ctx, data_dir), settings.n_synthetic, settings.seed, settings.n_folds,
-        cache_dir=model_dir / WORK_DIR, progress=progress, foreground=settings.foreground,
+        click_shapes(model_dir), cache_dir=model_dir / WORK_DIR, progress=progress,
+        foreground=settings.foreground,
     )  # fmt: skip
     sets: dict = {"anomalous": ResidualSet(anomalous.residual, anomalous.masks.float()),
                   "good": ResidualSet(good.residual, good.masks.float())}  # fmt: skip
