@@ -2,7 +2,8 @@
 
     adinspect train-click     --model DIR --data DIR [--prompts FILE] [--encoder DIR] [--steps N] [--resume]
                               [--init OTHER_MODEL_DIR] [--foreground] [--image-branch] [--[no-]image-features]
-                              [--capture-shift-aug FRACTION] [--thin-anomalies FRACTION] [--snap auto|on|off]
+                              [--capture-shift-aug FRACTION] [--thin-anomalies FRACTION] [--train-crop PIXELS]
+                              [--snap auto|on|off]
     adinspect choose-snap     --model DIR --data DIR [--snap auto|on|off]
     adinspect label           --model DIR --data DIR (--clicks FILE | --simulate N) [--subset labelled]
     adinspect train-seg       --model DIR --data DIR [--pretrain-steps N] [--finetune-steps N] [--resume]
@@ -84,6 +85,8 @@ def run_train_click(args: argparse.Namespace) -> int:
         settings = replace(settings, thin_anomalies=args.thin_anomalies)
     if args.iou_loss is not None:
         settings = replace(settings, iou_loss=args.iou_loss)
+    if args.train_crop is not None:
+        settings = replace(settings, crop=args.train_crop)
     report = train_click(
         args.model, args.data, settings, args.prompts, args.encoder, args.resume, not args.quiet, args.init
     )
@@ -282,6 +285,14 @@ def _add_train_click(subparsers: argparse._SubParsersAction) -> None:
         metavar="WEIGHT",
         help="add WEIGHT x (1 - soft IoU) to the focal loss, so that thin defects are traced above the "
         "0.49 cut (default 0)",
+    )
+    p.add_argument(
+        "--train-crop",
+        type=int,
+        metavar="PIXELS",
+        help="train on crops of at most PIXELS x PIXELS of the input around each synthetic defect, so a "
+        "large input trains in the time of a small one; the model still runs on the whole input "
+        "(default 256; 0: train on the whole input)",
     )
     _snap_flag(p)
     _foreground_flag(p)

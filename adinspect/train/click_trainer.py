@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,7 @@ class ClickTrainSettings:
     thin_anomalies: float = 0.0  # fraction of synthetic anomalies that are thin strokes (scratches)
     iou_loss: float = 0.0  # soft-IoU weight added to the NFL (thin defects); docs/weak-supervision.md
     validation_images: int = 48  # synthetic anomalies on the hold-out to validate on (0: none)
+    crop: int = 256  # train on crops of at most crop x crop input pixels around the defect (0: whole input)
 
     def __post_init__(self) -> None:
         for name in ("capture_shift_aug", "thin_anomalies"):
@@ -109,6 +110,8 @@ class ClickTrainSettings:
                 raise InputError(f"{name} must be a fraction in [0, 1], got {getattr(self, name)}")
         if not self.iou_loss >= 0.0:  # also refuses NaN
             raise InputError(f"iou_loss must be a weight >= 0, got {self.iou_loss}")
+        if self.crop < 0:
+            raise InputError(f"crop must be a side in pixels >= 0 (0: the whole input), got {self.crop}")
         if self.validation_images < 0:
             raise InputError(f"validation_images must be >= 0, got {self.validation_images}")
         if self.steps < 1 or self.batch_size < 1 or self.n_synthetic < 1:
@@ -180,6 +183,44 @@ def target_subset(gt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.isin(labels, keep)
 
 
+def crop_config(cfg: ADClickConfig, side: int) -> ADClickConfig:
+    """The network ADClick trains as: `cfg` at crops of at most `side` input pixels per axis (rounded
+    up to whole windows of the deepest stage), or `cfg` itself when its input is no larger (or
+    `side` is 0). Every weight of ADClick is independent of the input size, so the trained weights
+    load into `cfg` unchanged; only attention windows that no longer divide a cropped side differ."""
+    unit = cfg.patch * 2 ** (len(cfg.dims) - 1)  # input pixels per cell of the deepest stage
+    want = -(-side // unit) * unit
+    hw = tuple(min(full, want) for full in cfg.image_hw)
+    if side <= 0 or hw == cfg.image_hw:
+        return cfg
+    grid = tuple(n // cfg.patch for n in hw)
+    return replace(cfg, grid=compact(grid), image_size=compact(hw))
+
+
+def crop_around(
+    residual: torch.Tensor, masks: torch.Tensor, images: torch.Tensor | None, cfg: ADClickConfig,
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:  # fmt: skip
+    """Per sample, a crop of `cfg`'s size (whole grid cells) that holds a random defect pixel: R
+    (B, d, h, w), masks (B, H, W) and images (B, 3, H, W) cut alike."""
+    (ch, cw), p = cfg.grid_hw, cfg.patch
+    h, w = residual.shape[-2:]
+    if (ch, cw) == (h, w):
+        return residual, masks, images
+    rs, ms, ims = [], [], []
+    for b in range(len(masks)):
+        ys, xs = np.nonzero(masks[b].numpy())
+        i = int(rng.integers(len(ys))) if len(ys) else None
+        cy, cx = (int(ys[i]) // p, int(xs[i]) // p) if i is not None else (h // 2, w // 2)
+        oy = int(rng.integers(max(0, cy - ch + 1), min(cy, h - ch) + 1))
+        ox = int(rng.integers(max(0, cx - cw + 1), min(cx, w - cw) + 1))
+        rs.append(residual[b, :, oy : oy + ch, ox : ox + cw])
+        ms.append(masks[b, oy * p : (oy + ch) * p, ox * p : (ox + cw) * p])
+        if images is not None:
+            ims.append(images[b, :, oy * p : (oy + ch) * p, ox * p : (ox + cw) * p])
+    return torch.stack(rs), torch.stack(ms), torch.stack(ims) if images is not None else None
+
+
 def render(click_lists: list[list[Click]], shape: int | tuple[int, int], radius: float) -> torch.Tensor:
     """Click lists → (B, 2, H, W) disc maps at `shape` ((H, W), or S for S x S)."""
     return torch.from_numpy(np.stack([click_maps(c, as_shape(shape), radius) for c in click_lists]))
@@ -196,14 +237,16 @@ def synthetic_types(tl: TrainingLanguage, n: int, how: str, rng: np.random.Gener
 
 
 def _batch(
-    anomalous, rng: np.random.Generator, settings: ClickTrainSettings, tl: TrainingLanguage, spec
-) -> tuple:
+    anomalous, rng: np.random.Generator, settings: ClickTrainSettings, tl: TrainingLanguage, spec,
+    cfg: ADClickConfig,
+) -> tuple:  # fmt: skip
     idx = torch.from_numpy(rng.integers(len(anomalous), size=settings.batch_size))
     images = normalise_images(anomalous.images[idx], spec) if settings.image_branch else None
     r = anomalous.residual[idx].float()
     if settings.image_features:  # F turns and flips with R: one tensor through `augment`
         r = torch.cat([r, anomalous.features[idx].float()], 1)
     r, m, images = augment(r, anomalous.masks[idx], rng, images)
+    r, m, images = crop_around(r, m, images, cfg, rng)
     d = anomalous.residual.shape[1]
     features = r[:, d:].contiguous() if settings.image_features else None
     types = synthetic_types(tl, settings.batch_size, settings.synthetic_language, rng)
@@ -267,7 +310,8 @@ def train_click(
     )  # fmt: skip
     t_data = time.perf_counter() - t0
     cfg = model_config(ctx, lang, settings.image_branch, settings.image_features)
-    model = ADClick(cfg)
+    train_cfg = crop_config(cfg, settings.crop)  # a large input trains on crops: same weights, less time
+    model = ADClick(train_cfg)
     init_from = "scratch"
     if init is not None:
         state, init_from = warm_start_weights(
@@ -286,7 +330,8 @@ def train_click(
     tl = training_language(ctx, lang, work)
 
     def loss_at(step: int) -> torch.Tensor:
-        return train_step(model, _batch(anomalous, rng, settings, tl, ctx.preprocess), rng, settings, radius)
+        batch = _batch(anomalous, rng, settings, tl, ctx.preprocess, train_cfg)
+        return train_step(model, batch, rng, settings, radius)
 
     result = run_loop(
         model, ema, optimizer, total=settings.steps, loss_at=loss_at,
@@ -302,16 +347,19 @@ def train_click(
         "seconds": {"data": t_data, "train": result.seconds},
         "settings": asdict(settings),
         "n_synthetic": len(anomalous),
+        "trained_at": list(train_cfg.image_hw),  # the crops' (H, W); the input's when not cropped
         "synthetic_on_foreground": anomalous.on_foreground,
         "lr_note": "AdamW lr 5e-4 (paper 3e-5): from-scratch training on a CPU budget",
     }
     root = Path(model_dir)
     staged = {name: staging(root, name) for name in (CLICK_WEIGHTS, CLICK_ONNX, CLICK_META)}
-    save_weights(staged[CLICK_WEIGHTS], ema.model, {**ident, "steps": settings.steps})
-    report["parity"] = _export_click(ema.model, anomalous, lang, lang_t, staged[CLICK_ONNX], ctx.preprocess)
+    trained = ADClick(cfg)  # at the input's size
+    trained.load_state_dict(ema.model.state_dict())
+    save_weights(staged[CLICK_WEIGHTS], trained, {**ident, "steps": settings.steps})
+    report["parity"] = _export_click(trained, anomalous, lang, lang_t, staged[CLICK_ONNX], ctx.preprocess)
     t_val = time.perf_counter()
     report["validation"] = validate_on_synthetic(
-        ctx, ema.model, tl, shapes, settings.seed, settings.validation_images, progress
+        ctx, trained.eval(), tl, shapes, settings.seed, settings.validation_images, progress
     )
     report["seconds"]["validation"] = time.perf_counter() - t_val
     report["seconds"]["total"] = time.perf_counter() - t0

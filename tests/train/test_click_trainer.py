@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from adinspect.models.adclick import ADClick, ADClickConfig
 from adinspect.package import MANIFEST, sha256_of
-from adinspect.train.click_trainer import initial_clicks, render, target_subset
+from adinspect.train.click_trainer import crop_around, crop_config, initial_clicks, render, target_subset
 from adinspect.train.common import commit_files, set_lr, staging
 
 
@@ -120,3 +121,48 @@ def test_capture_shift_augmentation_moves_the_part_and_its_mask_together() -> No
     assert moved >= 15  # up to 20 % of the side, in a random direction
     same, target = _shifted(image, mask, 0.0, rng)
     assert same is image and target is mask
+
+
+def _tall_config() -> ADClickConfig:
+    return ADClickConfig.for_preset("cpu", 12, 16, (80, 32), (640, 256))
+
+
+def test_a_large_input_trains_on_crops_with_weights_the_whole_input_loads() -> None:
+    cfg = _tall_config()
+    crop = crop_config(cfg, 256)
+    assert crop.image_hw == (256, 256) and crop.grid_hw == (32, 32)
+    assert crop_config(cfg, 0) is cfg and crop_config(cfg, 640) is cfg
+    assert crop_config(cfg, 100).image_hw == (128, 128)  # whole cells of the deepest stage (32 px)
+    square = ADClickConfig.for_preset("cpu", 12, 16, 32, 256)
+    assert crop_config(square, 256) is square
+    trained, whole = ADClick(crop), ADClick(cfg)
+    whole.load_state_dict(trained.state_dict())  # strict: every weight is size-independent
+    z = torch.zeros
+    out = whole(
+        z(1, 12, 80, 32),
+        z(1, 1, 640, 256),
+        z(1, 2, 640, 256),
+        z(1, 3, 16),
+        torch.ones(1, 3, dtype=torch.bool),
+    )
+    assert out.shape == (1, 1, 640, 256) and torch.isfinite(out).all()
+
+
+def test_crops_hold_a_defect_pixel_and_cut_residual_masks_and_images_alike() -> None:
+    crop = crop_config(_tall_config(), 256)
+    rng = np.random.default_rng(0)
+    b, h, w, p = 6, 80, 32, 8
+    cells = torch.arange(h * w, dtype=torch.float32).reshape(1, 1, h, w).expand(b, 1, h, w)
+    masks = torch.zeros(b, h * p, w * p, dtype=torch.bool)
+    for i in range(b):  # one small defect per sample, near the top, middle or bottom
+        y = [20, 300, 620][i % 3]
+        masks[i, y : y + 4, 100:104] = True
+    pixel_cells = torch.arange(h * w, dtype=torch.float32).reshape(h, w).repeat_interleave(p, 0)
+    images = pixel_cells.repeat_interleave(p, 1).expand(b, 3, h * p, w * p)
+    r, m, im = crop_around(cells, masks, images, crop, rng)
+    assert r.shape == (b, 1, 32, 32) and m.shape == (b, 256, 256) and im is not None
+    assert im.shape == (b, 3, 256, 256)
+    for i in range(b):
+        assert m[i].sum() == 16  # the whole defect inside the crop
+        # the residual's cells and the image's pixels come from the same place
+        assert torch.equal(r[i, 0].repeat_interleave(p, 0).repeat_interleave(p, 1), im[i, 0])

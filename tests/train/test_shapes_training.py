@@ -42,6 +42,7 @@ def tall_click(tall_package: Path, tall_root: Path, tmp_path_factory: pytest.Tem
 def test_train_click_builds_the_network_at_the_input(tall_click: Path) -> None:
     meta = json.loads((tall_click / "click_model.json").read_text())
     assert meta["arch"]["grid"] == [40, 16] and meta["arch"]["image_size"] == [320, 128]
+    assert meta["trained_at"] == [256, 128]  # trained on crops, served at the whole input
     assert meta["parity"]["mask_max_abs_diff"] < 1e-4
 
 
