@@ -109,6 +109,7 @@ def test_listing_commands(argv, capsys):
         ("--capture-shift-aug", "-0.1", "capture_shift_aug"),
         ("--steps", "0", "steps"),
         ("--validation-images", "-1", "validation_images"),
+        ("--train-crop", "-256", "crop"),
     ],
 )
 def test_train_click_refuses_out_of_range_settings_before_touching_the_package(
