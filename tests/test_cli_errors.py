@@ -120,3 +120,11 @@ def test_train_click_refuses_out_of_range_settings_before_touching_the_package(
     model.mkdir()
     _fails(capsys, ["train-click", "--model", str(model), "--data", str(tmp_path), option, value], field)
     assert not any(model.iterdir())
+
+
+def test_train_seg_refuses_a_share_of_thin_strokes_outside_0_1_before_touching_the_package(tmp_path, capsys):
+    model = tmp_path / "m"
+    model.mkdir()
+    argv = ["train-seg", "--model", str(model), "--data", str(tmp_path), "--thin-anomalies", "1.5"]
+    _fails(capsys, argv, "thin_anomalies")
+    assert not any(model.iterdir())

@@ -8,6 +8,7 @@
     adinspect label           --model DIR --data DIR (--clicks FILE | --simulate N) [--subset labelled]
     adinspect train-seg       --model DIR --data DIR [--pretrain-steps N] [--finetune-steps N] [--resume]
                               [--init OTHER_MODEL_DIR] [--foreground] [--fusion auto|geometric|none]
+                              [--thin-anomalies FRACTION]
     adinspect evaluate-clicks --model DIR --data DIR --json OUT.json [--subset all|labelled|eval]
                               [--panels DIR] [--snap package|on|off]
     adinspect evaluate-seg    --model DIR --data DIR --json OUT.json [--subset eval]
@@ -163,6 +164,8 @@ def run_train_seg(args: argparse.Namespace) -> int:
     settings = replace(settings, foreground=args.foreground, fusion=args.fusion)
     if args.target_frr is not None:
         settings = replace(settings, target_frr=parse_rate(args.target_frr, "--target-frr", 0.0, 0.5))
+    if args.thin_anomalies is not None:
+        settings = replace(settings, thin_anomalies=args.thin_anomalies)
     report = train_seg(args.model, args.data, settings, args.resume, not args.quiet, args.init)
     s = report["seconds"]
     parity = report["parity"]["map_max_abs_diff"]
@@ -350,6 +353,13 @@ def _add_train_seg(subparsers: argparse._SubParsersAction) -> None:
         "--target-frr",
         metavar="RATE",
         help="target false-reject rate of the seg threshold, in (0, 0.5) (default: the package's)",
+    )
+    p.add_argument(
+        "--thin-anomalies",
+        type=float,
+        metavar="FRACTION",
+        help="this fraction of the synthetic anomalies are thin bent strokes (default: the fraction "
+        "train-click used, whose cached residuals are then reused)",
     )
     p.add_argument("--resume", action="store_true")
     _foreground_flag(p)

@@ -96,8 +96,15 @@ class SegTrainSettings:
     synthetic_language: str = "generic"  # "generic" description, or "random_type" (earlier behaviour)
     fusion: str = "auto"  # map fused with the training-free one? auto (rule: seg_fusion), geometric, none
     target_frr: float | None = None  # the seg threshold's target false-reject rate; None: the package's
+    thin_anomalies: float | None = (
+        None  # share of thin strokes among synthetic anomalies; None: train-click's
+    )
     checkpoint_every: int = 100
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.thin_anomalies is not None and not 0.0 <= self.thin_anomalies <= 1.0:  # NaN too
+            raise InputError(f"thin_anomalies must be a fraction in [0, 1], got {self.thin_anomalies}")
 
 
 def _sample(data: ResidualSet, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -223,6 +230,12 @@ def calibrate_seg(
     return cal.to_dict(), defect_type_claim(predicted, labelled, len(graph.v_lang))
 
 
+def _shapes(settings: SegTrainSettings, model_dir: Path) -> AnomalySettings:
+    if settings.thin_anomalies is None:
+        return click_shapes(model_dir)
+    return AnomalySettings(thin_fraction=settings.thin_anomalies)
+
+
 def click_shapes(model_dir: Path) -> AnomalySettings:
     """The synthetic anomaly shapes the package's click model was trained on (thin strokes too, when
     it was), so the seg model pre-trains on the same defects and shares the cached residuals; the
@@ -276,7 +289,7 @@ def train_seg(
     lang = prepare_language(ctx, data_dir)
     anomalous, good = synthetic_residuals(
         ctx, training_goods(ctx, data_dir), settings.n_synthetic, settings.seed, settings.n_folds,
-        click_shapes(model_dir), cache_dir=model_dir / WORK_DIR, progress=progress,
+        _shapes(settings, model_dir), cache_dir=model_dir / WORK_DIR, progress=progress,
         foreground=settings.foreground,
     )  # fmt: skip
     sets: dict = {"anomalous": ResidualSet(anomalous.residual, anomalous.masks.float()),

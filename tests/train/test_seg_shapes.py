@@ -9,7 +9,7 @@ import pytest
 
 from adinspect.errors import InputError
 from adinspect.runtime.click import CLICK_META
-from adinspect.train.seg_trainer import click_shapes
+from adinspect.train.seg_trainer import SegTrainSettings, _shapes, click_shapes
 
 
 def _click_meta(model_dir: Path, settings: dict) -> None:
@@ -32,3 +32,11 @@ def test_a_bad_click_record_names_the_file(tmp_path: Path, text: str) -> None:
     (tmp_path / CLICK_META).write_text(text)
     with pytest.raises(InputError, match=CLICK_META):
         click_shapes(tmp_path)
+
+
+def test_train_seg_can_paint_its_own_share_of_thin_strokes(tmp_path: Path) -> None:
+    _click_meta(tmp_path, {"thin_anomalies": 0.0})
+    assert _shapes(SegTrainSettings(thin_anomalies=0.3), tmp_path).thin_fraction == pytest.approx(0.3)
+    assert _shapes(SegTrainSettings(), tmp_path).thin_fraction == 0.0
+    with pytest.raises(InputError, match="thin_anomalies"):
+        SegTrainSettings(thin_anomalies=float("nan"))
