@@ -294,8 +294,8 @@ def _add_train_click(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         metavar="PIXELS",
         help="train on crops of at most PIXELS x PIXELS of the input around each synthetic defect, so a "
-        "large input trains in the time of a small one; the model still runs on the whole input "
-        "(default 256; 0: train on the whole input)",
+        "large input trains in about the time of a small one; the model still runs on the whole input "
+        "(default 0: train on the whole input; see docs/weak-supervision.md for what crops cost)",
     )
     _snap_flag(p)
     _foreground_flag(p)

@@ -102,7 +102,9 @@ class ClickTrainSettings:
     thin_anomalies: float = 0.0  # fraction of synthetic anomalies that are thin strokes (scratches)
     iou_loss: float = 0.0  # soft-IoU weight added to the NFL (thin defects); docs/weak-supervision.md
     validation_images: int = 48  # synthetic anomalies on the hold-out to validate on (0: none)
-    crop: int = 256  # train on crops of at most crop x crop input pixels around the defect (0: whole input)
+    crop: int = (
+        0  # > 0: train on crops of at most crop x crop input pixels around the defect (0: whole input)
+    )
 
     def __post_init__(self) -> None:
         for name in ("capture_shift_aug", "thin_anomalies"):
@@ -310,7 +312,7 @@ def train_click(
     )  # fmt: skip
     t_data = time.perf_counter() - t0
     cfg = model_config(ctx, lang, settings.image_branch, settings.image_features)
-    train_cfg = crop_config(cfg, settings.crop)  # a large input trains on crops: same weights, less time
+    train_cfg = crop_config(cfg, settings.crop)  # with --train-crop a large input trains on crops
     model = ADClick(train_cfg)
     init_from = "scratch"
     if init is not None:
