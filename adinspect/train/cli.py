@@ -238,6 +238,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     unified_cli.add_commands(subparsers)
 
 
+# long: one add_argument per train-click option, in the order --help lists them
 def _add_train_click(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train-click", help="train ADClick on synthetic anomalies (writes click.onnx)")
     _common(p)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,7 @@ from adinspect.train.common import (
     training_language,
     write_json,
 )
+from adinspect.train.crops import crop_around, crop_config
 from adinspect.train.loop import run_loop
 from adinspect.train.residual_data import (
     ResidualContext,
@@ -181,44 +182,6 @@ def target_subset(gt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return gt
     keep = rng.permutation(np.arange(1, n))[: int(rng.integers(1, n - 1))]
     return np.isin(labels, keep)
-
-
-def crop_config(cfg: ADClickConfig, side: int) -> ADClickConfig:
-    """The network ADClick trains as: `cfg` at crops of at most `side` input pixels per axis (rounded
-    up to whole windows of the deepest stage), or `cfg` itself when its input is no larger (or
-    `side` is 0). Every weight of ADClick is independent of the input size, so the trained weights
-    load into `cfg` unchanged; only attention windows that no longer divide a cropped side differ."""
-    unit = cfg.patch * 2 ** (len(cfg.dims) - 1)  # input pixels per cell of the deepest stage
-    want = -(-side // unit) * unit
-    hw = tuple(min(full, want) for full in cfg.image_hw)
-    if side <= 0 or hw == cfg.image_hw:
-        return cfg
-    grid = tuple(n // cfg.patch for n in hw)
-    return replace(cfg, grid=compact(grid), image_size=compact(hw))
-
-
-def crop_around(
-    residual: torch.Tensor, masks: torch.Tensor, images: torch.Tensor | None, cfg: ADClickConfig,
-    rng: np.random.Generator,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:  # fmt: skip
-    """Per sample, a crop of `cfg`'s size (whole grid cells) that holds a random defect pixel: R
-    (B, d, h, w), masks (B, H, W) and images (B, 3, H, W) cut alike."""
-    (ch, cw), p = cfg.grid_hw, cfg.patch
-    h, w = residual.shape[-2:]
-    if (ch, cw) == (h, w):
-        return residual, masks, images
-    rs, ms, ims = [], [], []
-    for b in range(len(masks)):
-        ys, xs = np.nonzero(masks[b].numpy())
-        i = int(rng.integers(len(ys))) if len(ys) else None
-        cy, cx = (int(ys[i]) // p, int(xs[i]) // p) if i is not None else (h // 2, w // 2)
-        oy = int(rng.integers(max(0, cy - ch + 1), min(cy, h - ch) + 1))
-        ox = int(rng.integers(max(0, cx - cw + 1), min(cx, w - cw) + 1))
-        rs.append(residual[b, :, oy : oy + ch, ox : ox + cw])
-        ms.append(masks[b, oy * p : (oy + ch) * p, ox * p : (ox + cw) * p])
-        if images is not None:
-            ims.append(images[b, :, oy * p : (oy + ch) * p, ox * p : (ox + cw) * p])
-    return torch.stack(rs), torch.stack(ms), torch.stack(ims) if images is not None else None
 
 
 def render(click_lists: list[list[Click]], shape: int | tuple[int, int], radius: float) -> torch.Tensor:

@@ -10,8 +10,9 @@ import torch
 
 from adinspect.models.adclick import ADClick, ADClickConfig
 from adinspect.package import MANIFEST, sha256_of
-from adinspect.train.click_trainer import crop_around, crop_config, initial_clicks, render, target_subset
+from adinspect.train.click_trainer import initial_clicks, render, target_subset
 from adinspect.train.common import commit_files, set_lr, staging
+from adinspect.train.crops import crop_around, crop_config
 
 
 def _two_blobs() -> np.ndarray:
