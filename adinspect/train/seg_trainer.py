@@ -96,9 +96,7 @@ class SegTrainSettings:
     synthetic_language: str = "generic"  # "generic" description, or "random_type" (earlier behaviour)
     fusion: str = "auto"  # map fused with the training-free one? auto (rule: seg_fusion), geometric, none
     target_frr: float | None = None  # the seg threshold's target false-reject rate; None: the package's
-    thin_anomalies: float | None = (
-        None  # share of thin strokes among synthetic anomalies; None: train-click's
-    )
+    thin_anomalies: float | None = None  # share of thin strokes; None: train-click's (its cache)
     checkpoint_every: int = 100
     seed: int = 0
 
@@ -231,6 +229,8 @@ def calibrate_seg(
 
 
 def _shapes(settings: SegTrainSettings, model_dir: Path) -> AnomalySettings:
+    """The synthetic anomaly shapes seg pre-trains on: its own share of thin strokes, else the click
+    model's."""
     if settings.thin_anomalies is None:
         return click_shapes(model_dir)
     return AnomalySettings(thin_fraction=settings.thin_anomalies)
@@ -244,10 +244,12 @@ def click_shapes(model_dir: Path) -> AnomalySettings:
     if not meta.is_file():
         return AnomalySettings()
     try:
-        thin = json.loads(meta.read_text()).get("settings", {}).get("thin_anomalies", 0.0)
+        record = json.loads(meta.read_text())
     except (OSError, ValueError) as exc:
         raise InputError(f"{meta}: unreadable ({exc}); run `adinspect train-click` again") from exc
-    if not isinstance(thin, int | float) or not 0.0 <= thin <= 1.0:
+    trained = record.get("settings", {}) if isinstance(record, dict) else None
+    thin = trained.get("thin_anomalies", 0.0) if isinstance(trained, dict) else None
+    if isinstance(thin, bool) or not isinstance(thin, int | float) or not 0.0 <= thin <= 1.0:
         raise InputError(
             f"{meta}: settings.thin_anomalies {thin!r} is not a fraction; run `adinspect train-click` again"
         )

@@ -27,7 +27,10 @@ def test_default_shapes_without_a_click_model_or_without_thin_strokes(tmp_path: 
     assert click_shapes(tmp_path).thin_fraction == 0.0
 
 
-@pytest.mark.parametrize("text", ["{not json", json.dumps({"settings": {"thin_anomalies": 1.5}})])
+@pytest.mark.parametrize(
+    "text",
+    ["{not json", "[1, 2]", json.dumps({"settings": {"thin_anomalies": 1.5}}), json.dumps({"settings": 3})],
+)
 def test_a_bad_click_record_names_the_file(tmp_path: Path, text: str) -> None:
     (tmp_path / CLICK_META).write_text(text)
     with pytest.raises(InputError, match=CLICK_META):
