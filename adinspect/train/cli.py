@@ -360,7 +360,7 @@ def _add_train_seg(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         metavar="FRACTION",
         help="this fraction of the synthetic anomalies are thin bent strokes (default: the fraction "
-        "train-click used, whose cached residuals are then reused)",
+        "train-click used, so that its cached residuals serve both when their other settings agree)",
     )
     p.add_argument("--resume", action="store_true")
     _foreground_flag(p)

@@ -20,10 +20,12 @@ def crop_config(cfg: ADClickConfig, side: int) -> ADClickConfig:
     up to whole windows of the deepest stage), or `cfg` itself when its input is no larger (or
     `side` is 0). Every weight of ADClick is independent of the input size, so the trained weights
     load into `cfg` unchanged; only attention windows that no longer divide a cropped side differ."""
+    if side <= 0:
+        return cfg
     unit = cfg.patch * 2 ** (len(cfg.dims) - 1)  # input pixels per cell of the deepest stage
     want = -(-side // unit) * unit
     hw = tuple(min(full, want) for full in cfg.image_hw)
-    if side <= 0 or hw == cfg.image_hw:
+    if hw == cfg.image_hw:
         return cfg
     grid = tuple(n // cfg.patch for n in hw)
     return replace(cfg, grid=compact(grid), image_size=compact(hw))

@@ -289,10 +289,10 @@ def train_seg(
     model_dir = Path(model_dir)
     ctx = load_context(model_dir)
     lang = prepare_language(ctx, data_dir)
+    shapes = _shapes(settings, model_dir)
     anomalous, good = synthetic_residuals(
         ctx, training_goods(ctx, data_dir), settings.n_synthetic, settings.seed, settings.n_folds,
-        _shapes(settings, model_dir), cache_dir=model_dir / WORK_DIR, progress=progress,
-        foreground=settings.foreground,
+        shapes, cache_dir=model_dir / WORK_DIR, progress=progress, foreground=settings.foreground,
     )  # fmt: skip
     sets: dict = {"anomalous": ResidualSet(anomalous.residual, anomalous.masks.float()),
                   "good": ResidualSet(good.residual, good.masks.float())}  # fmt: skip
@@ -339,6 +339,7 @@ def train_seg(
         "init": init_from,
         "n_pseudo_labelled": len(sets["pseudo"]) if finetune else 0,
         "synthetic_on_foreground": anomalous.on_foreground,
+        "synthetic_thin_fraction": shapes.thin_fraction,  # the share used (settings say None: train-click's)
         "final_loss_50": result.final_loss,
         "seconds": {"data": t1 - t0, "train": result.seconds},
         "settings": asdict(settings),

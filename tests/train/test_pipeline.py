@@ -82,6 +82,7 @@ def test_label_train_seg_and_evaluate(trained: Path, synthetic_root: Path, tmp_p
         labels["images"]
     )
     assert report["parity"]["map_max_abs_diff"] < 1e-4
+    assert report["synthetic_thin_fraction"] == 0.0  # the click model's share: it painted no strokes
     fusion = report["fusion"]  # chosen on the pseudo-labelled images by the rule of seg_fusion
     fused = round(fusion["pixel_ap"]["none"] - fusion["pixel_ap"]["geometric"], 4) <= 0.01
     assert fusion["how"] == "auto" and fusion["kind"] == ("geometric" if fused else "none")
