@@ -110,6 +110,7 @@ def test_listing_commands(argv, capsys):
         ("--steps", "0", "steps"),
         ("--validation-images", "-1", "validation_images"),
         ("--train-crop", "-256", "crop"),
+        ("--whole-every", "-1", "whole_every"),
     ],
 )
 def test_train_click_refuses_out_of_range_settings_before_touching_the_package(

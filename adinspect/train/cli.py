@@ -3,7 +3,7 @@
     adinspect train-click     --model DIR --data DIR [--prompts FILE] [--encoder DIR] [--steps N] [--resume]
                               [--init OTHER_MODEL_DIR] [--foreground] [--image-branch] [--[no-]image-features]
                               [--capture-shift-aug FRACTION] [--thin-anomalies FRACTION] [--train-crop PIXELS]
-                              [--snap auto|on|off]
+                              [--whole-every N] [--snap auto|on|off]
     adinspect choose-snap     --model DIR --data DIR [--snap auto|on|off]
     adinspect label           --model DIR --data DIR (--clicks FILE | --simulate N) [--subset labelled]
     adinspect train-seg       --model DIR --data DIR [--pretrain-steps N] [--finetune-steps N] [--resume]
@@ -88,6 +88,8 @@ def run_train_click(args: argparse.Namespace) -> int:
         settings = replace(settings, iou_loss=args.iou_loss)
     if args.train_crop is not None:
         settings = replace(settings, crop=args.train_crop)
+    if args.whole_every is not None:
+        settings = replace(settings, whole_every=args.whole_every)
     report = train_click(
         args.model, args.data, settings, args.prompts, args.encoder, args.resume, not args.quiet, args.init
     )
@@ -297,6 +299,13 @@ def _add_train_click(subparsers: argparse._SubParsersAction) -> None:
         help="train on crops of at most PIXELS x PIXELS of the input around each synthetic defect, so a "
         "large input trains in about the time of a small one; the model still runs on the whole input "
         "(default 0: train on the whole input; see docs/weak-supervision.md for what crops cost)",
+    )
+    p.add_argument(
+        "--whole-every",
+        type=int,
+        metavar="N",
+        help="with --train-crop, every N-th step trains on the whole input, so the model also learns to "
+        "stay quiet away from the defect (default 3; 0: crops only)",
     )
     _snap_flag(p)
     _foreground_flag(p)

@@ -66,7 +66,7 @@ from adinspect.train.common import (
     training_language,
     write_json,
 )
-from adinspect.train.crops import crop_around, crop_config
+from adinspect.train.crops import crop_around, crop_config, on_whole_input, set_input
 from adinspect.train.loop import run_loop
 from adinspect.train.residual_data import (
     ResidualContext,
@@ -104,6 +104,7 @@ class ClickTrainSettings:
     iou_loss: float = 0.0  # soft-IoU weight added to the NFL (thin defects); docs/weak-supervision.md
     validation_images: int = 48  # synthetic anomalies on the hold-out to validate on (0: none)
     crop: int = 0  # > 0: train on crops of at most crop x crop input pixels around the defect
+    whole_every: int = 3  # with crops, every whole_every-th step on the whole input (0: never)
 
     def __post_init__(self) -> None:
         for name in ("capture_shift_aug", "thin_anomalies"):
@@ -113,6 +114,8 @@ class ClickTrainSettings:
             raise InputError(f"iou_loss must be a weight >= 0, got {self.iou_loss}")
         if self.crop < 0:
             raise InputError(f"crop must be a side in pixels >= 0 (0: the whole input), got {self.crop}")
+        if self.whole_every < 0:
+            raise InputError(f"whole_every must be a step count >= 0 (0: crops only), got {self.whole_every}")
         if self.validation_images < 0:
             raise InputError(f"validation_images must be >= 0, got {self.validation_images}")
         if self.steps < 1 or self.batch_size < 1 or self.n_synthetic < 1:
@@ -293,7 +296,11 @@ def train_click(
     tl = training_language(ctx, lang, work)
 
     def loss_at(step: int) -> torch.Tensor:
-        batch = _batch(anomalous, rng, settings, tl, ctx.preprocess, train_cfg)
+        at = cfg if on_whole_input(step, settings.whole_every) else train_cfg
+        if model.cfg is not at:  # crops <-> whole input: same weights, so optimizer and EMA follow
+            set_input(model, at)
+            set_input(ema.model, at)
+        batch = _batch(anomalous, rng, settings, tl, ctx.preprocess, at)
         return train_step(model, batch, rng, settings, radius)
 
     result = run_loop(

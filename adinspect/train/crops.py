@@ -2,7 +2,10 @@
 
 No weight of ADClick depends on the input size (1x1 and patch embeddings, window attention without
 position tables, convolutions), so a network built for crops trains the same weights as the one at
-the whole input, which is what is exported and served.
+the whole input, which is what is exported and served. The input's geometry lives only in each
+part's `cfg` and each block's attention window, so one network switches between crops and the whole
+input in place (`set_input`): every `whole_every`-th step trains on the whole input, so the network
+also learns to stay quiet across all of it.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from adinspect.models.adclick import ADClickConfig, compact
+from adinspect.models.adclick import ADClick, ADClickConfig, compact
+from adinspect.models.blocks import Block
 
 
 def crop_config(cfg: ADClickConfig, side: int) -> ADClickConfig:
@@ -53,3 +57,22 @@ def crop_around(
         if images is not None:
             ims.append(images[b, :, oy * p : (oy + ch) * p, ox * p : (ox + cw) * p])
     return torch.stack(rs), torch.stack(ms), torch.stack(ims) if images is not None else None
+
+
+def on_whole_input(step: int, whole_every: int) -> bool:
+    """Whether training step `step` uses the whole input rather than crops: every `whole_every`-th
+    step (0: none), decided by the step alone so a resumed run trains exactly as an unbroken one."""
+    return whole_every > 0 and step % whole_every == whole_every - 1
+
+
+def set_input(model: ADClick, cfg: ADClickConfig) -> None:
+    """Points `model`, built for another input size of the same network, at `cfg`'s input, in place:
+    the same parameters (so optimizer and EMA follow), the geometry (grid, sizes, attention windows)
+    of `cfg`, exactly as if `model` had been built with it."""
+    for module in model.modules():
+        if isinstance(getattr(module, "cfg", None), ADClickConfig):
+            module.cfg = cfg  # type: ignore[assignment]
+    for i, stage in enumerate(model.encoder.stages):
+        for block in stage.children():
+            assert isinstance(block, Block)
+            block.attn.window = cfg.stage_window(i)

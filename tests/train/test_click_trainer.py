@@ -12,7 +12,7 @@ from adinspect.models.adclick import ADClick, ADClickConfig
 from adinspect.package import MANIFEST, sha256_of
 from adinspect.train.click_trainer import initial_clicks, render, target_subset
 from adinspect.train.common import commit_files, set_lr, staging
-from adinspect.train.crops import crop_around, crop_config
+from adinspect.train.crops import crop_around, crop_config, on_whole_input, set_input
 
 
 def _two_blobs() -> np.ndarray:
@@ -147,6 +147,40 @@ def test_a_large_input_trains_on_crops_with_weights_the_whole_input_loads() -> N
         torch.ones(1, 3, dtype=torch.bool),
     )
     assert out.shape == (1, 1, 640, 256) and torch.isfinite(out).all()
+
+
+def _random_inputs(cfg: ADClickConfig, seed: int) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    (gh, gw), (ih, iw) = cfg.grid_hw, cfg.image_hw
+    r = torch.randn(2, cfg.in_channels, gh, gw, generator=g)
+    prev = torch.rand(2, 1, ih, iw, generator=g)
+    clicks = (torch.rand(2, 2, ih, iw, generator=g) > 0.99).float()
+    return r, prev, clicks, torch.randn(2, 3, cfg.lang_dim, generator=g), torch.ones(2, 3, dtype=torch.bool)
+
+
+def test_one_network_switches_between_crops_and_the_whole_input_in_place() -> None:
+    """Training alternates crops and the whole input on the same parameters: after `set_input` the
+    network computes exactly what one built for that input computes with the same weights."""
+    cfg = _tall_config()
+    crop = crop_config(cfg, 256)
+    torch.manual_seed(0)
+    switched = ADClick(crop).eval()
+    params = [id(p) for p in switched.parameters()]
+    whole = ADClick(cfg).eval()
+    whole.load_state_dict(switched.state_dict())
+    set_input(switched, cfg)
+    assert [id(p) for p in switched.parameters()] == params  # the optimizer's tensors, untouched
+    windows = [[b.attn.window for b in stage] for stage in switched.encoder.stages]
+    assert windows == [[b.attn.window for b in stage] for stage in whole.encoder.stages]
+    assert windows != [[b.attn.window for b in stage] for stage in ADClick(crop).encoder.stages]
+    with torch.no_grad():
+        torch.testing.assert_close(switched(*_random_inputs(cfg, 1)), whole(*_random_inputs(cfg, 1)))
+        set_input(switched, crop)
+        cropped = ADClick(crop).eval()
+        cropped.load_state_dict(switched.state_dict())
+        torch.testing.assert_close(switched(*_random_inputs(crop, 2)), cropped(*_random_inputs(crop, 2)))
+    assert [on_whole_input(s, 3) for s in range(7)] == [False, False, True, False, False, True, False]
+    assert not any(on_whole_input(s, 0) for s in range(7))
 
 
 def test_crops_hold_a_defect_pixel_and_cut_residual_masks_and_images_alike() -> None:

@@ -35,7 +35,8 @@ def tall_click(tall_package: Path, tall_root: Path, tmp_path_factory: pytest.Tem
     model = tmp_path_factory.mktemp("tall_click") / "strip"
     shutil.copytree(tall_package, model)
     common = ["--model", str(model), "--data", str(tall_root), "--quiet"]
-    crops = ["--train-crop", "256"]  # the 320 x 128 input trains on 256 x 128 crops
+    # the 320 x 128 input trains on 256 x 128 crops, its second step on the whole input
+    crops = ["--train-crop", "256", "--whole-every", "2"]
     assert (
         _run("train-click", *common, "--image-branch", "--capture-shift-aug", "0.5", *crops, *CHEAPEST) == 0
     )
