@@ -109,6 +109,12 @@ def check_rgb(image: np.ndarray, name: str) -> np.ndarray:
     return image
 
 
+def turned(image: np.ndarray, turn: int, rotations: int) -> np.ndarray:
+    """`image` (H, W, ...) turned counter-clockwise by `turn` of `rotations` equal steps of a full
+    circle (rotations 1, 2 or 4: multiples of 90°, exact on the pixel grid)."""
+    return np.ascontiguousarray(np.rot90(image, turn * 4 // rotations))
+
+
 def resize_to(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """(H, W, C) uint8 → (h, w, C) uint8 at `shape` (h, w): area-averaged when shrinking, else bilinear."""
     height, width = shape

@@ -1,5 +1,5 @@
-"""`fit --auto`: choose the backbone, the matching and the map normalisation per product, from the
-good training images alone (DESIGN.md §11).
+"""`fit --auto`: choose the backbone, the matching, the map normalisation and whether the bank holds
+turned copies of the good images, per product, from the good training images alone (DESIGN.md §11).
 
 What is right for a bottle is not right for a textured surface or a metal plate under uneven
 light, and nobody can look at test images to decide. So the candidates are scored on what a user
@@ -13,15 +13,18 @@ embedding of the sample per backbone plus two residual passes.
 
 Rule: the candidate with the highest criterion, unless the default (the config as given) is
 within `MARGIN` of it: the default is kept when the evidence does not clearly favour another.
-Two stages keep the cost down: every matching and normalisation on the config's backbone, then
-the other backbones with the matching of the highest criterion there (`choose`).
+Three stages keep the cost down: every matching and normalisation on the config's backbone, then
+the other backbones with the matching of the highest criterion there, then the turned bank with the
+candidate picked (`choose`); turns are taken on the synthetic image AUROC (`Choice.turned`). A part
+that lies at any rotation scores its good images high against upright references, so the turned
+bank wins there; a fixtured part gains nothing, and the margin keeps the bank upright.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -35,7 +38,7 @@ from adinspect.data.anomalies import AnomalySettings, synthesize_anomaly
 from adinspect.features.backbones import create_backbone
 from adinspect.features.efficientnet import LITE_VARIANTS
 from adinspect.features.embedder import FeatureEmbedder
-from adinspect.geometry import PreprocessSpec, preprocess_batch
+from adinspect.geometry import PreprocessSpec, preprocess_batch, turned
 from adinspect.imageio import read_image
 from adinspect.metrics import compute_metrics
 from adinspect.residual.bank import fit_bank
@@ -55,7 +58,10 @@ RULE = (
     f"{MAX_IMAGES} good training images, {THIN_FRACTION:.0%} thin strokes; each image against the "
     f"others; maps over {METRIC_PIXELS} pixels pooled to about that), highest wins unless the "
     f"default is within {MARGIN}; backbones other than the "
-    "default are tried with the matching of the highest criterion on the default backbone"
+    "default are tried with the matching of the highest criterion on the default backbone; then the "
+    "bank of every good image turned (quarter turns on a square input, else half turns) for the "
+    f"candidate picked, taken when it raises the synthetic image AUROC by more than {MARGIN} and the "
+    f"criterion falls by no more than {MARGIN}"
 )
 
 
@@ -64,10 +70,12 @@ class Candidate:
     backbone: str
     matching: str
     position_norm: str
+    rotations: int = 1  # turns of each good image in the bank (`method.rotations`)
 
     @property
     def name(self) -> str:
-        return f"{self.backbone}/{self.matching}/{self.position_norm}"
+        turns = f"/{self.rotations} turns" if self.rotations > 1 else ""
+        return f"{self.backbone}/{self.matching}/{self.position_norm}{turns}"
 
 
 @dataclass
@@ -85,22 +93,45 @@ class Choice:
         return float(np.mean([self.evidence[candidate][c] for c in CRITERIA]))
 
     def best(self) -> Candidate:
-        """The candidate with the highest criterion so far (the other backbones are tried with its
-        matching: the margin guards the final choice, not which candidates are explored)."""
-        return max(self.evidence, key=self.criterion)
+        """The candidate with the highest criterion so far at the default's turns of the bank (the
+        other backbones are tried with its matching: the margin guards the final choice, not which
+        candidates are explored)."""
+        same_turns = [c for c in self.evidence if c.rotations == self.default.rotations]
+        return max(same_turns, key=self.criterion)
 
     def pick(self) -> Candidate:
-        """The rule: the best candidate so far, unless the default is within `MARGIN` of it."""
+        """The rule: the best candidate at the default's turns, unless the default is within `MARGIN`
+        of it; then that candidate at other turns of the bank, if measured (`turned`)."""
         best = self.best()
         if self.default in self.evidence and self.criterion(best) <= self.criterion(self.default) + MARGIN:
-            return self.default
-        return best
+            best = self.default
+        return self.turned(best)
+
+    def turned(self, base: Candidate) -> Candidate:
+        """`base` at the other turns of the bank that raise the synthetic image AUROC by more than
+        `MARGIN` without the criterion falling by more than `MARGIN`, else `base`. Turns change which
+        references a part retrieves, so they show in the image scores; the pixel criteria of a part
+        that found upright references anyway barely move."""
+        gains = {
+            other: self.evidence[other]["image_auroc"] - self.evidence[base]["image_auroc"]
+            for other in self.evidence
+            if other != base and replace(other, rotations=base.rotations) == base
+        }
+        ahead = [
+            c
+            for c, gain in gains.items()
+            if gain > MARGIN and self.criterion(c) >= self.criterion(base) - MARGIN
+        ]
+        return max(ahead, key=lambda c: gains[c]) if ahead else base
 
     def apply(self, config: PipelineConfig) -> PipelineConfig:
-        """`config` with the chosen backbone, matching and normalisation."""
+        """`config` with the chosen backbone, matching, normalisation and turns of the bank."""
         raw = config.model_dump(mode="json")
         raw["backbone"]["name"] = self.chosen.backbone
-        raw["method"].update(matching=self.chosen.matching, position_norm=self.chosen.position_norm)
+        chosen = self.chosen
+        raw["method"].update(
+            matching=chosen.matching, position_norm=chosen.position_norm, rotations=chosen.rotations
+        )
         return validate_config(raw, source="fit --auto")
 
     def record(self) -> dict:
@@ -122,7 +153,7 @@ class Choice:
         }
 
     def manifest(self) -> dict[str, str]:
-        return {**self.chosen.__dict__, "rule": RULE}
+        return {**{k: str(v) for k, v in self.chosen.__dict__.items()}, "rule": RULE}
 
 
 def backbone_candidates(config: PipelineConfig) -> list[str]:
@@ -142,13 +173,15 @@ def choose(
 ) -> Choice:
     """Score the candidates on the sample and its synthetic anomalies; apply the rule.
 
-    In two stages, so the cost stays at about four residual passes whatever the backbones: every
+    In three stages, so the cost stays at about five residual passes whatever the backbones: every
     matching and normalisation on the config's backbone, then every other backbone with the
-    matching that won there (both normalisations: they cost no residual pass)."""
+    matching that won there (both normalisations: they cost no residual pass), then the bank with
+    every good image turned (`turn_candidates`) for the candidate the rule picks."""
     t0 = time.perf_counter()
     backbones = list(backbones or backbone_candidates(config))
     images, painted, masks = synthetic_sample(goods, config)
-    default = Candidate(config.backbone.name, config.method.matching, config.method.position_norm)
+    method = config.method
+    default = Candidate(config.backbone.name, method.matching, method.position_norm, method.rotations)
     choice = Choice(default, default, {}, len(images), 0.0)
     first = MATCHINGS if global_affordable(config) else ("local",)
     if len(first) == 1:
@@ -156,21 +189,40 @@ def choose(
             f"global matching not tried: {global_macs(config):.1e} multiply-adds per image exceed "
             f"{GLOBAL_MAX_MACS:.0e} at this input size, K and feature width"
         )
-    steps = tqdm(total=len(first) + len(backbones) - 1, desc="fit --auto", unit="pass", disable=not progress)
-    for stage, names in enumerate((backbones[:1], backbones[1:])):
-        matchings = first if stage == 0 else (choice.best().matching,)
-        for backbone in names:
-            model, *features = _embed_both(config, backbone, images, painted, searched="global" in matchings)
-            for matching in matchings:
-                model.matching = matching
-                good, synthetic = (_maps(model, _left_out_norms(model, *pair)) for pair in _pairs(features))
-                for norm, (g, s) in _normalised(good, synthetic).items():
-                    choice.evidence[Candidate(backbone, matching, norm)] = _metrics(model, g, s, masks)
-                steps.update()
+    turns = turn_candidates(config)
+    total = len(first) + len(backbones) - 1 + len(turns) - 1
+    steps = tqdm(total=total, desc="fit --auto", unit="pass", disable=not progress)
+
+    def measure(backbone: str, matchings: Sequence[str], rotations: int) -> None:
+        searched = "global" in matchings
+        model, *features = _embed_both(config, backbone, images, painted, searched, rotations)
+        for matching in matchings:
+            model.matching = matching
+            good, synthetic = (_maps(model, _left_out_norms(model, *pair)) for pair in _pairs(features))
+            for norm, (g, s) in _normalised(good, synthetic).items():
+                choice.evidence[Candidate(backbone, matching, norm, rotations)] = _metrics(model, g, s, masks)
+            steps.update()
+
+    measure(backbones[0], first, default.rotations)
+    for backbone in backbones[1:]:
+        measure(backbone, (choice.best().matching,), default.rotations)
+    picked = choice.pick()
+    for rotations in turns[1:]:  # the bank at other turns, for the candidate the rule picks
+        measure(picked.backbone, (picked.matching,), rotations)
     steps.close()
     choice.chosen = choice.pick()
     choice.seconds = time.perf_counter() - t0
     return choice
+
+
+def turn_candidates(config: PipelineConfig) -> tuple[int, ...]:
+    """The turns of the bank to measure, the config's first: as photographed (1) and every quarter
+    turn (4) on a square input, else half turns (2). A part that lies at any rotation finds its
+    references among the turned images; a fixtured part finds the upright ones and gains nothing."""
+    height, width = config.method.shape
+    most = 4 if height == width else 2
+    own = config.method.rotations
+    return (own, *(r for r in (1, most) if r != own))
 
 
 def _pairs(features: list[torch.Tensor]) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
@@ -230,9 +282,11 @@ def _embed_both(
     images: list[np.ndarray],
     painted: list[np.ndarray],
     searched: bool,
+    rotations: int = 1,
 ) -> tuple[ResidualModel, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One backbone: a bank of the sampled good images and the features of both image sets; with
-    `searched`, the bank carries the cells global matching searches."""
+    """One backbone: a bank of the sampled good images (at `rotations` turns each, as `fit` banks
+    them) and the features of both image sets as photographed; with `searched`, the bank carries
+    the cells global matching searches."""
     bb = config.backbone
     own = backbone == bb.name  # the config's own backbone keeps its weights file
     extractor, spec, _ = create_backbone(
@@ -252,11 +306,17 @@ def _embed_both(
         return torch.cat([f for f, _ in out]), torch.cat([g for _, g in out])
 
     feats, gmaps = embed(images)
+    turns = [embed([turned(im, t, rotations) for im in images]) for t in range(1, rotations)]
     # matching "global" so the bank carries the coreset global matching searches (not built where
     # only local matching is tried); `choose` sets the model's matching per candidate
     matching = "global" if searched else "local"
-    method = config.method.model_copy(update={"position_norm": "none", "matching": matching})
-    model = ResidualModel(fit_bank(feats, gmaps, method), method).eval()
+    method = config.method.model_copy(
+        update={"position_norm": "none", "matching": matching, "rotations": rotations}
+    )
+    bank = fit_bank(
+        torch.cat([feats, *(f for f, _ in turns)]), torch.cat([gmaps, *(g for _, g in turns)]), method
+    )
+    model = ResidualModel(bank, method).eval()
     return (model, feats.half().float(), gmaps, *embed(painted))
 
 

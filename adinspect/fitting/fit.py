@@ -44,7 +44,7 @@ from adinspect.fitting.write import (
     write_files,
     write_package_manifest,
 )
-from adinspect.geometry import InputGeometry, PreprocessSpec, preprocess_batch
+from adinspect.geometry import InputGeometry, PreprocessSpec, preprocess_batch, turned
 from adinspect.imageio import read_image
 from adinspect.package import (
     ModelPackage,
@@ -73,7 +73,7 @@ class FitReport:
     parity: dict[str, float]
     memory: dict[str, float]  # peak_rss_mb (this process), estimate_mb, budget_mb, bank_mb, chunk sizes
     statement: str = ""  # how far the good images vouch for the threshold
-    choice: dict[str, str] | None = None  # fit --auto: backbone, matching, position_norm
+    choice: dict[str, str | int] | None = None  # fit --auto: backbone, matching, position_norm, rotations
 
 
 def embed_paths(
@@ -83,15 +83,17 @@ def embed_paths(
     shapes: Shapes,
     batch_size: int = 8,
     progress: bool = True,
+    turn: tuple[int, int] = (0, 1),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Read, preprocess and embed images chunk by chunk → features (N, d_f, h, w) fp16, global
-    maps (N, c_1, h_g, w_g) fp32, written into arrays allocated once (no list of fp32 batches)."""
+    maps (N, c_1, h_g, w_g) fp32, written into arrays allocated once (no list of fp32 batches).
+    `turn` (t, rotations): each image turned by t of `rotations` steps of a full circle first."""
     n = len(paths)
     feats = torch.empty(n, shapes.feature_dim, *shapes.grid, dtype=torch.float16)
     gmaps = torch.empty(n, shapes.global_channels, *shapes.global_grid)
     for start in tqdm(range(0, n, batch_size), desc="embedding", unit="batch", disable=not progress):
         chunk = paths[start : start + batch_size]
-        batch = torch.from_numpy(preprocess_batch([read_image(p) for p in chunk], spec))
+        batch = torch.from_numpy(preprocess_batch([turned(read_image(p), *turn) for p in chunk], spec))
         with torch.no_grad():
             f, gm = embedder(batch)
         feats[start : start + len(chunk)] = f.half()
@@ -137,6 +139,8 @@ class Embedded:
     cleaning: CleaningReport | None = None  # with `fit --clean`: what was dropped and why
     from_files: bool = True  # False: features generated at the preset's shapes (`bench-scale`)
     geometry: InputGeometry | None = None  # the input shape chosen from the training images, and why
+    # with method.rotations R > 1: the same images turned by 1 .. R-1 steps, (feats, gmaps) each
+    turns: list[tuple[torch.Tensor, torch.Tensor]] = dataclasses.field(default_factory=list)
 
 
 def fit_product(
@@ -213,7 +217,14 @@ def embed_images(
     embedder, spec_name, weights, pre, plan = _planned(goods, config)
     shapes = shapes_of(embedder, config)
     feats, gmaps = embed_paths(embedder, goods, pre, shapes, plan.embed_batch, progress=progress)
-    return Embedded(goods, feats, gmaps, embedder, spec_name, weights, pre, plan, cleaning, geometry=geometry)
+    rotations = config.method.rotations
+    turns = [
+        embed_paths(embedder, goods, pre, shapes, plan.embed_batch, progress, (t, rotations))
+        for t in range(1, rotations)
+    ]
+    return Embedded(
+        goods, feats, gmaps, embedder, spec_name, weights, pre, plan, cleaning, geometry=geometry, turns=turns
+    )
 
 
 def _planned(
@@ -232,7 +243,8 @@ def _planned(
     )
     n_params = sum(p.numel() for p in embedder.parameters())
     n_refs = min(len(goods), config.scale.max_references or len(goods))
-    plan = plan_memory(config, shapes_of(embedder, config), len(goods), n_refs, n_params)
+    turns = config.method.rotations  # every image is embedded and banked at each turn
+    plan = plan_memory(config, shapes_of(embedder, config), turns * len(goods), turns * n_refs, n_params)
     return embedder, spec.name, weights, pre, plan
 
 
@@ -274,7 +286,7 @@ def fit_embedded(
         del model  # free the bank before ONNX Runtime loads its copy for the parity check
         record = backbone_record(embedded.spec_name, embedded.weights, shapes_of(embedded.embedder, config))
         write_files(tmp, config, fitted.bank, record, embedded.weights, calibration)
-        choices = None if choice is None else {**choice["chosen"], "rule": choice["rule"]}
+        choices = None if choice is None else {**_as_text(choice["chosen"]), "rule": choice["rule"]}
         manifest = write_package_manifest(
             tmp,
             config,
@@ -305,14 +317,22 @@ def fit_embedded(
     )
 
 
+def _as_text(chosen: dict) -> dict[str, str]:
+    """The chosen candidate's fields as the manifest's strings (rotations 4 → "4")."""
+    return {k: str(v) for k, v in chosen.items()}
+
+
 def _bank_and_calibration(
     embedded: Embedded, config: PipelineConfig, data_dir: Path
 ) -> tuple[ResidualModel, FittedBank, Calibration]:
     """The bank of every good image, their out-of-fold scores and the threshold they give."""
     goods = embedded.goods
     check_enough(len(goods))
-    model, fitted, oof = fit_and_score(embedded.feats, embedded.gmaps, config, embedded.plan.residual_batch)
+    model, fitted, oof = fit_and_score(
+        embedded.feats, embedded.gmaps, config, embedded.plan.residual_batch, embedded.turns
+    )
     embedded.feats = embedded.gmaps = torch.empty(0)  # all images' features: no longer needed
+    embedded.turns = []
     calibration, position = calibrate_out_of_fold(
         model, oof, fitted.ref_idx, goods, config, embedded.plan.residual_batch
     )

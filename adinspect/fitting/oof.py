@@ -16,6 +16,7 @@ statistics (`residual.position.MapMoments`) and the scores never need all maps a
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,17 +43,34 @@ class FittedBank:
 
 
 def fit_and_score(
-    feats: torch.Tensor, gmaps: torch.Tensor, config: PipelineConfig, batch: int
+    feats: torch.Tensor,
+    gmaps: torch.Tensor,
+    config: PipelineConfig,
+    batch: int,
+    turns: Sequence[tuple[torch.Tensor, torch.Tensor]] = (),
 ) -> tuple[ResidualModel, FittedBank, OutOfFold]:
     """The bank from every good image (a k-center subset above `scale.max_references`), then every
-    good image's residual norms against the bank without its fold (`out_of_fold_norms`)."""
+    good image's residual norms against the bank without its fold (`out_of_fold_norms`).
+
+    `turns`: with `method.rotations` R > 1, the features of the same images turned by 1 .. R-1
+    steps; the bank holds the references turn-major (every image as photographed, then every image
+    at the next turn), and an image left out of the bank is left out at every turn."""
     n = feats.shape[0]
     ref_idx = np.arange(n)
     cap = config.scale.max_references
     if cap is not None and cap < n:
         ref_idx = np.sort(representative_subset(gmaps, config.method, cap))
+    if len(turns) != config.method.rotations - 1:
+        raise ValueError(
+            f"method.rotations = {config.method.rotations} needs {config.method.rotations - 1} turns"
+        )
     method = config.method.model_copy(update={"position_norm": "none"})  # statistics come from oof
-    bank = fit_bank(feats[ref_idx], gmaps[ref_idx], method)
+    if turns:
+        bank_feats = torch.cat([feats[ref_idx], *(f[ref_idx] for f, _ in turns)])
+        bank = fit_bank(bank_feats, torch.cat([gmaps[ref_idx], *(g[ref_idx] for _, g in turns)]), method)
+        del bank_feats
+    else:
+        bank = fit_bank(feats[ref_idx], gmaps[ref_idx], method)
     model = ResidualModel(bank, method).eval()
     bank_index = np.full(n, -1, np.int64)
     bank_index[ref_idx] = np.arange(len(ref_idx))

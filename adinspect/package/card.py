@@ -40,7 +40,8 @@ def write_model_card(
         "## Data",
         f"- Good images found: {n_images} under `{data_dir}`",
         f"- References in the bank: {manifest.n_references} (every good image unless "
-        "`scale.max_references` caps it)",
+        "`scale.max_references` caps it)"
+        + (f", each at {config.method.rotations} turns" if config.method.rotations > 1 else ""),
         "",
         "## Backbone",
         f"- {bb.name}, weights `{bb.weights_source}`",

@@ -102,6 +102,11 @@ class ResidualModel(nn.Module):
         self.input_shape = method.shape
         self.score_topk = method.score_topk if method.score == "topk_mean" else 1
         self.matching: str = method.matching
+        self.rotations = method.rotations  # the bank holds n_refs / rotations images, turn-major
+        if n_refs % self.rotations:
+            raise ValueError(
+                f"a bank of {n_refs} references cannot hold {self.rotations} turns of each image"
+            )
         self.offsets = disc_offsets(method.sigma)
         self.pad = max(max(abs(dy), abs(dx)) for dy, dx in self.offsets)
         self.register_buffer("pca_mean", bank.pca_mean.float())
@@ -141,17 +146,27 @@ class ResidualModel(nn.Module):
         """(B, c_1, H, W) → (B, K) indices of the most similar references (Θ_knn).
 
         `exclude` (B, N) bool, torch only (out-of-fold scoring, never exported): references that an
-        image may not retrieve (itself, its fold); at least K must remain for every image.
+        image may not retrieve (itself, its fold, and their turns); at least K must remain for every
+        image.
         """
         desc = window_descriptors(global_map, self.pca_mean, self.pca_components, self.window)
         dist = ((desc[:, None] - self.bank_descriptors[None]) ** 2).sum(-1)  # (B, N, n_windows)
         lowest = torch.topk(dist, self.keep, dim=-1, largest=False).values.mean(-1)  # (B, N)
         if exclude is None:
             return torch.topk(lowest, self.k, dim=-1, largest=False).indices
+        exclude = self.with_turns(exclude)
         k = min(self.k, int((~exclude).sum(1).min()))
         if k < 1:
             raise ValueError("every reference is excluded for some image: nothing left to match against")
         return torch.topk(lowest.masked_fill(exclude, float("inf")), k, dim=-1, largest=False).indices
+
+    def with_turns(self, exclude: torch.Tensor) -> torch.Tensor:
+        """`exclude` (B, N) widened so that an excluded reference excludes every turn of its image
+        (`method.rotations`): an image left out must not find itself turned."""
+        if self.rotations == 1:
+            return exclude
+        b, n = exclude.shape
+        return exclude.reshape(b, self.rotations, n // self.rotations).any(1).repeat(1, self.rotations)
 
     def residual(self, features: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
         """r = f* − f (B, d_f, h, w) against the references `neighbours` (B, K), by `matching`."""

@@ -298,7 +298,8 @@ def _add_train_click(subparsers: argparse._SubParsersAction) -> None:
         metavar="PIXELS",
         help="train on crops of at most PIXELS x PIXELS of the input around each synthetic defect, so a "
         "large input trains in about the time of a small one; the model still runs on the whole input "
-        "(default 0: train on the whole input; see docs/weak-supervision.md for what crops cost)",
+        "(default 256: a 256 x 256 input trains whole; 0: always the whole input; see "
+        "docs/weak-supervision.md for what crops cost)",
     )
     p.add_argument(
         "--whole-every",

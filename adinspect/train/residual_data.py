@@ -25,11 +25,12 @@ from adinspect.data.datasets import open_dataset
 from adinspect.data.foreground import product_foregrounds
 from adinspect.errors import InputError
 from adinspect.fitting.pipeline import TorchPipeline
-from adinspect.geometry import PreprocessSpec, preprocess_batch, resize_to
+from adinspect.geometry import PreprocessSpec, preprocess_batch, resize_to, turned
 from adinspect.imageio import read_image
 from adinspect.package import ModelPackage
 from adinspect.residual.model import BankTensors, ResidualModel, window_descriptors
 from adinspect.residual.position import PositionNorm
+from adinspect.residual.subset import cell_coreset
 
 
 class TrainDataError(InputError):
@@ -130,18 +131,34 @@ class ResidualSet:
         return self.residual.shape[0]
 
 
-def _fold_models(ctx: ResidualContext, feats: torch.Tensor, gmaps: torch.Tensor, folds: np.ndarray) -> list:
+def _fold_models(
+    ctx: ResidualContext,
+    feats: torch.Tensor,
+    gmaps: torch.Tensor,
+    folds: np.ndarray,
+    turns: list[tuple[torch.Tensor, torch.Tensor]],
+) -> list:
+    """One bank per fold: the good images outside it, at every turn the package's bank holds
+    (`turns`: the same images turned, (feats, gmaps) each; turn-major, as `fit` banks them), with the
+    package's PCA and normalisation, and each reference's own coreset of cells for global matching."""
     bank = ctx.pipeline.residual_model
     method = ctx.package.config.method
-    desc = window_descriptors(gmaps, bank.pca_mean, bank.pca_components, method.window)
+    n = feats.shape[0]
+    every_feats = torch.cat([feats, *(f for f, _ in turns)])  # image i at turn t is row t·n + i
+    every_gmaps = torch.cat([gmaps, *(g for _, g in turns)])
+    desc = window_descriptors(every_gmaps, bank.pca_mean, bank.pca_components, method.window)
+    cells = None
+    if bank.global_cells is not None and method.global_coreset is not None:
+        cells = cell_coreset(every_feats, method.global_coreset)
     models = []
     position = bank.position
     mean, scale = (position.mean, position.scale) if isinstance(position, PositionNorm) else (None, None)
     for f in range(int(folds.max()) + 1):
-        keep = torch.from_numpy(np.flatnonzero(folds != f))
-        coreset = None if bank.global_cells is None else bank.global_cells[:, keep]
+        keep = np.flatnonzero(folds != f)
+        rows = torch.from_numpy(np.concatenate([keep + t * n for t in range(len(turns) + 1)]))
+        coreset = None if cells is None else cells[:, rows]
         tensors = BankTensors(
-            bank.pca_mean, bank.pca_components, desc[keep], feats[keep].half(), mean, scale, coreset
+            bank.pca_mean, bank.pca_components, desc[rows], every_feats[rows].half(), mean, scale, coreset
         )
         models.append(ResidualModel(tensors, method).eval())
     return models
@@ -274,8 +291,9 @@ def synthetic_residuals(
     if settings.thin_fraction:  # not in the settings' repr, so default caches keep their keys
         shift["thin"] = settings.thin_fraction
     key = _cache_key(
-        ctx, goods, n=n_samples, seed=seed, folds=n_folds, settings=settings, fg=foreground, **shift
-    )
+        ctx, goods, n=n_samples, seed=seed, folds=n_folds, settings=settings, fg=foreground, **shift,
+        fold_banks="own cells, every turn",  # residuals cached before fold banks kept their own cells
+    )  # fmt: skip
     cache = Path(cache_dir) / f"synthetic-{key}.safetensors" if cache_dir else None
     cached = _read_cache(cache, keep_images, keep_features) if cache is not None else None
     if cached is not None:
@@ -285,10 +303,12 @@ def synthetic_residuals(
         for p in tqdm(goods, desc="reading good images", disable=not progress)
     ]
     feats, gmaps = embed(ctx, images)
+    rotations = ctx.package.config.method.rotations
+    turns = [embed(ctx, [turned(im, t, rotations) for im in images]) for t in range(1, rotations)]
     fgs = product_foregrounds(images) if foreground else None
     rng = np.random.default_rng(seed)
     folds = rng.permutation(np.arange(len(images)) % n_folds)
-    models = _fold_models(ctx, feats, gmaps, folds)
+    models = _fold_models(ctx, feats, gmaps, folds, turns)
     good = _by_fold(models, folds, feats, gmaps)
     residual, masks, kept, kept_features = [], [], [], []
     batch = 16

@@ -4,6 +4,7 @@ choice, its rule and every candidate's evidence are written into the package."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +44,9 @@ def test_auto_prefers_global_matching_for_parts_that_are_not_fixtured(loose_part
         open_dataset(loose_parts).train, _config(), progress=False, backbones=["efficientnet_lite0"]
     )
     local = Candidate("efficientnet_lite0", "local", "none")
-    assert set(choice.evidence) == {
-        Candidate("efficientnet_lite0", m, n) for m in ("local", "global") for n in ("none", "zscore")
-    }
+    upright = {Candidate("efficientnet_lite0", m, n) for m in ("local", "global") for n in ("none", "zscore")}
+    turned = {replace(c, rotations=4) for c in upright if c.matching == "global"}  # the picked matching
+    assert set(choice.evidence) == upright | turned
     assert all(set(metrics) == set(CRITERIA) for metrics in choice.evidence.values())
     assert choice.chosen.matching == "global" and choice.default == local
     assert choice.criterion(choice.chosen) > choice.criterion(local) + 0.01
@@ -69,7 +70,7 @@ def test_fit_auto_writes_the_choice_and_its_evidence_into_the_package(
     assert (
         package.manifest.choices["matching"] == package.config.method.matching == record["chosen"]["matching"]
     )
-    assert len(record["candidates"]) == 4 and record["rule"] == package.manifest.choices["rule"]
+    assert len(record["candidates"]) == 6 and record["rule"] == package.manifest.choices["rule"]
     card = (out / "model_card.md").read_text()
     assert "## Choices" in card and all(row["name"] in card for row in record["candidates"])
 
