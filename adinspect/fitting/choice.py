@@ -23,7 +23,7 @@ bank wins there; a fixtured part gains nothing, and the margin keeps the bank up
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -59,7 +59,7 @@ RULE = (
     f"others; maps over {METRIC_PIXELS} pixels pooled to about that), highest wins unless the "
     f"default is within {MARGIN}; backbones other than the "
     "default are tried with the matching of the highest criterion on the default backbone; then the "
-    "bank of every good image turned (quarter turns on a square input, else half turns) for the "
+    "bank of every good image at quarter turns (square inputs) for the "
     f"candidate picked, taken when it raises the synthetic image AUROC by more than {MARGIN} and the "
     f"criterion falls by no more than {MARGIN}"
 )
@@ -193,12 +193,19 @@ def choose(
     total = len(first) + len(backbones) - 1 + len(turns) - 1
     steps = tqdm(total=total, desc="fit --auto", unit="pass", disable=not progress)
 
+    seen: dict[str, tuple[torch.Tensor, ...]] = {}  # each backbone's features of both sets, upright
+
     def measure(backbone: str, matchings: Sequence[str], rotations: int) -> None:
-        searched = "global" in matchings
-        model, *features = _embed_both(config, backbone, images, painted, searched, rotations)
+        embed = _embedder(config, backbone)
+        if backbone not in seen:
+            seen[backbone] = (*embed(images), *embed(painted))
+        feats, gmaps, painted_feats, painted_gmaps = seen[backbone]
+        turns = [embed([turned(im, t, rotations) for im in images]) for t in range(1, rotations)]
+        model = _bank(config, feats, gmaps, turns, "global" in matchings, rotations)
+        pairs = ((feats.half().float(), gmaps), (painted_feats, painted_gmaps))  # the bank holds fp16
         for matching in matchings:
             model.matching = matching
-            good, synthetic = (_maps(model, _left_out_norms(model, *pair)) for pair in _pairs(features))
+            good, synthetic = (_maps(model, _left_out_norms(model, *pair)) for pair in pairs)
             for norm, (g, s) in _normalised(good, synthetic).items():
                 choice.evidence[Candidate(backbone, matching, norm, rotations)] = _metrics(model, g, s, masks)
             steps.update()
@@ -217,16 +224,14 @@ def choose(
 
 def turn_candidates(config: PipelineConfig) -> tuple[int, ...]:
     """The turns of the bank to measure, the config's first: as photographed (1) and every quarter
-    turn (4) on a square input, else half turns (2). A part that lies at any rotation finds its
-    references among the turned images; a fixtured part finds the upright ones and gains nothing."""
+    turn (4) on a square input. A part that lies at any rotation finds its references among the
+    turned images; a fixtured part finds the upright ones and gains nothing. A rectangular input (a
+    strip, a line camera's frame) keeps the config's turns: `rotations = 2` is there to ask for."""
     height, width = config.method.shape
-    most = 4 if height == width else 2
     own = config.method.rotations
-    return (own, *(r for r in (1, most) if r != own))
-
-
-def _pairs(features: list[torch.Tensor]) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
-    return (features[0], features[1]), (features[2], features[3])
+    if height != width:  # a part free to turn needs a frame that holds it at any angle: near square
+        return (own,)
+    return (own, *(r for r in (1, 4) if r != own))
 
 
 GLOBAL_MAX_MACS = 3e10  # about two seconds per image on one CPU core (KolektorSDD at 640 x 256: 5e9)
@@ -275,18 +280,10 @@ def _at_input(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, (shape[1], shape[0]), interpolation=interp)
 
 
-@torch.no_grad()
-def _embed_both(
-    config: PipelineConfig,
-    backbone: str,
-    images: list[np.ndarray],
-    painted: list[np.ndarray],
-    searched: bool,
-    rotations: int = 1,
-) -> tuple[ResidualModel, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One backbone: a bank of the sampled good images (at `rotations` turns each, as `fit` banks
-    them) and the features of both image sets as photographed; with `searched`, the bank carries
-    the cells global matching searches."""
+def _embedder(
+    config: PipelineConfig, backbone: str
+) -> Callable[[list[np.ndarray]], tuple[torch.Tensor, ...]]:
+    """uint8 images at the input → `backbone`'s features and global maps, eight at a time."""
     bb = config.backbone
     own = backbone == bb.name  # the config's own backbone keeps its weights file
     extractor, spec, _ = create_backbone(
@@ -298,6 +295,7 @@ def _embed_both(
         image_size=config.method.image_size, mean=spec.mean, std=spec.std, height=height, width=width
     )
 
+    @torch.no_grad()
     def embed(batch: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         out = [
             embedder(torch.from_numpy(preprocess_batch(batch[i : i + 8], pre)))
@@ -305,19 +303,30 @@ def _embed_both(
         ]
         return torch.cat([f for f, _ in out]), torch.cat([g for _, g in out])
 
-    feats, gmaps = embed(images)
-    turns = [embed([turned(im, t, rotations) for im in images]) for t in range(1, rotations)]
-    # matching "global" so the bank carries the coreset global matching searches (not built where
-    # only local matching is tried); `choose` sets the model's matching per candidate
+    return embed
+
+
+@torch.no_grad()
+def _bank(
+    config: PipelineConfig,
+    feats: torch.Tensor,
+    gmaps: torch.Tensor,
+    turns: list[tuple[torch.Tensor, ...]],
+    searched: bool,
+    rotations: int,
+) -> ResidualModel:
+    """A bank of the sampled good images, at `rotations` turns each (`turns`: the turned images'
+    features and global maps), turn-major as `fit` banks them; with `searched`, the bank carries
+    the cells global matching searches (not built where only local matching is tried; `choose`
+    sets the model's matching per candidate)."""
     matching = "global" if searched else "local"
     method = config.method.model_copy(
         update={"position_norm": "none", "matching": matching, "rotations": rotations}
     )
     bank = fit_bank(
-        torch.cat([feats, *(f for f, _ in turns)]), torch.cat([gmaps, *(g for _, g in turns)]), method
+        torch.cat([feats, *(t[0] for t in turns)]), torch.cat([gmaps, *(t[1] for t in turns)]), method
     )
-    model = ResidualModel(bank, method).eval()
-    return (model, feats.half().float(), gmaps, *embed(painted))
+    return ResidualModel(bank, method).eval()
 
 
 @torch.no_grad()

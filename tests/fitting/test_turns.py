@@ -74,7 +74,9 @@ def test_quarter_turns_need_a_square_input_and_fit_measures_what_the_input_allow
     with pytest.raises(ConfigError, match="rotations = 4 .* square input, not 640x256"):
         preset_config("cpu", "strip", method={"input_shape": [640, 256], "rotations": 4})
     assert turn_candidates(_config()) == (1, 4)
-    assert turn_candidates(preset_config("cpu", "strip", method={"input_shape": [640, 256]})) == (1, 2)
+    strip = {"input_shape": [640, 256]}
+    assert turn_candidates(preset_config("cpu", "strip", method=strip)) == (1,)  # a strip is not turned
+    assert turn_candidates(preset_config("cpu", "strip", method={**strip, "rotations": 2})) == (2,)
     assert turn_candidates(_config(rotations=4)) == (4, 1)
 
 
