@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from adinspect.config import PipelineConfig
 from adinspect.contracts import RESIDUAL
@@ -34,6 +33,7 @@ from adinspect.features.backbones import WeightsInfo, create_backbone
 from adinspect.features.embedder import FeatureEmbedder
 from adinspect.fitting.calibration import Calibration
 from adinspect.fitting.choice import choose
+from adinspect.fitting.embed import embed_paths
 from adinspect.fitting.export import export_backbone, export_residual, max_abs_diff
 from adinspect.fitting.input_shape import at_input_shape, resolve_input_shape
 from adinspect.fitting.oof import FittedBank, calibrate_out_of_fold, fit_and_score
@@ -44,8 +44,7 @@ from adinspect.fitting.write import (
     write_files,
     write_package_manifest,
 )
-from adinspect.geometry import InputGeometry, PreprocessSpec, preprocess_batch, turned
-from adinspect.imageio import read_image
+from adinspect.geometry import InputGeometry, PreprocessSpec
 from adinspect.package import (
     ModelPackage,
     sha256_of,
@@ -74,31 +73,6 @@ class FitReport:
     memory: dict[str, float]  # peak_rss_mb (this process), estimate_mb, budget_mb, bank_mb, chunk sizes
     statement: str = ""  # how far the good images vouch for the threshold
     choice: dict[str, str | int] | None = None  # fit --auto: backbone, matching, position_norm, rotations
-
-
-def embed_paths(
-    embedder: FeatureEmbedder,
-    paths: Sequence[Path],
-    spec: PreprocessSpec,
-    shapes: Shapes,
-    batch_size: int = 8,
-    progress: bool = True,
-    turn: tuple[int, int] = (0, 1),
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Read, preprocess and embed images chunk by chunk → features (N, d_f, h, w) fp16, global
-    maps (N, c_1, h_g, w_g) fp32, written into arrays allocated once (no list of fp32 batches).
-    `turn` (t, rotations): each image turned by t of `rotations` steps of a full circle first."""
-    n = len(paths)
-    feats = torch.empty(n, shapes.feature_dim, *shapes.grid, dtype=torch.float16)
-    gmaps = torch.empty(n, shapes.global_channels, *shapes.global_grid)
-    for start in tqdm(range(0, n, batch_size), desc="embedding", unit="batch", disable=not progress):
-        chunk = paths[start : start + batch_size]
-        batch = torch.from_numpy(preprocess_batch([turned(read_image(p), *turn) for p in chunk], spec))
-        with torch.no_grad():
-            f, gm = embedder(batch)
-        feats[start : start + len(chunk)] = f.half()
-        gmaps[start : start + len(chunk)] = gm
-    return feats, gmaps
 
 
 def residual_outputs(

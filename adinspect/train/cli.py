@@ -9,9 +9,7 @@
     adinspect train-seg       --model DIR --data DIR [--pretrain-steps N] [--finetune-steps N] [--resume]
                               [--init OTHER_MODEL_DIR] [--foreground] [--fusion auto|geometric|none]
                               [--thin-anomalies FRACTION]
-    adinspect evaluate-clicks --model DIR --data DIR --json OUT.json [--subset all|labelled|eval]
-                              [--panels DIR] [--snap package|on|off]
-    adinspect evaluate-seg    --model DIR --data DIR --json OUT.json [--subset eval]
+    adinspect evaluate-clicks, evaluate-seg: `train.evaluate_cli`
 
 Each command imports torch lazily and returns an exit code; bad input raises `InputError`, which
 `adinspect.cli.main` prints as one line (exit 2).
@@ -20,18 +18,10 @@ Each command imports torch lazily and returns an exit code; bad input raises `In
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import replace
 from pathlib import Path
 
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", type=Path, required=True, help="fitted model package (from `adinspect fit`)")
-    p.add_argument(
-        "--data", type=Path, required=True, help="dataset root (MVTec layout) used for the package"
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+from adinspect.train.cli_common import common_options
 
 
 def _init_flag(p: argparse.ArgumentParser) -> None:
@@ -62,12 +52,6 @@ def _snap_flag(p: argparse.ArgumentParser) -> None:
         help="snap click masks to the image (GrabCut): auto = when it raises IoU after 5 simulated "
         "clicks on the labelled defective images (default), or force it on/off",
     )
-
-
-def _write_json(obj: dict, path: Path | None) -> None:
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(obj, indent=2) + "\n")
 
 
 def run_train_click(args: argparse.Namespace) -> int:
@@ -183,67 +167,23 @@ def run_train_seg(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_evaluate_clicks(args: argparse.Namespace) -> int:
-    from adinspect.train.interactive import evaluate_clicks
-
-    snap = None if args.snap == "package" else args.snap == "on"
-    out = evaluate_clicks(
-        args.model, args.data, args.subset, args.seed, args.max_clicks, not args.quiet, args.panels, snap
-    )
-    ious = out["iou_at_k"]
-    print(
-        f"{out['n_images']} images ({out['subset']}, snap {'on' if out['snap'] else 'off'}): "
-        f"NoC@80 {out['noc80']:.2f}  NoC@85 {out['noc85']:.2f}  "
-        f"NoC@90 {out['noc90']:.2f}  IoU@1 {ious[0]:.3f}  IoU@{len(ious)} {ious[-1]:.3f}"
-        + (f"; {out['n_skipped']} skipped (no usable mask)" if out["n_skipped"] else "")
-    )
-    for k in (3, 5):
-        print(f"after {k} clicks: pixel AP {out[f'ap_{k}']:.3f}  pixel AUROC {out[f'pixel_auroc_{k}']:.3f}  "
-              f"AUPRO {out[f'aupro_{k}']:.3f}")  # fmt: skip
-    _write_json(out, args.json)
-    return 0
-
-
-def run_evaluate_seg(args: argparse.Namespace) -> int:
-    from adinspect.train.seg_eval import evaluate_seg
-
-    out = evaluate_seg(args.model, args.data, args.subset, args.seed, not args.quiet)
-    keys = ["image_auroc", "pixel_auroc", "pixel_ap", "aupro", "pixel_f1_max"]
-    print(f"{out['n_images']} images ({out['n_defective']} defective, subset {out['subset']})")
-    print(f"{'':16}" + "".join(f"{k:>14}" for k in keys))
-    for name in ("training_free", "adclick_seg"):
-        print(f"{name:16}" + "".join(f"{out[name][k]:>14.4f}" for k in keys))
-    v, t = out["verdicts"], out["threshold"]
-    print(f"at the seg threshold {t['value']:.3f}: {v['good_rejected']} of {v['n_good']} good rejected, "
-          f"{v['defective_passed']} of {v['n_defective']} defective passed ({t['rule']})")  # fmt: skip
-    if "statement" in t:
-        print(f"stated: {t['statement']}")
-    if t.get("expected_miss_rate") is not None:
-        low, high = t["expected_miss_low_95"], t["expected_miss_high_95"]
-        print(f"stated miss rate from the pseudo-labelled defects: {t['expected_miss_rate']:.1%} "
-              f"(95 % {low:.1%}-{high:.1%}; trained on them)")  # fmt: skip
-    _write_json(out, args.json)
-    return 0
-
-
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register train-click, choose-snap, label, train-seg, evaluate-clicks, evaluate-seg and
     train-unified."""
-    from adinspect.train import unified_cli
+    from adinspect.train import evaluate_cli, unified_cli
 
     _add_train_click(subparsers)
     _add_choose_snap(subparsers)
     _add_label(subparsers)
     _add_train_seg(subparsers)
-    _add_evaluate_clicks(subparsers)
-    _add_evaluate_seg(subparsers)
+    evaluate_cli.add_commands(subparsers)
     unified_cli.add_commands(subparsers)
 
 
 # long: one add_argument per train-click option, in the order --help lists them
 def _add_train_click(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train-click", help="train ADClick on synthetic anomalies (writes click.onnx)")
-    _common(p)
+    common_options(p)
     p.add_argument("--prompts", type=Path, help="YAML of defect types and prompts (default: templates)")
     p.add_argument("--encoder", help="local BERT directory (default: the packaged all-MiniLM-L6-v2)")
     p.add_argument("--steps", type=int)
@@ -298,8 +238,7 @@ def _add_train_click(subparsers: argparse._SubParsersAction) -> None:
         metavar="PIXELS",
         help="train on crops of at most PIXELS x PIXELS of the input around each synthetic defect, so a "
         "large input trains in about the time of a small one; the model still runs on the whole input "
-        "(default 256: a 256 x 256 input trains whole; 0: always the whole input; see "
-        "docs/weak-supervision.md for what crops cost)",
+        "(default 0: train on the whole input; see docs/weak-supervision.md for what crops cost)",
     )
     p.add_argument(
         "--whole-every",
@@ -318,14 +257,14 @@ def _add_choose_snap(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "choose-snap", help="measure snapping click masks to the image on the labelled images; record it"
     )
-    _common(p)
+    common_options(p)
     _snap_flag(p)
     p.set_defaults(func=run_choose_snap)
 
 
 def _add_label(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("label", help="clicks (file or simulated) → ADClick masks → pseudo labels")
-    _common(p)
+    common_options(p)
     p.add_argument("--clicks", type=Path, help="click JSON file (coordinates in original image pixels)")
     p.add_argument("--simulate", type=int, metavar="N_CLICKS", help="simulate N clicks from the ground truth")
     p.add_argument("--subset", default="labelled", choices=["all", "labelled", "eval"])
@@ -337,7 +276,7 @@ def _add_label(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_train_seg(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train-seg", help="train ADClick-Seg (synthetic pre-training + pseudo labels)")
-    _common(p)
+    common_options(p)
     p.add_argument("--pretrain-steps", type=int)
     p.add_argument("--finetune-steps", type=int)
     p.add_argument("--batch-size", type=int)
@@ -376,35 +315,3 @@ def _add_train_seg(subparsers: argparse._SubParsersAction) -> None:
     _foreground_flag(p)
     _init_flag(p)
     p.set_defaults(func=run_train_seg)
-
-
-def _add_evaluate_clicks(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "evaluate-clicks", help="NoC@80/85/90, IoU@k; pixel AP/AUROC/AUPRO after 3 and 5 simulated clicks"
-    )
-    _common(p)
-    p.add_argument("--json", type=Path, required=True)
-    p.add_argument("--subset", default="all", choices=["all", "labelled", "eval"])
-    p.add_argument("--max-clicks", type=int, default=20)
-    p.add_argument(
-        "--panels",
-        type=Path,
-        metavar="DIR",
-        help="draw each session: image | ground truth | mask after the last click and the clicks | "
-        "probability",
-    )
-    p.add_argument(
-        "--snap",
-        default="package",
-        choices=["package", "on", "off"],
-        help="snap each prediction to the image (GrabCut): as the package says (default), or force it",
-    )
-    p.set_defaults(func=run_evaluate_clicks)
-
-
-def _add_evaluate_seg(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("evaluate-seg", help="ADClick-Seg vs the training-free map on held-out images")
-    _common(p)
-    p.add_argument("--json", type=Path)
-    p.add_argument("--subset", default="eval", choices=["all", "labelled", "eval"])
-    p.set_defaults(func=run_evaluate_seg)

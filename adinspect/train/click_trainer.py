@@ -103,7 +103,7 @@ class ClickTrainSettings:
     thin_anomalies: float = 0.0  # fraction of synthetic anomalies that are thin strokes (scratches)
     iou_loss: float = 0.0  # soft-IoU weight added to the NFL (thin defects); docs/weak-supervision.md
     validation_images: int = 48  # synthetic anomalies on the hold-out to validate on (0: none)
-    crop: int = 256  # > 0: train on crops of at most crop x crop input pixels around the defect
+    crop: int = 0  # > 0: train on crops of at most crop x crop input pixels around the defect
     whole_every: int = 3  # with crops, every whole_every-th step on the whole input (0: never)
 
     def __post_init__(self) -> None:

@@ -28,9 +28,7 @@ from adinspect.fitting.pipeline import TorchPipeline
 from adinspect.geometry import PreprocessSpec, preprocess_batch, resize_to, turned
 from adinspect.imageio import read_image
 from adinspect.package import ModelPackage
-from adinspect.residual.model import BankTensors, ResidualModel, window_descriptors
-from adinspect.residual.position import PositionNorm
-from adinspect.residual.subset import cell_coreset
+from adinspect.train.fold_banks import by_fold, fold_models
 
 
 class TrainDataError(InputError):
@@ -129,49 +127,6 @@ class ResidualSet:
 
     def __len__(self) -> int:
         return self.residual.shape[0]
-
-
-def _fold_models(
-    ctx: ResidualContext,
-    feats: torch.Tensor,
-    gmaps: torch.Tensor,
-    folds: np.ndarray,
-    turns: list[tuple[torch.Tensor, torch.Tensor]],
-) -> list:
-    """One bank per fold: the good images outside it, at every turn the package's bank holds
-    (`turns`: the same images turned, (feats, gmaps) each; turn-major, as `fit` banks them), with the
-    package's PCA and normalisation, and each reference's own coreset of cells for global matching."""
-    bank = ctx.pipeline.residual_model
-    method = ctx.package.config.method
-    n = feats.shape[0]
-    every_feats = torch.cat([feats, *(f for f, _ in turns)])  # image i at turn t is row t·n + i
-    every_gmaps = torch.cat([gmaps, *(g for _, g in turns)])
-    desc = window_descriptors(every_gmaps, bank.pca_mean, bank.pca_components, method.window)
-    cells = None
-    if bank.global_cells is not None and method.global_coreset is not None:
-        cells = cell_coreset(every_feats, method.global_coreset)
-    models = []
-    position = bank.position
-    mean, scale = (position.mean, position.scale) if isinstance(position, PositionNorm) else (None, None)
-    for f in range(int(folds.max()) + 1):
-        keep = np.flatnonzero(folds != f)
-        rows = torch.from_numpy(np.concatenate([keep + t * n for t in range(len(turns) + 1)]))
-        coreset = None if cells is None else cells[:, rows]
-        tensors = BankTensors(
-            bank.pca_mean, bank.pca_components, desc[rows], every_feats[rows].half(), mean, scale, coreset
-        )
-        models.append(ResidualModel(tensors, method).eval())
-    return models
-
-
-def _by_fold(models: list, folds: np.ndarray, feats: torch.Tensor, gmaps: torch.Tensor) -> torch.Tensor:
-    """Residual of sample i against the bank that excludes fold folds[i]: (N, d_f, h, w)."""
-    out = torch.empty_like(feats)
-    for f, model in enumerate(models):
-        idx = torch.from_numpy(np.flatnonzero(folds == f))
-        if len(idx):
-            out[idx] = model(feats[idx], gmaps[idx])[0]
-    return out
 
 
 def _cache_key(ctx: ResidualContext, goods: list[Path], **params: object) -> str:
@@ -308,8 +263,8 @@ def synthetic_residuals(
     fgs = product_foregrounds(images) if foreground else None
     rng = np.random.default_rng(seed)
     folds = rng.permutation(np.arange(len(images)) % n_folds)
-    models = _fold_models(ctx, feats, gmaps, folds, turns)
-    good = _by_fold(models, folds, feats, gmaps)
+    models = fold_models(ctx.pipeline.residual_model, ctx.package.config.method, feats, gmaps, folds, turns)
+    good = by_fold(models, folds, feats, gmaps)
     residual, masks, kept, kept_features = [], [], [], []
     batch = 16
     for start in tqdm(range(0, n_samples, batch), desc="synthetic anomalies", disable=not progress):
@@ -317,7 +272,7 @@ def synthetic_residuals(
         painted = [_shifted(*_paint(images, i, fgs, rng, settings), capture_shift, rng) for i in src]
         shown = [p[0] for p in painted]
         f, g = embed(ctx, shown)
-        residual.append(_by_fold(models, folds[src], f, g).half())
+        residual.append(by_fold(models, folds[src], f, g).half())
         kept_features += [f.half()] if keep_features else []
         masks += [torch.from_numpy(p[1].astype(bool)) for p in painted]
         if keep_images:
