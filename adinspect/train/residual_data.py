@@ -247,7 +247,7 @@ def synthetic_residuals(
         shift["thin"] = settings.thin_fraction
     key = _cache_key(
         ctx, goods, n=n_samples, seed=seed, folds=n_folds, settings=settings, fg=foreground, **shift,
-        fold_banks="own cells, every turn",  # residuals cached before fold banks kept their own cells
+        fold_banks="own cells, every turn",  # what the fold banks hold is part of what is cached
     )  # fmt: skip
     cache = Path(cache_dir) / f"synthetic-{key}.safetensors" if cache_dir else None
     cached = _read_cache(cache, keep_images, keep_features) if cache is not None else None
