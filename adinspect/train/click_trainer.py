@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,13 +77,18 @@ from adinspect.train.residual_data import (
 from adinspect.train.warm_start import warm_start_weights
 
 CLICK_WEIGHTS = "click_model.safetensors"
+# A step's input pixels: the recipe's batch of 8 at 256 x 256. A larger input trains fewer samples a
+# step (at least MIN_BATCH), so a step costs about the same on every product and 2000 steps fit the
+# time a line has for training: KolektorSDD's 640 x 256 trains 4 at a time.
+STEP_PIXELS = 8 * 256 * 256
+MIN_BATCH, MAX_BATCH = 4, 8
 WORK_DIR = ".train"  # checkpoints and residual caches inside the package, not in the manifest
 
 
 @dataclass(frozen=True)
 class ClickTrainSettings:
     steps: int = 2000
-    batch_size: int = 8
+    batch_size: int | None = None  # None: by the input's size (`batch_for`)
     lr: float = 5e-4
     weight_decay: float = 0.05
     warmup: int = 100
@@ -118,11 +123,18 @@ class ClickTrainSettings:
             raise InputError(f"whole_every must be a step count >= 0 (0: crops only), got {self.whole_every}")
         if self.validation_images < 0:
             raise InputError(f"validation_images must be >= 0, got {self.validation_images}")
-        if self.steps < 1 or self.batch_size < 1 or self.n_synthetic < 1:
+        if self.steps < 1 or (self.batch_size is not None and self.batch_size < 1) or self.n_synthetic < 1:
             raise InputError(
                 f"steps, batch_size and n_synthetic must be >= 1, got {self.steps}, {self.batch_size}, "
                 f"{self.n_synthetic}"
             )
+
+
+def batch_for(input_hw: tuple[int, int]) -> int:
+    """Samples a step for a training input of (H, W): `STEP_PIXELS` of them, within
+    [MIN_BATCH, MAX_BATCH]."""
+    h, w = input_hw
+    return max(MIN_BATCH, min(MAX_BATCH, STEP_PIXELS // (h * w)))
 
 
 def model_config(
@@ -206,7 +218,8 @@ def _batch(
     anomalous, rng: np.random.Generator, settings: ClickTrainSettings, tl: TrainingLanguage, spec,
     cfg: ADClickConfig,
 ) -> tuple:  # fmt: skip
-    idx = torch.from_numpy(rng.integers(len(anomalous), size=settings.batch_size))
+    n = settings.batch_size or batch_for(cfg.image_hw)  # train_click resolves it first
+    idx = torch.from_numpy(rng.integers(len(anomalous), size=n))
     images = normalise_images(anomalous.images[idx], spec) if settings.image_branch else None
     r = anomalous.residual[idx].float()
     if settings.image_features:  # F turns and flips with R: one tensor through `augment`
@@ -215,7 +228,7 @@ def _batch(
     r, m, images = crop_around(r, m, images, cfg, rng)
     d = anomalous.residual.shape[1]
     features = r[:, d:].contiguous() if settings.image_features else None
-    types = synthetic_types(tl, settings.batch_size, settings.synthetic_language, rng)
+    types = synthetic_types(tl, n, settings.synthetic_language, rng)
     words, wmask = tl.sample(types, rng, settings.single_prompt_fraction)
     return r[:, :d].contiguous(), m.contiguous(), words, wmask, images, features
 
@@ -277,6 +290,8 @@ def train_click(
     t_data = time.perf_counter() - t0
     cfg = model_config(ctx, lang, settings.image_branch, settings.image_features)
     train_cfg = crop_config(cfg, settings.crop)  # with --train-crop a large input trains on crops
+    if settings.batch_size is None:  # recorded as resolved, so the report and a resume see the number
+        settings = replace(settings, batch_size=batch_for(train_cfg.image_hw))
     model = ADClick(train_cfg)
     init_from = "scratch"
     if init is not None:

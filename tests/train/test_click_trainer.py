@@ -201,3 +201,18 @@ def test_crops_hold_a_defect_pixel_and_cut_residual_masks_and_images_alike() -> 
         assert m[i].sum() == 16  # the whole defect inside the crop
         # the residual's cells and the image's pixels come from the same place
         assert torch.equal(r[i, 0].repeat_interleave(p, 0).repeat_interleave(p, 1), im[i, 0])
+
+
+def test_a_larger_input_trains_fewer_samples_a_step_within_bounds() -> None:
+    import pytest
+
+    from adinspect.errors import InputError
+    from adinspect.train.click_trainer import MAX_BATCH, MIN_BATCH, ClickTrainSettings, batch_for
+
+    assert batch_for((256, 256)) == 8  # the recipe's batch where it was set
+    assert batch_for((640, 256)) == 4  # a strip of 2.5 times the pixels
+    assert batch_for((320, 320)) == 5
+    assert batch_for((1024, 1024)) == MIN_BATCH and batch_for((64, 64)) == MAX_BATCH
+    assert ClickTrainSettings().batch_size is None  # resolved by train_click from the input
+    with pytest.raises(InputError, match="batch_size"):
+        ClickTrainSettings(batch_size=0)

@@ -18,6 +18,7 @@ from adinspect.errors import InputError
 from adinspect.imageio import read_image
 from adinspect.package import ModelPackage
 from adinspect.train import cli
+from adinspect.train.click_trainer import batch_for
 from adinspect.train.seg_trainer import SegTrainSettings, train_seg
 
 pytestmark = pytest.mark.slow
@@ -215,11 +216,12 @@ def test_init_starts_from_another_packages_weights(
     with pytest.raises(InputError, match="no trained click_model.safetensors"):
         _run("train-click", *common, "--steps", "1", "--init", str(fitted_package))
     # lr 0: the weights stay exactly those of the other package (the residual scale is this product's)
-    tiny = ["--steps", "1", "--batch-size", "2", "--n-synthetic", "8", "--lr", "0"]
+    tiny = ["--steps", "1", "--n-synthetic", "8", "--lr", "0"]  # the batch by the input's size
     tiny += ["--validation-images", "0"]
     assert _run("train-click", *common, *tiny, "--init", str(trained)) == 0
     meta = json.loads((model / "click_model.json").read_text())
     assert meta["init"] == f"{trained}/click_model.safetensors"
+    assert meta["settings"]["batch_size"] == batch_for(tuple(meta["trained_at"]))
     mine, theirs = (
         load_file(str(model / "click_model.safetensors")),
         load_file(str(trained / "click_model.safetensors")),
