@@ -1,8 +1,9 @@
 """`adinspect bench-peer`: adinspect against anomalib's PatchCore, side by side in one run.
 
 For every MVTec-layout product folder:
-- adinspect: the training-free package fitted with the default preset (`fit_product`), run by the
-  in-process ONNX Runtime inspector;
+- adinspect: the training-free package as the default `fit` makes it (the preset, and the choice of
+  matching, map normalisation and turns from the good images, `fitting.choice`) with the backbone
+  fixed to PatchCore's, run by the in-process ONNX Runtime inspector;
 - PatchCore: anomalib's torch model (`adinspect.benchmarks.patchcore`) with the same
   EfficientNet-Lite0 ImageNet weights, fitted on the same good training images.
 
@@ -51,6 +52,11 @@ class PeerSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     size: int = Field(default=256, ge=64, le=1024, multiple_of=32, description="Input side S of both.")
+    square: bool = Field(
+        default=False,
+        description="S x S for both whatever the images' aspect (as PatchCore's own pipeline resizes); "
+        "default: adinspect's input geometry, short side S.",
+    )
     coreset: float = Field(default=0.01, gt=0.0, le=1.0, description="PatchCore's coreset fraction.")
     layers: tuple[str, ...] = Field(default=DEFAULT_LAYERS, description="PatchCore's Lite0 layers.")
     seed: int = 0
@@ -134,15 +140,19 @@ def _bench_adinspect(
     from adinspect.fitting.pipeline import TorchPipeline
     from adinspect.runtime.inspector import Inspector
 
-    overrides: dict[str, Any] = {"method": {"image_size": settings.size}, "seed": settings.seed}
-    config = preset_config(PRESET, name, **overrides)
+    method: dict[str, Any] = {"image_size": settings.size}
+    if settings.square:
+        method["input_shape"] = (settings.size, settings.size)
+    config = preset_config(PRESET, name, method=method, seed=settings.seed)
     if config.backbone.name != PEER_BACKBONE:
         raise PeerError(
             f"the {PRESET} preset now uses backbone {config.backbone.name!r}, but PatchCore is given "
             f"{PEER_BACKBONE}'s weights; the comparison needs the same backbone on both sides"
         )
     t0 = time.perf_counter()
-    report = fit_product(data, config, package_dir, overwrite=True, progress=progress)
+    report = fit_product(  # the default fit's choice, on PatchCore's backbone only
+        data, config, package_dir, overwrite=True, progress=progress, auto=True, backbones=[PEER_BACKBONE]
+    )
     fit_seconds = time.perf_counter() - t0
     inspector = Inspector(package_dir, threads=threads)
     spec = inspector.package.preprocess
@@ -158,6 +168,7 @@ def _bench_adinspect(
         "details": {
             "preset": PRESET,
             "backbone": config.backbone.name,
+            "choice": report.choice,
             "n_references": report.n_references,
             "n_scored": report.n_scored,
             "weights_sha256": inspector.package.manifest.backbone.weights_sha256,
@@ -250,9 +261,15 @@ def _unique_names(data_dirs: Sequence[Path]) -> list[str]:
 
 def _protocol(settings: PeerSettings) -> dict[str, str]:
     s = settings.size
+    shape = (
+        f"{s} x {s} whatever the images' aspect"
+        if settings.square
+        else (f"short side {s}, H x W from the training images' aspect")
+    )
     return {
-        "inputs": "the same tensors for both: adinspect's preprocess (resize to the package's input, short "
-        f"side {s}, H x W from the training images' aspect; ImageNet mean/std)",
+        "inputs": "the same tensors for both: adinspect's preprocess (resize to the package's input, "
+        f"{shape}; ImageNet mean/std)",
+        "adinspect": "the default fit (preset and the choice from the good images) with PatchCore's backbone",
         "metrics": "adinspect.metrics.compute_metrics on maps at that input, masks resized to it (nearest)",
         "fit_seconds": "wall time: adinspect fit_product (embed, bank, calibration, ONNX export, parity "
         "check, package); PatchCore training pass and coreset",

@@ -14,6 +14,7 @@ def cmd_bench_peer(args: argparse.Namespace) -> int:
     layers = {"layers": tuple(args.layers)} if args.layers else {}
     settings = peer_settings(
         size=args.size,
+        square=args.square,
         coreset=args.coreset,
         seed=args.seed,
         threads=args.threads,
@@ -33,7 +34,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "bench-peer",
         help="adinspect vs anomalib PatchCore (same backbone weights, input and data), side by side",
-        description="Fit adinspect's training-free package (default preset) and anomalib's PatchCore "
+        description="Fit adinspect's training-free package (the default fit, backbone fixed to Lite0) and "
+        "anomalib's PatchCore "
         "(EfficientNet-Lite0 ImageNet weights) on each product's good images; report I-AUROC, P-AUROC, "
         "pixel AP, AUPRO (same metric code, same map size), fit time and per-image latency. "
         "Needs the `peer` extra (anomalib).",
@@ -44,6 +46,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="folder for peer.json, peer.md and packages/")
     p.add_argument("--coreset", type=float, default=0.01, help="PatchCore's coreset fraction (default 0.01)")
     p.add_argument("--size", type=int, default=256, help="input side of both methods (default 256)")
+    p.add_argument(
+        "--square",
+        action="store_true",
+        help="S x S for both, whatever the images' aspect (default: adinspect's input geometry; a 640 x 256 "
+        "strip gives PatchCore 2.5 times the patches and its coreset several times the time)",
+    )
     p.add_argument(
         "--layers",
         nargs="+",

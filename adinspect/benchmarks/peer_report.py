@@ -30,10 +30,11 @@ def write_peer(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
 def peer_table(results: dict[str, Any]) -> str:
     """A markdown table, one row per product and method, with the settings it was made with above it."""
     s = results["settings"]
+    size = s["size"]
+    shape = f"{size}x{size}" if s.get("square") else f"short side {size} (the package's input geometry)"
     lines = [
-        f"Input {s['size']}x{s['size']}; PatchCore layers {' + '.join(s['layers'])}, coreset "
-        f"{s['coreset']:.2%}; {s['threads']} thread(s); metrics by adinspect.metrics on "
-        f"{s['size']}x{s['size']} maps.",
+        f"Input {shape}; PatchCore layers {' + '.join(s['layers'])}, coreset "
+        f"{s['coreset']:.2%}; {s['threads']} thread(s); metrics by adinspect.metrics on maps at that input.",
         "",
         _HEADER,
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -45,7 +46,18 @@ def peer_table(results: dict[str, Any]) -> str:
             timed = [_p50(latency.get(runtime)) for runtime in ("torch_eager", "onnxruntime")]
             cells = [product["name"], METHOD_NAMES.get(key, key), *metrics, f"{method['fit_seconds']:.1f}"]
             lines.append("| " + " | ".join(cells + timed) + " |")
+    chosen = [_choice(p) for p in results["products"]]
+    if any(chosen):
+        said = "; ".join(filter(None, chosen))
+        lines += ["", f"adinspect's choice (the default fit on PatchCore's backbone): {said}"]
     return "\n".join(lines)
+
+
+def _choice(product: dict[str, Any]) -> str:
+    choice = product["methods"].get("adinspect", {}).get("details", {}).get("choice")
+    if not choice:
+        return ""
+    return f"{product['name']} " + ", ".join(f"{k} {v}" for k, v in choice.items() if k != "backbone")
 
 
 def _p50(stats: dict[str, float] | None) -> str:
