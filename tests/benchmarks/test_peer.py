@@ -50,8 +50,8 @@ def test_writer_json_and_markdown_table(tmp_path: Path) -> None:
         "| widget | adinspect (training-free) | 0.900 | 0.950 | 0.500 | 0.800 | 12.3 | 90.0 | 40.0 |",
         "| widget | anomalib PatchCore | 0.800 | 0.970 | 0.600 | 0.750 | 56.8 | 120.5 | - |",
     ]
-    said = "Input short side 256 (the package's input geometry); PatchCore layers blocks.2 + blocks.4,"
-    assert said + " coreset 1.00%" in table
+    said = "Input short side 256 (the package's input geometry); backbone efficientnet_lite0 for both;"
+    assert said + " PatchCore layers blocks.2 + blocks.4, coreset 1.00%" in table
 
 
 def test_writer_refuses_a_nan_metric(tmp_path: Path) -> None:
@@ -72,7 +72,8 @@ def test_missing_anomalib_names_the_peer_extra(tmp_path: Path, monkeypatch: pyte
 
 
 def test_bad_settings_name_the_field(tmp_path: Path) -> None:
-    for flag, value, field in (("--coreset", "1.5", "coreset"), ("--size", "250", "size")):
+    bad = (("--coreset", "1.5", "coreset"), ("--size", "250", "size"), ("--backbone", "resnet18", "backbone"))
+    for flag, value, field in bad:
         args = _parse(["bench-peer", "--data", str(tmp_path), "--out", str(tmp_path / "o"), flag, value])
         with pytest.raises(PeerError, match=field):
             args.func(args)
@@ -92,7 +93,7 @@ def test_peer_run_on_a_generated_product(tmp_path: Path) -> None:
     out = tmp_path / "peer"
     args = _parse(
         ["bench-peer", "--data", str(data), "--out", str(out), "--coreset", "0.02", "--threads", "1"]
-        + ["--latency-images", "2", "--square", "--quiet"]
+        + ["--latency-images", "2", "--square", "--backbone", "efficientnet_lite1", "--quiet"]
     )
     assert args.func(args) == 0
     results = json.loads((out / "peer.json").read_text())
@@ -105,11 +106,12 @@ def test_peer_run_on_a_generated_product(tmp_path: Path) -> None:
         assert found["fit_seconds"] > 0 and found["latency_ms"]["torch_eager"]["n"] == 2
     patchcore = product["methods"]["patchcore"]["details"]
     assert patchcore["bank_size"] == int(10 * 32 * 32 * 0.02)  # stride-8 grid of a 256² input
-    # the same Lite0 file behind both methods
+    # the same Lite1 file behind both methods
     assert patchcore["weights_sha256"] == product["methods"]["adinspect"]["details"]["weights_sha256"]
     assert product["methods"]["adinspect"]["metrics"]["image_auroc"] > 0.8
     # adinspect as the default fit makes it (its choice), on PatchCore's backbone only
     choice = product["methods"]["adinspect"]["details"]["choice"]
-    assert choice["backbone"] == "efficientnet_lite0" and choice["matching"] in ("local", "global")
+    assert choice["backbone"] == "efficientnet_lite1" and choice["matching"] in ("local", "global")
+    assert "tf_efficientnet_lite1" in patchcore["backbone"]
     assert "256 x 256 whatever the images' aspect" in results["protocol"]["inputs"]
     assert (out / "peer.md").read_text().count("| widget |") == 2
