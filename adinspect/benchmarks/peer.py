@@ -62,7 +62,7 @@ class PeerSettings(BaseModel):
     backbone: Literal["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"] = Field(
         default="efficientnet_lite0", description=f"Both methods' backbone, one of {PEER_BACKBONES}."
     )
-    layers: tuple[str, ...] = Field(default=DEFAULT_LAYERS, description="PatchCore's Lite0 layers.")
+    layers: tuple[str, ...] = Field(default=DEFAULT_LAYERS, description="PatchCore's layers of the Lite.")
     seed: int = 0
     threads: int | None = Field(default=None, ge=1, description="torch and ONNX Runtime threads.")
     latency_images: int = Field(default=20, ge=1, description="Test images timed per method.")
