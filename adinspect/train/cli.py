@@ -78,8 +78,9 @@ def run_train_click(args: argparse.Namespace) -> int:
         args.model, args.data, settings, args.prompts, args.encoder, args.resume, not args.quiet, args.init
     )
     s, v = report["seconds"], report["validation"]
-    print(f"ADClick trained: {report['steps']} steps, data {s['data']:.0f} s, training {s['train']:.0f} s; "
-          f"click.onnx parity max |Δ| {report['parity']['mask_max_abs_diff']:.1e}")  # fmt: skip
+    batch, parity = report["settings"]["batch_size"], report["parity"]["mask_max_abs_diff"]
+    print(f"ADClick trained: {report['steps']} steps of {batch}, data {s['data']:.0f} s, "
+          f"training {s['train']:.0f} s; click.onnx parity max |Δ| {parity:.1e}")  # fmt: skip
     if v["n_images"]:
         k = v["clicks"]
         ap = v[f"ap_{k}"]

@@ -205,7 +205,7 @@ def test_messy_ground_truth_is_skipped_not_fatal(
 
 
 def test_init_starts_from_another_packages_weights(
-    trained: Path, fitted_package: Path, synthetic_root: Path, tmp_path: Path
+    trained: Path, fitted_package: Path, synthetic_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     import torch
     from safetensors.torch import load_file
@@ -222,6 +222,7 @@ def test_init_starts_from_another_packages_weights(
     meta = json.loads((model / "click_model.json").read_text())
     assert meta["init"] == f"{trained}/click_model.safetensors"
     assert meta["settings"]["batch_size"] == batch_for(tuple(meta["trained_at"]))
+    assert f"ADClick trained: 1 steps of {meta['settings']['batch_size']}," in capsys.readouterr().out
     mine, theirs = (
         load_file(str(model / "click_model.safetensors")),
         load_file(str(trained / "click_model.safetensors")),
