@@ -218,7 +218,9 @@ def _batch(
     anomalous, rng: np.random.Generator, settings: ClickTrainSettings, tl: TrainingLanguage, spec,
     cfg: ADClickConfig,
 ) -> tuple:  # fmt: skip
-    n = settings.batch_size or batch_for(cfg.image_hw)  # train_click resolves it first
+    n = settings.batch_size
+    if n is None:  # one rule for the batch, in train_click; not a second one here
+        raise ValueError("the batch size is resolved by train_click (batch_for) before any batch is drawn")
     idx = torch.from_numpy(rng.integers(len(anomalous), size=n))
     images = normalise_images(anomalous.images[idx], spec) if settings.image_branch else None
     r = anomalous.residual[idx].float()
