@@ -18,7 +18,7 @@ import importlib.util
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -28,7 +28,8 @@ from adinspect.features.backbones import WeightsInfo, efficientnet_lite_classifi
 
 ANOMALIB_VERSION = "2.7.0"  # the version the `peer` extra pins
 PEER_BACKBONE = "efficientnet_lite0"  # adinspect's name of the default; timm's is `timm_name`
-PEER_BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")  # same stages, keys
+PeerBackbone = Literal["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]  # same stages, keys
+PEER_BACKBONES: tuple[str, ...] = get_args(PeerBackbone)
 # Strides 8 and 16 (40 + 112 channels): PatchCore's mid-level recipe, on adinspect's stride-8 grid.
 DEFAULT_LAYERS = ("blocks.2", "blocks.4")
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from adinspect.benchmarks.patchcore import (
     DEFAULT_LAYERS,
     PEER_BACKBONES,
     PatchCoreRunner,
+    PeerBackbone,
     PeerError,
     check_layers,
     require_anomalib,
@@ -59,7 +60,7 @@ class PeerSettings(BaseModel):
         "default: adinspect's input geometry, short side S.",
     )
     coreset: float = Field(default=0.01, gt=0.0, le=1.0, description="PatchCore's coreset fraction.")
-    backbone: Literal["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"] = Field(
+    backbone: PeerBackbone = Field(
         default="efficientnet_lite0", description=f"Both methods' backbone, one of {PEER_BACKBONES}."
     )
     layers: tuple[str, ...] = Field(default=DEFAULT_LAYERS, description="PatchCore's layers of the Lite.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -104,6 +105,24 @@ def check_compatible(meta: dict, expected: dict, path: Path) -> None:
             raise CheckpointError(
                 f"{path}: checkpoint {key} is {got!r}, this run needs {want!r}; it was made for another "
                 f"preset or model. Start fresh (remove it or drop --resume) or use the matching package"
+            )
+
+
+def check_same_settings(recorded: object, settings: dict, free: Collection[str], path: Path) -> None:
+    """Raise CheckpointError when a training setting other than those in `free` (how long to train,
+    how often to save, what happens after training) differs from the one the checkpoint was
+    trained with: resuming with another batch, learning rate or synthetic shapes would silently
+    make a model that neither setting describes."""
+    if not isinstance(recorded, dict):
+        raise CheckpointError(
+            f"{path}: the checkpoint does not record its training settings; start fresh (drop --resume)"
+        )
+    for key, want in settings.items():
+        got = recorded.get(key, "absent")
+        if key not in free and got != want:
+            raise CheckpointError(
+                f"{path}: the checkpoint was trained with {key} = {got!r}, this run asks for {want!r}; "
+                f"resume with the checkpoint's setting or start fresh (drop --resume)"
             )
 
 

@@ -83,6 +83,9 @@ CLICK_WEIGHTS = "click_model.safetensors"
 STEP_PIXELS = 8 * 256 * 256
 MIN_BATCH, MAX_BATCH = 4, 8
 WORK_DIR = ".train"  # checkpoints and residual caches inside the package, not in the manifest
+# settings a resumed run may change (how long it trains, how often it saves, how many images it
+# validates on after training); any other must match the checkpoint
+RESUME_FREE = ("steps", "checkpoint_every", "validation_images")
 
 
 @dataclass(frozen=True)
@@ -325,6 +328,7 @@ def train_click(
         rate_at=lambda step: set_lr(optimizer, step, settings.steps, settings.lr, settings.warmup),
         checkpoint=work / "click.ckpt.safetensors", identity=ident, extra={"settings": asdict(settings)},
         resume=resume, checkpoint_every=settings.checkpoint_every, desc="train-click", progress=progress,
+        free_settings=RESUME_FREE,
     )  # fmt: skip
     report: dict[str, Any] = {
         "steps": settings.steps,

@@ -1,6 +1,7 @@
 """The optimisation loop shared by the ADClick and ADClick-Seg trainers.
 
-Resume from a checkpoint (checked against the run's identity: kind, preset, sizes, language),
+Resume from a checkpoint (checked against the run's identity: kind, preset, sizes, language; and
+its training settings, but for those the trainer names free: steps, checkpoint interval),
 then per step: learning rate, loss, backward, gradient clipping at 1.0, AdamW step, EMA update,
 a tqdm bar with the running loss, and a checkpoint every `checkpoint_every` steps and at the end.
 Training seconds accumulate across resumes.
@@ -9,7 +10,7 @@ Training seconds accumulate across resumes.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from adinspect.train.checkpoint import EMA, load_checkpoint, save_checkpoint
+from adinspect.train.checkpoint import EMA, check_same_settings, load_checkpoint, read_meta, save_checkpoint
 
 
 @dataclass
@@ -48,12 +49,17 @@ def run_loop(
     checkpoint_every: int,
     desc: str,
     progress: bool,
+    free_settings: Collection[str] = (),
 ) -> LoopResult:
     """Run steps [start, total); `loss_at(step)` builds the batch and returns the loss tensor,
     `rate_at(step)` sets the learning rate; `identity` is saved and checked on resume, `extra`
-    (e.g. the settings) only saved."""
+    saved; its "settings", when given, are checked on resume too, but for the keys in
+    `free_settings` (those a resumed run may change)."""
     start, earlier = 0, 0.0
     if resume and checkpoint.is_file():
+        if "settings" in extra:
+            recorded = read_meta(checkpoint).get("settings")
+            check_same_settings(recorded, extra["settings"], free_settings, checkpoint)
         state = load_checkpoint(checkpoint, model, ema, optimizer, identity)
         start, earlier = state.step, float(state.meta.get("train_seconds", 0.0))
     losses: list[float] = []

@@ -71,6 +71,9 @@ from adinspect.train.seg_fusion import choose_fusion
 from adinspect.train.warm_start import warm_start_weights
 
 SEG_WEIGHTS = "seg_model.safetensors"
+# settings a resumed run may change: how long fine-tuning lasts, how often it saves, and what
+# happens after training (the threshold's target, the fusion); any other must match the checkpoint
+RESUME_FREE = ("finetune_steps", "checkpoint_every", "target_frr", "fusion")
 
 
 @dataclass(frozen=True)
@@ -332,6 +335,7 @@ def train_seg(
         checkpoint=model_dir / WORK_DIR / "seg.ckpt.safetensors",
         identity=ident, extra={"settings": asdict(settings)}, resume=resume,
         checkpoint_every=settings.checkpoint_every, desc="train-seg", progress=progress,
+        free_settings=RESUME_FREE,
     )  # fmt: skip
     report: dict[str, Any] = {
         "steps": {"pretrain": settings.pretrain_steps, "finetune": finetune},

@@ -11,6 +11,7 @@ from torch import nn
 from adinspect.train.checkpoint import (
     EMA,
     CheckpointError,
+    check_same_settings,
     load_checkpoint,
     load_weights,
     read_meta,
@@ -78,3 +79,16 @@ def test_ema_moves_towards_the_weights() -> None:
         model.weight.fill_(1.0)
     ema.update(model, step=100)
     assert ema.model.weight.flatten().tolist() == [0.5, 0.5]
+
+
+def test_a_resume_may_change_only_the_free_settings(tmp_path: Path) -> None:
+    recorded = {"steps": 2000, "batch_size": 8, "lr": 5e-4, "checkpoint_every": 100}
+    path = tmp_path / "click.ckpt.safetensors"
+    longer = {**recorded, "steps": 3000, "checkpoint_every": 50}
+    check_same_settings(recorded, longer, ("steps", "checkpoint_every"), path)  # no error
+    with pytest.raises(CheckpointError, match=r"batch_size = 8, this run asks for 4"):
+        check_same_settings(recorded, {**recorded, "batch_size": 4}, ("steps",), path)
+    with pytest.raises(CheckpointError, match=r"iou_loss = 'absent', this run asks for 0.5"):
+        check_same_settings(recorded, {**recorded, "iou_loss": 0.5}, (), path)  # a setting it lacks
+    with pytest.raises(CheckpointError, match="does not record its training settings"):
+        check_same_settings(None, recorded, (), path)

@@ -18,6 +18,7 @@ from adinspect.errors import InputError
 from adinspect.imageio import read_image
 from adinspect.package import ModelPackage
 from adinspect.train import cli
+from adinspect.train.checkpoint import read_meta
 from adinspect.train.click_trainer import batch_for
 from adinspect.train.seg_trainer import SegTrainSettings, train_seg
 
@@ -65,6 +66,20 @@ def test_resume_continues_from_the_checkpoint(trained: Path, synthetic_root: Pat
     more = ["--steps", "3", "--batch-size", "2", "--n-synthetic", "8", "--validation-images", "0"]
     assert _run("train-click", *common, *more, "--resume") == 0
     assert json.loads((trained / "click_model.json").read_text())["resumed_from"] == 2
+
+
+def test_resume_refuses_a_batch_other_than_the_checkpoints(
+    trained: Path, synthetic_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["--model", str(trained), "--data", str(synthetic_root)]
+    more = ["--steps", "4", "--n-synthetic", "8", "--validation-images", "0", "--resume"]
+    # no --batch-size: the input's batch (8 at the synthetic product's size), not the checkpoint's 2
+    assert adinspect_main(["train-click", *common, *more]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert "batch_size = 2, this run asks for 8" in err[0] and "drop --resume" in err[0]
+    checkpoint = trained / ".train" / "click.ckpt.safetensors"
+    assert read_meta(checkpoint)["settings"]["batch_size"] == 2  # the checkpoint is left as it was
 
 
 def test_label_train_seg_and_evaluate(trained: Path, synthetic_root: Path, tmp_path: Path) -> None:
