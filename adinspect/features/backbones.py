@@ -24,6 +24,7 @@ from adinspect.features.efficientnet import (
     lite_extractor,
     lite_head,
 )
+from adinspect.features.fold import fold_batchnorms
 from adinspect.features.weights import (
     WeightsError,
     WeightsInfo,
@@ -35,6 +36,7 @@ from adinspect.package import sha256_of
 
 __all__ = ["WeightsError", "WeightsInfo"]  # defined in features.weights, part of this module's API
 
+FOLD_EXAMPLE = (64, 64)  # the image (H, W) the folded backbone is checked on against the original
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -99,7 +101,9 @@ def create_backbone(
     """
     entry = _entry(name)
     model, info = entry.build(Path(weights) if weights is not None else None, allow_random)
-    return model.eval(), entry.spec, info
+    # frozen in eval mode: batch norms live in the convolutions (`fold`), as ONNX Runtime runs them
+    model = fold_batchnorms(model.eval(), torch.rand(1, 3, *FOLD_EXAMPLE))
+    return model, entry.spec, info
 
 
 def _entry(name: str) -> _Entry:

@@ -166,7 +166,8 @@ def lite_extractor(
     state, info = _timm_state(variant, weights, allow_random)
     if state is not None:
         beyond = ("conv_head.", "bn2.", "classifier.")
-        stray = [k for k in state if k not in extractor.state_dict() and not k.startswith(beyond)]
+        keys = extractor.state_dict().keys()  # once: a state dict is built afresh on every call
+        stray = [k for k in state if k not in keys and not k.startswith(beyond)]
         if stray:
             raise WeightsError(
                 f"weights file {info.source} does not match the {variant.timm_name} architecture "

@@ -164,7 +164,8 @@ def test_wrn50_image_head_uses_the_same_weights(tmp_path):
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         model.fc = torch.nn.Identity()  # the classifier up to its pre-logits embedding
-        torch.testing.assert_close(head(extractor(x)[-1]), model(x))
+        # the extractor's batch norms are folded into its convolutions: equal up to float rounding
+        torch.testing.assert_close(head(extractor(x)[-1]), model(x), rtol=1e-3, atol=1e-3)
 
 
 def test_image_head_of_an_unknown_backbone_names_the_known_ones():
