@@ -102,7 +102,8 @@ def create_backbone(
     entry = _entry(name)
     model, info = entry.build(Path(weights) if weights is not None else None, allow_random)
     # frozen in eval mode: batch norms live in the convolutions (`fold`), as ONNX Runtime runs them
-    model = fold_batchnorms(model.eval(), torch.rand(1, 3, *FOLD_EXAMPLE))
+    example = torch.rand(1, 3, *FOLD_EXAMPLE, generator=torch.Generator().manual_seed(0))
+    model = fold_batchnorms(model.eval(), example)
     return model, entry.spec, info
 
 

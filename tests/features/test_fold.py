@@ -70,3 +70,10 @@ def test_the_packaged_lite_comes_folded_and_computes_what_timm_does(name: str) -
     with torch.no_grad():
         for got, want in zip(extractor(x), unfolded.eval()(x), strict=True):
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+
+
+def test_a_fold_that_does_not_stay_finite_keeps_the_original() -> None:
+    bn = _with_statistics(nn.BatchNorm2d(3), 3)
+    bn.running_var.fill_(-1.0)  # sqrt of a negative variance: NaN in the fold (and in the original)
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), bn).eval()
+    assert fold_batchnorms(model, torch.randn(1, 3, 8, 8)) is model
