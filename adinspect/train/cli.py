@@ -122,9 +122,10 @@ def run_label(args: argparse.Namespace) -> int:
         args.distance,
         not args.quiet,
     )
-    iou = summary["mean_iou_vs_ground_truth"]
+    iou, ranked = summary["mean_iou_vs_ground_truth"], summary["pixel_ap_vs_ground_truth"]
     print(f"wrote {summary['n_images']} pseudo labels to {args.model / 'labels'} ({summary['source']})"
           + (f"; mean IoU vs ground truth {iou:.3f}" if iou is not None else "")
+          + (f", pixel AP {ranked:.3f}" if ranked is not None else "")
           + (f"; {summary['n_skipped']} skipped (no mask)" if summary["n_skipped"] else ""))  # fmt: skip
     return 0
 

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from adinspect.data.datasets import Sample
 from adinspect.errors import InputError
 from adinspect.imageio import read_image, write_mask
+from adinspect.metrics import pixel_ap
 from adinspect.package import LABELS_DIR, LABELS_JSON
 from adinspect.runtime.click import CLICK_META, snap_setting
 from adinspect.runtime.clicks import Click, check_clicks, click_radius, scale_clicks
@@ -117,6 +118,7 @@ def label(
     size = ctx.shape  # the model input (H_in, W_in): clicks are scaled to it per axis
     distance = 2 * click_radius(ctx.image_size) if distance is None else distance
     records, softs, masks_out, skipped = [], [], [], []
+    truth = None  # the ground truth at the model input, when clicks are simulated from it
     if clicks_file is not None:
         requests = parse_click_file(clicks_file, data_dir, lang.defect_types, size)
         features, residual = features_and_residuals(ctx, [r.image for r in requests])
@@ -147,6 +149,7 @@ def label(
             rec["iou_vs_ground_truth"] = round(iou(real.masks[i], soft > 0.5), 4)
             records.append(rec)
             masks_out.append(real.shapes[i])
+        truth = real.masks
         weak = pool.weak and subset == "labelled"
         split = "defective training images" if weak else f"{subset} subset, seed {seed}"
         source = f"{n_clicks} clicks simulated from the ground truth ({split})"
@@ -155,11 +158,14 @@ def label(
             "skipped": skipped}  # fmt: skip
     _write_labels(Path(model_dir), meta, np.stack(softs), masks_out)
     ious = [r["iou_vs_ground_truth"] for r in records if "iou_vs_ground_truth" in r]
+    # the soft labels ranked as a map: what a seg network trained on them can learn at best
+    ranked = pixel_ap(np.stack(softs), truth) if truth is not None and truth.any() else None
     return {
         "n_images": len(records),
         "n_skipped": len(skipped),
         "source": source,
         "mean_iou_vs_ground_truth": float(np.mean(ious)) if ious else None,
+        "pixel_ap_vs_ground_truth": ranked,
     }
 
 

@@ -182,6 +182,33 @@ def test_bad_click_file_writes_nothing(trained: Path, synthetic_root: Path, tmp_
     assert labels_after == labels_before
 
 
+def test_simulated_labels_report_their_pixel_ap_against_the_ground_truth(
+    trained: Path, synthetic_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`label --simulate` says how well its soft labels rank pixels (what a seg network trained on
+    them can learn at best): the figure recomputed here from the labels written and the masks."""
+    import numpy as np
+
+    from adinspect.data.datasets import open_dataset
+    from adinspect.evaluation.evaluate import load_mask_at
+    from adinspect.metrics import pixel_ap
+    from adinspect.train.labeling import load_labels
+
+    assert _run("label", "--model", str(trained), "--data", str(synthetic_root), "--simulate", "2") == 0
+    said = capsys.readouterr().out
+    assert "; mean IoU vs ground truth " in said and ", pixel AP " in said
+    printed = float(said.split(", pixel AP ")[1].split(";")[0].split()[0])
+    meta, soft = load_labels(trained)
+    samples = {str(s.path): s for s in open_dataset(synthetic_root).test}
+    shape = tuple(meta["input_shape"])
+    truth = []
+    for record in meta["images"]:
+        sample = samples[record["image"]]
+        truth.append(load_mask_at(sample, read_image(sample.path).shape[:2], shape))
+    recomputed = pixel_ap(soft.numpy(), np.stack(truth))  # the labels as stored (half precision)
+    assert 0 < printed <= 1 and abs(printed - recomputed) < 0.01
+
+
 def test_label_needs_exactly_one_click_source(trained: Path, synthetic_root: Path) -> None:
     with pytest.raises(InputError, match="exactly one"):
         _run("label", "--model", str(trained), "--data", str(synthetic_root))
