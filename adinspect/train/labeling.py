@@ -156,10 +156,11 @@ def label(
     meta = {"version": 1, "source": source, "distance_px": distance, "image_size": ctx.image_size,
             "input_shape": list(size), "defect_types": lang.defect_types, "images": records,
             "skipped": skipped}  # fmt: skip
-    _write_labels(Path(model_dir), meta, np.stack(softs), masks_out)
+    soft_maps = np.stack(softs)
+    _write_labels(Path(model_dir), meta, soft_maps, masks_out)
     ious = [r["iou_vs_ground_truth"] for r in records if "iou_vs_ground_truth" in r]
     # the soft labels ranked as a map: what a seg network trained on them can learn at best
-    ranked = pixel_ap(np.stack(softs), truth) if truth is not None and truth.any() else None
+    ranked = pixel_ap(soft_maps, truth) if truth is not None and truth.any() else None
     return {
         "n_images": len(records),
         "n_skipped": len(skipped),
