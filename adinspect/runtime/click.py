@@ -1,16 +1,17 @@
 """ADClick on ONNX Runtime for people labelling (DESIGN.md §8): numpy, opencv, onnxruntime only.
 
-`ClickRuntime.open(image)` runs backbone.onnx and residual.onnx once and keeps the residual and
-the training-free anomaly map; every `ClickSession.probability(clicks, defect_type)` then runs
-only click.onnx. Clicks arrive in the original image's pixels and are scaled per axis to the model
-input (H_in x W_in, the package's `preprocess.shape`) exactly as
-`adinspect label --clicks` scales them (`train.clicks.scale_clicks`), and they are fed one by one,
-each prediction becoming the next previous mask, as `evaluate-clicks` and `label` do, so the same
-clicks give the same masks; when the package says so (click_model.json "snap"), each prediction
-is snapped to the image (`runtime.snap`) there as here, and every positive click is kept inside
-its mask (`runtime.coverage`) there as here. Predictions for every click prefix are cached, so a
-new click (or an undo) costs one click.onnx run. A click model trained with an image prior takes
-the preprocessed image and / or the backbone's features of it, both computed once on opening.
+`ClickRuntime.open(image)` runs backbone.onnx and residual.onnx once and keeps the residual and the
+training-free anomaly map; every `ClickSession.probability(clicks, defect_type)` then runs only
+click.onnx. Clicks arrive in the original image's pixels and are scaled per axis to the model input
+(H_in x W_in, the package's `preprocess.shape`) exactly as `adinspect label --clicks` scales them
+(`train.clicks.scale_clicks`), and they are fed one by one, each prediction becoming the next
+previous mask, as `evaluate-clicks` and `label` do, so the same clicks give the same masks; when the
+package says so (click_model.json "snap"), each prediction is snapped to the image (`runtime.snap`)
+and widened by the labeller's margin (`runtime.margin`) there as here, and every positive click is
+kept inside its mask (`runtime.coverage`) there as here. Predictions for every click prefix are
+cached, so a new click (or an undo) costs one click.onnx run. A click model trained with an image
+prior takes the preprocessed image and / or the backbone's features of it, both computed once on
+opening.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,7 @@ from adinspect.runtime.clicks import (
     scale_clicks,
 )
 from adinspect.runtime.coverage import cover_positive_clicks
+from adinspect.runtime.margin import widen
 from adinspect.runtime.postprocess import resize_map
 from adinspect.runtime.sessions import make_session
 from adinspect.runtime.snap import snap_rgb, snap_to_image
@@ -45,6 +48,17 @@ _CACHE_SIZE = 256  # click prefixes kept per opened image
 
 class NoClickModel(PackageError):
     """The package has no trained ADClick (click.onnx)."""
+
+
+@dataclass(frozen=True)
+class MaskFinish:
+    """What happens to each of ADClick's predictions before the coverage floor, as the package says."""
+
+    snap: bool = False  # snap it to the image (`runtime.snap`)
+    margin: int = 0  # then widen it by this many model-input pixels (`runtime.margin`)
+
+
+AS_PREDICTED = MaskFinish()  # neither snapped nor widened
 
 
 class ClickRuntime:
@@ -64,11 +78,11 @@ class ClickRuntime:
         self.residual = make_session(self.package.path("residual.onnx"), threads)
         self.click = None
         self.defect_types: list[str] = []
-        self.snap = False
+        self.finish = AS_PREDICTED
         if self.package.has(CLICK_ONNX):
             self.click = make_session(self.package.path(CLICK_ONNX), threads)
             self.defect_types = _defect_types(self.package.path(CLICK_META))
-            self.snap = snap_setting(self.package.path(CLICK_META))
+            self.finish = mask_finish(self.package.path(CLICK_META))
             self.input_names = [i.name for i in self.click.get_inputs()]
             unknown = set(self.input_names) - set(CLICK)
             if unknown:
@@ -93,7 +107,7 @@ class ClickRuntime:
             [RESIDUAL.residual, RESIDUAL.anomaly_map],
             {RESIDUAL.features: features, RESIDUAL.global_map: global_map},
         )
-        rgb = snap_rgb(image, self.model_shape) if self.snap else None
+        rgb = snap_rgb(image, self.model_shape) if self.finish.snap else None
         shape = (image.shape[0], image.shape[1])
         return ClickSession(self, x, residual, amap[0, 0], shape, rgb, features)
 
@@ -186,20 +200,25 @@ class ClickSession:
             raise NoClickModel(f"{self.runtime.package.root}: no click model")
         (out,) = session.run([CLICK.mask], {n: feeds[n] for n in self.runtime.input_names})
         prob = out[0, 0] if self.rgb is None else snap_to_image(out[0, 0], self.rgb, clicks)
+        prob = widen(prob, self.runtime.finish.margin)
         return cover_positive_clicks(prob, clicks, radius)[0]
 
 
-def snap_setting(meta_path: Path) -> bool:
-    """Whether the click model's masks are snapped to the image: click_model.json "snap" "enabled"
-    (written by `adinspect choose-snap`; absent in packages from before it: off)."""
+def mask_finish(meta_path: Path) -> MaskFinish:
+    """How the click model's masks are finished: click_model.json "snap" "enabled" and "margin"
+    (written by `adinspect choose-snap`; absent in packages from before it: off, 0 px)."""
     try:
         snap = json.loads(Path(meta_path).read_text()).get("snap") or {}
     except (OSError, json.JSONDecodeError, AttributeError) as exc:
         raise PackageError(f"{meta_path}: unreadable ({exc!r}); re-run `adinspect train-click`") from exc
     enabled = snap.get("enabled", False) if isinstance(snap, dict) else None
-    if not isinstance(enabled, bool):
-        raise PackageError(f"{meta_path}: snap {snap!r} is not {{'enabled': true|false, ...}}")
-    return enabled
+    margin = snap.get("margin", 0) if isinstance(snap, dict) else None
+    if not isinstance(enabled, bool) or type(margin) is not int or margin < 0:
+        raise PackageError(
+            f"{meta_path}: snap {snap!r} is not {{'enabled': true|false, 'margin': pixels >= 0, ...}}; "
+            "re-run `adinspect choose-snap`"
+        )
+    return MaskFinish(enabled, margin)
 
 
 def _defect_types(meta_path: Path) -> list[str]:

@@ -30,7 +30,7 @@ from adinspect.imageio import read_image, read_mask, write_png
 from adinspect.language.encoder import LanguageFeatures
 from adinspect.metrics import aupro, pixel_ap, pixel_auroc
 from adinspect.models.adclick import ADClick
-from adinspect.runtime.click import CLICK_META, snap_setting
+from adinspect.runtime.click import AS_PREDICTED, CLICK_META, MaskFinish, mask_finish
 from adinspect.runtime.clicks import PRED_THRESHOLD
 from adinspect.runtime.snap import snap_rgb
 from adinspect.train.click_trainer import load_click_model
@@ -139,20 +139,20 @@ class RealImages:
         v_lang: torch.Tensor,
         word_mask: torch.Tensor,
         max_clicks: int,
-        snap: bool = False,
+        finish: MaskFinish = AS_PREDICTED,
         progress: bool = False,
     ) -> Iterator[ClickSession]:
         """Simulated clicking on each image in order, with its defect type's language (and the
-        image or its features when the model takes them), each prediction snapped to the image
-        when `snap`; each session counts the predictions that missed a positive click or were
-        empty before the coverage floor (`ClickPredictor`)."""
+        image or its features when the model takes them), each prediction finished as `finish`
+        says (snapped to the image, widened by a margin); each session counts the predictions that
+        missed a positive click or were empty before the coverage floor (`ClickPredictor`)."""
         for i in tqdm(range(len(self.samples)), desc="simulating clicks", disable=not progress):
             t = self.types[i]
             image = self.images[i : i + 1] if self.images is not None else None
             features = self.features[i : i + 1] if self.features is not None else None
-            rgb = self.rgb[i] if snap else None
+            rgb = self.rgb[i] if finish.snap else None
             predict = ClickPredictor(
-                model, self.residual[i : i + 1], v_lang[t], word_mask[t], image, rgb, features
+                model, self.residual[i : i + 1], v_lang[t], word_mask[t], image, rgb, features, finish.margin
             )
             session = simulate_clicks(predict, self.masks[i], max_clicks)
             session.missed, session.empty = predict.missed, predict.empty
@@ -194,21 +194,23 @@ def _write_panel(
 
 def evaluate_clicks(
     model_dir: Path, data_dir: Path, subset: str = "all", seed: int = 0, max_clicks: int = MAX_CLICKS,
-    progress: bool = True, panels: Path | None = None, snap: bool | None = None,
+    progress: bool = True, panels: Path | None = None, snap: bool | None = None, margin: int | None = None,
 ) -> dict:  # fmt: skip
     """Simulate up to `max_clicks` clicks per defective test image and report NoC@80/85/90,
     IoU@k (k = 1..max_clicks) and, as the paper's Table 1, pixel AP, pixel AUROC and AUPRO (30 %
     FPR) of the probability maps after 3 and 5 clicks. Images without a usable mask are skipped
     (listed under `skipped`, counted in `n_skipped`). With `panels`, each session is also drawn
     there as `<defect type>_<image stem>.png` (`plots.click_session_panel`). `snap` (None: as the
-    package says) snaps each prediction to the image (`runtime.snap`). `before_coverage_floor`
+    package says) snaps each prediction to the image (`runtime.snap`); `margin` (None: as the
+    package says) widens it by that many model-input pixels (`runtime.margin`). `before_coverage_floor`
     counts the predictions whose mask, as the network (and snapping) gave it, left a positive click
     out or was empty; the floor (`runtime.coverage`) then covers every positive click."""
     t0 = time.perf_counter()
     ctx = load_context(model_dir)
     lang = prepare_language(ctx, data_dir)
     model = load_click_model(ctx, lang)
-    snap = snap_setting(ctx.package.root / CLICK_META) if snap is None else snap
+    package = mask_finish(ctx.package.root / CLICK_META)
+    finish = MaskFinish(package.snap if snap is None else snap, package.margin if margin is None else margin)
     v_lang, word_mask = language_tensors(lang)
     pool = defective_pool(data_dir, ctx.shape, seed)
     real = load_real(ctx, lang, pool.subset(subset), progress, model.takes_image, model.takes_features)
@@ -216,7 +218,7 @@ def evaluate_clicks(
     floor = {"predictions": 0, "missed_positive_click": 0, "empty": 0}
     after: dict[int, list[np.ndarray]] = {3: [], 5: []}
     per_image = []
-    for i, session in enumerate(real.sessions(model, v_lang, word_mask, max_clicks, snap, progress)):
+    for i, session in enumerate(real.sessions(model, v_lang, word_mask, max_clicks, finish, progress)):
         all_ious.append(session.ious)
         floor["predictions"] += len(session.probs)
         floor["missed_positive_click"] += session.missed
@@ -234,6 +236,7 @@ def evaluate_clicks(
         out[f"pixel_auroc_{k}"] = pixel_auroc(maps, real.masks)
         out[f"aupro_{k}"] = aupro(maps, real.masks)
     out["before_coverage_floor"] = floor
-    out.update(n_images=len(real.samples), subset=subset, snap=snap, n_skipped=len(pool.skipped),
-               skipped=pool.skipped, seconds=time.perf_counter() - t0, images=per_image)  # fmt: skip
+    out.update(n_images=len(real.samples), subset=subset, snap=finish.snap, margin_px=finish.margin,
+               n_skipped=len(pool.skipped), skipped=pool.skipped, seconds=time.perf_counter() - t0,
+               images=per_image)  # fmt: skip
     return out

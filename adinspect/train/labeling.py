@@ -34,7 +34,7 @@ from adinspect.errors import InputError
 from adinspect.imageio import read_image, write_mask
 from adinspect.metrics import pixel_ap
 from adinspect.package import LABELS_DIR, LABELS_JSON
-from adinspect.runtime.click import CLICK_META, snap_setting
+from adinspect.runtime.click import CLICK_META, mask_finish
 from adinspect.runtime.clicks import Click, check_clicks, click_radius, scale_clicks
 from adinspect.runtime.snap import snap_rgb
 from adinspect.train.click_trainer import load_click_model
@@ -113,7 +113,7 @@ def label(
     ctx = load_context(model_dir)
     lang = prepare_language(ctx, data_dir)
     model = load_click_model(ctx, lang)
-    snap = snap_setting(ctx.package.root / CLICK_META)  # as the labelling tool does
+    finish = mask_finish(ctx.package.root / CLICK_META)  # as the labelling tool does
     v_lang, word_mask = language_tensors(lang)
     size = ctx.shape  # the model input (H_in, W_in): clicks are scaled to it per axis
     distance = 2 * click_radius(ctx.image_size) if distance is None else distance
@@ -126,9 +126,11 @@ def label(
         for i, req in enumerate(tqdm(requests, desc="labelling", disable=not progress)):
             t = lang.index(req.defect_type)
             image = images[i : i + 1] if images is not None else None
-            rgb = snap_rgb(req.image, size) if snap else None
+            rgb = snap_rgb(req.image, size) if finish.snap else None
             prior = features[i : i + 1] if model.takes_features else None
-            predictor = ClickPredictor(model, residual[i : i + 1], v_lang[t], word_mask[t], image, rgb, prior)
+            predictor = ClickPredictor(
+                model, residual[i : i + 1], v_lang[t], word_mask[t], image, rgb, prior, finish.margin
+            )
             prob = predictor.run(req.scaled)
             softs.append(click_corrected(prob, req.scaled, distance))
             records.append(_record(req.path, req.defect_type, req.scaled, req.original))
@@ -141,7 +143,7 @@ def label(
         samples: list[Sample] = pool.subset(subset)
         skipped = pool.skipped
         real = load_real(ctx, lang, samples, progress, model.takes_image, model.takes_features)
-        for i, session in enumerate(real.sessions(model, v_lang, word_mask, n_clicks, snap, progress)):
+        for i, session in enumerate(real.sessions(model, v_lang, word_mask, n_clicks, finish, progress)):
             sample = samples[i]
             soft = click_corrected(session.probs[-1], session.clicks, distance)
             softs.append(soft)

@@ -102,7 +102,7 @@ def test_choose_snap_measures_on_labelled_images_and_every_path_follows_it(
 
     assert main(["choose-snap", *common, "--snap", "on"]) == 0
     runtime = ClickRuntime(model)
-    assert runtime.snap
+    assert runtime.finish.snap
     image = read_image(next((synthetic_root / "test" / "crack").glob("*.png")))
     clicks = [Click(100, 120, True), Click(40, 30, False)]
     prob = runtime.open(image).probability(clicks, "crack")
@@ -131,14 +131,17 @@ def test_choose_snap_measures_on_labelled_images_and_every_path_follows_it(
 
 def test_a_malformed_snap_entry_is_a_package_error(tmp_path: Path) -> None:
     from adinspect.package import PackageError
-    from adinspect.runtime.click import snap_setting
+    from adinspect.runtime.click import AS_PREDICTED, MaskFinish, mask_finish
 
     meta = tmp_path / "click_model.json"
     meta.write_text(json.dumps({"defect_types": ["crack"]}))
-    assert snap_setting(meta) is False  # packages from before snapping
-    meta.write_text(json.dumps({"snap": {"enabled": "yes"}}))
-    with pytest.raises(PackageError, match="snap"):
-        snap_setting(meta)
+    assert mask_finish(meta) == AS_PREDICTED  # packages from before snapping
+    meta.write_text(json.dumps({"snap": {"enabled": True}}))
+    assert mask_finish(meta) == MaskFinish(True, 0)  # packages from before the margin
+    for bad in ({"enabled": "yes"}, {"enabled": True, "margin": -1}, {"enabled": True, "margin": "4"}):
+        meta.write_text(json.dumps({"snap": bad}))
+        with pytest.raises(PackageError, match="snap"):
+            mask_finish(meta)
 
 
 def test_choose_snap_without_labelled_defects_stays_off(
@@ -153,7 +156,8 @@ def test_choose_snap_without_labelled_defects_stays_off(
     assert main(["choose-snap", "--model", str(model), "--data", str(data), "--quiet"]) == 0
     decision = json.loads((model / "click_model.json").read_text())["snap"]
     assert decision["enabled"] is False and decision["n_labelled_images"] == 0
-    assert decision["mean_iou_at_5"] == {}
+    assert decision["mean_iou_at_5"] == {} and decision["mean_iou_at_5_by_margin"] == {}
+    assert decision["margin"] == 0
 
 
 def test_snapping_needs_a_real_gain_not_noise() -> None:
