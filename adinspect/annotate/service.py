@@ -90,7 +90,7 @@ class Annotator:
         return {"images": images, "progress": counts, "resume": resume, "defect_types": self.defect_types,
                 "click_model": self.runtime.click is not None, "image_size": self.runtime.size,
                 "input_shape": list(self.runtime.model_shape), "snap": self.runtime.finish.snap,
-                "margin_px": self.runtime.finish.margin}  # fmt: skip
+                "trace": self.runtime.finish.trace}  # fmt: skip
 
     def describe(self, image_id: object) -> dict:
         """An image's facts, its decision so far and where to fetch its pixels and heat map."""

@@ -1,4 +1,4 @@
-"""ADClick on ONNX Runtime for people labelling (DESIGN.md §8): numpy, opencv, onnxruntime only.
+"""ADClick on ONNX Runtime for people labelling (DESIGN.md §8): numpy, SciPy, OpenCV, onnxruntime only.
 
 `ClickRuntime.open(image)` runs backbone.onnx and residual.onnx once and keeps the residual and the
 training-free anomaly map; every `ClickSession.probability(clicks, defect_type)` then runs only
@@ -6,12 +6,12 @@ click.onnx. Clicks arrive in the original image's pixels and are scaled per axis
 (H_in x W_in, the package's `preprocess.shape`) exactly as `adinspect label --clicks` scales them
 (`train.clicks.scale_clicks`), and they are fed one by one, each prediction becoming the next
 previous mask, as `evaluate-clicks` and `label` do, so the same clicks give the same masks; when the
-package says so (click_model.json "snap"), each prediction is snapped to the image (`runtime.snap`)
-and widened by the labeller's margin (`runtime.margin`) there as here, and every positive click is
-kept inside its mask (`runtime.coverage`) there as here. Predictions for every click prefix are
-cached, so a new click (or an undo) costs one click.onnx run. A click model trained with an image
-prior takes the preprocessed image and / or the backbone's features of it, both computed once on
-opening.
+package says so (click_model.json "snap", "trace"), each prediction is snapped to the image
+(`runtime.snap`) and the line between positive clicks traced (`runtime.trace`) there as here, and
+every positive click is kept inside its mask (`runtime.coverage`) there as here. Predictions for
+every click prefix are cached, so a new click (or an undo) costs one click.onnx run. A click model
+trained with an image prior takes the preprocessed image and / or the backbone's features of it,
+both computed once on opening.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from adinspect.runtime.clicks import (
     scale_clicks,
 )
 from adinspect.runtime.coverage import cover_positive_clicks
-from adinspect.runtime.margin import widen
 from adinspect.runtime.postprocess import resize_map
 from adinspect.runtime.sessions import make_session
 from adinspect.runtime.snap import snap_rgb, snap_to_image
+from adinspect.runtime.trace import line_strength, trace_clicks
 
 CLICK_ONNX = "click.onnx"
 CLICK_META = "click_model.json"
@@ -55,10 +55,14 @@ class MaskFinish:
     """What happens to each of ADClick's predictions before the coverage floor, as the package says."""
 
     snap: bool = False  # snap it to the image (`runtime.snap`)
-    margin: int = 0  # then widen it by this many model-input pixels (`runtime.margin`)
+    trace: bool = False  # then trace the line between positive clicks (`runtime.trace`)
+
+    @property
+    def needs_image(self) -> bool:
+        return self.snap or self.trace
 
 
-AS_PREDICTED = MaskFinish()  # neither snapped nor widened
+AS_PREDICTED = MaskFinish()  # neither snapped nor traced
 
 
 class ClickRuntime:
@@ -107,7 +111,7 @@ class ClickRuntime:
             [RESIDUAL.residual, RESIDUAL.anomaly_map],
             {RESIDUAL.features: features, RESIDUAL.global_map: global_map},
         )
-        rgb = snap_rgb(image, self.model_shape) if self.finish.snap else None
+        rgb = snap_rgb(image, self.model_shape) if self.finish.needs_image else None
         shape = (image.shape[0], image.shape[1])
         return ClickSession(self, x, residual, amap[0, 0], shape, rgb, features)
 
@@ -128,7 +132,8 @@ class ClickSession:
         self.runtime = runtime
         self.image = image  # (1, 3, H_in, W_in) float32, fed when click.onnx takes the image too
         self.features = features  # (1, d_f, h, w) float32, fed when click.onnx takes the features
-        self.rgb = rgb  # (H_in, W_in, 3) uint8 when predictions are snapped to the image
+        self.rgb = rgb  # (H_in, W_in, 3) uint8 when predictions are snapped or traced on the image
+        self.strength = line_strength(rgb) if rgb is not None and runtime.finish.trace else None
         self.residual = residual
         self.anomaly_map = amap
         self.shape: tuple[int, int] = shape
@@ -199,26 +204,32 @@ class ClickSession:
         if session is None:  # checked by `probability`; keeps the type checker honest
             raise NoClickModel(f"{self.runtime.package.root}: no click model")
         (out,) = session.run([CLICK.mask], {n: feeds[n] for n in self.runtime.input_names})
-        prob = out[0, 0] if self.rgb is None else snap_to_image(out[0, 0], self.rgb, clicks)
-        prob = widen(prob, self.runtime.finish.margin)
+        prob = out[0, 0]
+        if self.rgb is not None and self.runtime.finish.snap:
+            prob = snap_to_image(prob, self.rgb, clicks)
+        if self.strength is not None:
+            prob = trace_clicks(prob, self.strength, clicks, radius)
         return cover_positive_clicks(prob, clicks, radius)[0]
 
 
 def mask_finish(meta_path: Path) -> MaskFinish:
-    """How the click model's masks are finished: click_model.json "snap" "enabled" and "margin"
-    (written by `adinspect choose-snap`; absent in packages from before it: off, 0 px)."""
+    """How the click model's masks are finished: click_model.json "snap" and "trace", each
+    {"enabled": bool, ...} (written by `adinspect choose-snap`; absent in older packages: off)."""
     try:
-        snap = json.loads(Path(meta_path).read_text()).get("snap") or {}
+        meta = json.loads(Path(meta_path).read_text())
+        records = {key: meta.get(key) or {} for key in ("snap", "trace")}
     except (OSError, json.JSONDecodeError, AttributeError) as exc:
         raise PackageError(f"{meta_path}: unreadable ({exc!r}); re-run `adinspect train-click`") from exc
-    enabled = snap.get("enabled", False) if isinstance(snap, dict) else None
-    margin = snap.get("margin", 0) if isinstance(snap, dict) else None
-    if not isinstance(enabled, bool) or type(margin) is not int or margin < 0:
-        raise PackageError(
-            f"{meta_path}: snap {snap!r} is not {{'enabled': true|false, 'margin': pixels >= 0, ...}}; "
-            "re-run `adinspect choose-snap`"
-        )
-    return MaskFinish(enabled, margin)
+    enabled: dict[str, bool] = {}
+    for key, record in records.items():
+        value = record.get("enabled", False) if isinstance(record, dict) else None
+        if not isinstance(value, bool):
+            raise PackageError(
+                f"{meta_path}: {key} {record!r} is not {{'enabled': true|false, ...}}; "
+                "re-run `adinspect choose-snap`"
+            )
+        enabled[key] = value
+    return MaskFinish(enabled["snap"], enabled["trace"])
 
 
 def _defect_types(meta_path: Path) -> list[str]:

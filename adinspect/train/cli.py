@@ -53,27 +53,12 @@ def _snap_flag(p: argparse.ArgumentParser) -> None:
         "clicks on the labelled defective images (default), or force it on/off",
     )
     p.add_argument(
-        "--margin",
+        "--trace",
         default="auto",
-        type=_margin,
-        metavar="auto|PIXELS",
-        help="widen click masks by the labeller's margin (model-input px): auto = the margin that "
-        "raises IoU after 5 simulated clicks on the labelled defective images most (default, 0 "
-        "unless one gains), or force it",
+        choices=["auto", "on", "off"],
+        help="trace the thin line between positive clicks (cracks, scratches): auto = when it raises "
+        "IoU after 5 simulated clicks on the labelled defective images (default), or force it on/off",
     )
-
-
-def _margin(text: str) -> int | None:
-    """--margin: "auto" → None (measure it), else pixels >= 0."""
-    if text == "auto":
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected auto or pixels >= 0, got {text!r}")
-    return value
 
 
 def run_train_click(args: argparse.Namespace) -> int:
@@ -114,24 +99,19 @@ def run_train_click(args: argparse.Namespace) -> int:
 def run_choose_snap(args: argparse.Namespace) -> int:
     from adinspect.train.snap_choice import CLICKS, choose_snap
 
-    d = choose_snap(args.model, args.data, args.snap, args.seed, not args.quiet, args.margin)
-    m, by_margin = d[f"mean_iou_at_{CLICKS}"], d[f"mean_iou_at_{CLICKS}_by_margin"]
-    none = "auto; no labelled defective images to measure on"
-    if args.snap != "auto":
-        figures = f"forced by --snap {args.snap}"
-    elif m:
-        figures = (f"auto; mean IoU@{CLICKS} on {d['n_labelled_images']} labelled images: {m['off']:.3f} "
-                   f"as predicted, {m['on']:.3f} snapped")  # fmt: skip
-    else:
-        figures = none
-    print(f"snap to the image: {'on' if d['enabled'] else 'off'} ({figures})")
-    if args.margin is not None:
-        figures = f"forced by --margin {args.margin}"
-    elif by_margin:
-        figures = f"auto; mean IoU@{CLICKS}: " + ", ".join(f"{v:.3f} at {k} px" for k, v in by_margin.items())
-    else:
-        figures = none
-    print(f"labeller's margin: {d['margin']} px ({figures})")
+    decisions = choose_snap(args.model, args.data, args.snap, args.seed, not args.quiet, args.trace)
+    for what, flag, doing in (("snap", args.snap, "snapped"), ("trace", args.trace, "traced")):
+        d = decisions[what]
+        m = d[f"mean_iou_at_{CLICKS}"]
+        if flag != "auto":
+            figures = f"forced by --{what} {flag}"
+        elif m:
+            figures = (f"auto; mean IoU@{CLICKS} on {d['n_labelled_images']} labelled images: "
+                       f"{m['off']:.3f} as predicted, {m['on']:.3f} {doing}")  # fmt: skip
+        else:
+            figures = "auto; no labelled defective images to measure on"
+        label = "snap to the image" if what == "snap" else "trace between positive clicks"
+        print(f"{label}: {'on' if d['enabled'] else 'off'} ({figures})")
     return 0
 
 

@@ -2,7 +2,7 @@
 (wired in by `train.cli`).
 
     adinspect evaluate-clicks --model DIR --data DIR --json OUT.json [--subset all|labelled|eval]
-                              [--panels DIR] [--snap package|on|off] [--margin PIXELS]
+                              [--panels DIR] [--snap package|on|off] [--trace package|on|off]
     adinspect evaluate-seg    --model DIR --data DIR --json OUT.json [--subset eval]
 """
 
@@ -21,20 +21,18 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_evaluate_clicks(args: argparse.Namespace) -> int:
-    from adinspect.errors import InputError
     from adinspect.train.interactive import evaluate_clicks
 
-    if args.margin is not None and args.margin < 0:
-        raise InputError(f"--margin {args.margin}: give pixels >= 0 (0: masks as predicted)")
     snap = None if args.snap == "package" else args.snap == "on"
+    trace = None if args.trace == "package" else args.trace == "on"
     out = evaluate_clicks(
-        args.model, args.data, args.subset, args.seed, args.max_clicks, not args.quiet, args.panels, snap,
-        args.margin,
+        args.model, args.data, args.subset, args.seed, args.max_clicks, not args.quiet, args.panels,
+        snap, trace,
     )  # fmt: skip
     ious = out["iou_at_k"]
     print(
         f"{out['n_images']} images ({out['subset']}, snap {'on' if out['snap'] else 'off'}, "
-        f"margin {out['margin_px']} px): "
+        f"trace {'on' if out['trace'] else 'off'}): "
         f"NoC@80 {out['noc80']:.2f}  NoC@85 {out['noc85']:.2f}  "
         f"NoC@90 {out['noc90']:.2f}  IoU@1 {ious[0]:.3f}  IoU@{len(ious)} {ious[-1]:.3f}"
         + (f"; {out['n_skipped']} skipped (no usable mask)" if out["n_skipped"] else "")
@@ -90,11 +88,10 @@ def _add_evaluate_clicks(subparsers: argparse._SubParsersAction) -> None:
         help="snap each prediction to the image (GrabCut): as the package says (default), or force it",
     )
     p.add_argument(
-        "--margin",
-        type=int,
-        metavar="PIXELS",
-        help="widen each prediction by this many model-input pixels (the labeller's margin): as the "
-        "package says (default), or force it",
+        "--trace",
+        default="package",
+        choices=["package", "on", "off"],
+        help="trace the thin line between positive clicks: as the package says (default), or force it",
     )
     p.set_defaults(func=run_evaluate_clicks)
 

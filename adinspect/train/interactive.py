@@ -144,15 +144,15 @@ class RealImages:
     ) -> Iterator[ClickSession]:
         """Simulated clicking on each image in order, with its defect type's language (and the
         image or its features when the model takes them), each prediction finished as `finish`
-        says (snapped to the image, widened by a margin); each session counts the predictions that
+        says (snapped to the image, traced between positive clicks); each session counts the predictions that
         missed a positive click or were empty before the coverage floor (`ClickPredictor`)."""
         for i in tqdm(range(len(self.samples)), desc="simulating clicks", disable=not progress):
             t = self.types[i]
             image = self.images[i : i + 1] if self.images is not None else None
             features = self.features[i : i + 1] if self.features is not None else None
-            rgb = self.rgb[i] if finish.snap else None
+            rgb = self.rgb[i] if finish.needs_image else None
             predict = ClickPredictor(
-                model, self.residual[i : i + 1], v_lang[t], word_mask[t], image, rgb, features, finish.margin
+                model, self.residual[i : i + 1], v_lang[t], word_mask[t], image, rgb, features, finish
             )
             session = simulate_clicks(predict, self.masks[i], max_clicks)
             session.missed, session.empty = predict.missed, predict.empty
@@ -194,15 +194,15 @@ def _write_panel(
 
 def evaluate_clicks(
     model_dir: Path, data_dir: Path, subset: str = "all", seed: int = 0, max_clicks: int = MAX_CLICKS,
-    progress: bool = True, panels: Path | None = None, snap: bool | None = None, margin: int | None = None,
+    progress: bool = True, panels: Path | None = None, snap: bool | None = None, trace: bool | None = None,
 ) -> dict:  # fmt: skip
     """Simulate up to `max_clicks` clicks per defective test image and report NoC@80/85/90,
     IoU@k (k = 1..max_clicks) and, as the paper's Table 1, pixel AP, pixel AUROC and AUPRO (30 %
     FPR) of the probability maps after 3 and 5 clicks. Images without a usable mask are skipped
     (listed under `skipped`, counted in `n_skipped`). With `panels`, each session is also drawn
     there as `<defect type>_<image stem>.png` (`plots.click_session_panel`). `snap` (None: as the
-    package says) snaps each prediction to the image (`runtime.snap`); `margin` (None: as the
-    package says) widens it by that many model-input pixels (`runtime.margin`). `before_coverage_floor`
+    package says) snaps each prediction to the image (`runtime.snap`); `trace` (None: as the
+    package says) traces the line between positive clicks (`runtime.trace`). `before_coverage_floor`
     counts the predictions whose mask, as the network (and snapping) gave it, left a positive click
     out or was empty; the floor (`runtime.coverage`) then covers every positive click."""
     t0 = time.perf_counter()
@@ -210,7 +210,7 @@ def evaluate_clicks(
     lang = prepare_language(ctx, data_dir)
     model = load_click_model(ctx, lang)
     package = mask_finish(ctx.package.root / CLICK_META)
-    finish = MaskFinish(package.snap if snap is None else snap, package.margin if margin is None else margin)
+    finish = MaskFinish(package.snap if snap is None else snap, package.trace if trace is None else trace)
     v_lang, word_mask = language_tensors(lang)
     pool = defective_pool(data_dir, ctx.shape, seed)
     real = load_real(ctx, lang, pool.subset(subset), progress, model.takes_image, model.takes_features)
@@ -236,7 +236,7 @@ def evaluate_clicks(
         out[f"pixel_auroc_{k}"] = pixel_auroc(maps, real.masks)
         out[f"aupro_{k}"] = aupro(maps, real.masks)
     out["before_coverage_floor"] = floor
-    out.update(n_images=len(real.samples), subset=subset, snap=finish.snap, margin_px=finish.margin,
+    out.update(n_images=len(real.samples), subset=subset, snap=finish.snap, trace=finish.trace,
                n_skipped=len(pool.skipped), skipped=pool.skipped, seconds=time.perf_counter() - t0,
                images=per_image)  # fmt: skip
     return out

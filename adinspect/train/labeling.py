@@ -126,10 +126,10 @@ def label(
         for i, req in enumerate(tqdm(requests, desc="labelling", disable=not progress)):
             t = lang.index(req.defect_type)
             image = images[i : i + 1] if images is not None else None
-            rgb = snap_rgb(req.image, size) if finish.snap else None
+            rgb = snap_rgb(req.image, size) if finish.needs_image else None
             prior = features[i : i + 1] if model.takes_features else None
             predictor = ClickPredictor(
-                model, residual[i : i + 1], v_lang[t], word_mask[t], image, rgb, prior, finish.margin
+                model, residual[i : i + 1], v_lang[t], word_mask[t], image, rgb, prior, finish
             )
             prob = predictor.run(req.scaled)
             softs.append(click_corrected(prob, req.scaled, distance))

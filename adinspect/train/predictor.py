@@ -2,8 +2,8 @@
 `train-click` run it: (previous probability, clicks so far) → probability (H_in, W_in).
 
 Each prediction goes through the same steps as in the labelling runtime (`runtime.click`): the
-network, snapping to the image and widening by the labeller's margin when the package says so
-(`runtime.snap`, `runtime.margin`), then the floor that keeps
+network, snapping to the image and tracing the line between positive clicks when the package says
+so (`runtime.snap`, `runtime.trace`), then the floor that keeps
 every positive click inside its mask (`runtime.coverage`). The predictor counts how often the
 network (and snapping) left a positive click outside the mask, and how often the mask was empty,
 before that floor.
@@ -15,10 +15,11 @@ import numpy as np
 import torch
 
 from adinspect.models.adclick import ADClick
+from adinspect.runtime.click import AS_PREDICTED, MaskFinish
 from adinspect.runtime.clicks import PRED_THRESHOLD, Click, click_maps, click_radius
 from adinspect.runtime.coverage import cover_positive_clicks
-from adinspect.runtime.margin import widen
 from adinspect.runtime.snap import snap_to_image
+from adinspect.runtime.trace import line_strength, trace_clicks
 
 
 class ClickPredictor:
@@ -33,7 +34,7 @@ class ClickPredictor:
         image: torch.Tensor | None = None,
         rgb: np.ndarray | None = None,
         features: torch.Tensor | None = None,
-        margin: int = 0,
+        finish: MaskFinish = AS_PREDICTED,
     ) -> None:
         self.model = model
         self.residual = residual  # (1, d_f, h, w)
@@ -42,8 +43,11 @@ class ClickPredictor:
         self.words, self.word_mask = words[None], word_mask[None]
         self.shape = model.cfg.image_hw
         self.radius = click_radius(min(self.shape))
-        self.rgb = rgb  # (H_in, W_in, 3) uint8: when given, each prediction is snapped to it (runtime.snap)
-        self.margin = margin  # model-input px each prediction is widened by (runtime.margin)
+        if finish.needs_image and rgb is None:
+            raise ValueError(f"{finish} needs the image at the model input (rgb)")
+        self.rgb = rgb  # (H_in, W_in, 3) uint8: what snapping and tracing look at
+        self.finish = finish
+        self.strength = line_strength(rgb) if finish.trace and rgb is not None else None
         self.predictions = 0
         self.missed = 0  # predictions whose mask left a positive click out, before the floor
         self.empty = 0  # predictions whose mask was empty, before the floor
@@ -56,9 +60,10 @@ class ClickPredictor:
             self.residual, prev_t, maps, self.words, self.word_mask, self.image, self.features
         )
         prob = torch.sigmoid(logits)[0, 0].numpy()
-        if self.rgb is not None:
+        if self.finish.snap and self.rgb is not None:
             prob = snap_to_image(prob, self.rgb, clicks)
-        prob = widen(prob, self.margin)
+        if self.strength is not None:
+            prob = trace_clicks(prob, self.strength, clicks, self.radius)
         self.predictions += 1
         self.empty += int(not (prob > PRED_THRESHOLD).any())
         prob, missed = cover_positive_clicks(prob, clicks, self.radius)

@@ -1,17 +1,15 @@
 """How a package finishes its click masks, decided on labelled images: whether it snaps them to the
-image (`runtime.snap`) and the labeller's margin it widens them by (`runtime.margin`).
+image (`runtime.snap`) and whether it traces the line between positive clicks (`runtime.trace`).
 
 Rule: on the labelled defective images only (the half a user labels, or KolektorSDD2's defective
 training images; never the evaluation half), simulate `CLICKS` clicks with and without snapping;
 snap when that raises the mean IoU after `CLICKS` clicks by at least `MIN_GAIN`. Then, with that
-choice, the same for each margin in `MARGINS`: the one with the highest mean IoU, when it beats
-no margin by at least `MIN_GAIN`. A margin, because neither is free (a graph cut per click, ~0.1
-s; a margin changes every mask's outline) and a gain within the noise of a few dozen images
-(bottle's snapping: 0.7378 -> 0.7387) is no reason to switch it on, a real one (the misaligned
-product's snapping: 0.62 -> 0.82) is. With no labelled images there is nothing to judge by:
-snapping stays off and the margin 0. The choices, the rule and the figures go into
-click_model.json "snap" (resealed in the manifest), which `evaluate-clicks`, `label` and the
-labelling tool read.
+choice, the same for tracing. A margin, because neither is free (a graph cut per click, ~0.1 s; a
+path that may join two defects) and a gain within the noise of a few dozen images (bottle's
+snapping: 0.7378 -> 0.7387) is no reason to switch one on, a real one (the misaligned product's
+snapping: 0.62 -> 0.82) is. With no labelled images there is nothing to judge by and both stay off.
+The choices, the rule and the figures go into click_model.json ("snap", "trace"; resealed in the
+manifest), which `evaluate-clicks`, `label` and the labelling tool read.
 """
 
 from __future__ import annotations
@@ -33,12 +31,9 @@ from adinspect.train.residual_data import load_context
 
 CLICKS = 5
 MIN_GAIN = 0.01
-MARGINS = (2, 4, 8)  # model-input px tried besides 0; KolektorSDD's bands reach ~5 px past the crack
 RULE = (
-    f"snap when it raises the mean IoU after {CLICKS} simulated clicks on the labelled defective "
-    f"images (never the evaluation half) by at least {MIN_GAIN}; then the margin of {MARGINS} px "
-    f"with the highest mean IoU when it beats none by at least {MIN_GAIN}; off and 0 without "
-    "labelled images"
+    f"{{}} when it raises the mean IoU after {CLICKS} simulated clicks on the labelled defective "
+    f"images (never the evaluation half) by at least {MIN_GAIN}; off without labelled images"
 )
 CHOICES = ("auto", "on", "off")
 
@@ -49,56 +44,52 @@ def choose_snap(
     how: str = "auto",
     seed: int = 0,
     progress: bool = True,
-    margin: int | None = None,
+    trace: str = "auto",
 ) -> dict:
-    """Decide (`how`: "auto" measures snapping on the labelled images by the rule; "on"/"off" force it;
-    `margin`: None measures it by the rule, pixels force it), record the decision in
-    click_model.json and return it."""
-    if how not in CHOICES:
-        raise InputError(f"--snap {how!r}: choose one of {CHOICES}")
-    if margin is not None and margin < 0:
-        raise InputError(f"--margin {margin}: give pixels >= 0 (0: masks as predicted), or auto")
+    """Decide snapping (`how`) and then tracing (`trace`): "auto" measures on the labelled images by
+    the rule, "on"/"off" force it; record both in click_model.json and return
+    {"snap": decision, "trace": decision}."""
+    for flag, value in (("--snap", how), ("--trace", trace)):
+        if value not in CHOICES:
+            raise InputError(f"{flag} {value!r}: choose one of {CHOICES}")
     t0 = time.perf_counter()
     root = Path(model_dir)
     ModelPackage.load(root).require_bank()  # clicks need one product's bank, whatever else is missing
     if not (root / CLICK_META).is_file():
         raise InputError(f"{root}: no click model ({CLICK_META}); run `adinspect train-click` first")
-    measuring = how == "auto" or margin is None
-    measure = MeasuredFinish(root, Path(data_dir), seed, progress) if measuring else None
-    measured = measure.snapping() if measure and how == "auto" else {}
-    enabled = snap_pays(measured) if how == "auto" else how == "on"
-    by_margin = measure.margins(enabled) if measure and margin is None else {}
-    chosen = margin_pays(by_margin) if margin is None else margin
-    decision = {
-        "enabled": enabled,
-        "how": how,
-        "margin": chosen,
-        "margin_how": "auto" if margin is None else "forced",
-        "rule": RULE,
-        "n_labelled_images": measure.n_images if measure else 0,
-        f"mean_iou_at_{CLICKS}": measured,
-        f"mean_iou_at_{CLICKS}_by_margin": by_margin,
-        "seconds": round(time.perf_counter() - t0, 1),
+    measure = MeasuredFinish(root, Path(data_dir), seed, progress) if "auto" in (how, trace) else None
+    snapping = measure.compare(MaskFinish(False), MaskFinish(True)) if measure and how == "auto" else {}
+    snap = pays(snapping) if how == "auto" else how == "on"
+    tracing = measure.compare(MaskFinish(snap), MaskFinish(snap, True)) if measure and trace == "auto" else {}
+    traced = pays(tracing) if trace == "auto" else trace == "on"
+    seconds = round(time.perf_counter() - t0, 1)
+    decisions = {
+        "snap": _decision(snap, how, "snap", snapping, measure, seconds),
+        "trace": _decision(traced, trace, "trace", tracing, measure, seconds),
     }
     staged = staging(root, CLICK_META)
-    write_json(staged, {**json.loads((root / CLICK_META).read_text()), "snap": decision})
+    write_json(staged, {**json.loads((root / CLICK_META).read_text()), **decisions})
     commit_files(root, {CLICK_META: staged})
-    return decision
+    return decisions
 
 
-def snap_pays(measured: dict[str, float]) -> bool:
-    """The rule on `MeasuredFinish.snapping`'s figures ({} when nothing was measured: off). They are rounded
+def _decision(
+    enabled: bool, how: str, what: str, measured: dict, measure: MeasuredFinish | None, seconds: float
+) -> dict:
+    return {
+        "enabled": enabled,
+        "how": how,
+        "rule": RULE.format(what),
+        "n_labelled_images": measure.n_images if measure else 0,
+        f"mean_iou_at_{CLICKS}": measured,
+        "seconds_both_choices": seconds,
+    }
+
+
+def pays(measured: dict[str, float]) -> bool:
+    """The rule on `MeasuredFinish.compare`'s figures ({} when nothing was measured: off). They are rounded
     to 4 decimals, so is the gain: 0.7132 - 0.7032 is 0.00999... in floating point."""
     return bool(measured) and round(measured["on"] - measured["off"], 4) >= MIN_GAIN
-
-
-def margin_pays(by_margin: dict[str, float]) -> int:
-    """The rule on `MeasuredFinish.margins`' figures: the best margin when it beats 0 by `MIN_GAIN`
-    (rounded as `snap_pays`), else 0; {} (nothing measured): 0."""
-    if not by_margin:
-        return 0
-    best = max(by_margin, key=lambda m: (by_margin[m], -int(m)))  # a tie goes to the narrower
-    return int(best) if round(by_margin[best] - by_margin["0"], 4) >= MIN_GAIN else 0
 
 
 class MeasuredFinish:
@@ -130,10 +121,6 @@ class MeasuredFinish:
             self._cache[finish] = round(float(np.mean(last)), 4)
         return self._cache[finish]
 
-    def snapping(self) -> dict[str, float]:
-        """{"off", "on"}: mean IoU without / with snapping, no margin."""
-        return {"off": self.mean_iou(MaskFinish(False)), "on": self.mean_iou(MaskFinish(True))}
-
-    def margins(self, snap: bool) -> dict[str, float]:
-        """{"0", "2", ...}: mean IoU with each margin (px) and `snap`."""
-        return {str(m): self.mean_iou(MaskFinish(snap, m)) for m in (0, *MARGINS)}
+    def compare(self, off: MaskFinish, on: MaskFinish) -> dict[str, float]:
+        """{"off", "on"}: mean IoU finished as `off` and as `on`."""
+        return {"off": self.mean_iou(off), "on": self.mean_iou(on)}

@@ -83,13 +83,13 @@ def test_choose_snap_measures_on_labelled_images_and_every_path_follows_it(
     `evaluate-clicks` snap, and the runtime still gives the masks the torch path gives."""
     from adinspect.cli import main
     from adinspect.package import ModelPackage
-    from adinspect.runtime.click import ClickRuntime
+    from adinspect.runtime.click import ClickRuntime, MaskFinish
     from adinspect.runtime.snap import snap_rgb
     from adinspect.train.click_trainer import load_click_model
     from adinspect.train.common import language_tensors, prepare_language
     from adinspect.train.interactive import ClickPredictor
     from adinspect.train.residual_data import load_context, residuals_of
-    from adinspect.train.snap_choice import snap_pays
+    from adinspect.train.snap_choice import pays
 
     model = tmp_path / "widget"
     shutil.copytree(click_package, model)
@@ -97,7 +97,7 @@ def test_choose_snap_measures_on_labelled_images_and_every_path_follows_it(
     assert main(["choose-snap", *common]) == 0
     auto = json.loads((model / "click_model.json").read_text())["snap"]
     assert auto["how"] == "auto" and auto["n_labelled_images"] > 0
-    assert auto["enabled"] == snap_pays(auto["mean_iou_at_5"])
+    assert auto["enabled"] == pays(auto["mean_iou_at_5"])
     ModelPackage.load(model)  # the manifest was resealed
 
     assert main(["choose-snap", *common, "--snap", "on"]) == 0
@@ -115,7 +115,8 @@ def test_choose_snap_measures_on_labelled_images_and_every_path_follows_it(
     residual = residuals_of(ctx, [image])
     scaled = scale_clicks(clicks, image.shape[:2], ctx.image_size)
     plain = ClickPredictor(net, residual, v_lang[t], word_mask[t]).run(scaled)
-    snapped = ClickPredictor(net, residual, v_lang[t], word_mask[t], None, snap_rgb(image, ctx.image_size))
+    rgb = snap_rgb(image, ctx.image_size)
+    snapped = ClickPredictor(net, residual, v_lang[t], word_mask[t], None, rgb, finish=MaskFinish(snap=True))
     reference = snapped.run(scaled)
     # ONNX and torch differ by ~1e-5; a graph cut may move a pixel or two at a boundary they straddle
     differ = float(np.mean((prob > PRED_THRESHOLD) != (reference > PRED_THRESHOLD)))
@@ -137,10 +138,10 @@ def test_a_malformed_snap_entry_is_a_package_error(tmp_path: Path) -> None:
     meta.write_text(json.dumps({"defect_types": ["crack"]}))
     assert mask_finish(meta) == AS_PREDICTED  # packages from before snapping
     meta.write_text(json.dumps({"snap": {"enabled": True}}))
-    assert mask_finish(meta) == MaskFinish(True, 0)  # packages from before the margin
-    for bad in ({"enabled": "yes"}, {"enabled": True, "margin": -1}, {"enabled": True, "margin": "4"}):
-        meta.write_text(json.dumps({"snap": bad}))
-        with pytest.raises(PackageError, match="snap"):
+    assert mask_finish(meta) == MaskFinish(snap=True, trace=False)  # packages from before tracing
+    for key, bad in (("snap", {"enabled": "yes"}), ("trace", {"enabled": 1}), ("trace", "on")):
+        meta.write_text(json.dumps({"snap": {"enabled": False}, key: bad}))
+        with pytest.raises(PackageError, match=key):
             mask_finish(meta)
 
 
@@ -154,21 +155,21 @@ def test_choose_snap_without_labelled_defects_stays_off(
     shutil.copytree(click_package, model)
     shutil.copytree(synthetic_root, data, ignore=shutil.ignore_patterns("crack", "scratch", "spot"))
     assert main(["choose-snap", "--model", str(model), "--data", str(data), "--quiet"]) == 0
-    decision = json.loads((model / "click_model.json").read_text())["snap"]
-    assert decision["enabled"] is False and decision["n_labelled_images"] == 0
-    assert decision["mean_iou_at_5"] == {} and decision["mean_iou_at_5_by_margin"] == {}
-    assert decision["margin"] == 0
+    meta = json.loads((model / "click_model.json").read_text())
+    for decision in (meta["snap"], meta["trace"]):
+        assert decision["enabled"] is False and decision["n_labelled_images"] == 0
+        assert decision["mean_iou_at_5"] == {}
 
 
 def test_snapping_needs_a_real_gain_not_noise() -> None:
     """The rule's margin: a gain in the third decimal (bottle's 0.7378 -> 0.7387) keeps snapping
     off, a gain of at least 0.01 turns it on, nothing measured keeps it off."""
     pytest.importorskip("torch")
-    from adinspect.train.snap_choice import MIN_GAIN, snap_pays
+    from adinspect.train.snap_choice import MIN_GAIN, pays
 
-    assert not snap_pays({})
-    assert not snap_pays({"off": 0.7378, "on": 0.7387})
-    assert not snap_pays({"off": 0.80, "on": 0.70})
-    assert snap_pays({"off": 0.62, "on": 0.82})
-    assert snap_pays({"off": 0.5, "on": 0.5 + MIN_GAIN})
-    assert snap_pays({"off": 0.7032, "on": 0.7132})  # exactly the margin (0.00999... unrounded)
+    assert not pays({})
+    assert not pays({"off": 0.7378, "on": 0.7387})
+    assert not pays({"off": 0.80, "on": 0.70})
+    assert pays({"off": 0.62, "on": 0.82})
+    assert pays({"off": 0.5, "on": 0.5 + MIN_GAIN})
+    assert pays({"off": 0.7032, "on": 0.7132})  # exactly the margin (0.00999... unrounded)
