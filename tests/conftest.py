@@ -153,6 +153,8 @@ CHEAPEST = [
     "8",
     "--snap",
     "off",
+    "--trace",
+    "off",
     "--validation-images",
     "2",
 ]

@@ -40,7 +40,7 @@ def test_queue_lists_the_defective_images_with_progress(server: str, synthetic_r
     assert sorted(names) == expected
     assert listing["progress"] == {"accepted": 0, "no_defect": 0, "skipped": 0, "todo": len(expected)}
     assert listing["defect_types"] == ["crack", "scratch", "spot"] and listing["click_model"]
-    assert listing["snap"] is False  # the fixture's package: `train-click --snap off`
+    assert listing["snap"] is False and listing["trace"] is False  # the fixture: `--snap off --trace off`
     status, info = request(f"{server}/api/images/0")
     assert status == 200 and isinstance(info, dict) and (info["width"], info["height"]) == (256, 256)
     status, png = request(server + info["heatmap_url"])

@@ -20,7 +20,7 @@ from adinspect.train import cli
 
 pytestmark = pytest.mark.slow
 
-CHEAPEST = ["--steps", "2", "--batch-size", "2", "--n-synthetic", "8", "--snap", "off"]
+CHEAPEST = ["--steps", "2", "--batch-size", "2", "--n-synthetic", "8", "--snap", "off", "--trace", "off"]
 
 
 def _run(*argv: str) -> int:
