@@ -45,20 +45,17 @@ def _foreground_flag(p: argparse.ArgumentParser) -> None:
 
 
 def _snap_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--snap",
-        default="auto",
-        choices=["auto", "on", "off"],
-        help="snap click masks to the image (GrabCut): auto = when it raises IoU after 5 simulated "
-        "clicks on the labelled defective images (default), or force it on/off",
-    )
-    p.add_argument(
-        "--trace",
-        default="auto",
-        choices=["auto", "on", "off"],
-        help="trace the thin line between positive clicks (cracks, scratches): auto = when it raises "
-        "IoU after 5 simulated clicks on the labelled defective images (default), or force it on/off",
-    )
+    for flag, what in (
+        ("--snap", "snap click masks to the image (GrabCut)"),
+        ("--trace", "trace the thin line between positive clicks (cracks, scratches)"),
+    ):
+        p.add_argument(
+            flag,
+            default="auto",
+            choices=["auto", "on", "off"],
+            help=f"{what}: auto = when it raises IoU after 5 simulated clicks on the labelled defective "
+            "images (default), or force it on/off",
+        )
 
 
 def run_train_click(args: argparse.Namespace) -> int:

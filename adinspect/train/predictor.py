@@ -36,6 +36,8 @@ class ClickPredictor:
         features: torch.Tensor | None = None,
         finish: MaskFinish = AS_PREDICTED,
     ) -> None:
+        if finish.needs_image and rgb is None:
+            raise ValueError(f"{finish} needs the image at the model input (rgb)")
         self.model = model
         self.residual = residual  # (1, d_f, h, w)
         self.image = image  # (1, 3, H_in, W_in) normalised; used by models with the image branch
@@ -43,8 +45,6 @@ class ClickPredictor:
         self.words, self.word_mask = words[None], word_mask[None]
         self.shape = model.cfg.image_hw
         self.radius = click_radius(min(self.shape))
-        if finish.needs_image and rgb is None:
-            raise ValueError(f"{finish} needs the image at the model input (rgb)")
         self.rgb = rgb  # (H_in, W_in, 3) uint8: what snapping and tracing look at
         self.finish = finish
         self.strength = line_strength(rgb) if finish.trace and rgb is not None else None

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from adinspect.imageio import read_image
-from adinspect.runtime.clicks import PRED_THRESHOLD, Click, scale_clicks
+from adinspect.runtime.clicks import PRED_THRESHOLD, Click
 from adinspect.runtime.snap import snap_to_image
 from adinspect.train.clicks import iou
+
+from .torch_clicks import torch_clicks
 
 
 def _crack_scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -84,11 +86,6 @@ def test_choose_snap_measures_on_labelled_images_and_every_path_follows_it(
     from adinspect.cli import main
     from adinspect.package import ModelPackage
     from adinspect.runtime.click import ClickRuntime, MaskFinish
-    from adinspect.runtime.snap import snap_rgb
-    from adinspect.train.click_trainer import load_click_model
-    from adinspect.train.common import language_tensors, prepare_language
-    from adinspect.train.interactive import ClickPredictor
-    from adinspect.train.residual_data import load_context, residuals_of
     from adinspect.train.snap_choice import pays
 
     model = tmp_path / "widget"
@@ -107,17 +104,7 @@ def test_choose_snap_measures_on_labelled_images_and_every_path_follows_it(
     clicks = [Click(100, 120, True), Click(40, 30, False)]
     prob = runtime.open(image).probability(clicks, "crack")
 
-    ctx = load_context(model)
-    lang = prepare_language(ctx, synthetic_root)
-    v_lang, word_mask = language_tensors(lang)
-    t = lang.index("crack")
-    net = load_click_model(ctx, lang)
-    residual = residuals_of(ctx, [image])
-    scaled = scale_clicks(clicks, image.shape[:2], ctx.image_size)
-    plain = ClickPredictor(net, residual, v_lang[t], word_mask[t]).run(scaled)
-    rgb = snap_rgb(image, ctx.image_size)
-    snapped = ClickPredictor(net, residual, v_lang[t], word_mask[t], None, rgb, finish=MaskFinish(snap=True))
-    reference = snapped.run(scaled)
+    plain, reference = torch_clicks(model, synthetic_root, image, clicks, "crack", MaskFinish(snap=True))
     # ONNX and torch differ by ~1e-5; a graph cut may move a pixel or two at a boundary they straddle
     differ = float(np.mean((prob > PRED_THRESHOLD) != (reference > PRED_THRESHOLD)))
     assert differ < 1e-3, differ

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from adinspect.imageio import read_image
-from adinspect.runtime.clicks import PRED_THRESHOLD, Click, scale_clicks
+from adinspect.runtime.clicks import PRED_THRESHOLD, Click
 from adinspect.runtime.trace import FLOOR, line_strength, trace_clicks
+
+from .torch_clicks import torch_clicks
 
 
 def _faint_crack(dark: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -62,11 +64,7 @@ def test_choose_snap_records_tracing_and_every_path_follows_it(
     from adinspect.cli import main
     from adinspect.package import ModelPackage
     from adinspect.runtime.click import ClickRuntime, MaskFinish
-    from adinspect.runtime.snap import snap_rgb
-    from adinspect.train.click_trainer import load_click_model
-    from adinspect.train.common import language_tensors, prepare_language
     from adinspect.train.interactive import ClickPredictor
-    from adinspect.train.residual_data import load_context, residuals_of
     from adinspect.train.snap_choice import pays
 
     model = tmp_path / "widget"
@@ -88,21 +86,11 @@ def test_choose_snap_records_tracing_and_every_path_follows_it(
     clicks = [Click(100, 120, True), Click(40, 30, False), Click(140, 60, True)]
     prob = runtime.open(image).probability(clicks, "crack")
 
-    ctx = load_context(model)
-    lang = prepare_language(ctx, synthetic_root)
-    v_lang, word_mask = language_tensors(lang)
-    t = lang.index("crack")
-    net = load_click_model(ctx, lang)
-    residual = residuals_of(ctx, [image])
-    scaled = scale_clicks(clicks, image.shape[:2], ctx.image_size)
-    rgb = snap_rgb(image, ctx.image_size)
-    plain = ClickPredictor(net, residual, v_lang[t], word_mask[t]).run(scaled)
-    traced = ClickPredictor(net, residual, v_lang[t], word_mask[t], None, rgb, finish=MaskFinish(trace=True))
-    reference = traced.run(scaled)
+    plain, reference = torch_clicks(model, synthetic_root, image, clicks, "crack", MaskFinish(trace=True))
     np.testing.assert_allclose(prob, reference, atol=1e-4)  # ONNX against torch, the same path
     assert not np.array_equal(reference, plain)  # tracing changed something
     with pytest.raises(ValueError, match="rgb"):
-        ClickPredictor(net, residual, v_lang[t], word_mask[t], finish=MaskFinish(trace=True))
+        ClickPredictor(None, None, None, None, finish=MaskFinish(trace=True))
 
     out = tmp_path / "clicks.json"
     assert main(["evaluate-clicks", *common, "--json", str(out), "--max-clicks", "2"]) == 0
