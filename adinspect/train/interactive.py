@@ -144,8 +144,9 @@ class RealImages:
     ) -> Iterator[ClickSession]:
         """Simulated clicking on each image in order, with its defect type's language (and the
         image or its features when the model takes them), each prediction finished as `finish`
-        says (snapped to the image, traced between positive clicks); each session counts the predictions that
-        missed a positive click or were empty before the coverage floor (`ClickPredictor`)."""
+        says (snapped to the image, traced between positive clicks); each session counts the
+        predictions that missed a positive click or were empty before the coverage floor
+        (`ClickPredictor`)."""
         for i in tqdm(range(len(self.samples)), desc="simulating clicks", disable=not progress):
             t = self.types[i]
             image = self.images[i : i + 1] if self.images is not None else None
