@@ -65,6 +65,25 @@ class MaskFinish:
 AS_PREDICTED = MaskFinish()  # neither snapped nor traced
 
 
+class FinishOnImage:
+    """One image's finishing step, shared by the labelling runtime and the torch path: the
+    network's probability → snapped to the image → traced between positive clicks, as `finish`
+    says, with the image's line strength computed once."""
+
+    def __init__(self, finish: MaskFinish, rgb: np.ndarray | None) -> None:
+        if finish.needs_image and rgb is None:
+            raise ValueError(f"{finish} needs the image at the model input (rgb)")
+        self.finish, self.rgb = finish, rgb
+        self.strength = line_strength(rgb) if finish.trace and rgb is not None else None
+
+    def __call__(self, prob: np.ndarray, clicks: Sequence[Click], radius: float) -> np.ndarray:
+        if self.finish.snap and self.rgb is not None:
+            prob = snap_to_image(prob, self.rgb, clicks)
+        if self.strength is not None:
+            prob = trace_clicks(prob, self.strength, clicks, radius)
+        return prob
+
+
 class ClickRuntime:
     """A package's backbone, residual and (when trained) click model on ONNX Runtime.
 
@@ -132,8 +151,7 @@ class ClickSession:
         self.runtime = runtime
         self.image = image  # (1, 3, H_in, W_in) float32, fed when click.onnx takes the image too
         self.features = features  # (1, d_f, h, w) float32, fed when click.onnx takes the features
-        self.rgb = rgb  # (H_in, W_in, 3) uint8 when predictions are snapped or traced on the image
-        self.strength = line_strength(rgb) if rgb is not None and runtime.finish.trace else None
+        self.finish_on_image = FinishOnImage(runtime.finish, rgb)
         self.residual = residual
         self.anomaly_map = amap
         self.shape: tuple[int, int] = shape
@@ -204,11 +222,7 @@ class ClickSession:
         if session is None:  # checked by `probability`; keeps the type checker honest
             raise NoClickModel(f"{self.runtime.package.root}: no click model")
         (out,) = session.run([CLICK.mask], {n: feeds[n] for n in self.runtime.input_names})
-        prob = out[0, 0]
-        if self.rgb is not None and self.runtime.finish.snap:
-            prob = snap_to_image(prob, self.rgb, clicks)
-        if self.strength is not None:
-            prob = trace_clicks(prob, self.strength, clicks, radius)
+        prob = self.finish_on_image(out[0, 0], clicks, radius)
         return cover_positive_clicks(prob, clicks, radius)[0]
 
 

@@ -15,11 +15,9 @@ import numpy as np
 import torch
 
 from adinspect.models.adclick import ADClick
-from adinspect.runtime.click import AS_PREDICTED, MaskFinish
+from adinspect.runtime.click import AS_PREDICTED, FinishOnImage, MaskFinish
 from adinspect.runtime.clicks import PRED_THRESHOLD, Click, click_maps, click_radius
 from adinspect.runtime.coverage import cover_positive_clicks
-from adinspect.runtime.snap import snap_to_image
-from adinspect.runtime.trace import line_strength, trace_clicks
 
 
 class ClickPredictor:
@@ -36,8 +34,7 @@ class ClickPredictor:
         features: torch.Tensor | None = None,
         finish: MaskFinish = AS_PREDICTED,
     ) -> None:
-        if finish.needs_image and rgb is None:
-            raise ValueError(f"{finish} needs the image at the model input (rgb)")
+        self.finish_on_image = FinishOnImage(finish, rgb)  # raises when `finish` needs `rgb`
         self.model = model
         self.residual = residual  # (1, d_f, h, w)
         self.image = image  # (1, 3, H_in, W_in) normalised; used by models with the image branch
@@ -45,9 +42,6 @@ class ClickPredictor:
         self.words, self.word_mask = words[None], word_mask[None]
         self.shape = model.cfg.image_hw
         self.radius = click_radius(min(self.shape))
-        self.rgb = rgb  # (H_in, W_in, 3) uint8: what snapping and tracing look at
-        self.finish = finish
-        self.strength = line_strength(rgb) if finish.trace and rgb is not None else None
         self.predictions = 0
         self.missed = 0  # predictions whose mask left a positive click out, before the floor
         self.empty = 0  # predictions whose mask was empty, before the floor
@@ -60,10 +54,7 @@ class ClickPredictor:
             self.residual, prev_t, maps, self.words, self.word_mask, self.image, self.features
         )
         prob = torch.sigmoid(logits)[0, 0].numpy()
-        if self.finish.snap and self.rgb is not None:
-            prob = snap_to_image(prob, self.rgb, clicks)
-        if self.strength is not None:
-            prob = trace_clicks(prob, self.strength, clicks, self.radius)
+        prob = self.finish_on_image(prob, clicks, self.radius)
         self.predictions += 1
         self.empty += int(not (prob > PRED_THRESHOLD).any())
         prob, missed = cover_positive_clicks(prob, clicks, self.radius)
