@@ -2,7 +2,10 @@
 
 Eq. 8: starting from ADClick's probability map M after the clicks, pixels within distance d of a
 click take that click's label (1 positive, 0 negative); where a pixel is within d of clicks of
-both kinds, the nearer click decides. Elsewhere the label is M.
+both kinds, the nearer click decides. Elsewhere the label is M, except that the mask the labeller
+saw and accepted (M over the 0.49 cut) is labelled 1: the finishing steps put what they add to the
+mask (coverage floor, traced line, snapped edge) just over the cut, at 0.5-0.6, where Eq. 9's band
+would otherwise drop it from training.
 Eq. 9 ("label abandon"): with δ ~ U[0, δ_max] drawn per training iteration, the soft label
 becomes tri-valued: > 0.5 + δ → 1, < 0.5 − δ → 0, otherwise 0.5, which the masked NFL ignores.
 The soft labels are stored; the tri-valued ones are drawn each iteration.
@@ -16,7 +19,7 @@ import numpy as np
 import torch
 
 from adinspect.models.losses import IGNORE_LABEL
-from adinspect.runtime.clicks import Click, check_clicks
+from adinspect.runtime.clicks import PRED_THRESHOLD, Click, check_clicks
 
 MAX_DELTA = 0.1
 
@@ -31,13 +34,15 @@ def _nearest_distance(points: Sequence[Click], size: tuple[int, int]) -> np.ndar
 
 
 def click_corrected(prob: np.ndarray, clicks: Sequence[Click], distance: float) -> np.ndarray:
-    """Eq. 8: prob (H, W) in [0, 1] with the pixels near clicks set to their labels → (H, W) float32."""
+    """Eq. 8: prob (H, W) in [0, 1] with the accepted mask set to 1 and the pixels near clicks set to
+    their labels → (H, W) float32."""
     if prob.ndim != 2:
         raise ValueError(f"expected a (H, W) probability map, got shape {prob.shape}")
     check_clicks(clicks, prob.shape)
     d_pos = _nearest_distance([c for c in clicks if c.positive], prob.shape)
     d_neg = _nearest_distance([c for c in clicks if not c.positive], prob.shape)
     out = prob.astype(np.float32).copy()
+    out[prob > PRED_THRESHOLD] = 1.0
     out[(d_pos <= distance) & (d_pos <= d_neg)] = 1.0
     out[(d_neg <= distance) & (d_neg < d_pos)] = 0.0
     return out

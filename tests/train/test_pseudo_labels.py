@@ -18,6 +18,16 @@ def test_pixels_near_clicks_take_the_click_label() -> None:
     assert (out == 1).sum() == 13 and (out == 0).sum() == 13
 
 
+def test_the_accepted_mask_is_labelled_defect_and_the_rest_stays_soft() -> None:
+    prob = np.full((20, 20), 0.3, np.float32)
+    prob[2:5, :] = 0.5  # a traced line: in the mask the labeller saw, inside Eq. 9's band
+    prob[10:13, :] = 0.45  # under the cut: not in the mask
+    out = click_corrected(prob, [Click(18, 18, False)], distance=2.0)
+    assert (out[2:5] == 1).all()
+    assert out[10, 0] == pytest.approx(0.45) and out[0, 0] == pytest.approx(0.3)
+    assert tri_valued(out, 0.1)[3, 0] == 1  # trained on as defect, not abandoned
+
+
 def test_the_nearer_click_wins_where_discs_overlap() -> None:
     out = click_corrected(
         np.full((10, 10), 0.5, np.float32), [Click(5, 3, True), Click(5, 6, False)], distance=3.0
