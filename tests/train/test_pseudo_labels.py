@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from adinspect.errors import InputError
 from adinspect.runtime.clicks import Click
-from adinspect.train.pseudo_labels import click_corrected, sample_delta, tri_valued
+from adinspect.train.pseudo_labels import ACCEPTED, click_corrected, sample_delta, tri_valued
+from adinspect.train.seg_trainer import SegTrainSettings
 
 
 def test_pixels_near_clicks_take_the_click_label() -> None:
@@ -21,9 +23,10 @@ def test_pixels_near_clicks_take_the_click_label() -> None:
 def test_the_accepted_mask_is_labelled_defect_and_the_rest_stays_soft() -> None:
     prob = np.full((20, 20), 0.3, np.float32)
     prob[2:5, :] = 0.5  # a traced line: in the mask the labeller saw, inside Eq. 9's band
+    prob[6, :] = 0.9  # the network's own mask keeps its rank
     prob[10:13, :] = 0.45  # under the cut: not in the mask
     out = click_corrected(prob, [Click(18, 18, False)], distance=2.0)
-    assert (out[2:5] == 1).all()
+    assert (out[2:5] == ACCEPTED).all() and out[6, 0] == pytest.approx(0.9)
     assert out[10, 0] == pytest.approx(0.45) and out[0, 0] == pytest.approx(0.3)
     assert tri_valued(out, 0.1)[3, 0] == 1  # trained on as defect, not abandoned
 
@@ -54,3 +57,9 @@ def test_delta_is_uniform_in_zero_to_max() -> None:
 def test_click_outside_the_image_is_an_error() -> None:
     with pytest.raises(ValueError, match="outside"):
         click_corrected(np.zeros((10, 10), np.float32), [Click(3, 10, True)], 2.0)
+
+
+def test_a_band_that_would_swallow_the_accepted_mask_is_refused_before_training() -> None:
+    with pytest.raises(InputError, match="max_delta"):
+        SegTrainSettings(max_delta=ACCEPTED - 0.5)
+    assert SegTrainSettings().max_delta < ACCEPTED - 0.5
