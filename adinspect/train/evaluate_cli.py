@@ -56,6 +56,10 @@ def run_evaluate_seg(args: argparse.Namespace) -> int:
     v, t = out["verdicts"], out["threshold"]
     print(f"at the seg threshold {t['value']:.3f}: {v['good_rejected']} of {v['n_good']} good rejected, "
           f"{v['defective_passed']} of {v['n_defective']} defective passed ({t['rule']})")  # fmt: skip
+    f = out["training_free_verdicts"]
+    print(f"at the training-free threshold {f['threshold']:.3f} (the verdict before seg): "
+          f"{f['good_rejected']} of {f['n_good']} good rejected, "
+          f"{f['defective_passed']} of {f['n_defective']} defective passed")  # fmt: skip
     if "statement" in t:
         print(f"stated: {t['statement']}")
     if t.get("expected_miss_rate") is not None:

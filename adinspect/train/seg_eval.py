@@ -42,15 +42,16 @@ def evaluate_seg(
     pool = defective_pool(data_dir, ctx.shape, seed)
     samples = pool.subset(subset) + goods
     s = ctx.shape
-    free_maps, seg_maps, masks, winners, type_scores = [], [], [], [], []
+    free_maps, free_scores, seg_maps, masks, winners, type_scores = [], [], [], [], [], []
     for sample in tqdm(samples, desc="evaluating seg", disable=not progress):
         image = read_image(sample.path)
         masks.append(load_mask_at(sample, image.shape[:2], s))
         with torch.no_grad():
             f, g = embed(ctx, [image])
-            residual, amap, _ = ctx.pipeline.residual_model(f, g)
+            residual, amap, score = ctx.pipeline.residual_model(f, g)
         out = session.run(None, {SEG.residual: residual.numpy()})
         free_maps.append(amap[0, 0].numpy())
+        free_scores.append(float(score[0]))
         seg_maps.append(out[0][0, 0])
         winners.append(int(out[2][0]))
         type_scores.append(out[3][0])
@@ -72,6 +73,12 @@ def evaluate_seg(
     types = load_language(ctx.package.root).defect_types
     result.update(type_report(samples, winners, type_scores, types))
     result.update(_verdicts(ctx.package.root, seg.max(axis=(1, 2)), labels))
+    # what the package judged before seg took over the verdict: its own score and threshold
+    free_threshold = ctx.package.threshold_for(None)
+    result["training_free_verdicts"] = {
+        "threshold": free_threshold,
+        **_counts(np.array(free_scores), free_threshold, labels),
+    }
     result["images"] = [str(x.path) for x in samples]
     return result
 
@@ -98,8 +105,6 @@ def _verdicts(root: Path, scores: np.ndarray, labels: np.ndarray) -> dict:
 
     cal = json.loads((root / SEG_META).read_text())["calibration"]
     threshold = float(cal["threshold"])
-    passed = np.isfinite(scores) & (scores <= threshold)  # fail closed: NaN/inf never pass
-    good, bad = labels == 0, labels == 1
     return {
         "threshold": {
             "value": threshold,
@@ -108,12 +113,19 @@ def _verdicts(root: Path, scores: np.ndarray, labels: np.ndarray) -> dict:
             "pseudo_labelled_images": cal.get("pseudo_labelled", []),
             **{k: cal[k] for k in STATED if k in cal},
         },
-        "verdicts": {
-            "good_rejected": int((good & ~passed).sum()),
-            "n_good": int(good.sum()),
-            "defective_passed": int((bad & passed).sum()),
-            "n_defective": int(bad.sum()),
-        },
+        "verdicts": _counts(scores, threshold, labels),
+    }
+
+
+def _counts(scores: np.ndarray, threshold: float, labels: np.ndarray) -> dict:
+    """Good parts rejected and defective parts passed at `threshold`; NaN / inf never pass."""
+    passed = np.isfinite(scores) & (scores <= threshold) & np.isfinite(threshold)
+    good, bad = labels == 0, labels == 1
+    return {
+        "good_rejected": int((good & ~passed).sum()),
+        "n_good": int(good.sum()),
+        "defective_passed": int((bad & passed).sum()),
+        "n_defective": int(bad.sum()),
     }
 
 

@@ -142,6 +142,12 @@ def test_label_train_seg_and_evaluate(trained: Path, synthetic_root: Path, tmp_p
     assert not set(result["images"]) & set(calibration["pseudo_labelled"])
     verdicts = result["verdicts"]
     assert verdicts["n_good"] + verdicts["n_defective"] == result["n_images"] == len(result["images"])
+    # beside them, the verdicts the package gave before seg: its own score at its own threshold
+    before = result["training_free_verdicts"]
+    assert before["threshold"] == package.manifest.threshold
+    assert (before["n_good"], before["n_defective"]) == (verdicts["n_good"], verdicts["n_defective"])
+    assert 0 <= before["good_rejected"] <= before["n_good"]
+    assert 0 <= before["defective_passed"] <= before["n_defective"]
 
     # the whole test split includes the pseudo-labelled images: evaluate says how many
     whole = tmp_path / "metrics.json"

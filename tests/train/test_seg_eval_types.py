@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from adinspect.data.datasets import Sample
-from adinspect.train.seg_eval import type_report
+from adinspect.train.seg_eval import _counts, type_report
 
 
 def _sample(defect: str, n: int) -> Sample:
@@ -47,3 +47,12 @@ def test_confusion_matrix_rows_are_the_folder_types() -> None:
 def test_unknown_folder_types_give_no_accuracy() -> None:
     out = type_report([_sample("dent", 0)], [0], [np.array([0.5])], ["crack"])
     assert out == {"defect_type_accuracy": None}
+
+
+def test_verdict_counts_fail_closed() -> None:
+    labels = np.array([0, 0, 1, 1])
+    scores = np.array([0.1, np.nan, 0.2, 0.9])
+    counts = _counts(scores, 0.5, labels)  # the NaN good part is rejected, not passed
+    assert counts == {"good_rejected": 1, "n_good": 2, "defective_passed": 1, "n_defective": 2}
+    assert _counts(scores, float("nan"), labels)["defective_passed"] == 0  # a broken threshold passes nothing
+    assert _counts(scores, float("nan"), labels)["good_rejected"] == 2
