@@ -26,6 +26,7 @@ from adinspect.geometry import as_shape, preprocess_batch
 from adinspect.imageio import read_image, read_mask
 from adinspect.metrics import compute_metrics
 from adinspect.package import ModelPackage
+from adinspect.runtime.postprocess import passes
 from adinspect.runtime.seg import SEG_META
 
 
@@ -104,7 +105,7 @@ def evaluate_package(
     labels = np.array([s.label for s in data.samples])
     metrics: dict = {"product": inspector.product, "threshold": inspector.threshold}
     metrics.update(compute_metrics(data.scores, labels, data.maps, data.masks))
-    passed = np.isfinite(data.scores) & (data.scores <= inspector.threshold)  # fail closed, as served
+    passed = passes(data.scores, inspector.threshold)  # fail closed, as served
     metrics["false_reject_rate"] = float((~passed[labels == 0]).mean()) if (labels == 0).any() else 0.0
     metrics["miss_rate"] = float(passed[labels == 1].mean()) if (labels == 1).any() else 0.0
     metrics["n_images"] = len(data.samples)

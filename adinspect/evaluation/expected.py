@@ -17,6 +17,7 @@ import numpy as np
 
 from adinspect.metrics.rates import clopper_pearson
 from adinspect.package import LABELS_DIR, LABELS_JSON, ModelPackage
+from adinspect.runtime.postprocess import passes
 
 ImageKey = tuple[str, str]
 
@@ -69,7 +70,7 @@ def expected_misses(
         return {}
     found = [scored.get(image_key(p)) for p in labelled]
     scores = np.array([score_of(p) if s is None else s for p, s in zip(labelled, found, strict=True)])
-    passed = int((np.isfinite(scores) & (scores <= threshold)).sum())
+    passed = int(passes(scores, threshold).sum())
     low, high = clopper_pearson(passed, len(labelled))
     return {
         "labelled_defects": len(labelled),

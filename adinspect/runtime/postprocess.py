@@ -41,6 +41,13 @@ def verdict_of(score: float, threshold: float, anomaly_map: np.ndarray | None = 
     return "fail", f"score {score:.4g} above threshold {threshold:.4g}"
 
 
+def passes(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """`verdict_of`'s rule over many scores at once: True only for a finite score at or under a
+    finite threshold (NaN and inf never pass)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    return np.isfinite(scores) & (scores <= threshold) & bool(np.isfinite(threshold))
+
+
 def find_regions(
     anomaly_map: np.ndarray, threshold: float, min_area: int = 1, max_regions: int = 32
 ) -> list[Region]:

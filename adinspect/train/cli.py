@@ -44,7 +44,7 @@ def _foreground_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _snap_flag(p: argparse.ArgumentParser) -> None:
+def _finish_flags(p: argparse.ArgumentParser) -> None:
     for flag, what in (
         ("--snap", "snap click masks to the image (GrabCut)"),
         ("--trace", "trace the thin line between positive clicks (cracks, scratches)"),
@@ -261,7 +261,7 @@ def _add_train_click(subparsers: argparse._SubParsersAction) -> None:
         help="with --train-crop, every N-th step trains on the whole input, so the model also learns to "
         "stay quiet away from the defect (default 3; 0: crops only)",
     )
-    _snap_flag(p)
+    _finish_flags(p)
     _foreground_flag(p)
     _init_flag(p)
     p.set_defaults(func=run_train_click)
@@ -272,7 +272,7 @@ def _add_choose_snap(subparsers: argparse._SubParsersAction) -> None:
         "choose-snap", help="measure snapping click masks to the image on the labelled images; record it"
     )
     common_options(p)
-    _snap_flag(p)
+    _finish_flags(p)
     p.set_defaults(func=run_choose_snap)
 
 

@@ -24,6 +24,7 @@ from adinspect.runtime.clicks import PRED_THRESHOLD, Click, check_clicks
 
 MAX_DELTA = 0.1
 ACCEPTED = 0.75  # the accepted mask's least label: defect under Eq. 9 for any δ < 0.25
+DELTA_LIMIT = ACCEPTED - 0.5  # a wider band would drop the accepted mask from training
 
 
 def _nearest_distance(points: Sequence[Click], size: tuple[int, int]) -> np.ndarray:
@@ -53,8 +54,8 @@ def click_corrected(prob: np.ndarray, clicks: Sequence[Click], distance: float) 
 
 def tri_valued(soft: torch.Tensor | np.ndarray, delta: float) -> torch.Tensor:
     """Eq. 9: soft labels (any shape) → {0, 0.5, 1} float32 with the abandon band of half-width δ."""
-    if not 0 <= delta < ACCEPTED - 0.5:
-        raise ValueError(f"label-abandon δ must lie in [0, {ACCEPTED - 0.5}), got {delta}")
+    if not 0 <= delta < DELTA_LIMIT:
+        raise ValueError(f"label-abandon δ must lie in [0, {DELTA_LIMIT}), got {delta}")
     t = torch.as_tensor(soft, dtype=torch.float32)
     out = torch.full_like(t, IGNORE_LABEL)
     out = torch.where(t > 0.5 + delta, torch.ones_like(t), out)

@@ -31,6 +31,7 @@ import numpy as np
 
 from adinspect.fitting.calibration import CONFIDENCE, ordinal, rate_statement
 from adinspect.metrics.rates import clopper_pearson, threshold_for_rate, upper_bound
+from adinspect.runtime.postprocess import passes
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,8 @@ def seg_threshold(
     )
     if floor is not None and floor > threshold:
         threshold, rule = float(floor), f"floor {floor:g} (calibration.seg_floor) over {rule}"
-    rejected = int((good > threshold).sum())
-    passed = int((np.isfinite(defective) & (defective <= threshold)).sum())
+    rejected = int((~passes(good, threshold)).sum())  # a broken score counts as rejected, as served
+    passed = int(passes(defective, threshold).sum())
     miss: tuple[float | None, float | None, float | None] = (None, None, None)
     if len(defective):
         miss = (passed / len(defective), *clopper_pearson(passed, len(defective), CONFIDENCE))

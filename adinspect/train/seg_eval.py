@@ -21,6 +21,7 @@ from adinspect.errors import InputError
 from adinspect.evaluation.evaluate import load_mask_at
 from adinspect.imageio import read_image
 from adinspect.metrics import compute_metrics
+from adinspect.runtime.postprocess import passes
 from adinspect.runtime.seg import SEG_ONNX
 from adinspect.train.interactive import defective_pool
 from adinspect.train.residual_data import embed, load_context
@@ -119,7 +120,7 @@ def _verdicts(root: Path, scores: np.ndarray, labels: np.ndarray) -> dict:
 
 def _counts(scores: np.ndarray, threshold: float, labels: np.ndarray) -> dict:
     """Good parts rejected and defective parts passed at `threshold`; NaN / inf never pass."""
-    passed = np.isfinite(scores) & (scores <= threshold) & np.isfinite(threshold)
+    passed = passes(scores, threshold)
     good, bad = labels == 0, labels == 1
     return {
         "good_rejected": int((good & ~passed).sum()),

@@ -55,7 +55,7 @@ from adinspect.train.common import (
 from adinspect.train.iis import iis_maps
 from adinspect.train.labeling import load_labels
 from adinspect.train.loop import run_loop
-from adinspect.train.pseudo_labels import ACCEPTED, sample_delta, tri_valued
+from adinspect.train.pseudo_labels import DELTA_LIMIT, sample_delta, tri_valued
 from adinspect.train.residual_data import (
     ResidualSet,
     honest_residuals,
@@ -104,8 +104,8 @@ class SegTrainSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.max_delta < ACCEPTED - 0.5:  # the accepted mask must stay over the band
-            raise InputError(f"max_delta must lie in [0, {ACCEPTED - 0.5}), got {self.max_delta}")
+        if not 0.0 <= self.max_delta < DELTA_LIMIT:  # checked before any training time is spent
+            raise InputError(f"max_delta must lie in [0, {DELTA_LIMIT}), got {self.max_delta}")
         if self.thin_anomalies is not None and not 0.0 <= self.thin_anomalies <= 1.0:  # NaN too
             raise InputError(f"thin_anomalies must be a fraction in [0, 1], got {self.thin_anomalies}")
 

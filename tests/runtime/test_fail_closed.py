@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from adinspect.imageio import read_image, write_png
-from adinspect.runtime.postprocess import verdict_of
+from adinspect.runtime.postprocess import passes, verdict_of
 
 
 @pytest.mark.parametrize(
@@ -30,6 +30,14 @@ from adinspect.runtime.postprocess import verdict_of
 def test_verdict_fails_closed(score: float, threshold: float, verdict: str, reason: str) -> None:
     got, why = verdict_of(score, threshold)
     assert got == verdict and reason in why
+
+
+@pytest.mark.parametrize("threshold", [1.0, math.nan, math.inf])
+def test_many_scores_pass_exactly_where_one_would(threshold: float) -> None:
+    scores = np.array([0.5, 1.0, 1.5, math.nan, math.inf, -math.inf])
+    expected = [verdict_of(float(x), threshold)[0] == "pass" for x in scores]
+    assert passes(scores, threshold).tolist() == expected
+    assert expected == ([True, True] + [False] * 4 if threshold == 1.0 else [False] * 6)
 
 
 def test_a_nan_in_the_map_fails_even_with_a_finite_score() -> None:
