@@ -96,20 +96,20 @@ class MethodConfig(_Frozen):
         "maps, (map - mean) / max(std, median std), so places where good parts vary (borders, "
         "reflections) count less; thresholds and scores are then on the normalised map.",
     )
-    rotations: Literal[1, 2, 4] = Field(
+    rotations: Literal[1, 2, 4, 8] = Field(
         default=1,
         description="The bank holds every good image at this many turns: 1 as photographed; 2 also "
-        "turned 180°; 4 also 90° and 270° (square inputs only). For parts that lie at any rotation: "
-        "the K references retrieved are then the turns that look most like the part.",
+        "turned 180°; 4 also 90° and 270°; 8 every 45° (4 and 8: square inputs only). For parts that "
+        "lie at any rotation: the K references retrieved are then the turns that look most like the part.",
     )
 
     @model_validator(mode="after")
     def _turns_fit_the_input(self) -> MethodConfig:
         h, w = self.shape
-        if self.rotations == 4 and h != w:
+        if self.rotations > 2 and h != w:
             raise ValueError(
-                f"rotations = 4 turns images by 90°, which needs a square input, not {h}x{w} (HxW); "
-                "use rotations = 2 (180°) or 1"
+                f"rotations = {self.rotations} turns images by {360 // self.rotations}°, which needs a "
+                f"square input, not {h}x{w} (HxW); use rotations = 2 (180°) or 1"
             )
         return self
 

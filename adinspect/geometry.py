@@ -111,8 +111,17 @@ def check_rgb(image: np.ndarray, name: str) -> np.ndarray:
 
 def turned(image: np.ndarray, turn: int, rotations: int) -> np.ndarray:
     """`image` (H, W, ...) turned counter-clockwise by `turn` of `rotations` equal steps of a full
-    circle (rotations 1, 2 or 4: multiples of 90°, exact on the pixel grid)."""
-    return np.ascontiguousarray(np.rot90(image, turn * 4 // rotations))
+    circle. Multiples of 90° are exact on the pixel grid; other angles (rotations 8) turn the image
+    about its centre in its own frame, bilinear, the corners that come into view filled by
+    reflecting the image's border (background, on a part photographed with a margin)."""
+    degrees = 360 * turn // rotations
+    if degrees % 90 == 0:
+        return np.ascontiguousarray(np.rot90(image, degrees // 90))
+    height, width = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((width / 2 - 0.5, height / 2 - 0.5), degrees, 1.0)
+    return cv2.warpAffine(
+        image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+    )
 
 
 def resize_to(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -34,11 +34,27 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="the defective test parts sit (0.5-1)·FRACTION of the side away from where the good "
         "parts sit (a fixture that did not hold them); their masks move with them; 0 = none",
     )
+    p.add_argument(
+        "--turned-from",
+        type=Path,
+        metavar="DIR",
+        help="instead of drawing a product, copy the MVTec-layout product DIR with every image and "
+        "mask turned by a seeded random angle (a part that lies at any rotation)",
+    )
     p.set_defaults(func=cmd_synth)
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
     from adinspect.data.synthetic import make_synthetic_dataset
+    from adinspect.data.turned import write_turned_copy
+
+    if args.turned_from is not None:
+        try:
+            root = write_turned_copy(args.turned_from, args.out, seed=args.seed)
+        except FileExistsError as exc:
+            raise InputError(str(exc)) from exc
+        print(f"wrote {args.turned_from} turned at random angles to {root}")
+        return 0
 
     if (args.height is None) != (args.width is None):
         raise InputError("--height and --width go together (a rectangular product); or give --size")

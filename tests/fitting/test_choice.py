@@ -45,7 +45,9 @@ def test_auto_prefers_global_matching_for_parts_that_are_not_fixtured(loose_part
     )
     local = Candidate("efficientnet_lite0", "local", "none")
     upright = {Candidate("efficientnet_lite0", m, n) for m in ("local", "global") for n in ("none", "zscore")}
-    turned = {replace(c, rotations=4) for c in upright if c.matching == "global"}  # the picked matching
+    turned = {  # the picked matching, at quarter and eighth turns
+        replace(c, rotations=r) for c in upright if c.matching == "global" for r in (4, 8)
+    }
     assert set(choice.evidence) == upright | turned
     assert all(set(metrics) == set(CRITERIA) for metrics in choice.evidence.values())
     assert choice.chosen.matching == "global" and choice.default == local
@@ -70,7 +72,8 @@ def test_fit_auto_writes_the_choice_and_its_evidence_into_the_package(
     assert (
         package.manifest.choices["matching"] == package.config.method.matching == record["chosen"]["matching"]
     )
-    assert len(record["candidates"]) == 6 and record["rule"] == package.manifest.choices["rule"]
+    # 2 matchings x 2 normalisations upright, then the picked matching's 2 at 4 and at 8 turns
+    assert len(record["candidates"]) == 8 and record["rule"] == package.manifest.choices["rule"]
     card = (out / "model_card.md").read_text()
     assert "## Choices" in card and all(row["name"] in card for row in record["candidates"])
 
