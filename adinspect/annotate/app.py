@@ -67,6 +67,7 @@ class TrainBody(BaseModel):
     finetune_steps: int | None = Field(default=None, ge=0, strict=True)
     batch_size: int | None = Field(default=None, ge=1, strict=True)
     n_synthetic: int | None = Field(default=None, ge=1, strict=True)
+    serve: Literal["auto", "seg"] | None = None
 
 
 # long: the API's handlers are closures over one annotator, a few lines each, and the route table

@@ -139,6 +139,7 @@ def run_label(args: argparse.Namespace) -> int:
 
 def run_train_seg(args: argparse.Namespace) -> int:
     from adinspect.fitting.cli import parse_rate
+    from adinspect.train.seg_serving import serving_line
     from adinspect.train.seg_trainer import SegTrainSettings, train_seg
 
     settings = SegTrainSettings(seed=args.seed)
@@ -156,7 +157,7 @@ def run_train_seg(args: argparse.Namespace) -> int:
             settings = replace(settings, **{field: getattr(args, field)})
     if args.no_finetune:
         settings = replace(settings, finetune_steps=0)
-    settings = replace(settings, foreground=args.foreground, fusion=args.fusion)
+    settings = replace(settings, foreground=args.foreground, fusion=args.fusion, serve=args.serve)
     if args.target_frr is not None:
         settings = replace(settings, target_frr=parse_rate(args.target_frr, "--target-frr", 0.0, 0.5))
     if args.thin_anomalies is not None:
@@ -172,7 +173,8 @@ def run_train_seg(args: argparse.Namespace) -> int:
               "trained on them, so optimistic)")  # fmt: skip
     # the summary last: the labelling page shows a job's last line
     print(f"ADClick-Seg trained: {report['steps']}, {report['n_pseudo_labelled']} pseudo-labelled images, "
-          f"training {s['train']:.0f} s; seg.onnx parity max |Δmap| {parity:.1e}")  # fmt: skip
+          f"training {s['train']:.0f} s; seg.onnx parity max |Δmap| {parity:.1e}; the package "
+          f"{serving_line(report['serving'])}")  # fmt: skip
     return 0
 
 
@@ -312,6 +314,13 @@ def _add_train_seg(subparsers: argparse._SubParsersAction) -> None:
         help="served map: geometric mean of the seg probability and the training-free map over its "
         "threshold, or the seg probability alone; auto (default) chooses on the pseudo-labelled "
         "images (docs/weak-supervision.md)",
+    )
+    p.add_argument(
+        "--serve",
+        default="auto",
+        choices=["auto", "seg"],
+        help="seg takes over the package's verdict, map and regions: auto (default) unless it lets more "
+        "of the pseudo-labelled defects pass than the training-free verdict does; seg: always",
     )
     p.add_argument(
         "--target-frr",

@@ -43,18 +43,26 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def register_files(model_dir: Path, names: list[str], optional_models: Sequence[str] = ()) -> None:
-    """Add files (with their SHA-256) and optional model names to the package manifest, atomically."""
+def register_files(
+    model_dir: Path, names: list[str], optional_models: Sequence[str] = (), unserved: Sequence[str] = ()
+) -> None:
+    """Add files (with their SHA-256) and optional model names to the package manifest, atomically;
+    the models named in `unserved` leave `optional_models` (their files stay, checksummed)."""
     model_dir = Path(model_dir)
     path = model_dir / MANIFEST
     manifest = Manifest.model_validate_json(path.read_text())
     files = {**manifest.files, **{n: sha256_of(model_dir / n) for n in names}}
-    models = sorted(set(manifest.optional_models) | set(optional_models))
+    models = sorted((set(manifest.optional_models) | set(optional_models)) - set(unserved))
     updated = manifest.model_copy(update={"files": files, "optional_models": models})
     write_manifest(model_dir, updated)
 
 
-def commit_files(model_dir: Path, staged: dict[str, Path], optional_models: Sequence[str] = ()) -> None:
+def commit_files(
+    model_dir: Path,
+    staged: dict[str, Path],
+    optional_models: Sequence[str] = (),
+    unserved: Sequence[str] = (),
+) -> None:
     """Move fully written temporary files to their final names, then register them in the manifest.
 
     Callers write every output under a temporary name first, so a failure while producing any of
@@ -62,7 +70,7 @@ def commit_files(model_dir: Path, staged: dict[str, Path], optional_models: Sequ
     """
     for name, tmp in staged.items():
         Path(tmp).replace(Path(model_dir) / name)
-    register_files(model_dir, list(staged), optional_models)
+    register_files(model_dir, list(staged), optional_models, unserved)
 
 
 def staging(model_dir: Path, name: str) -> Path:

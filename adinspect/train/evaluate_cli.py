@@ -57,9 +57,11 @@ def run_evaluate_seg(args: argparse.Namespace) -> int:
     print(f"at the seg threshold {t['value']:.3f}: {v['good_rejected']} of {v['n_good']} good rejected, "
           f"{v['defective_passed']} of {v['n_defective']} defective passed ({t['rule']})")  # fmt: skip
     f = out["training_free_verdicts"]
-    print(f"at the training-free threshold {f['threshold']:.3f} (the verdict before seg): "
+    print(f"at the training-free threshold {f['threshold']:.3f}: "
           f"{f['good_rejected']} of {f['n_good']} good rejected, "
           f"{f['defective_passed']} of {f['n_defective']} defective passed")  # fmt: skip
+    served = "seg's verdict" if out["served"] == "seg" else "the training-free verdict (seg is not served)"
+    print(f"the package serves {served}")
     if "statement" in t:
         print(f"stated: {t['statement']}")
     if t.get("expected_miss_rate") is not None:

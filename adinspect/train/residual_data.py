@@ -100,6 +100,21 @@ def residuals_of(ctx: ResidualContext, images: list[np.ndarray], batch: int = 16
 
 
 @torch.no_grad()
+def residuals_and_scores(
+    ctx: ResidualContext, images: list[np.ndarray], batch: int = 16
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Residuals against the package's full bank (N, d_f, h, w) float32 and the training-free
+    scores (N,), as served."""
+    residuals, scores = [], []
+    for i in range(0, len(images), batch):
+        f, g = embed(ctx, images[i : i + batch], batch)
+        residual, _, score = ctx.pipeline.residual_model(f, g)
+        residuals.append(residual)
+        scores.append(score)
+    return torch.cat(residuals), torch.cat(scores)
+
+
+@torch.no_grad()
 def features_and_residuals(
     ctx: ResidualContext, images: list[np.ndarray], batch: int = 16
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -80,6 +80,8 @@ def evaluate_seg(
         "threshold": free_threshold,
         **_counts(np.array(free_scores), free_threshold, labels),
     }
+    # which of the two the package serves (train-seg's decision, seg_serving)
+    result["served"] = "seg" if "seg" in ctx.package.manifest.optional_models else "training_free"
     result["images"] = [str(x.path) for x in samples]
     return result
 

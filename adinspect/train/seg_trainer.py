@@ -60,7 +60,7 @@ from adinspect.train.residual_data import (
     ResidualSet,
     honest_residuals,
     load_context,
-    residuals_of,
+    residuals_and_scores,
     seg_holdout,
     synthetic_residuals,
     training_goods,
@@ -68,12 +68,14 @@ from adinspect.train.residual_data import (
 from adinspect.train.seg_calibration import defect_type_claim, seg_threshold
 from adinspect.train.seg_fusion import CHOICES as FUSION_CHOICES
 from adinspect.train.seg_fusion import choose_fusion
+from adinspect.train.seg_serving import CHOICES as SERVE_CHOICES
+from adinspect.train.seg_serving import decide_serving
 from adinspect.train.warm_start import warm_start_weights
 
 SEG_WEIGHTS = "seg_model.safetensors"
 # settings a resumed run may change: how long fine-tuning lasts, how often it saves, and what
-# happens after training (the threshold's target, the fusion); any other must match the checkpoint
-RESUME_FREE = ("finetune_steps", "checkpoint_every", "target_frr", "fusion")
+# happens after training (the threshold's target, the fusion, serving); any other must match the checkpoint
+RESUME_FREE = ("finetune_steps", "checkpoint_every", "target_frr", "fusion", "serve")
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ class SegTrainSettings:
     iis_fraction: float = 0.5  # share of samples that get clicks
     synthetic_language: str = "generic"  # "generic" description, or "random_type" (earlier behaviour)
     fusion: str = "auto"  # map fused with the training-free one? auto (rule: seg_fusion), geometric, none
+    serve: str = "auto"  # seg takes over the verdict? auto (rule: seg_serving), or seg
     target_frr: float | None = None  # the seg threshold's target false-reject rate; None: the package's
     thin_anomalies: float | None = None  # share of thin strokes; None: train-click's (its cache)
     checkpoint_every: int = 100
@@ -144,8 +147,11 @@ def _batch(
     return residual, target, words, word_mask
 
 
-def _pseudo_set(ctx, lang, model_dir: Path, progress: bool) -> tuple[ResidualSet, torch.Tensor, list[dict]]:
-    """Residuals of the pseudo-labelled images (full bank), soft labels, types and their records."""
+def _pseudo_set(
+    ctx, lang, model_dir: Path, progress: bool
+) -> tuple[ResidualSet, torch.Tensor, list[dict], torch.Tensor]:
+    """Residuals of the pseudo-labelled images (full bank), soft labels, types, their records and
+    their training-free scores (as served: they are defective images, never in the bank)."""
     from adinspect.imageio import read_image
 
     meta, soft = load_labels(model_dir)
@@ -160,7 +166,8 @@ def _pseudo_set(ctx, lang, model_dir: Path, progress: bool) -> tuple[ResidualSet
         read_image(r["image"]) for r in tqdm(recs, desc="reading labelled images", disable=not progress)
     ]
     types = torch.tensor([lang.index(r["defect_type"]) for r in recs])
-    return ResidualSet(residuals_of(ctx, images).half(), soft), types, recs
+    residuals, free_scores = residuals_and_scores(ctx, images)
+    return ResidualSet(residuals.half(), soft), types, recs, free_scores
 
 
 def holdout_residuals(ctx) -> tuple[list[Path], torch.Tensor]:
@@ -289,6 +296,8 @@ def train_seg(
     names another package to start from (its ADClick-Seg, else its ADClick weights)."""
     if settings.fusion not in FUSION_CHOICES:  # checked before any training time is spent
         raise InputError(f"fusion {settings.fusion!r}: expected one of {FUSION_CHOICES}")
+    if settings.serve not in SERVE_CHOICES:
+        raise InputError(f"serve {settings.serve!r}: expected one of {SERVE_CHOICES}")
     t0 = time.perf_counter()
     rng = seed_everything(settings.seed)
     model_dir = Path(model_dir)
@@ -304,7 +313,7 @@ def train_seg(
     finetune = settings.finetune_steps if settings.pseudo_fraction > 0 else 0
     if finetune:
         pseudo = _pseudo_set(ctx, lang, model_dir, progress)
-        sets["pseudo"], sets["pseudo_types"], sets["pseudo_meta"] = pseudo
+        sets["pseudo"], sets["pseudo_types"], sets["pseudo_meta"], sets["pseudo_free_scores"] = pseudo
     cfg = model_config(ctx, lang)
     model = ADClickSeg(cfg)
     init_from = _initialise(model, ctx, lang, model_dir, settings, init)
@@ -369,8 +378,14 @@ def train_seg(
     report["calibration"], report["defect_type_claim"] = calibrate_seg(
         ctx, graph, holdout, sets.get("pseudo"), pseudo_names, sets.get("pseudo_types"), settings.target_frr
     )
+    free_scores = sets.get("pseudo_free_scores")
+    report["serving"] = decide_serving(
+        report["calibration"]["pseudo_passed"], None if free_scores is None else free_scores.numpy(), t,
+        settings.serve,
+    )  # fmt: skip
     report["parity"] = export_seg(graph, anomalous.residual[:2].float(), staged[SEG_ONNX])
     report["seconds"]["total"] = time.perf_counter() - t0
     write_json(staged[SEG_META], {**ident, **report})
-    commit_files(model_dir, staged, optional_models=["seg"])
+    listed, unlisted = (["seg"], []) if report["serving"]["served"] else ([], ["seg"])
+    commit_files(model_dir, staged, optional_models=listed, unserved=unlisted)
     return report

@@ -22,8 +22,9 @@ from adinspect.imageio import read_mask
 from .conftest import request
 
 pytestmark = pytest.mark.slow
-# the cheapest train-seg: tiny step counts and the synthetic anomalies train-click cached (n=8)
-TINY_TRAIN = {"pretrain_steps": 2, "finetune_steps": 2, "batch_size": 2, "n_synthetic": 8}
+# the cheapest train-seg: tiny step counts and the synthetic anomalies train-click cached (n=8);
+# served whatever it misses, so the inspector below runs it
+TINY_TRAIN = {"pretrain_steps": 2, "finetune_steps": 2, "batch_size": 2, "n_synthetic": 8, "serve": "seg"}
 
 
 @pytest.fixture()
@@ -113,8 +114,9 @@ def test_train_button_makes_a_seg_model_the_inspector_runs(
         assert (job["step"], job["steps"], job["command"]) == (2, 2, "train-seg")
         assert {c for _, c in job["seen_running"]} <= {"label", "train-seg"}
         assert "$ adinspect.cli label" in log and "--clicks" in log and "ADClick-Seg trained" in log
-        assert "--pretrain-steps=2" in log and "--n-synthetic=8" in log
-        assert job["last_line"].startswith("ADClick-Seg trained: ")
+        assert "--pretrain-steps=2" in log and "--n-synthetic=8" in log and "--serve=seg" in log
+        last = job["last_line"]
+        assert last.startswith("ADClick-Seg trained: ") and "the package serves seg" in last
 
     # the pseudo labels are the accepted images, and the package now carries a seg model that loads
     pseudo = sorted(p.name for p in (own_package / "labels").rglob("*.png"))

@@ -92,8 +92,12 @@ def test_label_train_seg_and_evaluate(trained: Path, synthetic_root: Path, tmp_p
     seg = ["--pretrain-steps", "2", "--finetune-steps", "2", "--batch-size", "4", "--n-synthetic", "8"]
     assert _run("train-seg", *common, *seg) == 0
     package = ModelPackage.load(trained)
-    assert package.has("seg.onnx") and "seg" in package.manifest.optional_models
     report = json.loads((trained / "seg_model.json").read_text())
+    serving = report["serving"]  # seg takes over the verdict unless it passes more labelled defects
+    assert serving["how"] == "auto" and serving["n_labelled"] == len(labels["images"])
+    assert serving["seg_passed"] == report["calibration"]["pseudo_passed"]
+    assert serving["served"] == (serving["seg_passed"] <= serving["training_free_passed"])
+    assert package.has("seg.onnx") and ("seg" in package.manifest.optional_models) == serving["served"]
     assert report["init"] == "click_model.safetensors" and report["n_pseudo_labelled"] == len(
         labels["images"]
     )
@@ -134,6 +138,7 @@ def test_label_train_seg_and_evaluate(trained: Path, synthetic_root: Path, tmp_p
     seg_json = tmp_path / "seg.json"
     assert _run("evaluate-seg", *common, "--json", str(seg_json)) == 0
     result = json.loads(seg_json.read_text())
+    assert result["served"] == ("seg" if serving["served"] else "training_free")
     for name in ("adclick_seg", "training_free"):
         assert all(0 <= result[name][k] <= 1 for k in ("pixel_ap", "aupro", "pixel_auroc", "image_auroc"))
     assert result["threshold"]["value"] == calibration["threshold"]

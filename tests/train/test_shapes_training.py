@@ -93,7 +93,7 @@ def test_label_train_seg_and_evaluate_at_the_input(tall_click: Path, tall_root: 
     soft = load_file(str(tall_click / "labels" / "pseudo_labels.safetensors"))["soft"]
     assert soft.shape == (len(labels["images"]), 320, 128)
     seg = ["--pretrain-steps", "2", "--finetune-steps", "2", "--batch-size", "4", "--n-synthetic", "8"]
-    assert _run("train-seg", *common, *seg) == 0
+    assert _run("train-seg", *common, *seg, "--serve", "seg") == 0  # served: the inspector runs it below
     assert "seg" in ModelPackage.load(tall_click).manifest.optional_models
     inspection = Inspector(tall_click, threads=1).inspect(np.zeros((100, 300, 3), np.uint8))
     assert inspection.anomaly_map.shape == (100, 300)
