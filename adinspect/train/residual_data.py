@@ -96,36 +96,39 @@ def embed(
 @torch.no_grad()
 def residuals_of(ctx: ResidualContext, images: list[np.ndarray], batch: int = 16) -> torch.Tensor:
     """Residuals against the package's full bank: (N, d_f, h, w) float32, as served."""
-    return features_and_residuals(ctx, images, batch)[1]
+    return full_bank_pass(ctx, images, batch)[1]
 
 
-@torch.no_grad()
 def residuals_and_scores(
     ctx: ResidualContext, images: list[np.ndarray], batch: int = 16
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Residuals against the package's full bank (N, d_f, h, w) float32 and the training-free
     scores (N,), as served."""
-    residuals, scores = [], []
-    for i in range(0, len(images), batch):
-        f, g = embed(ctx, images[i : i + batch], batch)
-        residual, _, score = ctx.pipeline.residual_model(f, g)
-        residuals.append(residual)
-        scores.append(score)
-    return torch.cat(residuals), torch.cat(scores)
+    return full_bank_pass(ctx, images, batch)[1:]
 
 
-@torch.no_grad()
 def features_and_residuals(
     ctx: ResidualContext, images: list[np.ndarray], batch: int = 16
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The backbone's features F and the residuals against the full bank, each (N, d_f, h, w)
     float32, as served (ADClick's feature prior reads F)."""
-    feats, out = [], []
+    return full_bank_pass(ctx, images, batch)[:2]
+
+
+@torch.no_grad()
+def full_bank_pass(
+    ctx: ResidualContext, images: list[np.ndarray], batch: int = 16
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Images, chunk by chunk, through the backbone and the residual model with the package's full
+    bank, as served → features F and residuals (N, d_f, h, w) float32, training-free scores (N,)."""
+    feats, residuals, scores = [], [], []
     for i in range(0, len(images), batch):
         f, g = embed(ctx, images[i : i + batch], batch)
+        residual, _, score = ctx.pipeline.residual_model(f, g)
         feats.append(f)
-        out.append(ctx.pipeline.residual_model(f, g)[0])
-    return torch.cat(feats), torch.cat(out)
+        residuals.append(residual)
+        scores.append(score)
+    return torch.cat(feats), torch.cat(residuals), torch.cat(scores)
 
 
 @dataclass
