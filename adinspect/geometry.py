@@ -84,7 +84,7 @@ def check_override(
     """An input shape the user asked for, checked against the training images: ValueError when a side
     is larger than the image's rounded up to `multiple` (it would only magnify pixels)."""
     (h, w), (ih, iw) = input_shape, image_shape
-    limit = tuple(-(-side // multiple) * multiple for side in image_shape)
+    limit = input_limit(image_shape, multiple)
     if h > limit[0] or w > limit[1]:
         raise ValueError(
             f"{flag} {h}x{w} (HxW) is larger than the training images ({ih}x{iw}; at most "
@@ -92,6 +92,11 @@ def check_override(
         )
     reason = f"asked for with {flag} {h}x{w}; the training images are {ih}x{iw} (HxW)"
     return InputGeometry(image_shape=(ih, iw), input_shape=(h, w), rule="override", reason=reason)
+
+
+def input_limit(image_shape: tuple[int, int], multiple: int) -> tuple[int, int]:
+    """The largest input (H, W) for images of `image_shape`: each side rounded up to `multiple`."""
+    return (-(-image_shape[0] // multiple) * multiple, -(-image_shape[1] // multiple) * multiple)
 
 
 def as_shape(size: int | tuple[int, int]) -> tuple[int, int]:

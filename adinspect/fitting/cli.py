@@ -101,6 +101,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
         if not args.clean_z > 0:
             raise ConfigError(f"--clean-z: expected a positive z-score limit, got {args.clean_z}")
         clean = CleanConfig(z_max=args.clean_z)
+    if args.image_size is not None and args.input_shape is None:
+        from adinspect.data.datasets import open_dataset
+        from adinspect.fitting.input_shape import check_asked_size
+
+        check_asked_size(config, open_dataset(args.data).train)  # before any work
     fixed = args.config is not None or args.backbone or args.weights or args.random_weights
     report = fit_product(
         args.data,

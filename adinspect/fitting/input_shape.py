@@ -14,7 +14,7 @@ from pathlib import Path
 
 from adinspect.config import PipelineConfig, validate_config
 from adinspect.errors import InputError
-from adinspect.geometry import InputGeometry, check_override, choose_input_shape
+from adinspect.geometry import InputGeometry, check_override, choose_input_shape, input_limit
 from adinspect.imageio import ImageHeaderError, read_image, read_image_header
 
 SIZE_TOLERANCE = 0.05  # training images may differ from the first by this fraction per side
@@ -68,6 +68,22 @@ def resolve_input_shape(
         except ValueError as exc:
             raise ImageSizeError(str(exc)) from exc
     return at_input_shape(config, geometry.input_shape), geometry
+
+
+def check_asked_size(config: PipelineConfig, goods: Sequence[Path]) -> None:
+    """A short side S the user asked for (`fit --image-size S`): ImageSizeError when the input it
+    gives the training images is larger than they are, as for `--input-shape` (it would only magnify
+    pixels; the preset's own S is not checked, so small images still fit at its default)."""
+    method, multiple = config.method, config.method.side_multiple
+    image_shape = training_image_shape(goods)
+    h, w = choose_input_shape(image_shape, method.image_size, multiple).input_shape
+    limit = input_limit(image_shape, multiple)
+    if h > limit[0] or w > limit[1]:
+        raise ImageSizeError(
+            f"--image-size {method.image_size} gives an input of {h}x{w} (HxW), larger than the training "
+            f"images ({image_shape[0]}x{image_shape[1]}; at most {limit[0]}x{limit[1]} in multiples of "
+            f"{multiple}): it would only magnify pixels; choose a smaller S"
+        )
 
 
 def at_input_shape(config: PipelineConfig, shape: tuple[int, int]) -> PipelineConfig:

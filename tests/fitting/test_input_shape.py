@@ -80,3 +80,20 @@ def test_fit_refuses_an_input_shape_it_cannot_use(
     out = tmp_path / "m"
     _fails(capsys, ["fit", "--data", str(tall_root), "--out", str(out), "--input-shape", shape], fragment)
     assert not out.exists()
+
+
+def test_fit_refuses_an_image_size_larger_than_the_images_but_keeps_the_presets_own(
+    tall_root: Path, tmp_path: Path, capsys
+) -> None:
+    from adinspect.fitting.input_shape import check_asked_size
+
+    out = tmp_path / "m"  # 320x128 images: S = 192 would give 512x192, magnified
+    _fails(
+        capsys,
+        ["fit", "--data", str(tall_root), "--out", str(out), "--image-size", "192"],
+        "--image-size 192 gives an input of 512x192 (HxW), larger than the training images (320x128",
+    )
+    assert not out.exists()
+    check_asked_size(preset_config("cpu", "strip", method={"image_size": 128}), _goods(tall_root))  # fits
+    with pytest.raises(ImageSizeError, match="at most 320x128 in multiples of 64"):
+        check_asked_size(preset_config("cpu", "strip", method={"image_size": 256}), _goods(tall_root))
