@@ -199,7 +199,12 @@ def _candidate_maps(plain: SegGraph, fused: SegGraph, sources: list[torch.Tensor
 
 
 def decide_fusion(
-    plain: SegGraph, fused: SegGraph, good_residual: torch.Tensor, pseudo: ResidualSet | None, how: str
+    plain: SegGraph,
+    fused: SegGraph,
+    good_residual: torch.Tensor,
+    pseudo: ResidualSet | None,
+    how: str,
+    target_frr: float,
 ) -> dict:
     """`seg_fusion.choose_fusion` on the pseudo-labelled images (their pseudo labels) and the
     held-out good images, both candidate maps computed here."""
@@ -208,7 +213,7 @@ def decide_fusion(
     shape = pseudo.masks.shape[-2:]
     masks = torch.cat([pseudo.masks > 0.5, torch.zeros(len(good_residual), *shape, dtype=torch.bool)])
     p_maps, f_maps = _candidate_maps(plain, fused, [pseudo.residual, good_residual])
-    return choose_fusion(p_maps, f_maps, masks.numpy(), how)
+    return choose_fusion(p_maps, f_maps, masks.numpy(), how, len(pseudo.residual), target_frr)
 
 
 def calibrate_seg(
@@ -368,7 +373,8 @@ def train_seg(
     norm = position if isinstance(position, PositionNorm) else None
     fused = SegGraph(ema.model, v_lang, word_mask, blur, free_threshold=t, position=norm).eval()
     holdout = holdout_residuals(ctx)
-    fusion = decide_fusion(plain, fused, holdout[1], sets.get("pseudo"), settings.fusion)
+    target = ctx.package.config.calibration.target_frr if settings.target_frr is None else settings.target_frr
+    fusion = decide_fusion(plain, fused, holdout[1], sets.get("pseudo"), settings.fusion, target)
     graph = fused if fusion["kind"] == "geometric" else plain
     served = "seg probability"
     if graph is fused:
@@ -376,7 +382,7 @@ def train_seg(
     report["fusion"] = {**fusion, "map": served, "free_threshold": t if graph is fused else None}
     pseudo_names = [r["image"] for r in sets.get("pseudo_meta", [])]
     report["calibration"], report["defect_type_claim"] = calibrate_seg(
-        ctx, graph, holdout, sets.get("pseudo"), pseudo_names, sets.get("pseudo_types"), settings.target_frr
+        ctx, graph, holdout, sets.get("pseudo"), pseudo_names, sets.get("pseudo_types"), target
     )
     free_scores = sets.get("pseudo_free_scores")
     report["serving"] = decide_serving(

@@ -104,7 +104,10 @@ def test_label_train_seg_and_evaluate(trained: Path, synthetic_root: Path, tmp_p
     assert report["parity"]["map_max_abs_diff"] < 1e-4
     assert report["synthetic_thin_fraction"] == 0.0  # the click model's share: it painted no strokes
     fusion = report["fusion"]  # chosen on the pseudo-labelled images by the rule of seg_fusion
+    passed = fusion["labelled_passed"]  # the verdict first, then the outline
     fused = round(fusion["pixel_ap"]["none"] - fusion["pixel_ap"]["geometric"], 4) <= 0.01
+    if passed["none"] != passed["geometric"]:
+        fused = passed["geometric"] < passed["none"]
     assert fusion["how"] == "auto" and fusion["kind"] == ("geometric" if fused else "none")
     assert fusion["free_threshold"] == (package.threshold if fused else None)
     calibration = report["calibration"]
