@@ -50,7 +50,7 @@ def choose_fusion(
     """The decision for `how` ("auto" by the rule; "geometric" / "none" as set). plain and fused
     are the two candidate maps (N, H_in, W_in): the `n_labelled` pseudo-labelled images first, then
     the held-out good images; masks their labels (zero for the good ones); None when there are no
-    pseudo-labelled images."""
+    pseudo-labelled images. With `n_labelled` 0 the verdict step has nothing to count (a tie)."""
     if how not in CHOICES:
         raise ValueError(f"fusion {how!r}: expected one of {CHOICES}")
     decision: dict = {"how": how, "rule": RULE if how == "auto" else "set by the user"}
