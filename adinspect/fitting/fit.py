@@ -32,7 +32,7 @@ from adinspect.errors import InputError
 from adinspect.features.backbones import WeightsInfo, create_backbone
 from adinspect.features.embedder import FeatureEmbedder
 from adinspect.fitting.calibration import Calibration
-from adinspect.fitting.choice import choose
+from adinspect.fitting.choice import choose, with_candidate
 from adinspect.fitting.embed import embed_paths
 from adinspect.fitting.export import export_backbone, export_residual, max_abs_diff
 from adinspect.fitting.input_shape import at_input_shape, resolve_input_shape
@@ -50,7 +50,7 @@ from adinspect.package import (
     sha256_of,
 )
 from adinspect.package.card import write_model_card
-from adinspect.residual.budget import MB, MemoryPlan, Shapes, peak_rss_bytes, plan_memory
+from adinspect.residual.budget import MB, BudgetError, MemoryPlan, Shapes, peak_rss_bytes, plan_memory
 from adinspect.residual.model import ResidualModel
 from adinspect.zeroshot.clean import CleaningReport, clean_training_set, write_cleaning
 from adinspect.zeroshot.config import CleanConfig
@@ -142,7 +142,7 @@ def fit_product(
     seconds, record = {}, None
     if auto:
         _planned(goods, config)  # a budget error before the choice's work, not after it
-        choice = choose(goods, config, progress, backbones)
+        choice = choose(goods, config, progress, backbones, lambda c: _fits(goods, with_candidate(config, c)))
         config, record = choice.apply(config), choice.record()
         seconds["choose"] = choice.seconds
     t1 = time.perf_counter()
@@ -199,6 +199,15 @@ def embed_images(
     return Embedded(
         goods, feats, gmaps, embedder, spec_name, weights, pre, plan, cleaning, geometry=geometry, turns=turns
     )
+
+
+def _fits(goods: list[Path], config: PipelineConfig) -> bool:
+    """Whether fitting `goods` with `config` stays within the memory budget (`_planned`)."""
+    try:
+        _planned(goods, config)
+    except BudgetError:
+        return False
+    return True
 
 
 def _planned(

@@ -56,6 +56,26 @@ def test_auto_prefers_global_matching_for_parts_that_are_not_fixtured(loose_part
     assert config.method.matching == "global" and config.method.position_norm == choice.chosen.position_norm
 
 
+def test_turns_whose_bank_would_not_fit_the_memory_budget_are_not_tried(loose_parts: Path) -> None:
+    from adinspect.data.datasets import open_dataset
+    from adinspect.fitting.choice import choose
+    from adinspect.fitting.fit import _fits
+
+    goods = open_dataset(loose_parts).train
+    asked = []
+
+    def affordable(candidate) -> bool:
+        asked.append(candidate.rotations)
+        return candidate.rotations < 8
+
+    choice = choose(goods, _config(), progress=False, backbones=["efficientnet_lite0"], affordable=affordable)
+    assert asked == [4, 8] and {c.rotations for c in choice.evidence} == {1, 4}
+    assert "8 turns not tried: the bank would exceed the memory budget" in choice.notes
+    assert _fits(goods, _config()) and not _fits(goods, _config().model_copy(
+        update={"scale": _config().scale.model_copy(update={"memory_budget_mb": 1})}
+    ))  # fmt: skip
+
+
 def test_fit_auto_writes_the_choice_and_its_evidence_into_the_package(
     loose_parts: Path, tmp_path: Path
 ) -> None:
