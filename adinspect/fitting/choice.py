@@ -166,6 +166,7 @@ def backbone_candidates(config: PipelineConfig) -> list[str]:
     return [bb.name]
 
 
+# long: the choice's three stages read top to bottom; `measure` is a closure over their shared state
 def choose(
     goods: Sequence[Path],
     config: PipelineConfig,
@@ -219,10 +220,10 @@ def choose(
     picked = choice.pick()
     seen = {picked.backbone: seen[picked.backbone]}  # only the picked backbone is measured again
     for rotations in turns[1:]:  # the bank at other turns, for the candidate the rule picks
-        if affordable is not None and not affordable(replace(picked, rotations=rotations)):
+        if affordable is None or affordable(replace(picked, rotations=rotations)):
+            measure(picked.backbone, (picked.matching,), rotations)
+        else:
             choice.notes.append(f"{rotations} turns not tried: the bank would exceed the memory budget")
-            continue
-        measure(picked.backbone, (picked.matching,), rotations)
     steps.close()
     choice.chosen = choice.pick()
     choice.seconds = time.perf_counter() - t0
