@@ -122,10 +122,18 @@ def turned(image: np.ndarray, turn: int, rotations: int) -> np.ndarray:
     degrees = 360 * turn // rotations
     if degrees % 90 == 0:
         return np.ascontiguousarray(np.rot90(image, degrees // 90))
+    return turned_in_frame(image, degrees, cv2.BORDER_REFLECT_101)
+
+
+def turned_in_frame(
+    image: np.ndarray, degrees: float, border: int, interpolation: int = cv2.INTER_LINEAR
+) -> np.ndarray:
+    """`image` (H, W[, C]) turned counter-clockwise by `degrees` about its centre in its own frame,
+    the corners that come into view filled by OpenCV's `border` mode (constant: zeros)."""
     height, width = image.shape[:2]
     matrix = cv2.getRotationMatrix2D((width / 2 - 0.5, height / 2 - 0.5), degrees, 1.0)
     return cv2.warpAffine(
-        image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+        image, matrix, (width, height), flags=interpolation, borderMode=border, borderValue=0
     )
 
 

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from adinspect.data.datasets import DatasetError, open_dataset
+from adinspect.geometry import turned_in_frame
 from adinspect.imageio import read_image, read_mask, write_png
 
 MARKER = "turned.json"
@@ -26,12 +27,9 @@ MARKER = "turned.json"
 def turn_by(image: np.ndarray, degrees: float, mask: bool = False) -> np.ndarray:
     """`image` (H, W[, C]) turned counter-clockwise by `degrees` about its centre, in its own frame:
     bilinear with the border repeated, or, for a `mask`, nearest with no defect coming into view."""
-    height, width = image.shape[:2]
-    matrix = cv2.getRotationMatrix2D((width / 2 - 0.5, height / 2 - 0.5), degrees, 1.0)
-    flags, border = (cv2.INTER_LINEAR, cv2.BORDER_REPLICATE)
     if mask:
-        flags, border = (cv2.INTER_NEAREST, cv2.BORDER_CONSTANT)
-    return cv2.warpAffine(image, matrix, (width, height), flags=flags, borderMode=border, borderValue=0)
+        return turned_in_frame(image, degrees, cv2.BORDER_CONSTANT, cv2.INTER_NEAREST)
+    return turned_in_frame(image, degrees, cv2.BORDER_REPLICATE)
 
 
 def write_turned_copy(source: str | os.PathLike[str], out: str | os.PathLike[str], seed: int = 0) -> Path:
