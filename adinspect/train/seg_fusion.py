@@ -26,8 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from adinspect.metrics import get_metric
-from adinspect.metrics.rates import threshold_for_rate
-from adinspect.runtime.postprocess import passes
+from adinspect.train.seg_calibration import seg_threshold
 
 TOLERANCE = 0.01
 CHOICES = ("auto", "geometric", "none")
@@ -46,11 +45,13 @@ def choose_fusion(
     how: str = "auto",
     n_labelled: int = 0,
     target_frr: float = 0.01,
+    floor: float | None = None,
 ) -> dict:
     """The decision for `how` ("auto" by the rule; "geometric" / "none" as set). plain and fused
     are the two candidate maps (N, H_in, W_in): the `n_labelled` pseudo-labelled images first, then
     the held-out good images; masks their labels (zero for the good ones); None when there are no
-    pseudo-labelled images. With `n_labelled` 0 the verdict step has nothing to count (a tie)."""
+    pseudo-labelled images. With `n_labelled` 0 the verdict step has nothing to count (a tie).
+    `target_frr` and `floor` are the seg threshold's (`seg_calibration.seg_threshold`)."""
     if how not in CHOICES:
         raise ValueError(f"fusion {how!r}: expected one of {CHOICES}")
     decision: dict = {"how": how, "rule": RULE if how == "auto" else "set by the user"}
@@ -61,7 +62,8 @@ def choose_fusion(
     pixel_ap = get_metric("pixel_ap")  # the metric `evaluate` reports; non-finite maps raise
     measured = {"none": pixel_ap(plain, masks), "geometric": pixel_ap(fused, masks)}
     passed = {
-        kind: _passed(maps, n_labelled, target_frr) for kind, maps in (("none", plain), ("geometric", fused))
+        kind: _passed(maps, n_labelled, target_frr, floor)
+        for kind, maps in (("none", plain), ("geometric", fused))
     }
     if passed["none"] != passed["geometric"]:
         kind = min(passed, key=passed.__getitem__)
@@ -70,9 +72,8 @@ def choose_fusion(
     return {**decision, "kind": kind, "pixel_ap": measured, "labelled_passed": passed}
 
 
-def _passed(maps: np.ndarray, n_labelled: int, target_frr: float) -> int:
+def _passed(maps: np.ndarray, n_labelled: int, target_frr: float, floor: float | None) -> int:
     """Pseudo-labelled defects (the first `n_labelled` maps) whose score, the map's maximum, passes the
-    threshold the good images (the rest) set for `target_frr`."""
+    seg threshold the good images (the rest) would get: the calibration's own rule."""
     scores = maps.reshape(len(maps), -1).max(axis=1)
-    threshold = threshold_for_rate(scores[n_labelled:], target_frr)
-    return int(passes(scores[:n_labelled], threshold).sum())
+    return seg_threshold(scores[n_labelled:], [], scores[:n_labelled], [], target_frr, floor).pseudo_passed

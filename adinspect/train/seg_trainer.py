@@ -205,15 +205,16 @@ def decide_fusion(
     pseudo: ResidualSet | None,
     how: str,
     target_frr: float,
+    floor: float | None,
 ) -> dict:
-    """`seg_fusion.choose_fusion` on the pseudo-labelled images (their pseudo labels) and the
-    held-out good images, both candidate maps computed here."""
+    """`seg_fusion.choose_fusion` on the pseudo-labelled and held-out good images, both candidate
+    maps computed here; `target_frr` and `floor`: the seg threshold's."""
     if how != "auto" or pseudo is None:
         return choose_fusion(None, None, None, how)
     shape = pseudo.masks.shape[-2:]
     masks = torch.cat([pseudo.masks > 0.5, torch.zeros(len(good_residual), *shape, dtype=torch.bool)])
     p_maps, f_maps = _candidate_maps(plain, fused, [pseudo.residual, good_residual])
-    return choose_fusion(p_maps, f_maps, masks.numpy(), how, len(pseudo.residual), target_frr)
+    return choose_fusion(p_maps, f_maps, masks.numpy(), how, len(pseudo.residual), target_frr, floor)
 
 
 def calibrate_seg(
@@ -223,7 +224,7 @@ def calibrate_seg(
     pseudo: ResidualSet | None,
     pseudo_names: list[str],
     pseudo_types: torch.Tensor | None,
-    target_frr: float | None = None,
+    target_frr: float,
 ) -> tuple[dict, dict]:
     """The seg threshold, and whether results may name a defect type, from training-time images
     only (rules: `seg_calibration`); `good` is `holdout_residuals(ctx)`.
@@ -237,9 +238,8 @@ def calibrate_seg(
         good_scores = graph(good_residual)[1].numpy()
         outs = graph(pseudo.residual.float()) if pseudo is not None else None
     bad = outs[1].numpy() if outs is not None else np.zeros(0)
-    rules = ctx.package.config.calibration
-    target = rules.target_frr if target_frr is None else target_frr
-    cal = seg_threshold(good_scores, [str(p) for p in paths], bad, pseudo_names, target, rules.seg_floor)
+    floor = ctx.package.config.calibration.seg_floor
+    cal = seg_threshold(good_scores, [str(p) for p in paths], bad, pseudo_names, target_frr, floor)
     predicted = outs[2].numpy() if outs is not None else np.zeros(0, np.int64)
     labelled = pseudo_types.numpy() if pseudo_types is not None else np.zeros(0, np.int64)
     return cal.to_dict(), defect_type_claim(predicted, labelled, len(graph.v_lang))
@@ -373,8 +373,11 @@ def train_seg(
     norm = position if isinstance(position, PositionNorm) else None
     fused = SegGraph(ema.model, v_lang, word_mask, blur, free_threshold=t, position=norm).eval()
     holdout = holdout_residuals(ctx)
-    target = ctx.package.config.calibration.target_frr if settings.target_frr is None else settings.target_frr
-    fusion = decide_fusion(plain, fused, holdout[1], sets.get("pseudo"), settings.fusion, target)
+    rules = ctx.package.config.calibration  # the seg threshold's target (the package's unless set) and floor
+    target = rules.target_frr if settings.target_frr is None else settings.target_frr
+    fusion = decide_fusion(
+        plain, fused, holdout[1], sets.get("pseudo"), settings.fusion, target, rules.seg_floor
+    )
     graph = fused if fusion["kind"] == "geometric" else plain
     served = "seg probability"
     if graph is fused:
