@@ -32,9 +32,8 @@ from adinspect.data.anomalies import AnomalySettings
 from adinspect.errors import InputError
 from adinspect.language.training import TrainingLanguage
 from adinspect.models.adclick import ADClickSeg
-from adinspect.models.export import SegGraph, export_seg
+from adinspect.models.export import export_seg
 from adinspect.models.losses import masked_normalized_focal_loss
-from adinspect.residual.position import PositionNorm
 from adinspect.runtime.click import CLICK_META
 from adinspect.runtime.clicks import click_radius
 from adinspect.runtime.seg import SEG_META, SEG_ONNX  # the names the inspector and Triton read
@@ -58,18 +57,14 @@ from adinspect.train.loop import run_loop
 from adinspect.train.pseudo_labels import DELTA_LIMIT, sample_delta, tri_valued
 from adinspect.train.residual_data import (
     ResidualSet,
-    honest_residuals,
     load_context,
     residuals_and_scores,
-    seg_holdout,
     synthetic_residuals,
     training_goods,
 )
-from adinspect.train.seg_calibration import defect_type_claim, seg_threshold
+from adinspect.train.seg_decisions import decide_after_training
 from adinspect.train.seg_fusion import CHOICES as FUSION_CHOICES
-from adinspect.train.seg_fusion import choose_fusion
 from adinspect.train.seg_serving import CHOICES as SERVE_CHOICES
-from adinspect.train.seg_serving import decide_serving
 from adinspect.train.warm_start import warm_start_weights
 
 SEG_WEIGHTS = "seg_model.safetensors"
@@ -168,81 +163,6 @@ def _pseudo_set(
     types = torch.tensor([lang.index(r["defect_type"]) for r in recs])
     residuals, free_scores = residuals_and_scores(ctx, images)
     return ResidualSet(residuals.half(), soft), types, recs, free_scores
-
-
-def holdout_residuals(ctx) -> tuple[list[Path], torch.Tensor]:
-    """The good images kept out of training (`seg_holdout`) and their residuals, each against the
-    package's bank without it (as a new good part's)."""
-    from adinspect.imageio import read_image
-
-    paths, places = seg_holdout(ctx)
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        raise InputError(
-            f"held-out good image {missing[0]} (from calibration.json) is missing; restore the data"
-        )
-    return paths, honest_residuals(ctx, [read_image(p) for p in paths], places)
-
-
-def _candidate_maps(plain: SegGraph, fused: SegGraph, sources: list[torch.Tensor], batch: int = 16) -> tuple:
-    """The seg network once per image, `batch` at a time: its map (N, H_in, W_in) and the same map fused
-    (`SegGraph.fuse`), as numpy."""
-    p_maps, f_maps = [], []
-    with torch.no_grad():
-        for source in sources:
-            for i in range(0, len(source), batch):
-                residual = source[i : i + batch].float()
-                amap = plain(residual)[0]
-                p_maps.append(amap[:, 0])
-                f_maps.append(fused.fuse(amap, residual)[:, 0])
-    return torch.cat(p_maps).numpy(), torch.cat(f_maps).numpy()
-
-
-def decide_fusion(
-    plain: SegGraph,
-    fused: SegGraph,
-    good_residual: torch.Tensor,
-    pseudo: ResidualSet | None,
-    how: str,
-    target_frr: float,
-    floor: float | None,
-) -> dict:
-    """`seg_fusion.choose_fusion` on the pseudo-labelled and held-out good images, both candidate
-    maps computed here; `target_frr` and `floor`: the seg threshold's."""
-    if how != "auto" or pseudo is None:
-        return choose_fusion(None, None, None, how)
-    shape = pseudo.masks.shape[-2:]
-    masks = torch.cat([pseudo.masks > 0.5, torch.zeros(len(good_residual), *shape, dtype=torch.bool)])
-    p_maps, f_maps = _candidate_maps(plain, fused, [pseudo.residual, good_residual])
-    return choose_fusion(p_maps, f_maps, masks.numpy(), how, len(pseudo.residual), target_frr, floor)
-
-
-def calibrate_seg(
-    ctx,
-    graph: SegGraph,
-    good: tuple[list[Path], torch.Tensor],
-    pseudo: ResidualSet | None,
-    pseudo_names: list[str],
-    pseudo_types: torch.Tensor | None,
-    target_frr: float,
-) -> tuple[dict, dict]:
-    """The seg threshold, and whether results may name a defect type, from training-time images
-    only (rules: `seg_calibration`); `good` is `holdout_residuals(ctx)`.
-
-    The seg score (a probability, or fused with the training-free map) is on another scale than
-    the residual score, so the served verdict uses this threshold when seg_<product> is in the
-    pipeline.
-    """
-    paths, good_residual = good
-    with torch.no_grad():
-        good_scores = graph(good_residual)[1].numpy()
-        outs = graph(pseudo.residual.float()) if pseudo is not None else None
-    bad = outs[1].numpy() if outs is not None else np.zeros(0)
-    floor = ctx.package.config.calibration.seg_floor
-    cal = seg_threshold(good_scores, [str(p) for p in paths], bad, pseudo_names, target_frr, floor)
-    predicted = outs[2].numpy() if outs is not None else np.zeros(0, np.int64)
-    labelled = pseudo_types.numpy() if pseudo_types is not None else np.zeros(0, np.int64)
-    return cal.to_dict(), defect_type_claim(predicted, labelled, len(graph.v_lang))
 
 
 def _shapes(settings: SegTrainSettings, model_dir: Path) -> AnomalySettings:
@@ -367,31 +287,10 @@ def train_seg(
     }
     staged = {name: staging(model_dir, name) for name in (SEG_WEIGHTS, SEG_ONNX, SEG_META)}
     save_weights(staged[SEG_WEIGHTS], ema.model, {**ident, "steps": total})
-    blur, t = ctx.package.config.method.blur_sigma, ctx.package.threshold
-    plain = SegGraph(ema.model, v_lang, word_mask, blur).eval()
-    position = ctx.pipeline.residual_model.position  # the training-free map as served (normalised or not)
-    norm = position if isinstance(position, PositionNorm) else None
-    fused = SegGraph(ema.model, v_lang, word_mask, blur, free_threshold=t, position=norm).eval()
-    holdout = holdout_residuals(ctx)
-    rules = ctx.package.config.calibration  # the seg threshold's target (the package's unless set) and floor
-    target = rules.target_frr if settings.target_frr is None else settings.target_frr
-    fusion = decide_fusion(
-        plain, fused, holdout[1], sets.get("pseudo"), settings.fusion, target, rules.seg_floor
+    graph, decisions = decide_after_training(
+        ctx, ema.model, v_lang, word_mask, sets, settings.fusion, settings.serve, settings.target_frr
     )
-    graph = fused if fusion["kind"] == "geometric" else plain
-    served = "seg probability"
-    if graph is fused:
-        served = "sqrt(seg probability * training-free map / free_threshold)"
-    report["fusion"] = {**fusion, "map": served, "free_threshold": t if graph is fused else None}
-    pseudo_names = [r["image"] for r in sets.get("pseudo_meta", [])]
-    report["calibration"], report["defect_type_claim"] = calibrate_seg(
-        ctx, graph, holdout, sets.get("pseudo"), pseudo_names, sets.get("pseudo_types"), target
-    )
-    free_scores = sets.get("pseudo_free_scores")
-    report["serving"] = decide_serving(
-        report["calibration"]["pseudo_passed"], None if free_scores is None else free_scores.numpy(), t,
-        settings.serve,
-    )  # fmt: skip
+    report.update(decisions)
     report["parity"] = export_seg(graph, anomalous.residual[:2].float(), staged[SEG_ONNX])
     report["seconds"]["total"] = time.perf_counter() - t0
     write_json(staged[SEG_META], {**ident, **report})

@@ -93,10 +93,13 @@ def test_label_train_seg_and_evaluate(trained: Path, synthetic_root: Path, tmp_p
     assert _run("train-seg", *common, *seg) == 0
     package = ModelPackage.load(trained)
     report = json.loads((trained / "seg_model.json").read_text())
-    serving = report["serving"]  # seg takes over the verdict unless it passes more labelled defects
+    serving = report["serving"]  # seg takes over the verdict unless its worst case is larger
     assert serving["how"] == "auto" and serving["n_labelled"] == len(labels["images"])
     assert serving["seg_passed"] == report["calibration"]["pseudo_passed"]
-    assert serving["served"] == (serving["seg_passed"] <= serving["training_free_passed"])
+    evidence, cal = package.manifest.threshold_evidence, report["calibration"]
+    assert serving["seg_false_reject_upper_95"] == pytest.approx(cal["false_reject_upper_95"])
+    assert serving["training_free_false_reject_upper_95"] == pytest.approx(evidence.false_reject_upper_95)
+    assert serving["served"] == (serving["seg_worst_case"] <= serving["training_free_worst_case"])
     assert package.has("seg.onnx") and ("seg" in package.manifest.optional_models) == serving["served"]
     assert report["init"] == "click_model.safetensors" and report["n_pseudo_labelled"] == len(
         labels["images"]
@@ -157,8 +160,12 @@ def test_label_train_seg_and_evaluate(trained: Path, synthetic_root: Path, tmp_p
     assert 0 <= before["good_rejected"] <= before["n_good"]
     assert 0 <= before["defective_passed"] <= before["n_defective"]
 
-    # the whole test split includes the pseudo-labelled images: evaluate says how many
+    # the whole test split includes the pseudo-labelled images: where seg judges, evaluate says how many
     whole = tmp_path / "metrics.json"
+    assert adinspect_main(["evaluate", *common, "--json", str(whole)]) == 0
+    assert ("n_pseudo_labelled" in json.loads(whole.read_text())) == serving["served"]
+    assert _run("train-seg", *common, *seg, "--resume", "--serve", "seg") == 0  # decisions only
+    assert "seg" in ModelPackage.load(trained).manifest.optional_models
     assert adinspect_main(["evaluate", *common, "--json", str(whole)]) == 0
     assert json.loads(whole.read_text())["n_pseudo_labelled"] == len(labels["images"])
 

@@ -12,9 +12,9 @@ import pytest
 from adinspect.train.seg_serving import RULE, decide_serving, serving_line
 
 
-def test_seg_is_served_unless_it_passes_more_labelled_defects_than_the_training_free_verdict() -> None:
+def test_without_false_reject_counts_seg_is_served_unless_it_passes_more_labelled_defects() -> None:
     scores = np.array([5.0, 9.0, 12.0, 20.0])  # at threshold 10: two of four pass
-    kept = decide_serving(3, scores, 10.0, "auto")
+    kept = decide_serving(3, scores, 10.0, "auto")  # a package fitted before the bound was recorded
     assert kept == {
         "how": "auto", "rule": RULE, "served": False, "n_labelled": 4, "seg_passed": 3,
         "training_free_passed": 2, "training_free_threshold": 10.0,
@@ -23,7 +23,35 @@ def test_seg_is_served_unless_it_passes_more_labelled_defects_than_the_training_
     assert decide_serving(0, scores, 10.0, "auto")["served"]
     forced = decide_serving(4, scores, 10.0, "seg")
     assert forced["served"] and forced["rule"] == "set by the user" and forced["training_free_passed"] == 2
-    assert decide_serving(1, scores, 10.0, "auto")["served"]
+
+
+def test_the_verdict_with_the_smaller_worst_case_is_served() -> None:
+    from scipy.stats import beta
+
+    def bound(k: int, n: int) -> float:  # one-sided 95 % Clopper-Pearson, written out independently
+        return 1.0 if k == n else float(beta.ppf(0.95, k + 1, n - k))
+
+    # metal_plate's evidence: seg passes none of 36 labelled defects, the training-free verdict
+    # one; seg's threshold rests on 16 held-out good images, the training-free one on 54
+    scores = np.array([1.0] + [99.0] * 35)
+    metal = decide_serving(0, scores, 10.0, "auto", seg_false_reject=(0, 16), free_false_reject=(0, 54))
+    assert metal["seg_worst_case"] == pytest.approx(bound(0, 36) + bound(0, 16))
+    assert metal["training_free_worst_case"] == pytest.approx(bound(1, 36) + bound(0, 54))
+    assert metal["seg_false_reject_upper_95"] == pytest.approx(bound(0, 16))
+    assert not metal["served"]  # one labelled defect does not outweigh a threshold from 16 images
+    line = serving_line(metal)
+    assert line.startswith("keeps the training-free verdict (of 36 labelled defects seg passes 0")
+    assert "false-reject bound seg 17.1%, training-free 5.4%" in line and "--serve seg" in line
+    # with as many held-out good images behind seg's threshold, catching one more defect wins
+    assert decide_serving(0, scores, 10.0, "auto", (0, 54), (0, 54))["served"]
+    # equal worst cases serve seg; as many misses on a weaker threshold keep the training-free one
+    assert decide_serving(1, scores, 10.0, "auto", (0, 54), (0, 54))["served"]
+    assert not decide_serving(1, scores, 10.0, "auto", (0, 53), (0, 54))["served"]
+    # many more labelled defects caught outweigh a weaker threshold (KolektorSDD-like counts)
+    cracks = np.array([1.0] * 16 + [99.0] * 9)
+    assert decide_serving(10, cracks, 10.0, "auto", (0, 69), (2, 230))["served"]
+    assert not decide_serving(17, cracks, 10.0, "auto", (0, 230), (2, 230))["served"]
+    assert decide_serving(17, cracks, 10.0, "seg", (0, 16), (0, 230))["served"]  # set by the user
 
 
 def test_a_broken_training_free_score_or_threshold_passes_nothing() -> None:
