@@ -72,6 +72,24 @@ def write_model_card(
     return path
 
 
+def put_section(card: str, heading: str, lines: list[str], before: str = "## Config") -> str:
+    """The card with its section `heading` (a '## ' line) set to `lines`: replaced where it is, else
+    put before the section `before` (at the end without it). Training adds its own sections so a
+    person reads in one place what the package serves and why."""
+    rows = card.splitlines()
+    section = [heading, *lines, ""]
+    if heading in rows:
+        start = rows.index(heading)
+        end = next((i for i in range(start + 1, len(rows)) if rows[i].startswith("## ")), len(rows))
+        rows[start:end] = section
+    elif before in rows:
+        at = rows.index(before)
+        rows[at:at] = section
+    else:
+        rows += ["", *section]
+    return "\n".join(rows) + "\n"
+
+
 def _hw(shape: tuple[int, int]) -> str:
     return f"{shape[0]}x{shape[1]}"
 

@@ -21,9 +21,10 @@ from adinspect.residual.position import PositionNorm
 from adinspect.train.residual_data import ResidualSet, honest_residuals, seg_holdout
 from adinspect.train.seg_calibration import defect_type_claim, seg_threshold
 from adinspect.train.seg_fusion import choose_fusion
-from adinspect.train.seg_serving import decide_serving
+from adinspect.train.seg_serving import decide_serving, serving_line
 
 FUSED_MAP = "sqrt(seg probability * training-free map / free_threshold)"
+CARD_HEADING = "## ADClick-Seg (`train-seg`)"
 
 
 def decide_after_training(
@@ -64,6 +65,40 @@ def decide_after_training(
         (cal["false_rejects"], len(cal["holdout_scores"])), free_rejects,
     )  # fmt: skip
     return graph, report
+
+
+def card_lines(report: dict) -> list[str]:
+    """The model card's ADClick-Seg section: what the package serves, why, and the evidence."""
+    serving, cal, fusion = report["serving"], report["calibration"], report["fusion"]
+    served = (
+        "**yes**: the package's verdict, map and regions are seg's, at the seg threshold"
+        if serving["served"]
+        else "**no**: the package keeps its training-free verdict, map and threshold; seg.onnx stays in "
+        "it unserved (`evaluate-seg` measures it, `train-seg --serve seg` serves it)"
+    )
+    lines = [
+        f"- served: {served}",
+        f"- decision: {serving_line(serving)}",
+        f"- serving rule: {serving['rule']}",
+        f"- map: {fusion['map']}; fusion rule: {fusion['rule']}",
+        f"- seg threshold = **{cal['threshold']:.6g}**: {cal['rule']}",
+        f"- {cal['statement']}",
+    ]
+    if cal["expected_miss_rate"] is not None:
+        lines.append(
+            f"- pseudo-labelled defects passing the seg threshold: {cal['pseudo_passed']} of "
+            f"{len(cal['pseudo_scores'])} (95 % interval {cal['expected_miss_low_95']:.1%}-"
+            f"{cal['expected_miss_high_95']:.1%}; trained on them, so optimistic)"
+        )
+    claim = report["defect_type_claim"]
+    named = "yes" if claim["claimed"] else "no"
+    steps = report["steps"]
+    return [
+        *lines,
+        f"- defect types named in results: {named} ({claim['rule']})",
+        f"- trained: {steps['pretrain']} + {steps['finetune']} steps, {report['n_pseudo_labelled']} "
+        f"pseudo-labelled images, {report['seconds']['train']:.0f} s",
+    ]
 
 
 def holdout_residuals(ctx) -> tuple[list[Path], torch.Tensor]:

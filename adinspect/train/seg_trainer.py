@@ -34,6 +34,7 @@ from adinspect.language.training import TrainingLanguage
 from adinspect.models.adclick import ADClickSeg
 from adinspect.models.export import export_seg
 from adinspect.models.losses import masked_normalized_focal_loss
+from adinspect.package.card import put_section
 from adinspect.runtime.click import CLICK_META
 from adinspect.runtime.clicks import click_radius
 from adinspect.runtime.seg import SEG_META, SEG_ONNX  # the names the inspector and Triton read
@@ -62,7 +63,7 @@ from adinspect.train.residual_data import (
     synthetic_residuals,
     training_goods,
 )
-from adinspect.train.seg_decisions import decide_after_training
+from adinspect.train.seg_decisions import CARD_HEADING, card_lines, decide_after_training
 from adinspect.train.seg_fusion import CHOICES as FUSION_CHOICES
 from adinspect.train.seg_serving import CHOICES as SERVE_CHOICES
 from adinspect.train.warm_start import warm_start_weights
@@ -294,6 +295,10 @@ def train_seg(
     report["parity"] = export_seg(graph, anomalous.residual[:2].float(), staged[SEG_ONNX])
     report["seconds"]["total"] = time.perf_counter() - t0
     write_json(staged[SEG_META], {**ident, **report})
+    card = model_dir / "model_card.md"
+    if card.is_file():  # the card says what the package now serves and why
+        staged[card.name] = staging(model_dir, card.name)
+        staged[card.name].write_text(put_section(card.read_text(), CARD_HEADING, card_lines(report)))
     listed, unlisted = (["seg"], []) if report["serving"]["served"] else ([], ["seg"])
     commit_files(model_dir, staged, optional_models=listed, unserved=unlisted)
     return report

@@ -20,6 +20,7 @@ from adinspect.package import ModelPackage
 from adinspect.train import cli
 from adinspect.train.checkpoint import read_meta
 from adinspect.train.click_trainer import batch_for
+from adinspect.train.seg_serving import serving_line
 from adinspect.train.seg_trainer import SegTrainSettings, train_seg
 
 pytestmark = pytest.mark.slow
@@ -101,6 +102,10 @@ def test_label_train_seg_and_evaluate(trained: Path, synthetic_root: Path, tmp_p
     assert serving["training_free_false_reject_upper_95"] == pytest.approx(evidence.false_reject_upper_95)
     assert serving["served"] == (serving["seg_worst_case"] <= serving["training_free_worst_case"])
     assert package.has("seg.onnx") and ("seg" in package.manifest.optional_models) == serving["served"]
+    card = (trained / "model_card.md").read_text()  # what a person reads: what is served and why
+    assert card.count("## ADClick-Seg") == 1 and card.index("## ADClick-Seg") < card.index("## Config")
+    assert ("- served: **yes**" in card) == serving["served"] and serving_line(serving) in card
+    assert f"seg threshold = **{report['calibration']['threshold']:.6g}**" in card
     assert report["init"] == "click_model.safetensors" and report["n_pseudo_labelled"] == len(
         labels["images"]
     )
@@ -165,7 +170,9 @@ def test_label_train_seg_and_evaluate(trained: Path, synthetic_root: Path, tmp_p
     assert adinspect_main(["evaluate", *common, "--json", str(whole)]) == 0
     assert ("n_pseudo_labelled" in json.loads(whole.read_text())) == serving["served"]
     assert _run("train-seg", *common, *seg, "--resume", "--serve", "seg") == 0  # decisions only
-    assert "seg" in ModelPackage.load(trained).manifest.optional_models
+    assert "seg" in ModelPackage.load(trained).manifest.optional_models  # verified: the card's checksum too
+    card = (trained / "model_card.md").read_text()
+    assert card.count("## ADClick-Seg") == 1 and "- served: **yes**" in card and "set by the user" in card
     assert adinspect_main(["evaluate", *common, "--json", str(whole)]) == 0
     assert json.loads(whole.read_text())["n_pseudo_labelled"] == len(labels["images"])
 
