@@ -10,10 +10,11 @@ with synthetic and good samples, masked NFL (Eq. 10). In both phases a share of 
 (`iis_fraction`) carries 1..`iis_clicks` clicks simulated from its target (IIS manner,
 `iis.py`); serving uses an all-zero click map. AdamW (default lr 3e-4 / 1e-4 instead of the
 paper's 3e-5: short CPU schedules), EMA, checkpoints and resume. A share of the package's good
-images (`residual_data.seg_holdout`) is never trained on; the seg threshold is set on their seg
-scores for a target false-reject rate (`seg_calibration`), never on test images.
-Writes seg_model.safetensors, seg_model.json (with that threshold) and seg.onnx (language
-tensors as constants, max over defect types inside).
+images (`residual_data.seg_holdout`) is never trained on; after training `seg_decisions` chooses
+on them and the pseudo-labelled images the served map, the seg threshold for a target false-reject
+rate and whether the package serves seg at all, never on test images.
+Writes seg_model.safetensors, seg_model.json (with those decisions), seg.onnx (language tensors as
+constants, max over defect types inside) and the model card's ADClick-Seg section.
 """
 
 from __future__ import annotations
