@@ -13,9 +13,9 @@ verdict is the one a line can trust more, and each verdict has two rates to trus
   5.4 %; the seg threshold then rejected 3 of 26 good test plates, the training-free one none).
 Rule: seg is served unless its worst case, the 95 % upper bounds of its miss rate and of its
 false-reject rate added, is larger than the training-free verdict's; equal, seg is served (its map
-outlines what it was taught). So a seg verdict that lets more labelled defects pass is never
-served, one that lets as many pass is served only on a threshold as well founded, and one that
-catches a few more must also not lose it on the good images. Not served, the package keeps its
+outlines what it was taught). So a seg verdict that lets more labelled defects pass is served
+only on a clearly better-founded threshold, one that lets as many pass only on one as well founded,
+and one that catches a few more must also not lose it on the good images. Not served, the package keeps its
 training-free map, score and threshold, and seg.onnx and seg_model.json stay in it, unserved
 (`evaluate-seg` still measures them; `train-seg --serve seg` serves them regardless). Without
 pseudo-labelled defects there is nothing to compare, and seg is served, as trained; a package
