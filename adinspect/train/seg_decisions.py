@@ -73,8 +73,7 @@ def card_lines(report: dict) -> list[str]:
     served = (
         "**yes**: the package's verdict, map and regions are seg's, at the seg threshold"
         if serving["served"]
-        else "**no**: the package keeps its training-free verdict, map and threshold; seg.onnx stays in "
-        "it unserved (`evaluate-seg` measures it, `train-seg --serve seg` serves it)"
+        else "**no**: the package's verdict, map and regions stay the training-free ones"
     )
     lines = [
         f"- served: {served}",

@@ -72,13 +72,15 @@ def decide_serving(
     )
     if seg_false_reject is None or free_false_reject is None:
         return {**decision, "served": how == "seg" or seg_passed <= free_passed}
-    seg_worst = upper_bound(int(seg_passed), n, CONFIDENCE) + upper_bound(*seg_false_reject, CONFIDENCE)
-    free_worst = upper_bound(free_passed, n, CONFIDENCE) + upper_bound(*free_false_reject, CONFIDENCE)
+    seg_bound = upper_bound(*seg_false_reject, CONFIDENCE)
+    free_bound = upper_bound(*free_false_reject, CONFIDENCE)
+    seg_worst = upper_bound(int(seg_passed), n, CONFIDENCE) + seg_bound
+    free_worst = upper_bound(free_passed, n, CONFIDENCE) + free_bound
     return {
         **decision,
         "served": how == "seg" or seg_worst <= free_worst,
-        "seg_false_reject_upper_95": upper_bound(*seg_false_reject, CONFIDENCE),
-        "training_free_false_reject_upper_95": upper_bound(*free_false_reject, CONFIDENCE),
+        "seg_false_reject_upper_95": seg_bound,
+        "training_free_false_reject_upper_95": free_bound,
         "seg_worst_case": seg_worst,
         "training_free_worst_case": free_worst,
     }
