@@ -106,3 +106,32 @@ def within_fit_budget(n_goods: int, rotations: int, shape: tuple[int, int]) -> b
     """Whether fit's embedding and matching of `n_goods` images at `rotations` turns each, at the input
     `shape` (H, W), stay within `FIT_PIXEL_BUDGET`."""
     return n_goods * rotations * shape[0] * shape[1] <= FIT_PIXEL_BUDGET
+
+
+MIN_TURNED_REFERENCES = 16  # a turned bank never holds fewer images per turn than this
+
+
+def turned_reference_cap(n_goods: int, rotations: int, shape: tuple[int, int]) -> int | None:
+    """How many good images a bank at `rotations` turns may hold to stay within `FIT_PIXEL_BUDGET`
+    (a k-center subset, `scale.max_references`), or None where all fit. Turns multiply what fit
+    embeds, banks and exports; a part that lies at any rotation photographed many times already
+    covers many angles, so a subset of it at every turn covers them as densely."""
+    if rotations == 1 or within_fit_budget(n_goods, rotations, shape):
+        return None
+    cap = max(MIN_TURNED_REFERENCES, int(FIT_PIXEL_BUDGET // (rotations * shape[0] * shape[1])))
+    return cap if cap < n_goods else None
+
+
+def capped_turned_bank(config: PipelineConfig, n_goods: int) -> tuple[PipelineConfig, str]:
+    """`config` with `scale.max_references` set where the bank's turns would take fit over its budget
+    (`turned_reference_cap`; a cap the config names is kept), and a note saying so."""
+    method = config.method
+    cap = turned_reference_cap(n_goods, method.rotations, method.shape)
+    if cap is None or config.scale.max_references is not None:
+        return config, ""
+    scale = config.scale.model_copy(update={"max_references": cap})
+    note = (
+        f"bank: {cap} of the {n_goods} good images (a k-center subset) at each of {method.rotations} turns, "
+        f"so fit stays within {FIT_PIXEL_BUDGET:.0e} pixels; every good image is still scored out of fold"
+    )
+    return config.model_copy(update={"scale": scale}), note

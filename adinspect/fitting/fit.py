@@ -26,17 +26,17 @@ import numpy as np
 import torch
 
 from adinspect.config import PipelineConfig
-from adinspect.contracts import RESIDUAL
 from adinspect.data.datasets import open_dataset
 from adinspect.errors import InputError
 from adinspect.features.backbones import WeightsInfo, create_backbone
 from adinspect.features.embedder import FeatureEmbedder
 from adinspect.fitting.calibration import Calibration
+from adinspect.fitting.candidates import capped_turned_bank
 from adinspect.fitting.choice import choose, with_candidate
 from adinspect.fitting.embed import embed_paths
-from adinspect.fitting.export import export_backbone, export_residual, max_abs_diff
+from adinspect.fitting.export import export_backbone, export_residual, onnx_parity
 from adinspect.fitting.input_shape import at_input_shape, chosen_geometry, resolve_input_shape
-from adinspect.fitting.oof import FittedBank, calibrate_out_of_fold, fit_and_score
+from adinspect.fitting.oof import FittedBank, calibrate_out_of_fold, fit_and_score, reference_indices
 from adinspect.fitting.write import (
     backbone_record,
     finalise_manifest,
@@ -46,7 +46,6 @@ from adinspect.fitting.write import (
 )
 from adinspect.geometry import InputGeometry, PreprocessSpec
 from adinspect.package import (
-    ModelPackage,
     sha256_of,
 )
 from adinspect.package.card import write_model_card
@@ -115,6 +114,7 @@ class Embedded:
     geometry: InputGeometry | None = None  # the input shape chosen from the training images, and why
     # with method.rotations R > 1: the same images turned by 1 .. R-1 steps, (feats, gmaps) each
     turns: list[tuple[torch.Tensor, torch.Tensor]] = dataclasses.field(default_factory=list)
+    ref_idx: np.ndarray | None = None  # with turns: the bank's images, whose turns alone were embedded
 
 
 def fit_product(
@@ -150,6 +150,9 @@ def fit_product(
         config, record = choice.apply(config), choice.record()
         geometry = chosen_geometry(geometry, config) if geometry is not None else None
         seconds["choose"] = choice.seconds
+    config, capped = capped_turned_bank(config, len(goods))
+    if capped and record is not None:
+        record["notes"].append(capped)
     t1 = time.perf_counter()
     embedded = embed_images(goods, config, progress, cleaning, geometry)
     seconds["embed"] = time.perf_counter() - t1
@@ -197,13 +200,14 @@ def embed_images(
     shapes = shapes_of(embedder, config)
     feats, gmaps = embed_paths(embedder, goods, pre, shapes, plan.embed_batch, progress=progress)
     rotations = config.method.rotations
+    ref_idx = reference_indices(gmaps, config) if rotations > 1 else None
+    turned_goods = goods if ref_idx is None else [goods[i] for i in ref_idx]  # only the bank's are turned
     turns = [
-        embed_paths(embedder, goods, pre, shapes, plan.embed_batch, progress, (t, rotations))
+        embed_paths(embedder, turned_goods, pre, shapes, plan.embed_batch, progress, (t, rotations))
         for t in range(1, rotations)
     ]
-    return Embedded(
-        goods, feats, gmaps, embedder, spec_name, weights, pre, plan, cleaning, geometry=geometry, turns=turns
-    )
+    parts = (goods, feats, gmaps, embedder, spec_name, weights, pre, plan, cleaning)
+    return Embedded(*parts, geometry=geometry, turns=turns, ref_idx=ref_idx)
 
 
 def _fits(goods: list[Path], config: PipelineConfig) -> bool:
@@ -286,7 +290,9 @@ def fit_embedded(
             geometry=embedded.geometry,
             choices=choices,
         )
-        parity = _parity(tmp, fitted, probe_maps, probe_scores, plan.residual_batch)
+        parity = onnx_parity(
+            tmp, fitted.probe_feats, fitted.probe_gmaps, probe_maps, probe_scores, plan.residual_batch
+        )
         seconds["total"] = seconds.get("embed", 0.0) + time.perf_counter() - t1
         memory = _memory_summary(plan)
         write_model_card(
@@ -317,7 +323,7 @@ def _bank_and_calibration(
     goods = embedded.goods
     check_enough(len(goods))
     model, fitted, oof = fit_and_score(
-        embedded.feats, embedded.gmaps, config, embedded.plan.residual_batch, embedded.turns
+        embedded.feats, embedded.gmaps, config, embedded.plan.residual_batch, embedded.turns, embedded.ref_idx
     )
     embedded.feats = embedded.gmaps = torch.empty(0)  # all images' features: no longer needed
     embedded.turns = []
@@ -363,32 +369,4 @@ def _memory_summary(plan: MemoryPlan) -> dict[str, float]:
         "bank_mb": plan.bank / MB,
         "embed_batch": float(plan.embed_batch),
         "residual_batch": float(plan.residual_batch),
-    }
-
-
-def _parity(
-    tmp: Path, fitted: FittedBank, maps: np.ndarray, scores: np.ndarray, batch_size: int
-) -> dict[str, float]:
-    """Max abs difference between ONNX Runtime and torch on the probe inputs (good images mirrored
-    left-right, so their residuals are not zero), in the same chunks as torch so ONNX Runtime's
-    working set stays bounded too."""
-    from adinspect.runtime.sessions import make_session
-
-    session = make_session(tmp / "residual.onnx")
-    ort_maps, ort_scores = [], []
-    for start in range(0, len(scores), batch_size):
-        end = start + batch_size
-        feeds = {
-            RESIDUAL.features: fitted.probe_feats[start:end].float().numpy(),
-            RESIDUAL.global_map: fitted.probe_gmaps[start:end].numpy(),
-        }
-        amap, score = session.run([RESIDUAL.anomaly_map, RESIDUAL.score], feeds)
-        ort_maps.append(amap[:, 0])
-        ort_scores.append(score)
-    del session
-    ModelPackage.load(tmp)  # the package as written must load and verify
-    return {
-        "map_max_abs_diff": max_abs_diff(np.concatenate(ort_maps), maps),
-        "score_max_abs_diff": max_abs_diff(np.concatenate(ort_scores), scores),
-        "score_scale": float(np.max(np.abs(scores))),
     }

@@ -48,26 +48,28 @@ def fit_and_score(
     config: PipelineConfig,
     batch: int,
     turns: Sequence[tuple[torch.Tensor, torch.Tensor]] = (),
+    ref_idx: np.ndarray | None = None,
 ) -> tuple[ResidualModel, FittedBank, OutOfFold]:
     """The bank from every good image (a k-center subset above `scale.max_references`), then every
     good image's residual norms against the bank without its fold (`out_of_fold_norms`).
 
     `turns`: with `method.rotations` R > 1, the features of the same images turned by 1 .. R-1
     steps; the bank holds the references turn-major (every image as photographed, then every image
-    at the next turn), and an image left out of the bank is left out at every turn."""
+    at the next turn), and an image left out of the bank is left out at every turn. `ref_idx`: the
+    bank's images as `reference_indices` chose them, whose turns alone `turns` then holds."""
     n = feats.shape[0]
-    ref_idx = np.arange(n)
-    cap = config.scale.max_references
-    if cap is not None and cap < n:
-        ref_idx = np.sort(representative_subset(gmaps, config.method, cap))
+    at_turns: np.ndarray | slice = slice(None)  # the rows of `turns` the bank holds
+    if ref_idx is None:
+        ref_idx = reference_indices(gmaps, config)
+        ref_idx = at_turns = np.arange(n) if ref_idx is None else ref_idx
     if len(turns) != config.method.rotations - 1:
         raise ValueError(
             f"method.rotations = {config.method.rotations} needs {config.method.rotations - 1} turns"
         )
     method = config.method.model_copy(update={"position_norm": "none"})  # statistics come from oof
     if turns:
-        bank_feats = torch.cat([feats[ref_idx], *(f[ref_idx] for f, _ in turns)])
-        bank = fit_bank(bank_feats, torch.cat([gmaps[ref_idx], *(g[ref_idx] for _, g in turns)]), method)
+        bank_feats = torch.cat([feats[ref_idx], *(f[at_turns] for f, _ in turns)])
+        bank = fit_bank(bank_feats, torch.cat([gmaps[ref_idx], *(g[at_turns] for _, g in turns)]), method)
         del bank_feats
     else:
         bank = fit_bank(feats[ref_idx], gmaps[ref_idx], method)
@@ -80,6 +82,15 @@ def fit_and_score(
     # the model made its cell-major copy: keep only the bank's shape for bank.safetensors
     bank = dataclasses.replace(bank, features=bank.features.to("meta"))
     return model, FittedBank(bank, ref_idx, probe_feats, probe_gmaps), oof
+
+
+def reference_indices(gmaps: torch.Tensor, config: PipelineConfig) -> np.ndarray | None:
+    """Sorted indices of the good images the bank holds: a k-center subset in the retrieval space
+    where `scale.max_references` is below their number, else None (every one)."""
+    cap = config.scale.max_references
+    if cap is None or cap >= gmaps.shape[0]:
+        return None
+    return np.sort(representative_subset(gmaps, config.method, cap))
 
 
 @dataclass

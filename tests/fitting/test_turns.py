@@ -4,6 +4,7 @@ out at every turn (out-of-fold scores and training residuals stay honest)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -180,3 +181,44 @@ def test_training_residuals_come_from_fold_banks_at_every_turn(
     assert torch.isfinite(anomalous.residual.float()).all() and torch.isfinite(good.residual.float()).all()
     norms = [float(s.residual.float().norm(dim=1).amax(dim=(1, 2)).mean()) for s in (good, anomalous)]
     assert norms[1] > norms[0]  # a painted anomaly stands out of its fold bank more than a good plate
+
+
+def test_a_turned_bank_past_fits_budget_holds_a_subset_at_every_turn() -> None:
+    from adinspect.fitting.candidates import MIN_TURNED_REFERENCES, capped_turned_bank, turned_reference_cap
+
+    assert turned_reference_cap(209, 8, (256, 256)) == 76  # 4e7 pixels / (8 x 256²)
+    assert turned_reference_cap(54, 8, (256, 256)) is None  # metal_plate's 54 plates: every one
+    assert turned_reference_cap(5000, 1, (256, 256)) is None  # an upright bank is not capped here
+    assert turned_reference_cap(400, 8, (640, 640)) == MIN_TURNED_REFERENCES
+    config, note = capped_turned_bank(_config(rotations=8, image_size=256), 209)
+    assert config.scale.max_references == 76 and "76 of the 209 good images" in note
+    asked = _config(rotations=8, image_size=256)
+    asked = asked.model_copy(update={"scale": asked.scale.model_copy(update={"max_references": 100})})
+    assert capped_turned_bank(asked, 209) == (asked, "")  # a cap the config names is kept
+
+
+def test_fit_embeds_and_banks_only_the_subset_at_turns_and_scores_every_good_image(
+    turned_parts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safetensors import safe_open
+
+    import adinspect.fitting.candidates as candidates
+    from adinspect.data.datasets import open_dataset
+    from adinspect.fitting.fit import fit_product
+    from adinspect.imageio import read_image
+    from adinspect.runtime.inspector import Inspector
+
+    monkeypatch.setattr(candidates, "FIT_PIXEL_BUDGET", 16 * 4 * 128 * 128)  # room for 16 plates at 4 turns
+    out = tmp_path / "capped"
+    fit_product(turned_parts, _config(rotations=4, matching="global"), out, progress=False)
+    package = ModelPackage.load(out)
+    assert package.config.scale.max_references == 16 and package.manifest.n_references == 16
+    with safe_open(str(out / "bank.safetensors"), framework="np") as fh:
+        assert int((fh.metadata() or {})["features_shape"].split(",")[0]) == 4 * 16
+    calibration = json.loads((out / "calibration.json").read_text())
+    assert len(calibration["holdout_scores"]) == N_TRAIN  # every good plate, out of fold
+    inspector = Inspector(out, threads=1)
+    test = open_dataset(turned_parts).test
+    scores = np.array([inspector.inspect(read_image(s.path), s.path.name).result.score for s in test])
+    labels = np.array([s.label for s in test])
+    assert scores[labels == 0].max() < scores[labels == 1].min()  # the subset at every turn tells them apart
