@@ -152,8 +152,9 @@ def _bench_adinspect(
     overrides: dict[str, Any] = {"method": method, "backbone": backbone, "seed": settings.seed}
     config = preset_config(PRESET, name, **overrides)
     t0 = time.perf_counter()
-    report = fit_product(  # the default fit's choice, on PatchCore's backbone only
-        data, config, package_dir, overwrite=True, progress=progress, auto=True, backbones=[settings.backbone]
+    held = [settings.backbone]  # the default fit's choice with PatchCore's backbone and input held
+    report = fit_product(
+        data, config, package_dir, overwrite=True, progress=progress, auto=True, backbones=held, sizes=False
     )
     fit_seconds = time.perf_counter() - t0
     inspector = Inspector(package_dir, threads=threads)
