@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from adinspect.config import preset_config
@@ -71,11 +72,22 @@ def test_the_geometry_follows_the_chosen_input(tall_root: Path) -> None:
 
 
 def test_fit_auto_measures_a_larger_input_and_the_package_is_made_at_the_one_chosen(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from adinspect.data.synthetic import make_synthetic_dataset
-    from adinspect.fitting.fit import CHOICE_JSON, fit_product
+    from dataclasses import replace
 
+    from adinspect.data.datasets import open_dataset
+    from adinspect.data.synthetic import make_synthetic_dataset
+    from adinspect.fitting.choice import Choice
+    from adinspect.fitting.fit import CHOICE_JSON, fit_product
+    from adinspect.imageio import read_image
+    from adinspect.runtime.inspector import Inspector
+
+    def larger(self: Choice, base):  # the rule, as if the thin strokes had shown a clear gain
+        at_192 = replace(base, input_shape=(192, 192))
+        return at_192 if at_192 in self.evidence else base
+
+    monkeypatch.setattr(Choice, "larger", larger)
     data = make_synthetic_dataset(tmp_path / "p", n_train=12, n_test_good=1, n_test_defect=1, size=256)
     config = preset_config("cpu", "p", method={"image_size": 128})
     fit_product(data, config, tmp_path / "m", progress=False, auto=True, backbones=["efficientnet_lite0"])
@@ -83,11 +95,16 @@ def test_fit_auto_measures_a_larger_input_and_the_package_is_made_at_the_one_cho
     record = json.loads((tmp_path / "m" / CHOICE_JSON).read_text())
     sizes = {tuple(row["input_shape"]) for row in record["candidates"] if row["input_shape"]}
     assert sizes == {(128, 128), (192, 192)}  # 1.5 x 128, and 128 again, on anomalies painted at 192
-    shape = tuple(record["chosen"]["input_shape"])  # (128, 128) or (192, 192), as the evidence says
-    assert package.config.method.shape == shape == package.manifest.preprocess.shape
-    assert package.manifest.geometry is not None and package.manifest.geometry.input_shape == shape
-    card = (tmp_path / "m" / "model_card.md").read_text()
-    assert f"network input {shape[0]}x{shape[1]}" in card
+    assert record["chosen"]["input_shape"] == [192, 192] and package.manifest.choices is not None
+    assert package.config.method.shape == (192, 192) == package.manifest.preprocess.shape
+    assert package.manifest.choices["input_shape"] == "192x192"
+    geometry = package.manifest.geometry
+    assert geometry is not None and geometry.input_shape == (192, 192)
+    assert "S = 192 chosen by fit --auto" in geometry.reason
+    assert "network input 192x192" in (tmp_path / "m" / "model_card.md").read_text()
+    sample = open_dataset(data).test[0]
+    inspection = Inspector(tmp_path / "m", threads=1).inspect(read_image(sample.path), sample.path.name)
+    assert inspection.anomaly_map.shape == (256, 256) and np.isfinite(inspection.result.score)
 
 
 def test_an_asked_input_is_not_changed(tmp_path: Path) -> None:
