@@ -69,7 +69,9 @@ RULE = (
     f"default is within {MARGIN}; backbones other than the "
     "default are tried with the matching of the highest criterion on the default backbone; then the "
     "candidate picked at a larger input (1.5 S, where it magnifies no pixel and fit and training stay "
-    f"within their time; anomalies painted at it), taken if more than {MARGIN} ahead; then the "
+    "within their time), measured against itself at S on anomalies painted at the larger input: taken "
+    f"where it raises the synthetic image AUROC by more than {MARGIN} while the criterion falls by no "
+    f"more than {MARGIN}; then the "
     "bank of every good image at quarter and at eighth turns (square inputs) for the candidate "
     f"picked: of those that raise the synthetic image AUROC by more than {MARGIN} while the criterion "
     f"falls by no more than {MARGIN}, the one that raises it most"
@@ -163,7 +165,7 @@ class Choice:
         return max(ahead, key=lambda c: gains[c]) if ahead else otherwise
 
     def apply(self, config: PipelineConfig) -> PipelineConfig:
-        """`config` with the chosen backbone, matching, normalisation and turns of the bank."""
+        """`config` with the chosen backbone, matching, normalisation, turns of the bank and input."""
         return with_candidate(config, self.chosen)
 
     def record(self) -> dict:
@@ -275,7 +277,7 @@ def choose(
         candidate = replace(picked, rotations=rotations)
         shape = with_candidate(config, candidate).method.shape
         if not within_fit_budget(len(goods), rotations, shape) and picked.input_shape is not None:
-            choice.notes.append(f"{rotations} turns not tried: fit would exceed its budget at {shape}")
+            choice.notes.append(f"{rotations} turns not tried: fit would exceed its budget at this input")
         elif affordable is None or affordable(candidate):
             measure(picked.backbone, (picked.matching,), rotations, picked.input_shape)
         else:
