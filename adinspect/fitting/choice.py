@@ -26,6 +26,7 @@ keeps the bank upright.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -46,10 +47,8 @@ from adinspect.fitting.candidates import (
     global_affordable,
     larger_inputs,
     turn_candidates,
-    within_fit_budget,
 )
 from adinspect.fitting.evidence import METRIC_PIXELS, synthetic_metrics
-from adinspect.fitting.input_shape import training_image_shape
 from adinspect.geometry import PreprocessSpec, preprocess_batch, turned
 from adinspect.imageio import read_image
 from adinspect.residual.bank import fit_bank
@@ -211,26 +210,26 @@ def choose(
     progress: bool = True,
     backbones: Sequence[str] | None = None,
     affordable: Callable[[Candidate], bool] | None = None,
-    sizes: bool = True,
+    image_shape: tuple[int, int] | None = None,
 ) -> Choice:
     """Score the candidates on the sample and its synthetic anomalies; apply the rule.
 
     In four stages, so the cost stays at a few residual passes whatever the backbones: every
     matching and normalisation on the config's backbone, then every other backbone with the
-    matching that won there (both normalisations: they cost no residual pass), then (with `sizes`)
-    the candidate the rule picks at a larger input (`candidates.larger_inputs`), then the bank with
+    matching that won there (both normalisations: they cost no residual pass), then (given the
+    training images' `image_shape`) the candidate the rule picks at a larger input
+    (`candidates.larger_inputs`), then the bank with
     every good image turned (`turn_candidates`) for the candidate the rule picks, at the turns
     `affordable` allows (fit: the whole bank at those turns within the memory budget)."""
     t0 = time.perf_counter()
     backbones = list(backbones or backbone_candidates(config))
-    larger, notes = larger_inputs(config, training_image_shape(goods), len(goods)) if sizes else ([], [])
+    larger, notes = larger_inputs(config, image_shape, len(goods)) if image_shape else ([], [])
     # the sizes are compared on anomalies painted at the larger input, as thin there as on the part
-    samples: dict[str | None, Sample] = {None: synthetic_sample(goods, config)}
-    if larger:
-        samples["larger"] = synthetic_sample(goods, config, max(larger, key=_pixels))
+    shapes = [config.method.shape, *([max(larger, key=_pixels)] if larger else [])]
+    samples = synthetic_samples(goods, config, shapes)  # the config's input, then the larger one
     method = config.method
     default = Candidate(config.backbone.name, method.matching, method.position_norm, method.rotations)
-    choice = Choice(default, default, {}, len(samples[None][0]), 0.0, config_input=method.shape)
+    choice = Choice(default, default, {}, len(samples[0][0]), 0.0, config_input=method.shape)
     first, skipped = first_matchings(config, MATCHINGS)
     choice.notes += skipped + notes
     turns = turn_candidates(config)
@@ -241,7 +240,7 @@ def choose(
     def measure(backbone: str, matchings: Sequence[str], rotations: int, shape: tuple | None = None) -> None:
         at = config if shape is None else with_candidate(config, replace(default, input_shape=shape))
         embed, size = _embedder(at, backbone), at.method.shape
-        images, painted, masks = samples[None if shape is None else "larger"]
+        images, painted, masks = samples[0 if shape is None else 1]
         resized = [[_at_input(im, size) for im in ims] for ims in (images, painted)]
         if (backbone, shape) not in seen:
             seen[backbone, shape] = (*embed(resized[0]), *embed(resized[1]))
@@ -275,10 +274,7 @@ def choose(
     seen = {key: seen[key] for key in [(picked.backbone, picked.input_shape)]}  # only it is measured again
     for rotations in turns[1:]:  # the bank at other turns, for the candidate the rule picks
         candidate = replace(picked, rotations=rotations)
-        shape = with_candidate(config, candidate).method.shape
-        if not within_fit_budget(len(goods), rotations, shape) and picked.input_shape is not None:
-            choice.notes.append(f"{rotations} turns not tried: fit would exceed its budget at this input")
-        elif affordable is None or affordable(candidate):
+        if affordable is None or affordable(candidate):  # fit's time: `candidates.capped_turned_bank`
             measure(picked.backbone, (picked.matching,), rotations, picked.input_shape)
         else:
             choice.notes.append(f"{rotations} turns not tried: the bank would exceed the memory budget")
@@ -288,30 +284,32 @@ def choose(
     return choice
 
 
-def synthetic_sample(
-    goods: Sequence[Path], config: PipelineConfig, shape: tuple[int, int] | None = None
-) -> Sample:
-    """A seeded sample of the good images at `shape` (H, W; by default the network input), the same
-    with one synthetic anomaly each, and the anomalies' masks (N, H, W) bool."""
+def synthetic_samples(
+    goods: Sequence[Path], config: PipelineConfig, shapes: Sequence[tuple[int, int]]
+) -> list[Sample]:
+    """For each input (H, W) of `shapes`: a seeded sample of the good images at it, the same with one
+    synthetic anomaly each, and the anomalies' masks (N, H, W) bool. Each sampled image is read once;
+    every shape gets the same random draws, so the first is the sample the config's input always had."""
     rng = np.random.default_rng(config.seed)
     pick = np.sort(rng.permutation(len(goods))[:MAX_IMAGES])
-    images = [_at_input(read_image(goods[i]), shape or input_shape(config)) for i in pick]
+    originals = (read_image(goods[i]) for i in pick)  # one at a time: a 40 MP photograph is not kept
+    at_shapes = [[_at_input(image, shape) for shape in shapes] for image in originals]
     settings = AnomalySettings(thin_fraction=THIN_FRACTION)
-    painted, masks = [], []
-    for image in images:
-        out, mask, _ = synthesize_anomaly(image, rng, settings, donors=images)
-        painted.append(out)
-        masks.append(mask.astype(bool))
-    return images, painted, np.stack(masks)
+    samples = []
+    for k in range(len(shapes)):
+        draws = copy.deepcopy(rng)
+        images = [sized[k] for sized in at_shapes]
+        painted, masks = [], []
+        for image in images:
+            out, mask, _ = synthesize_anomaly(image, draws, settings, donors=images)
+            painted.append(out)
+            masks.append(mask.astype(bool))
+        samples.append((images, painted, np.stack(masks)))
+    return samples
 
 
 def _pixels(shape: tuple[int, int]) -> int:
     return shape[0] * shape[1]
-
-
-def input_shape(config: PipelineConfig) -> tuple[int, int]:
-    """The network input (H, W)."""
-    return config.method.shape
 
 
 def _at_input(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

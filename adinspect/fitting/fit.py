@@ -145,8 +145,9 @@ def fit_product(
     if auto:
         _planned(goods, config)  # a budget error before the choice's work, not after it
         affordable = lambda c: _fits(goods, with_candidate(config, c))  # noqa: E731
-        sizes = sizes and geometry is not None and geometry.rule != "override"
-        choice = choose(goods, config, progress, backbones, affordable, sizes)
+        sized = sizes and geometry is not None and geometry.rule != "override"  # an input asked for stays
+        image_shape = geometry.image_shape if sized and geometry is not None else None
+        choice = choose(goods, config, progress, backbones, affordable, image_shape)
         config, record = choice.apply(config), choice.record()
         geometry = chosen_geometry(geometry, config) if geometry is not None else None
         seconds["choose"] = choice.seconds

@@ -59,9 +59,9 @@ def fit_and_score(
     bank's images as `reference_indices` chose them, whose turns alone `turns` then holds."""
     n = feats.shape[0]
     at_turns: np.ndarray | slice = slice(None)  # the rows of `turns` the bank holds
-    if ref_idx is None:
-        ref_idx = reference_indices(gmaps, config)
-        ref_idx = at_turns = np.arange(n) if ref_idx is None else ref_idx
+    if ref_idx is None:  # `turns` holds every good image: the bank takes the references' rows
+        chosen = reference_indices(gmaps, config)
+        ref_idx = at_turns = np.arange(n) if chosen is None else chosen
     if len(turns) != config.method.rotations - 1:
         raise ValueError(
             f"method.rotations = {config.method.rotations} needs {config.method.rotations - 1} turns"
